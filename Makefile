@@ -1,0 +1,29 @@
+# Switchyard. `make demo` runs the story on an embedded server; `make test` runs every test.
+GO ?= go
+BIN := bin
+
+.PHONY: demo build demo-builds test test-short bench clean
+
+build:
+	$(GO) build -o $(BIN)/switchyard ./cmd/switchyard
+
+# three builds of the demo service; v3 is a bad release that fails half its requests
+demo-builds:
+	$(GO) build -o $(BIN)/demo/v1/demo-app ./cmd/demo-app
+	$(GO) build -o $(BIN)/demo/v2/demo-app ./cmd/demo-app
+	$(GO) build -ldflags "-X main.errorRate=0.5" -o $(BIN)/demo/v3/demo-app ./cmd/demo-app
+
+demo: build demo-builds
+	$(BIN)/switchyard demo
+
+test:
+	$(GO) test -count=1 -timeout 30m ./...
+
+test-short:
+	$(GO) test -count=1 -short ./...
+
+bench:
+	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 30m ./test/
+
+clean:
+	rm -rf $(BIN) .switchyard

@@ -1,0 +1,377 @@
+// Package activities holds the side effects of a rollout: build, provision,
+// probe, analyze, shift and retire. Each sets an absolute state and reads it
+// back, so running one twice is harmless, and each fails non-retryably on
+// input that no retry can fix.
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/switchyard/switchyard/internal/check"
+	"github.com/switchyard/switchyard/internal/platform"
+	"github.com/switchyard/switchyard/internal/rollout"
+	"github.com/switchyard/switchyard/internal/router"
+	"github.com/switchyard/switchyard/internal/spec"
+)
+
+// Activities holds what the activities share.
+type Activities struct {
+	// StateDir is where an embedded router keeps its saved config.
+	StateDir string
+}
+
+// Error types the workflow and the CLI recognise.
+const (
+	ErrBadInput = "BadInput" // not retried: fix the spec or the environment
+)
+
+func badInput(err error) error {
+	return temporal.NewNonRetryableApplicationError(err.Error(), ErrBadInput, nil)
+}
+
+// classify turns adapter errors that no retry can fix into non-retryable ones.
+func classify(err error) error {
+	var bad *platform.BadInputError
+	if errors.As(err, &bad) {
+		return badInput(err)
+	}
+	return err
+}
+
+func (a *Activities) router(ctx context.Context, s *spec.Service) (router.Router, error) {
+	if s.Router.Kind == "embedded" {
+		if err := router.StartEmbedded(ctx, s.Router.Caddy.Admin, filepath.Join(a.StateDir, "router")); err != nil {
+			return nil, err
+		}
+	}
+	r, err := router.New(s)
+	if err != nil {
+		return nil, badInput(err)
+	}
+	return r, nil
+}
+
+// State is what the router and the platform say about a service now.
+type State struct {
+	Weights rollout.Weights   `json:"weights"`
+	Blue    platform.Instance `json:"blue"`
+	Green   platform.Instance `json:"green"`
+}
+
+// ReadStateInput names the service.
+type ReadStateInput struct {
+	Spec spec.Service `json:"spec"`
+}
+
+// ReadState makes sure the router knows both slots, then reads the weights
+// and what runs in each slot: which slot is live comes from the router, not
+// from memory.
+func (a *Activities) ReadState(ctx context.Context, in ReadStateInput) (*State, error) {
+	r, err := a.router(ctx, &in.Spec)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.Ensure(ctx); err != nil {
+		return nil, err
+	}
+	w, err := r.Weights(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p, err := platform.New(&in.Spec)
+	if err != nil {
+		return nil, badInput(err)
+	}
+	st := &State{Weights: w}
+	if st.Blue, err = p.Inspect(ctx, rollout.Blue); err != nil {
+		return nil, err
+	}
+	if st.Green, err = p.Inspect(ctx, rollout.Green); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// BuildInput names the version to build.
+type BuildInput struct {
+	Spec    spec.Service `json:"spec"`
+	Version string       `json:"version"`
+}
+
+// Build runs the spec's build command with VERSION set, heartbeating its last
+// output line; a failing build returns the tail of its output.
+func (a *Activities) Build(ctx context.Context, in BuildInput) error {
+	args := make([]string, len(in.Spec.Build.Command))
+	for i, s := range in.Spec.Build.Command {
+		args[i] = strings.ReplaceAll(s, "{{version}}", in.Version)
+	}
+	if len(args) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, in.Spec.Build.Timeout.D())
+	defer cancel()
+	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+	cmd.Dir = in.Spec.Dir
+	cmd.Env = append(os.Environ(), "VERSION="+in.Version)
+	out := &tailBuffer{max: 4096}
+	cmd.Stdout, cmd.Stderr = out, out
+	done := make(chan error, 1)
+	if err := cmd.Start(); err != nil {
+		return badInput(fmt.Errorf("build: start %s: %w (check build.command)", args[0], err))
+	}
+	go func() { done <- cmd.Wait() }()
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				return badInput(fmt.Errorf("build %s failed: %w; last output:\n%s", in.Version, err, out.String()))
+			}
+			return nil
+		case <-time.After(2 * time.Second):
+			activity.RecordHeartbeat(ctx, out.lastLine())
+		}
+	}
+}
+
+// ProvisionInput names the slot and version.
+type ProvisionInput struct {
+	Spec    spec.Service `json:"spec"`
+	Slot    rollout.Slot `json:"slot"`
+	Version string       `json:"version"`
+}
+
+// Provision starts the version in the idle slot, or re-attaches to it.
+func (a *Activities) Provision(ctx context.Context, in ProvisionInput) (*platform.Instance, error) {
+	p, err := platform.New(&in.Spec)
+	if err != nil {
+		return nil, badInput(err)
+	}
+	inst, err := p.Provision(ctx, in.Slot, in.Version, func(msg string) { activity.RecordHeartbeat(ctx, msg) })
+	if err != nil {
+		return nil, classify(err)
+	}
+	return &inst, nil
+}
+
+// VerifyInput names the candidate slot and, if there is one, the live slot
+// to compare its performance with.
+type VerifyInput struct {
+	Spec    spec.Service `json:"spec"`
+	Slot    rollout.Slot `json:"slot"`
+	Version string       `json:"version"`
+	Live    rollout.Slot `json:"live"`
+}
+
+// Verify runs health, smoke and performance checks on the idle slot, which
+// has no traffic yet. A failed check is a result, not an error.
+func (a *Activities) Verify(ctx context.Context, in VerifyInput) ([]rollout.CheckResult, error) {
+	hb := func(msg string) { activity.RecordHeartbeat(ctx, msg) }
+	base := "http://" + slotAddr(&in.Spec, in.Slot)
+	var res []rollout.CheckResult
+	add := func(name string, err error, detail string) bool {
+		r := rollout.CheckResult{Name: name, Slot: in.Slot, Passed: err == nil, Detail: detail, At: time.Now()}
+		if err != nil {
+			r.Detail = err.Error()
+		}
+		res = append(res, r)
+		return err == nil
+	}
+	if !add("health", check.Health(ctx, base, in.Spec.Checks.Health, hb), fmt.Sprintf("%d consecutive 2xx on %s", in.Spec.Checks.Health.Successes, in.Spec.Checks.Health.Path)) {
+		return res, ctx.Err()
+	}
+	for _, sm := range in.Spec.Checks.Smoke {
+		hb("smoke " + sm.Name)
+		if !add("smoke "+sm.Name, check.Smoke(ctx, base, in.Version, sm), fmt.Sprintf("status %d", sm.Status)) {
+			return res, ctx.Err()
+		}
+	}
+	perf := in.Spec.Checks.Performance
+	if perf.Disabled {
+		return res, nil
+	}
+	hb("performance")
+	cand := check.Probe(ctx, base+perf.Path, perf.Requests, perf.Concurrency)
+	var live *check.Stats
+	detail := "candidate: " + cand.String()
+	if in.Live != rollout.None {
+		l := check.Probe(ctx, "http://"+slotAddr(&in.Spec, in.Live)+perf.Path, perf.Requests, perf.Concurrency)
+		live = &l
+		detail += "; live: " + l.String()
+	}
+	add("performance", check.Performance(cand, live, perf), detail)
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+func slotAddr(s *spec.Service, slot rollout.Slot) string {
+	port := s.Run.Ports.Blue
+	if slot == rollout.Green {
+		port = s.Run.Ports.Green
+	}
+	return fmt.Sprintf("%s:%d", s.Run.Host, port)
+}
+
+// ShiftInput is the absolute split to apply.
+type ShiftInput struct {
+	Spec    spec.Service    `json:"spec"`
+	Weights rollout.Weights `json:"weights"`
+}
+
+// ShiftResult is the split the router reports after the change, and the
+// per-slot counters at that moment: the baseline of the step's analysis.
+type ShiftResult struct {
+	Weights  rollout.Weights                   `json:"weights"`
+	Counters map[rollout.Slot]rollout.Counters `json:"counters,omitempty"`
+	Source   string                            `json:"source"`
+}
+
+// Shift sets the router's weights, reads them back, and snapshots counters.
+func (a *Activities) Shift(ctx context.Context, in ShiftInput) (*ShiftResult, error) {
+	r, err := a.router(ctx, &in.Spec)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.SetWeights(ctx, in.Weights); err != nil {
+		return nil, err
+	}
+	res := &ShiftResult{Weights: in.Weights}
+	res.Counters, res.Source = a.counters(ctx, &in.Spec, r)
+	return res, nil
+}
+
+// counters reads per-slot counters from the router, else from the slots'
+// metrics endpoints; with neither, analysis probes the slot directly.
+func (a *Activities) counters(ctx context.Context, s *spec.Service, r router.Router) (map[rollout.Slot]rollout.Counters, string) {
+	c, err := r.Counters(ctx)
+	if err == nil {
+		return c, s.Router.Kind + "-stats"
+	}
+	if s.Rollout.Analysis.MetricsPath != "" {
+		c := map[rollout.Slot]rollout.Counters{}
+		for _, slot := range []rollout.Slot{rollout.Blue, rollout.Green} {
+			total, errs, err := check.ScrapeRequests(ctx, "http://"+slotAddr(s, slot)+s.Rollout.Analysis.MetricsPath)
+			if err == nil {
+				c[slot] = rollout.Counters{Requests: total, Errors: errs}
+			}
+		}
+		return c, "metrics"
+	}
+	return nil, "probe"
+}
+
+// AnalyzeInput is the slot to judge and the counters at the step's start.
+type AnalyzeInput struct {
+	Spec     spec.Service                      `json:"spec"`
+	Slot     rollout.Slot                      `json:"slot"`
+	Baseline map[rollout.Slot]rollout.Counters `json:"baseline,omitempty"`
+}
+
+// Analyze judges the new slot on the traffic it served since the step began.
+func (a *Activities) Analyze(ctx context.Context, in AnalyzeInput) (*rollout.CheckResult, error) {
+	an := in.Spec.Rollout.Analysis
+	res := &rollout.CheckResult{Name: "analysis", Slot: in.Slot, At: time.Now(), Passed: true}
+	r, err := a.router(ctx, &in.Spec)
+	if err != nil {
+		return nil, err
+	}
+	now, source := a.counters(ctx, &in.Spec, r)
+	res.Source = source
+	cur, okNow := now[in.Slot]
+	base, okBase := in.Baseline[in.Slot]
+	if source == "probe" || !okNow || !okBase {
+		res.Source = "probe"
+		st := check.Probe(ctx, "http://"+slotAddr(&in.Spec, in.Slot)+in.Spec.Checks.Health.Path, an.ProbeRequests, 2)
+		res.Detail = "direct probe: " + st.String()
+		if st.ErrorRate() > an.MaxErrorRate {
+			res.Passed = false
+			res.Detail = fmt.Sprintf("error rate %.1f%% over the %.1f%% limit (%s)", 100*st.ErrorRate(), 100*an.MaxErrorRate, res.Detail)
+		} else if an.MaxP95 > 0 && st.P95 > an.MaxP95.D() {
+			res.Passed = false
+			res.Detail = fmt.Sprintf("p95 %s over the %s limit (%s)", st.P95, an.MaxP95, res.Detail)
+		}
+		return res, nil
+	}
+	reqs, errs := cur.Requests-base.Requests, cur.Errors-base.Errors
+	rate := 0.0
+	if reqs > 0 {
+		rate = float64(errs) / float64(reqs)
+	}
+	res.Detail = fmt.Sprintf("%d requests, %d errors (%.2f%%), avg response %dms", reqs, errs, 100*rate, cur.AvgResponseMs)
+	switch {
+	case reqs < int64(an.MinRequests):
+		res.Detail += fmt.Sprintf("; fewer than %d requests, judged on what there is", an.MinRequests)
+		fallthrough
+	default:
+		if rate > an.MaxErrorRate {
+			res.Passed = false
+			res.Detail = fmt.Sprintf("error rate %.2f%% over the %.2f%% limit: %s", 100*rate, 100*an.MaxErrorRate, res.Detail)
+		} else if an.MaxP95 > 0 && time.Duration(cur.AvgResponseMs)*time.Millisecond > an.MaxP95.D() {
+			// HAProxy keeps an average, not a p95: an average over the limit is a p95 over it too
+			res.Passed = false
+			res.Detail = fmt.Sprintf("average response %dms over the p95 limit %s: %s", cur.AvgResponseMs, an.MaxP95, res.Detail)
+		}
+	}
+	return res, nil
+}
+
+// RetireInput names the slot to stop.
+type RetireInput struct {
+	Spec spec.Service `json:"spec"`
+	Slot rollout.Slot `json:"slot"`
+}
+
+// Retire stops a slot, after checking the router sends it no traffic: a
+// retired slot must never be a live one.
+func (a *Activities) Retire(ctx context.Context, in RetireInput) error {
+	r, err := a.router(ctx, &in.Spec)
+	if err != nil {
+		return err
+	}
+	w, err := r.Weights(ctx)
+	if err != nil {
+		return err
+	}
+	if w.Of(in.Slot) != 0 {
+		return badInput(fmt.Errorf("retire: slot %s still has %d%% of traffic (%s); refusing to stop it", in.Slot, w.Of(in.Slot), w))
+	}
+	p, err := platform.New(&in.Spec)
+	if err != nil {
+		return badInput(err)
+	}
+	return p.Retire(ctx, in.Slot)
+}
+
+type tailBuffer struct {
+	max int
+	buf []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > t.max {
+		t.buf = t.buf[len(t.buf)-t.max:]
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string { return string(t.buf) }
+
+func (t *tailBuffer) lastLine() string {
+	s := strings.TrimRight(string(t.buf), "\n")
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		return s[i+1:]
+	}
+	return s
+}

@@ -1,0 +1,113 @@
+// Command demo-app is the service the demo and the tests roll out: a small
+// HTTP server that says which version it is, with failure injection so a bad
+// release can be shown.
+//
+//	PORT, HOST, VERSION      where to listen, what to report
+//	DEMO_ERROR_RATE=0.3      answer 30% of requests to / with 500
+//	DEMO_LATENCY=200ms       add latency to /
+//
+// A "bad build" bakes the failure in: go build -ldflags "-X main.errorRate=0.5".
+package main
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// errorRate is the built-in failure rate; DEMO_ERROR_RATE overrides it.
+var errorRate = "0"
+
+type app struct {
+	version, slot string
+	errorRate     float64
+	latency       time.Duration
+	served        atomic.Int64
+	mu            sync.Mutex
+	byCode        map[int]int64
+}
+
+func main() {
+	version := getenv("VERSION", "dev")
+	rate, err := strconv.ParseFloat(getenv("DEMO_ERROR_RATE", errorRate), 64)
+	if err != nil || rate < 0 || rate > 1 {
+		log.Fatalf("demo-app: DEMO_ERROR_RATE must be a fraction between 0 and 1, got %q", os.Getenv("DEMO_ERROR_RATE"))
+	}
+	latency, err := time.ParseDuration(getenv("DEMO_LATENCY", "0s"))
+	if err != nil {
+		log.Fatalf("demo-app: DEMO_LATENCY: %v", err)
+	}
+	a := &app{version: version, slot: os.Getenv("SWITCHYARD_SLOT"), errorRate: rate, latency: latency, byCode: map[int]int64{}}
+	addr := net.JoinHostPort(getenv("HOST", "127.0.0.1"), getenv("PORT", "8080"))
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", a.root)
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/version", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, version) })
+	mux.HandleFunc("/metrics", a.metrics)
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		log.Fatalf("demo-app: listen %s: %v", addr, err)
+	}
+	log.Printf("demo-app %s listening on %s (error rate %.2f, latency %s)", version, addr, rate, latency)
+	go func() {
+		if err := srv.Serve(l); err != http.ErrServerClosed {
+			log.Fatalf("demo-app: %v", err)
+		}
+	}()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	<-sig
+	// finish what is in flight, so a retired slot fails no request
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(ctx)
+	log.Printf("demo-app %s stopped after %d requests", version, a.served.Load())
+}
+
+func (a *app) root(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/" {
+		http.NotFound(w, r)
+		return
+	}
+	n := a.served.Add(1)
+	if a.latency > 0 {
+		time.Sleep(a.latency)
+	}
+	w.Header().Set("X-Version", a.version)
+	// deterministic: request n fails when the running count of failures owed grows
+	code := http.StatusOK
+	if a.errorRate > 0 && int64(float64(n)*a.errorRate) > int64(float64(n-1)*a.errorRate) {
+		code = http.StatusInternalServerError
+	}
+	a.mu.Lock()
+	a.byCode[code]++
+	a.mu.Unlock()
+	w.WriteHeader(code)
+	fmt.Fprintf(w, "hello from %s (slot %s)\n", a.version, a.slot)
+}
+
+func (a *app) metrics(w http.ResponseWriter, _ *http.Request) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	fmt.Fprintln(w, "# TYPE http_requests_total counter")
+	for _, code := range []int{200, 500} {
+		fmt.Fprintf(w, "http_requests_total{code=\"%d\"} %d\n", code, a.byCode[code])
+	}
+}
+
+func getenv(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}

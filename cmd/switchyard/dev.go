@@ -1,0 +1,99 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+
+	"github.com/switchyard/switchyard/internal/devserver"
+	"github.com/switchyard/switchyard/internal/router"
+	"github.com/switchyard/switchyard/worker"
+)
+
+func devCmd(c *conn) *cobra.Command {
+	var stateDir string
+	var port, uiPort int
+	var ephemeral bool
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run an embedded Temporal server (SQLite file), its Web UI and a worker",
+		Long: `Runs everything Switchyard needs on one machine with nothing but Go: a
+Temporal server on a SQLite file under --state-dir (state survives restarts, and
+rollouts in flight resume), its Web UI, a worker, and, for specs whose router
+is "embedded", an in-process Caddy.`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			db := filepath.Join(stateDir, "dev", "temporal.db")
+			if ephemeral {
+				db = ""
+			}
+			srv, err := devserver.Start(devserver.Options{DBFile: db, Port: port, UIPort: uiPort, Namespace: c.namespace})
+			if err != nil {
+				return err
+			}
+			defer srv.Stop()
+			defer router.StopEmbedded()
+			cl, err := client.Dial(client.Options{HostPort: srv.HostPort, Namespace: c.namespace})
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			fmt.Printf("Temporal server  %s (namespace %s, state %s)\n", srv.HostPort, c.namespace, orMemory(db))
+			if srv.UIURL != "" {
+				fmt.Printf("Web UI           %s\n", srv.UIURL)
+			}
+			fmt.Printf("worker           task queue %s\n", c.taskQueue)
+			fmt.Println("ready: switchyard deploy SERVICE --env ENV --version V   (Ctrl-C stops)")
+			return worker.Run(cmd.Context(), cl, worker.Config{TaskQueue: c.taskQueue, Namespace: c.namespace, StateDir: stateDir})
+		},
+	}
+	cmd.Flags().StringVar(&stateDir, "state-dir", ".switchyard", "where the server's database and the embedded router's config live")
+	cmd.Flags().IntVar(&port, "port", 7233, "frontend port")
+	cmd.Flags().IntVar(&uiPort, "ui-port", 8233, "Web UI port (0: no UI)")
+	cmd.Flags().BoolVar(&ephemeral, "ephemeral", false, "keep the server's state in memory only")
+	return cmd
+}
+
+func orMemory(db string) string {
+	if db == "" {
+		return "in memory"
+	}
+	return db
+}
+
+func workerCmd(c *conn) *cobra.Command {
+	var stateDir string
+	cmd := &cobra.Command{
+		Use:   "worker",
+		Short: "Run a worker against a Temporal server (--address)",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cl, err := c.dial()
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			defer router.StopEmbedded()
+			fmt.Printf("worker on %s, namespace %s, task queue %s\n", c.address, c.namespace, c.taskQueue)
+			return worker.Run(cmd.Context(), cl, worker.Config{TaskQueue: c.taskQueue, Namespace: c.namespace, StateDir: stateDir})
+		},
+	}
+	cmd.Flags().StringVar(&stateDir, "state-dir", ".switchyard", "where an embedded router keeps its config")
+	return cmd
+}
+
+func freeCheck(port int) error {
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		return err
+	}
+	return l.Close()
+}
+
+func quietLogger() sdklog.Logger {
+	return sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
+}

@@ -1,0 +1,402 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/switchyard/switchyard/internal/rollout"
+	"github.com/switchyard/switchyard/starter"
+	"github.com/switchyard/switchyard/workflows"
+)
+
+type target struct {
+	env, file string
+}
+
+func (t *target) flags(cmd *cobra.Command, needFile bool) {
+	cmd.Flags().StringVarP(&t.env, "env", "e", envOr("SWITCHYARD_ENV", "production"), "environment ($SWITCHYARD_ENV)")
+	if needFile {
+		cmd.Flags().StringVarP(&t.file, "file", "f", "", "service spec (default deployments/<service>.yaml)")
+	}
+}
+
+func (t *target) specPath(service string) string {
+	if t.file != "" {
+		return t.file
+	}
+	return filepath.Join("deployments", service+".yaml")
+}
+
+func deployCmd(c *conn) *cobra.Command {
+	var t target
+	var version, output string
+	var detach bool
+	cmd := &cobra.Command{
+		Use:   "deploy SERVICE --version V",
+		Short: "Roll a version out to the idle slot and shift traffic to it",
+		Long: `Starts a Deployment workflow: provision the idle slot, verify it, shift
+traffic in steps with a bake time and analysis at each, promote, keep the old
+slot warm, retire it. Waits and shows progress unless --detach.
+
+Exit codes: 0 promoted, 2 bad input, 3 rolled back, 4 failed before any
+traffic moved, 5 another rollout of the service is running, 1 other errors.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if version == "" {
+				return withCode(exitBadInput, errors.New("--version is required"))
+			}
+			if output != "text" && output != "json" {
+				return withCode(exitBadInput, fmt.Errorf("-o must be text or json, got %q", output))
+			}
+			path := t.specPath(args[0])
+			svc, err := starter.ResolveSpec(path, t.env)
+			if err != nil {
+				if os.IsNotExist(errors.Unwrap(err)) {
+					return withCode(exitBadInput, fmt.Errorf("unknown service %q: no spec at %s (use -f to name one)", args[0], path))
+				}
+				return err
+			}
+			if svc.Name != args[0] {
+				return withCode(exitBadInput, fmt.Errorf("%s describes service %q, not %q", path, svc.Name, args[0]))
+			}
+			s, closeFn, err := c.starter()
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			run, err := s.Deploy(cmd.Context(), svc, version, who())
+			if err != nil {
+				return err
+			}
+			if output == "text" {
+				fmt.Printf("deploying %s %s to %s (workflow %s, run %s)\n", svc.Name, version, svc.Environment, run.GetID(), run.GetRunID())
+			}
+			if detach {
+				if output == "json" {
+					return json.NewEncoder(os.Stdout).Encode(map[string]string{"workflowId": run.GetID(), "runId": run.GetRunID()})
+				}
+				fmt.Printf("follow it with: switchyard watch %s --env %s\n", svc.Name, svc.Environment)
+				return nil
+			}
+			return follow(cmd.Context(), s, svc.Name, svc.Environment, run.GetRunID(), output)
+		},
+	}
+	t.flags(cmd, true)
+	cmd.Flags().StringVar(&version, "version", "", "version to deploy (required)")
+	cmd.Flags().BoolVar(&detach, "detach", false, "start the rollout and return at once")
+	cmd.Flags().Bool("wait", true, "wait for the rollout to end, showing progress (the default)")
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
+	return cmd
+}
+
+// follow shows progress until the run ends and turns its outcome into an exit code.
+func follow(ctx context.Context, s *starter.Starter, service, env, runID, output string) error {
+	tty := output == "text" && isTTY(os.Stdout)
+	done := make(chan struct{})
+	var out io.Writer = os.Stdout
+	if output == "json" {
+		out = io.Discard
+	}
+	go func() {
+		p := &progress{w: out, tty: tty}
+		tick := time.NewTicker(250 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if st, err := s.Status(ctx, service, env); err == nil {
+				p.show(st)
+			}
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	run := s.C.GetWorkflow(ctx, "deploy/"+service+"/"+env, runID)
+	o, err := s.Wait(ctx, run)
+	close(done)
+	if err != nil {
+		return err
+	}
+	if o.Status != nil && output == "text" {
+		(&progress{w: os.Stdout}).events(o.Status)
+	}
+	if output == "json" {
+		_ = json.NewEncoder(os.Stdout).Encode(map[string]any{"outcome": outcomeWord(o), "reason": o.Reason, "status": o.Status})
+	}
+	switch o.Kind {
+	case "":
+		if output == "text" {
+			fmt.Printf("✔ promoted %s %s in %s\n", service, o.Status.Version, env)
+		}
+		return nil
+	case workflows.ErrRolledBack:
+		return withCode(exitRolledBack, errors.New(o.Reason))
+	default:
+		return withCode(exitFailed, errors.New(o.Reason))
+	}
+}
+
+func outcomeWord(o *starter.Outcome) string {
+	switch o.Kind {
+	case "":
+		return "promoted"
+	case workflows.ErrRolledBack:
+		return "rolled-back"
+	}
+	return "failed"
+}
+
+func isTTY(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// progress prints each new event as a line and, on a terminal, keeps one
+// live line below them: phase, step, weight bar and bake time left.
+type progress struct {
+	w       io.Writer
+	tty     bool
+	printed int
+	line    bool
+}
+
+func (p *progress) events(st *workflows.Status) {
+	if p.line {
+		fmt.Fprint(p.w, "\r\033[K")
+		p.line = false
+	}
+	for ; p.printed < len(st.Events); p.printed++ {
+		e := st.Events[p.printed]
+		fmt.Fprintf(p.w, "%s  %s\n", e.At.Local().Format("15:04:05.000"), e.Message)
+	}
+}
+
+func (p *progress) show(st *workflows.Status) {
+	if p.printed == len(st.Events) && !p.tty {
+		return
+	}
+	p.events(st)
+	if p.tty && !st.Phase.Done() {
+		fmt.Fprint(p.w, statusLine(st))
+		p.line = true
+	}
+}
+
+func statusLine(st *workflows.Status) string {
+	pct := st.Traffic()
+	bar := strings.Repeat("█", pct/5) + strings.Repeat("░", 20-pct/5)
+	s := fmt.Sprintf("  %-12s %s %3d%% → %s", st.Phase, bar, pct, st.Version)
+	if st.Step >= 0 {
+		s += fmt.Sprintf("  step %d/%d", st.Step+1, len(st.Steps))
+	}
+	if st.Paused {
+		s += "  PAUSED"
+	} else if !st.BakeEndsAt.IsZero() {
+		if left := time.Until(st.BakeEndsAt); left > 0 {
+			s += fmt.Sprintf("  bake %s left", left.Round(time.Second))
+		}
+	}
+	return s
+}
+
+func statusCmd(c *conn) *cobra.Command {
+	var t target
+	var output string
+	cmd := &cobra.Command{
+		Use:   "status SERVICE",
+		Short: "Show the latest rollout of a service: phase, step, weights, checks",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, closeFn, err := c.starter()
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			st, err := s.Status(cmd.Context(), args[0], t.env)
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				return json.NewEncoder(os.Stdout).Encode(st)
+			}
+			printStatus(os.Stdout, st)
+			return nil
+		},
+	}
+	t.flags(cmd, false)
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
+	return cmd
+}
+
+func printStatus(w io.Writer, st *workflows.Status) {
+	fmt.Fprintf(w, "service      %s (%s)\n", st.Service, st.Environment)
+	fmt.Fprintf(w, "version      %s", st.Version)
+	if st.PreviousVersion != "" {
+		fmt.Fprintf(w, " (previous %s)", st.PreviousVersion)
+	}
+	fmt.Fprintln(w)
+	phase := string(st.Phase)
+	if st.Paused {
+		phase += " (paused)"
+	}
+	fmt.Fprintf(w, "phase        %s\n", phase)
+	if st.Step >= 0 {
+		fmt.Fprintf(w, "step         %d of %d %v\n", st.Step+1, len(st.Steps), st.Steps)
+	}
+	fmt.Fprintf(w, "weights      %s (new version in %s, stable %s)\n", st.Weights, st.Target, orNone(st.Stable))
+	if st.Reason != "" {
+		fmt.Fprintf(w, "reason       %s\n", st.Reason)
+	}
+	if st.AnalysisSource != "" {
+		fmt.Fprintf(w, "analysis     from %s\n", st.AnalysisSource)
+	}
+	for _, c := range st.Checks {
+		mark := "✔"
+		if !c.Passed {
+			mark = "✘"
+		}
+		fmt.Fprintf(w, "check        %s %s [%s] %s\n", mark, c.Name, c.Slot, c.Detail)
+	}
+	fmt.Fprintln(w, "events")
+	for _, e := range st.Events {
+		fmt.Fprintf(w, "  %s  %s\n", e.At.Local().Format("15:04:05.000"), e.Message)
+	}
+}
+
+func orNone(s rollout.Slot) string {
+	if s == rollout.None {
+		return "none"
+	}
+	return string(s)
+}
+
+func watchCmd(c *conn) *cobra.Command {
+	var t target
+	cmd := &cobra.Command{
+		Use:   "watch SERVICE",
+		Short: "Follow the running rollout of a service until it ends",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, closeFn, err := c.starter()
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			if _, err := s.Status(cmd.Context(), args[0], t.env); err != nil {
+				return err
+			}
+			return follow(cmd.Context(), s, args[0], t.env, "", "text")
+		},
+	}
+	t.flags(cmd, false)
+	return cmd
+}
+
+func controlCmd(c *conn, name, short string) *cobra.Command {
+	var t target
+	cmd := &cobra.Command{
+		Use:   name + " SERVICE",
+		Short: short,
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return sendControl(cmd.Context(), c, args[0], t.env, name, nil)
+		},
+	}
+	t.flags(cmd, false)
+	return cmd
+}
+
+func abortCmd(c *conn) *cobra.Command {
+	var t target
+	var reason string
+	cmd := &cobra.Command{
+		Use:   "abort SERVICE --reason TEXT",
+		Short: "Put 100% back on the stable slot and end the rollout rolled back",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return sendControl(cmd.Context(), c, args[0], t.env, workflows.Abort, workflows.AbortRequest{Reason: reason, By: who()})
+		},
+	}
+	t.flags(cmd, false)
+	cmd.Flags().StringVar(&reason, "reason", "aborted by an operator", "why, for the rollout's record")
+	return cmd
+}
+
+func promoteCmd(c *conn) *cobra.Command {
+	var t target
+	var full bool
+	cmd := &cobra.Command{
+		Use:   "promote SERVICE [--full]",
+		Short: "Skip the current bake, or with --full go to 100% at once",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return sendControl(cmd.Context(), c, args[0], t.env, workflows.Promote, workflows.PromoteRequest{Full: full, By: who()})
+		},
+	}
+	t.flags(cmd, false)
+	cmd.Flags().BoolVar(&full, "full", false, "go straight to 100%")
+	return cmd
+}
+
+func sendControl(ctx context.Context, c *conn, service, env, name string, arg any) error {
+	s, closeFn, err := c.starter()
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	t := time.Now()
+	st, err := s.Control(ctx, service, env, name, arg)
+	if err != nil {
+		return withCode(exitConflict, err)
+	}
+	fmt.Printf("%s %s in %s: done in %s; phase %s, %s\n", name, service, env, time.Since(t).Round(time.Millisecond), st.Phase, st.Weights)
+	return nil
+}
+
+func historyCmd(c *conn) *cobra.Command {
+	var t target
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "history SERVICE",
+		Short: "List past rollouts of a service in an environment",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			s, closeFn, err := c.starter()
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			runs, err := s.History(cmd.Context(), args[0], t.env, limit)
+			if err != nil {
+				return err
+			}
+			if len(runs) == 0 {
+				fmt.Printf("no rollouts of %s in %s\n", args[0], t.env)
+				return nil
+			}
+			fmt.Printf("%-20s %-10s %-13s %-8s %-10s %s\n", "STARTED", "VERSION", "PHASE", "TRAFFIC", "DURATION", "RUN")
+			for _, r := range runs {
+				dur := "running"
+				if !r.Close.IsZero() {
+					dur = r.Close.Sub(r.Start).Round(time.Second).String()
+				}
+				fmt.Printf("%-20s %-10s %-13s %-8s %-10s %s\n", r.Start.Local().Format("2006-01-02 15:04:05"), r.Version, r.Phase,
+					fmt.Sprintf("%d%%", r.Traffic), dur, r.RunID)
+			}
+			return nil
+		},
+	}
+	t.flags(cmd, false)
+	cmd.Flags().IntVar(&limit, "limit", 20, "how many rollouts")
+	return cmd
+}

@@ -1,0 +1,41 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/switchyard/switchyard/internal/spec"
+)
+
+func validateCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "validate FILE...",
+		Short: "Check service specs and print every problem, with its line (exit 2 on any)",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			bad := 0
+			for _, path := range args {
+				f, err := spec.Load(path)
+				var probs spec.Problems
+				if err == nil {
+					probs = f.ValidateAll()
+				} else if !errors.As(err, &probs) {
+					return withCode(exitBadInput, err)
+				}
+				for _, p := range probs {
+					fmt.Println(p.Error())
+				}
+				if len(probs) == 0 {
+					fmt.Printf("%s: ok (environments: %v)\n", path, f.Environments)
+				}
+				bad += len(probs)
+			}
+			if bad > 0 {
+				return withCode(exitBadInput, fmt.Errorf("%d problem(s) found", bad))
+			}
+			return nil
+		},
+	}
+}

@@ -1,0 +1,144 @@
+// Package load sends steady, bounded HTTP load through a router and counts
+// what came back: the proof of "zero failed requests" in the demo, the tests
+// and the benchmarks. It only ever targets the URL it is given (127.0.0.1).
+package load
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Failure is one request that did not get a 2xx.
+type Failure struct {
+	At     time.Time
+	Status int
+	Err    string
+}
+
+// Result counts a run.
+type Result struct {
+	Requests  int
+	Failed    int
+	ByVersion map[string]int // from the X-Version header
+	Failures  []Failure      // the first 100
+	P50, P99  time.Duration
+	Duration  time.Duration
+}
+
+func (r Result) String() string {
+	vs := make([]string, 0, len(r.ByVersion))
+	for v := range r.ByVersion {
+		vs = append(vs, v)
+	}
+	sort.Strings(vs)
+	s := fmt.Sprintf("%d requests, %d failed over %s (p50 %s, p99 %s)", r.Requests, r.Failed, r.Duration.Round(time.Millisecond),
+		r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond))
+	for _, v := range vs {
+		s += fmt.Sprintf("; %s: %d", v, r.ByVersion[v])
+	}
+	return s
+}
+
+// Generator is a running load.
+type Generator struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	mu     sync.Mutex
+	res    Result
+	lat    []time.Duration
+	start  time.Time
+}
+
+// Start sends rps GETs a second to url, with at most 16 in flight, until
+// Stop or until max has passed, whichever comes first.
+func Start(url string, rps int, max time.Duration) *Generator {
+	ctx, cancel := context.WithTimeout(context.Background(), max)
+	g := &Generator{cancel: cancel, done: make(chan struct{}), start: time.Now(), res: Result{ByVersion: map[string]int{}}}
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+	slots := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	go func() {
+		defer close(g.done)
+		tick := time.NewTicker(time.Second / time.Duration(rps))
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				wg.Wait()
+				return
+			case <-tick.C:
+			}
+			select {
+			case slots <- struct{}{}:
+			default:
+				continue // all 16 busy: the rate bound wins over the schedule
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-slots }()
+				g.one(client, url)
+			}()
+		}
+	}()
+	return g
+}
+
+func (g *Generator) one(client *http.Client, url string) {
+	t := time.Now()
+	resp, err := client.Get(url)
+	d := time.Since(t)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.res.Requests++
+	g.lat = append(g.lat, d)
+	if err != nil {
+		g.fail(Failure{At: t, Err: err.Error()})
+		return
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		g.fail(Failure{At: t, Status: resp.StatusCode})
+		return
+	}
+	g.res.ByVersion[resp.Header.Get("X-Version")]++
+}
+
+func (g *Generator) fail(f Failure) {
+	g.res.Failed++
+	if len(g.res.Failures) < 100 {
+		g.res.Failures = append(g.res.Failures, f)
+	}
+}
+
+// Snapshot returns the counts so far.
+func (g *Generator) Snapshot() Result {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	r := g.res
+	r.ByVersion = map[string]int{}
+	for k, v := range g.res.ByVersion {
+		r.ByVersion[k] = v
+	}
+	r.Failures = append([]Failure(nil), g.res.Failures...)
+	lat := append([]time.Duration(nil), g.lat...)
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	if n := len(lat); n > 0 {
+		r.P50, r.P99 = lat[n/2], lat[(n*99)/100]
+	}
+	r.Duration = time.Since(g.start)
+	return r
+}
+
+// Stop ends the load, waits for requests in flight, and returns the counts.
+func (g *Generator) Stop() Result {
+	g.cancel()
+	<-g.done
+	return g.Snapshot()
+}

@@ -1,0 +1,106 @@
+// Package rollout holds the domain types that workflows, activities and the
+// CLI share: slots, traffic weights, phases and check results.
+package rollout
+
+import (
+	"fmt"
+	"time"
+)
+
+// Slot is one of a service's two environments.
+type Slot string
+
+// The two slots.
+const (
+	Blue  Slot = "blue"
+	Green Slot = "green"
+	// None is the live slot of a service that was never deployed.
+	None Slot = ""
+)
+
+// Other returns the other slot.
+func (s Slot) Other() Slot {
+	if s == Blue {
+		return Green
+	}
+	return Blue
+}
+
+// Weights is the share of traffic, in percent, each slot gets. They are
+// always set whole ("green = 25"), never changed by a delta.
+type Weights struct {
+	Blue  int `json:"blue"`
+	Green int `json:"green"`
+}
+
+// Of returns the weight of a slot.
+func (w Weights) Of(s Slot) int {
+	if s == Blue {
+		return w.Blue
+	}
+	return w.Green
+}
+
+// Split returns weights that give the slot pct % and the other the rest.
+func Split(s Slot, pct int) Weights {
+	if s == Blue {
+		return Weights{Blue: pct, Green: 100 - pct}
+	}
+	return Weights{Blue: 100 - pct, Green: pct}
+}
+
+// Live returns the slot that takes all or most traffic, or None when neither does.
+func (w Weights) Live() Slot {
+	switch {
+	case w.Blue == 0 && w.Green == 0:
+		return None
+	case w.Blue >= w.Green:
+		return Blue
+	default:
+		return Green
+	}
+}
+
+func (w Weights) String() string { return fmt.Sprintf("blue=%d%% green=%d%%", w.Blue, w.Green) }
+
+// Phase is where a rollout stands.
+type Phase string
+
+// The phases of a Deployment, in order, then its three ends.
+const (
+	PhaseValidating   Phase = "validating"
+	PhaseBuilding     Phase = "building"
+	PhaseProvisioning Phase = "provisioning"
+	PhaseVerifying    Phase = "verifying"
+	PhaseShifting     Phase = "shifting"
+	PhaseScalingDown  Phase = "scaling-down" // promoted; old slot kept warm
+	PhaseRetiring     Phase = "retiring"
+	PhasePromoted     Phase = "promoted"
+	PhaseRolledBack   Phase = "rolled-back"
+	PhaseFailed       Phase = "failed"
+)
+
+// Done says whether the phase is an end.
+func (p Phase) Done() bool {
+	return p == PhasePromoted || p == PhaseRolledBack || p == PhaseFailed
+}
+
+// CheckResult is the outcome of one check on one slot.
+type CheckResult struct {
+	Name   string    `json:"name"` // health, smoke:GET /, performance, analysis
+	Slot   Slot      `json:"slot"`
+	Passed bool      `json:"passed"`
+	Detail string    `json:"detail"`
+	At     time.Time `json:"at"`
+	// Source says where analysis figures came from: haproxy-stats, metrics, probe.
+	Source string `json:"source,omitempty"`
+}
+
+// Counters are cumulative per-slot request counters read from the router or
+// the slot itself; analysis works on the difference of two readings.
+type Counters struct {
+	Requests int64 `json:"requests"`
+	Errors   int64 `json:"errors"` // 5xx answers and failed connections
+	// AvgResponseMs is the router's running average response time, if it has one.
+	AvgResponseMs int64 `json:"avgResponseMs"`
+}

@@ -1,0 +1,260 @@
+package router
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	_ "github.com/caddyserver/caddy/v2/modules/caddyhttp"              // the http app and static_response
+	_ "github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy" // reverse_proxy
+
+	"github.com/switchyard/switchyard/internal/rollout"
+)
+
+// Caddy drives a Caddy server through its admin API: the service is one HTTP
+// server whose only handler is a reverse_proxy over the two slots with the
+// weighted_round_robin policy. While no slot is live it answers 503 instead
+// (Caddy's policy cannot run with every weight at 0).
+type Caddy struct {
+	Admin  string // http://127.0.0.1:2019
+	Listen string // 127.0.0.1:8080
+	ID     string // @id of the handler, and the server's name
+	// Blue and Green are the slots' addresses (host:port).
+	Blue, Green string
+}
+
+var caddyClient = &http.Client{Timeout: 10 * time.Second}
+
+func (c *Caddy) call(ctx context.Context, method, path string, body any) ([]byte, int, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, 0, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(c.Admin, "/")+path, rd)
+	if err != nil {
+		return nil, 0, fmt.Errorf("caddy: %s %s: %w", method, path, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := caddyClient.Do(req)
+	if err != nil {
+		return nil, 0, fmt.Errorf("caddy: %s %s: %w (is Caddy's admin API listening at %s?)", method, path, err, c.Admin)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 300 && resp.StatusCode != http.StatusNotFound {
+		return out, resp.StatusCode, fmt.Errorf("caddy: %s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(string(out)))
+	}
+	return out, resp.StatusCode, nil
+}
+
+func (c *Caddy) handler(w rollout.Weights) map[string]any {
+	if w.Blue == 0 && w.Green == 0 {
+		return map[string]any{
+			"@id": c.ID, "handler": "static_response", "status_code": 503,
+			"body": "switchyard: no slot is live yet\n",
+		}
+	}
+	return map[string]any{
+		"@id": c.ID, "handler": "reverse_proxy",
+		"upstreams": []map[string]any{{"dial": c.Blue}, {"dial": c.Green}},
+		"load_balancing": map[string]any{
+			"selection_policy": map[string]any{"policy": "weighted_round_robin", "weights": []int{w.Blue, w.Green}},
+			// a request that cannot reach a slot is tried again, on the next pick
+			"retries": 2, "try_interval": "20ms",
+		},
+	}
+}
+
+func (c *Caddy) server(w rollout.Weights) map[string]any {
+	return map[string]any{
+		"listen":          []string{c.Listen},
+		"routes":          []map[string]any{{"handle": []any{c.handler(w)}}},
+		"automatic_https": map[string]any{"disable": true},
+	}
+}
+
+// Ensure creates the service's server, answering 503 until a slot is live,
+// unless it exists already.
+func (c *Caddy) Ensure(ctx context.Context) error {
+	_, code, err := c.call(ctx, http.MethodGet, "/id/"+c.ID, nil)
+	if err != nil {
+		return err
+	}
+	if code != http.StatusNotFound {
+		return nil
+	}
+	cfg, _, err := c.call(ctx, http.MethodGet, "/config/", nil)
+	if err != nil {
+		return err
+	}
+	var full map[string]any
+	_ = json.Unmarshal(cfg, &full)
+	srv := c.server(rollout.Weights{})
+	switch {
+	case full == nil:
+		u, _ := url.Parse(c.Admin)
+		_, _, err = c.call(ctx, http.MethodPost, "/load", map[string]any{
+			"admin": map[string]any{"listen": u.Host},
+			"apps":  map[string]any{"http": httpApp(c.ID, srv)},
+		})
+	case dig(full, "apps", "http") == nil:
+		if dig(full, "apps") == nil {
+			_, _, err = c.call(ctx, http.MethodPut, "/config/apps", map[string]any{"http": httpApp(c.ID, srv)})
+		} else {
+			_, _, err = c.call(ctx, http.MethodPut, "/config/apps/http", httpApp(c.ID, srv))
+		}
+	case dig(full, "apps", "http", "servers") == nil:
+		_, _, err = c.call(ctx, http.MethodPut, "/config/apps/http/servers", map[string]any{c.ID: srv})
+	default:
+		_, _, err = c.call(ctx, http.MethodPut, "/config/apps/http/servers/"+c.ID, srv)
+	}
+	return err
+}
+
+func httpApp(id string, srv map[string]any) map[string]any {
+	// the grace period lets requests in flight finish when a config change
+	// replaces the server
+	return map[string]any{"grace_period": "10s", "servers": map[string]any{id: srv}}
+}
+
+func dig(m map[string]any, keys ...string) any {
+	var cur any = m
+	for _, k := range keys {
+		mm, ok := cur.(map[string]any)
+		if !ok {
+			return nil
+		}
+		cur = mm[k]
+	}
+	return cur
+}
+
+// SetWeights changes only the policy's weights where it can, so Caddy swaps
+// the smallest part of its config.
+func (c *Caddy) SetWeights(ctx context.Context, w rollout.Weights) error {
+	cur, err := c.Weights(ctx)
+	if err != nil {
+		return err
+	}
+	if cur == w {
+		return nil
+	}
+	liveBefore, liveAfter := cur != (rollout.Weights{}), w != (rollout.Weights{})
+	if liveBefore && liveAfter {
+		_, _, err = c.call(ctx, http.MethodPatch, "/id/"+c.ID+"/load_balancing/selection_policy/weights", []int{w.Blue, w.Green})
+	} else {
+		_, _, err = c.call(ctx, http.MethodPatch, "/id/"+c.ID, c.handler(w))
+	}
+	if err != nil {
+		return err
+	}
+	got, err := c.Weights(ctx)
+	if err != nil {
+		return err
+	}
+	if got != w {
+		return fmt.Errorf("caddy: server %s reports %s after setting %s", c.ID, got, w)
+	}
+	return nil
+}
+
+// Weights reads the policy's weights back from the running config.
+func (c *Caddy) Weights(ctx context.Context) (rollout.Weights, error) {
+	out, code, err := c.call(ctx, http.MethodGet, "/id/"+c.ID, nil)
+	if err != nil {
+		return rollout.Weights{}, err
+	}
+	if code == http.StatusNotFound {
+		return rollout.Weights{}, fmt.Errorf("caddy: no handler with @id %s at %s (run a deploy to create it)", c.ID, c.Admin)
+	}
+	var h struct {
+		Handler       string `json:"handler"`
+		LoadBalancing struct {
+			SelectionPolicy struct {
+				Weights []int `json:"weights"`
+			} `json:"selection_policy"`
+		} `json:"load_balancing"`
+	}
+	if err := json.Unmarshal(out, &h); err != nil {
+		return rollout.Weights{}, fmt.Errorf("caddy: handler %s: %w", c.ID, err)
+	}
+	if h.Handler == "static_response" {
+		return rollout.Weights{}, nil
+	}
+	ws := h.LoadBalancing.SelectionPolicy.Weights
+	if len(ws) != 2 {
+		return rollout.Weights{}, fmt.Errorf("caddy: handler %s has %d weights, want 2 (was it changed by hand?)", c.ID, len(ws))
+	}
+	return rollout.Weights{Blue: ws[0], Green: ws[1]}, nil
+}
+
+// Counters: Caddy keeps no per-upstream error counters.
+func (c *Caddy) Counters(context.Context) (map[rollout.Slot]rollout.Counters, error) {
+	return nil, ErrNoCounters
+}
+
+var embedded struct {
+	sync.Mutex
+	admin string
+}
+
+// StartEmbedded runs Caddy inside this process with its admin API at admin
+// (http://host:port), resuming the config it last saved in stateDir, unless
+// something already answers there. It is what router kind "embedded" uses,
+// so a demo needs nothing but Go.
+func StartEmbedded(ctx context.Context, admin, stateDir string) error {
+	embedded.Lock()
+	defer embedded.Unlock()
+	if embedded.admin == admin {
+		return nil
+	}
+	c := &Caddy{Admin: admin}
+	if _, _, err := c.call(ctx, http.MethodGet, "/config/", nil); err == nil {
+		return nil // a Caddy is there already
+	}
+	u, err := url.Parse(admin)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("caddy: admin address %q: want http://host:port", admin)
+	}
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return fmt.Errorf("caddy: state dir: %w", err)
+	}
+	caddy.ConfigAutosavePath = filepath.Join(stateDir, "caddy-autosave.json")
+	// Caddy's own log is kept to errors: the rollout's story is in Temporal
+	cfg := []byte(fmt.Sprintf(`{"admin":{"listen":%q},"logging":{"logs":{"default":{"level":"ERROR"}}}}`, u.Host))
+	if saved, err := os.ReadFile(caddy.ConfigAutosavePath); err == nil && len(saved) > 0 {
+		cfg = saved
+	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("caddy: read saved config: %w", err)
+	}
+	if err := caddy.Load(cfg, true); err != nil {
+		return fmt.Errorf("caddy: start embedded router: %w", err)
+	}
+	embedded.admin = admin
+	return nil
+}
+
+// StopEmbedded stops the embedded Caddy, if this process runs one.
+func StopEmbedded() {
+	embedded.Lock()
+	defer embedded.Unlock()
+	if embedded.admin != "" {
+		_ = caddy.Stop()
+		embedded.admin = ""
+	}
+}

@@ -1,0 +1,47 @@
+// Package router splits a service's traffic between its blue and green slots.
+// One small interface, one file per router, picked by the spec's router kind.
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+
+	"github.com/switchyard/switchyard/internal/rollout"
+	"github.com/switchyard/switchyard/internal/spec"
+)
+
+// Router is what a rollout needs from a load balancer.
+type Router interface {
+	// Ensure points the two slots' backends at their addresses, creating the
+	// route where the router allows it. Idempotent; it leaves weights as they are.
+	Ensure(ctx context.Context) error
+	// SetWeights applies absolute weights, then reads them back and fails if
+	// the router does not report exactly them.
+	SetWeights(ctx context.Context, w rollout.Weights) error
+	// Weights reads the weights the router applies now: the state of record.
+	Weights(ctx context.Context) (rollout.Weights, error)
+	// Counters reads cumulative per-slot request counters, or returns
+	// ErrNoCounters when the router keeps none.
+	Counters(ctx context.Context) (map[rollout.Slot]rollout.Counters, error)
+}
+
+// ErrNoCounters says the router keeps no per-slot counters; analysis then
+// reads the slots' own metrics or probes them.
+var ErrNoCounters = errors.New("router keeps no per-slot counters")
+
+// New returns the router the spec names.
+func New(s *spec.Service) (Router, error) {
+	blue := net.JoinHostPort(s.Run.Host, strconv.Itoa(s.Run.Ports.Blue))
+	green := net.JoinHostPort(s.Run.Host, strconv.Itoa(s.Run.Ports.Green))
+	switch s.Router.Kind {
+	case "haproxy":
+		return &HAProxy{Socket: s.Router.HAProxy.Socket, Backend: s.Router.HAProxy.Backend, Blue: blue, Green: green}, nil
+	case "caddy", "embedded":
+		return &Caddy{Admin: s.Router.Caddy.Admin, Listen: s.Router.Caddy.Listen,
+			ID: "switchyard-" + s.Name + "-" + s.Environment, Blue: blue, Green: green}, nil
+	}
+	return nil, fmt.Errorf("router: unknown kind %q (use haproxy, caddy or embedded)", s.Router.Kind)
+}

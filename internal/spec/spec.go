@@ -1,0 +1,415 @@
+// Package spec reads and validates a service spec (deployments/<service>.yaml):
+// how to run, route, check, roll out and roll back one service, per environment.
+package spec
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Service is one service's spec, resolved for one environment. It is what a
+// Deployment workflow receives as input, so it holds no secret values: only
+// the names of the environment variables that carry them.
+type Service struct {
+	Name        string  `yaml:"service" json:"name"`
+	Environment string  `yaml:"-" json:"environment"`
+	Platform    string  `yaml:"platform" json:"platform"`
+	Build       Build   `yaml:"build" json:"build"`
+	Run         Run     `yaml:"run" json:"run"`
+	Router      Router  `yaml:"router" json:"router"`
+	Checks      Checks  `yaml:"checks" json:"checks"`
+	Rollout     Rollout `yaml:"rollout" json:"rollout"`
+	// Dir is the directory the spec file was read from; relative paths in
+	// commands resolve against it.
+	Dir string `yaml:"-" json:"dir"`
+}
+
+// Build optionally produces the version's artifact before it is provisioned.
+type Build struct {
+	Command []string `yaml:"command" json:"command,omitempty"`
+	Timeout Duration `yaml:"timeout" json:"timeout"`
+}
+
+// Run says how a slot runs on the process platform.
+type Run struct {
+	// Command starts one slot; "{{version}}" in an argument is replaced by the
+	// version being deployed. PORT and VERSION are set in its environment.
+	Command []string          `yaml:"command" json:"command"`
+	Env     map[string]string `yaml:"env" json:"env,omitempty"`
+	// SecretEnv maps a variable the slot sees to the worker's environment
+	// variable holding its value, so the value never enters workflow history.
+	SecretEnv    map[string]string `yaml:"secretEnv" json:"secretEnv,omitempty"`
+	Host         string            `yaml:"host" json:"host"`
+	Ports        SlotPorts         `yaml:"ports" json:"ports"`
+	StartTimeout Duration          `yaml:"startTimeout" json:"startTimeout"`
+	StopTimeout  Duration          `yaml:"stopTimeout" json:"stopTimeout"`
+	// StateDir holds pidfiles and logs; default .switchyard/slots beside the spec.
+	StateDir string `yaml:"stateDir" json:"stateDir"`
+}
+
+// SlotPorts are the ports of the two slots.
+type SlotPorts struct {
+	Blue  int `yaml:"blue" json:"blue"`
+	Green int `yaml:"green" json:"green"`
+}
+
+// Router says how traffic is split between the slots.
+type Router struct {
+	// Kind is haproxy, caddy, or embedded (a Caddy run inside the worker).
+	Kind    string  `yaml:"kind" json:"kind"`
+	HAProxy HAProxy `yaml:"haproxy" json:"haproxy"`
+	Caddy   Caddy   `yaml:"caddy" json:"caddy"`
+}
+
+// HAProxy names the runtime API socket and the backend whose two servers are the slots.
+type HAProxy struct {
+	Socket  string `yaml:"socket" json:"socket"`
+	Backend string `yaml:"backend" json:"backend"`
+}
+
+// Caddy names the admin API and the address the service is served on.
+type Caddy struct {
+	Admin  string `yaml:"admin" json:"admin"`
+	Listen string `yaml:"listen" json:"listen"`
+}
+
+// Checks verify a slot before it gets traffic and analyse it while it does.
+type Checks struct {
+	Health      Health      `yaml:"health" json:"health"`
+	Smoke       []Smoke     `yaml:"smoke" json:"smoke,omitempty"`
+	Performance Performance `yaml:"performance" json:"performance"`
+}
+
+// Health passes after Successes consecutive 2xx answers within Timeout.
+type Health struct {
+	Path      string   `yaml:"path" json:"path"`
+	Successes int      `yaml:"successes" json:"successes"`
+	Interval  Duration `yaml:"interval" json:"interval"`
+	Timeout   Duration `yaml:"timeout" json:"timeout"`
+}
+
+// Smoke is one request with its expected answer.
+type Smoke struct {
+	Name   string `yaml:"name" json:"name"`
+	Method string `yaml:"method" json:"method"`
+	Path   string `yaml:"path" json:"path"`
+	Status int    `yaml:"status" json:"status"`
+	// BodyContains may use "{{version}}".
+	BodyContains string `yaml:"bodyContains" json:"bodyContains,omitempty"`
+}
+
+// Performance is a short bounded load on the idle slot, compared with the live one.
+type Performance struct {
+	Disabled     bool     `yaml:"disabled" json:"disabled"`
+	Requests     int      `yaml:"requests" json:"requests"`
+	Concurrency  int      `yaml:"concurrency" json:"concurrency"`
+	Path         string   `yaml:"path" json:"path"`
+	MaxP95       Duration `yaml:"maxP95" json:"maxP95"`
+	MaxErrorRate float64  `yaml:"maxErrorRate" json:"maxErrorRate"`
+	// MaxP95Ratio bounds the candidate's p95 against the live slot's (0: off).
+	MaxP95Ratio float64 `yaml:"maxP95Ratio" json:"maxP95Ratio"`
+}
+
+// Rollout is the traffic plan.
+type Rollout struct {
+	Steps    []int    `yaml:"steps" json:"steps"`
+	Bake     Duration `yaml:"bake" json:"bake"`
+	Analysis Analysis `yaml:"analysis" json:"analysis"`
+	// ScaleDownDelay keeps the old slot running after promotion, for an
+	// instant rollback (default 10m; 0 retires it at once).
+	ScaleDownDelay *Duration `yaml:"scaleDownDelay" json:"scaleDownDelay"`
+	// RetireOnFailure stops the bad slot after a rollback instead of keeping it for inspection.
+	RetireOnFailure bool `yaml:"retireOnFailure" json:"retireOnFailure"`
+}
+
+// Analysis judges the new slot on real traffic during each bake.
+type Analysis struct {
+	Interval     Duration `yaml:"interval" json:"interval"`
+	MaxErrorRate float64  `yaml:"maxErrorRate" json:"maxErrorRate"`
+	MaxP95       Duration `yaml:"maxP95" json:"maxP95"`
+	MinRequests  int      `yaml:"minRequests" json:"minRequests"`
+	// MetricsPath is a Prometheus endpoint on each slot with a
+	// http_requests_total{code="..."} counter, used where the router keeps
+	// no per-slot counters (Caddy); without it the slot is probed directly.
+	MetricsPath string `yaml:"metricsPath" json:"metricsPath,omitempty"`
+	// ProbeRequests is the size of a direct probe.
+	ProbeRequests int `yaml:"probeRequests" json:"probeRequests"`
+}
+
+// Duration is a time.Duration written with its unit ("30s", "10m"); a bare
+// number is refused, since "30" meaning 30ns is never what anyone wants.
+type Duration time.Duration
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// UnmarshalYAML parses "30s"-style durations.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil || n.Kind != yaml.ScalarNode {
+		return &Problem{Line: n.Line, Msg: fmt.Sprintf("%q is not a duration (write it with a unit, like 30s or 5m)", n.Value)}
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML writes the duration back with its unit.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
+
+// Problem is one thing wrong with a spec, at a line of its file.
+type Problem struct {
+	File  string
+	Line  int
+	Field string
+	Msg   string
+}
+
+func (p *Problem) Error() string {
+	var b strings.Builder
+	if p.File != "" {
+		b.WriteString(p.File)
+		b.WriteString(":")
+	}
+	if p.Line > 0 {
+		b.WriteString(strconv.Itoa(p.Line))
+		b.WriteString(":")
+	}
+	if b.Len() > 0 {
+		b.WriteString(" ")
+	}
+	if p.Field != "" {
+		b.WriteString(p.Field)
+		b.WriteString(": ")
+	}
+	b.WriteString(p.Msg)
+	return b.String()
+}
+
+// Problems is every problem found in one spec.
+type Problems []*Problem
+
+func (ps Problems) Error() string {
+	lines := make([]string, len(ps))
+	for i, p := range ps {
+		lines[i] = p.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// File is a parsed spec file, before an environment is chosen.
+type File struct {
+	Path         string
+	root         *yaml.Node // the document's top mapping
+	Environments []string   // sorted
+}
+
+// fileShape is the whole file, decoded strictly to find unknown fields.
+type fileShape struct {
+	Service      `yaml:",inline"`
+	Environments map[string]Service `yaml:"environments"`
+}
+
+// Load reads and strictly parses a spec file. Syntax errors, unknown fields
+// and mistyped values come back as Problems with line numbers.
+func Load(path string) (*File, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read spec: %w", err)
+	}
+	return Parse(path, data)
+}
+
+var (
+	lineRe    = regexp.MustCompile(`^line (\d+): (.*)$`)
+	unknownRe = regexp.MustCompile(`field (\S+) not found in type spec\.(\w+)`)
+)
+
+// Parse is Load on bytes already read.
+func Parse(path string, data []byte) (*File, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, Problems{yamlProblem(path, err.Error())}
+	}
+	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		return nil, Problems{{File: path, Line: 1, Msg: "the spec must be a YAML mapping (service:, run:, router:, ...)"}}
+	}
+	var shape fileShape
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&shape); err != nil {
+		var probs Problems
+		var te *yaml.TypeError
+		var p *Problem
+		switch {
+		case errors.As(err, &te):
+			for _, msg := range te.Errors {
+				probs = append(probs, yamlProblem(path, msg))
+			}
+		case errors.As(err, &p):
+			p.File = path
+			probs = append(probs, p)
+		default:
+			probs = append(probs, yamlProblem(path, err.Error()))
+		}
+		return nil, probs
+	}
+	f := &File{Path: path, root: doc.Content[0]}
+	for name := range shape.Environments {
+		f.Environments = append(f.Environments, name)
+	}
+	sort.Strings(f.Environments)
+	return f, nil
+}
+
+func yamlProblem(path, msg string) *Problem {
+	msg = strings.TrimPrefix(msg, "yaml: ")
+	p := &Problem{File: path, Msg: msg}
+	if m := lineRe.FindStringSubmatch(msg); m != nil {
+		p.Line, _ = strconv.Atoi(m[1])
+		p.Msg = m[2]
+	}
+	if m := unknownRe.FindStringSubmatch(p.Msg); m != nil {
+		p.Msg = fmt.Sprintf("unknown field %q (check its spelling and indentation)", m[1])
+	}
+	return p
+}
+
+// Resolve returns the spec for one environment: the top-level settings with
+// that environment's overrides laid over them, defaulted and validated.
+func (f *File) Resolve(env string) (*Service, error) {
+	envNode := f.envNode(env)
+	if envNode == nil {
+		known := "none are defined: add an environments: section"
+		if len(f.Environments) > 0 {
+			known = "defined: " + strings.Join(f.Environments, ", ")
+		}
+		return nil, Problems{{File: f.Path, Line: f.lineOf("environments"), Msg: fmt.Sprintf("unknown environment %q (%s)", env, known)}}
+	}
+	var s Service
+	if err := f.root.Decode(&s); err != nil {
+		return nil, Problems{yamlProblem(f.Path, err.Error())}
+	}
+	if envNode.Kind == yaml.MappingNode {
+		if err := envNode.Decode(&s); err != nil {
+			return nil, Problems{yamlProblem(f.Path, err.Error())}
+		}
+	}
+	s.Environment = env
+	s.applyDefaults()
+	if probs := s.validate(); len(probs) > 0 {
+		for _, p := range probs {
+			p.File = f.Path
+			p.Line = f.lineOfIn(envNode, p.Field)
+		}
+		return nil, probs
+	}
+	return &s, nil
+}
+
+// ValidateAll resolves every environment and returns every problem found.
+func (f *File) ValidateAll() Problems {
+	var all Problems
+	seen := map[string]bool{}
+	if len(f.Environments) == 0 {
+		all = append(all, &Problem{File: f.Path, Line: 1, Field: "environments", Msg: "no environments defined (add e.g. environments: {staging: {}, production: {}})"})
+	}
+	for _, env := range f.Environments {
+		_, err := f.Resolve(env)
+		var probs Problems
+		if errors.As(err, &probs) {
+			for _, p := range probs {
+				key := p.Error()
+				if seen[key] {
+					continue
+				}
+				seen[key] = true
+				if p.Msg != "" && f.envNode(env) != nil && f.lineOfIn(f.envNode(env), p.Field) != f.lineOf(p.Field) {
+					p.Msg += fmt.Sprintf(" (environment %s)", env)
+				}
+				all = append(all, p)
+			}
+		}
+	}
+	sort.SliceStable(all, func(i, j int) bool { return all[i].Line < all[j].Line })
+	return all
+}
+
+func (f *File) envNode(env string) *yaml.Node {
+	envs := child(f.root, "environments")
+	if envs == nil {
+		return nil
+	}
+	return child(envs, env)
+}
+
+// lineOf finds the line of a dotted field path ("rollout.steps") in the file.
+func (f *File) lineOf(path string) int { return lineIn(f.root, path) }
+
+// lineOfIn prefers the environment's override of a field over the top level.
+func (f *File) lineOfIn(envNode *yaml.Node, path string) int {
+	if envNode != nil && envNode.Kind == yaml.MappingNode {
+		if l := lineIn(envNode, path); l > 0 {
+			return l
+		}
+	}
+	if l := f.lineOf(path); l > 0 {
+		return l
+	}
+	// the field is missing: point at its nearest parent that exists
+	for i := strings.LastIndex(path, "."); i > 0; i = strings.LastIndex(path[:i], ".") {
+		if l := f.lineOf(path[:i]); l > 0 {
+			return l
+		}
+	}
+	return 0
+}
+
+func lineIn(n *yaml.Node, path string) int {
+	for _, part := range strings.Split(path, ".") {
+		idx := -1
+		if i := strings.IndexByte(part, '['); i >= 0 {
+			idx, _ = strconv.Atoi(strings.TrimSuffix(part[i+1:], "]"))
+			part = part[:i]
+		}
+		next := child(n, part)
+		if next == nil {
+			return 0
+		}
+		n = next
+		if idx >= 0 {
+			if n.Kind != yaml.SequenceNode || idx >= len(n.Content) {
+				return n.Line
+			}
+			n = n.Content[idx]
+		}
+	}
+	return n.Line
+}
+
+func child(n *yaml.Node, key string) *yaml.Node {
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			v := n.Content[i+1]
+			if v.Kind == yaml.ScalarNode && v.Tag == "!!null" {
+				// keep the key's line for a field written with no value
+				return &yaml.Node{Kind: yaml.MappingNode, Line: n.Content[i].Line}
+			}
+			return v
+		}
+	}
+	return nil
+}

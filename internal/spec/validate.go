@@ -1,0 +1,282 @@
+package spec
+
+import (
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+)
+
+// DefaultSteps is the traffic plan of the strategy: 10 → 25 → 50 → 75 → 100 %.
+var DefaultSteps = []int{10, 25, 50, 75, 100}
+
+func (s *Service) applyDefaults() {
+	if s.Platform == "" {
+		s.Platform = "process"
+	}
+	if s.Build.Timeout == 0 {
+		s.Build.Timeout = Duration(10 * time.Minute)
+	}
+	if s.Run.Host == "" {
+		s.Run.Host = "127.0.0.1"
+	}
+	if s.Run.StartTimeout == 0 {
+		s.Run.StartTimeout = Duration(30 * time.Second)
+	}
+	if s.Run.StopTimeout == 0 {
+		s.Run.StopTimeout = Duration(10 * time.Second)
+	}
+	if s.Router.Kind == "" {
+		s.Router.Kind = "embedded"
+	}
+	if s.Router.HAProxy.Backend == "" {
+		s.Router.HAProxy.Backend = s.Name
+	}
+	if s.Router.Caddy.Admin == "" {
+		s.Router.Caddy.Admin = "http://127.0.0.1:2019"
+	}
+	h := &s.Checks.Health
+	if h.Path == "" {
+		h.Path = "/healthz"
+	}
+	if h.Successes == 0 {
+		h.Successes = 3
+	}
+	if h.Interval == 0 {
+		h.Interval = Duration(250 * time.Millisecond)
+	}
+	if h.Timeout == 0 {
+		h.Timeout = Duration(30 * time.Second)
+	}
+	for i := range s.Checks.Smoke {
+		sm := &s.Checks.Smoke[i]
+		if sm.Method == "" {
+			sm.Method = "GET"
+		}
+		if sm.Status == 0 {
+			sm.Status = 200
+		}
+		if sm.Name == "" {
+			sm.Name = sm.Method + " " + sm.Path
+		}
+	}
+	p := &s.Checks.Performance
+	if p.Requests == 0 {
+		p.Requests = 200
+	}
+	if p.Concurrency == 0 {
+		p.Concurrency = 4
+	}
+	if p.Path == "" {
+		p.Path = h.Path
+	}
+	if p.MaxP95 == 0 {
+		p.MaxP95 = Duration(500 * time.Millisecond)
+	}
+	if p.MaxErrorRate == 0 {
+		p.MaxErrorRate = 0.01
+	}
+	r := &s.Rollout
+	if r.Steps == nil {
+		r.Steps = append([]int(nil), DefaultSteps...)
+	}
+	if r.Bake == 0 {
+		r.Bake = Duration(30 * time.Second)
+	}
+	a := &r.Analysis
+	if a.Interval == 0 || a.Interval > r.Bake {
+		a.Interval = r.Bake
+	}
+	if a.MaxErrorRate == 0 {
+		a.MaxErrorRate = 0.01
+	}
+	if a.ProbeRequests == 0 {
+		a.ProbeRequests = 20
+	}
+	// 0 is a choice (retire at once), so only a missing value is defaulted.
+	if r.ScaleDownDelay == nil {
+		d := Duration(10 * time.Minute)
+		r.ScaleDownDelay = &d
+	}
+}
+
+var (
+	nameRe   = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	envVarRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	secretRe = regexp.MustCompile(`(?i)(password|passwd|secret|token|api_?key|private_?key|credential)`)
+)
+
+func (s *Service) validate() Problems {
+	var ps Problems
+	add := func(field, format string, args ...any) {
+		ps = append(ps, &Problem{Field: field, Msg: fmt.Sprintf(format, args...)})
+	}
+	if s.Name == "" {
+		add("service", "required: the service's name, like api")
+	} else if !nameRe.MatchString(s.Name) {
+		add("service", "%q is not a valid name (lower-case letters, digits and '-', at most 63)", s.Name)
+	}
+	switch s.Platform {
+	case "process":
+	case "docker", "kubernetes", "ecs":
+		add("platform", "%q is not available yet in this build (use process)", s.Platform)
+	default:
+		add("platform", "unknown platform %q (use process)", s.Platform)
+	}
+	if s.Build.Timeout < 0 {
+		add("build.timeout", "must be positive")
+	}
+	if len(s.Run.Command) == 0 {
+		add("run.command", "required: the command that starts one slot, like [./bin/api]")
+	}
+	for _, k := range sortedKeys(s.Run.Env) {
+		if !envVarRe.MatchString(k) {
+			add("run.env", "%q is not a valid environment variable name", k)
+		}
+		if secretRe.MatchString(k) && s.Run.Env[k] != "" {
+			add("run.env."+k, "looks like a secret: put it in run.secretEnv as %s: NAME_OF_A_WORKER_ENV_VAR, so its value never enters workflow history", k)
+		}
+	}
+	for _, k := range sortedKeys(s.Run.SecretEnv) {
+		if !envVarRe.MatchString(k) {
+			add("run.secretEnv", "%q is not a valid environment variable name", k)
+		}
+		if v := s.Run.SecretEnv[k]; !envVarRe.MatchString(v) {
+			add("run.secretEnv."+k, "must name an environment variable of the worker that holds the secret, not the secret itself")
+		}
+	}
+	checkPort := func(field string, p int) {
+		if p < 1 || p > 65535 {
+			add(field, "must be a port between 1 and 65535 (got %d)", p)
+		}
+	}
+	checkPort("run.ports.blue", s.Run.Ports.Blue)
+	checkPort("run.ports.green", s.Run.Ports.Green)
+	if s.Run.Ports.Blue != 0 && s.Run.Ports.Blue == s.Run.Ports.Green {
+		add("run.ports", "blue and green must differ (both %d)", s.Run.Ports.Blue)
+	}
+	if s.Run.StartTimeout <= 0 {
+		add("run.startTimeout", "must be positive")
+	}
+	if s.Run.StopTimeout <= 0 {
+		add("run.stopTimeout", "must be positive")
+	}
+	switch s.Router.Kind {
+	case "haproxy":
+		if s.Router.HAProxy.Socket == "" {
+			add("router.haproxy.socket", "required: the path of HAProxy's runtime API socket ('stats socket PATH level admin')")
+		}
+	case "caddy", "embedded":
+		if s.Router.Caddy.Listen == "" {
+			add("router.caddy.listen", "required: the address the service is served on, like 127.0.0.1:8080")
+		} else if port := portOf(s.Router.Caddy.Listen); port == s.Run.Ports.Blue || port == s.Run.Ports.Green {
+			add("router.caddy.listen", "port %d is also a slot's port", port)
+		}
+		if !strings.HasPrefix(s.Router.Caddy.Admin, "http://") {
+			add("router.caddy.admin", "must be an http:// URL, like http://127.0.0.1:2019")
+		}
+	case "kubernetes", "gateway-api", "alb":
+		add("router.kind", "%q is not available yet in this build (use haproxy, caddy or embedded)", s.Router.Kind)
+	default:
+		add("router.kind", "unknown router %q (use haproxy, caddy or embedded)", s.Router.Kind)
+	}
+	h := s.Checks.Health
+	if !strings.HasPrefix(h.Path, "/") {
+		add("checks.health.path", "must start with / (got %q)", h.Path)
+	}
+	if h.Successes < 1 {
+		add("checks.health.successes", "must be at least 1")
+	}
+	if h.Interval <= 0 {
+		add("checks.health.interval", "must be positive")
+	}
+	if h.Timeout <= 0 {
+		add("checks.health.timeout", "must be positive")
+	}
+	for i, sm := range s.Checks.Smoke {
+		f := fmt.Sprintf("checks.smoke[%d]", i)
+		if !strings.HasPrefix(sm.Path, "/") {
+			add(f+".path", "must start with / (got %q)", sm.Path)
+		}
+		if sm.Status < 100 || sm.Status > 599 {
+			add(f+".status", "must be an HTTP status (got %d)", sm.Status)
+		}
+	}
+	p := s.Checks.Performance
+	if p.Requests < 1 || p.Requests > 100000 {
+		add("checks.performance.requests", "must be between 1 and 100000 (got %d)", p.Requests)
+	}
+	if p.Concurrency < 1 || p.Concurrency > 64 {
+		add("checks.performance.concurrency", "must be between 1 and 64 (got %d)", p.Concurrency)
+	}
+	if p.MaxP95 <= 0 {
+		add("checks.performance.maxP95", "must be positive")
+	}
+	checkRate := func(field string, r float64) {
+		if r < 0 || r > 1 {
+			add(field, "must be a fraction between 0 and 1 (got %v)", r)
+		}
+	}
+	checkRate("checks.performance.maxErrorRate", p.MaxErrorRate)
+	if p.MaxP95Ratio < 0 {
+		add("checks.performance.maxP95Ratio", "must not be negative")
+	}
+	r := s.Rollout
+	if len(r.Steps) == 0 {
+		add("rollout.steps", "must list at least one step, ending at 100")
+	}
+	for i, st := range r.Steps {
+		if st < 1 || st > 100 {
+			add(fmt.Sprintf("rollout.steps[%d]", i), "must be a percentage between 1 and 100 (got %d)", st)
+		} else if i > 0 && st <= r.Steps[i-1] {
+			add(fmt.Sprintf("rollout.steps[%d]", i), "steps must ascend (%d after %d)", st, r.Steps[i-1])
+		}
+	}
+	if n := len(r.Steps); n > 0 && r.Steps[n-1] != 100 {
+		add("rollout.steps", "the last step must be 100 (got %d)", r.Steps[n-1])
+	}
+	if r.Bake <= 0 {
+		add("rollout.bake", "must be positive")
+	}
+	if *r.ScaleDownDelay < 0 {
+		add("rollout.scaleDownDelay", "must not be negative")
+	}
+	a := r.Analysis
+	if a.Interval <= 0 {
+		add("rollout.analysis.interval", "must be positive")
+	}
+	checkRate("rollout.analysis.maxErrorRate", a.MaxErrorRate)
+	if a.MaxP95 < 0 {
+		add("rollout.analysis.maxP95", "must not be negative")
+	}
+	if a.MinRequests < 0 {
+		add("rollout.analysis.minRequests", "must not be negative")
+	}
+	if a.MetricsPath != "" && !strings.HasPrefix(a.MetricsPath, "/") {
+		add("rollout.analysis.metricsPath", "must start with / (got %q)", a.MetricsPath)
+	}
+	if a.ProbeRequests < 1 || a.ProbeRequests > 10000 {
+		add("rollout.analysis.probeRequests", "must be between 1 and 10000 (got %d)", a.ProbeRequests)
+	}
+	return ps
+}
+
+func portOf(addr string) int {
+	i := strings.LastIndexByte(addr, ':')
+	if i < 0 {
+		return 0
+	}
+	var p int
+	fmt.Sscanf(addr[i+1:], "%d", &p)
+	return p
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,221 @@
+// Package starter is the client side of Switchyard: what the CLI and CI use
+// to start rollouts, control them and read their state.
+package starter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/switchyard/switchyard/internal/spec"
+	"github.com/switchyard/switchyard/workflows"
+)
+
+// Starter talks to Temporal for one namespace and task queue.
+type Starter struct {
+	C         client.Client
+	TaskQueue string
+}
+
+// ResolveSpec loads a spec file and resolves one environment. The spec's
+// directory becomes absolute, since the worker may run elsewhere.
+func ResolveSpec(path, env string) (*spec.Service, error) {
+	f, err := spec.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	s, err := f.Resolve(env)
+	if err != nil {
+		return nil, err
+	}
+	abs, err := filepath.Abs(filepath.Dir(path))
+	if err != nil {
+		return nil, err
+	}
+	s.Dir = abs
+	return s, nil
+}
+
+// AlreadyRunningError says a rollout of the service is in progress.
+type AlreadyRunningError struct {
+	WorkflowID, RunID string
+	Status            *workflows.Status
+}
+
+func (e *AlreadyRunningError) Error() string {
+	msg := fmt.Sprintf("a rollout is already running: workflow %s (run %s)", e.WorkflowID, e.RunID)
+	if st := e.Status; st != nil {
+		msg += fmt.Sprintf(", version %s, phase %s, %d%% traffic", st.Version, st.Phase, st.Traffic())
+		msg += fmt.Sprintf("; wait for it (switchyard watch %s --env %s) or abort it (switchyard abort %s --env %s --reason ...)",
+			st.Service, st.Environment, st.Service, st.Environment)
+	}
+	return msg
+}
+
+// Deploy starts a rollout. It fails at once, naming the running one, when
+// the service already has a rollout in progress in that environment.
+func (s *Starter) Deploy(ctx context.Context, svc *spec.Service, version, by string) (client.WorkflowRun, error) {
+	if version == "" {
+		return nil, errors.New("deploy: a version is required (--version)")
+	}
+	id := workflows.DeploymentID(svc.Name, svc.Environment)
+	run, err := s.C.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                       id,
+		TaskQueue:                s.TaskQueue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			workflows.SAService.ValueSet(svc.Name),
+			workflows.SAEnvironment.ValueSet(svc.Environment),
+			workflows.SAVersion.ValueSet(version),
+			workflows.SAPhase.ValueSet("validating"),
+			workflows.SATraffic.ValueSet(0),
+		),
+	}, "Deployment", workflows.DeploymentInput{Spec: *svc, Version: version, By: by})
+	var started *serviceerror.WorkflowExecutionAlreadyStarted
+	if errors.As(err, &started) {
+		e := &AlreadyRunningError{WorkflowID: id, RunID: started.RunId}
+		if st, qerr := s.Status(ctx, svc.Name, svc.Environment); qerr == nil {
+			e.Status = st
+		}
+		return nil, e
+	}
+	if err != nil {
+		return nil, fmt.Errorf("deploy: start workflow %s: %w", id, err)
+	}
+	return run, nil
+}
+
+// Status queries the service's latest rollout, running or ended.
+func (s *Starter) Status(ctx context.Context, service, env string) (*workflows.Status, error) {
+	id := workflows.DeploymentID(service, env)
+	v, err := s.C.QueryWorkflow(ctx, id, "", workflows.QueryStatus)
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return nil, fmt.Errorf("no rollout of %s in %s was found (deploy it first: switchyard deploy %s --env %s --version ...)", service, env, service, env)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("status of %s: %w", id, err)
+	}
+	var st workflows.Status
+	if err := v.Get(&st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+// Control sends one of the rollout's Updates (pause, resume, abort,
+// promote) and returns the status once the workflow has acted on it. A
+// refused update returns the validator's reason.
+func (s *Starter) Control(ctx context.Context, service, env, name string, arg any) (*workflows.Status, error) {
+	id := workflows.DeploymentID(service, env)
+	var args []any
+	if arg != nil {
+		args = append(args, arg)
+	}
+	h, err := s.C.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID: id, UpdateName: name, Args: args, WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err != nil {
+		return nil, controlError(service, env, name, err)
+	}
+	var st workflows.Status
+	if err := h.Get(ctx, &st); err != nil {
+		return nil, controlError(service, env, name, err)
+	}
+	return &st, nil
+}
+
+func controlError(service, env, name string, err error) error {
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return fmt.Errorf("%s: no rollout of %s in %s is running", name, service, env)
+	}
+	var app *temporal.ApplicationError
+	if errors.As(err, &app) {
+		return fmt.Errorf("%s refused: %s", name, app.Message())
+	}
+	return fmt.Errorf("%s: %w", name, err)
+}
+
+// Outcome is how a rollout ended.
+type Outcome struct {
+	Status *workflows.Status
+	// Kind is "" for promoted, or workflows.ErrRolledBack / ErrFailed.
+	Kind   string
+	Reason string
+}
+
+// Wait blocks until the run ends and returns its outcome.
+func (s *Starter) Wait(ctx context.Context, run client.WorkflowRun) (*Outcome, error) {
+	var st workflows.Status
+	err := run.Get(ctx, &st)
+	if err == nil {
+		return &Outcome{Status: &st}, nil
+	}
+	var app *temporal.ApplicationError
+	if errors.As(err, &app) && (app.Type() == workflows.ErrRolledBack || app.Type() == workflows.ErrFailed) {
+		o := &Outcome{Kind: app.Type(), Reason: app.Message()}
+		if app.HasDetails() {
+			var det workflows.Status
+			if app.Details(&det) == nil {
+				o.Status = &det
+			}
+		}
+		return o, nil
+	}
+	return nil, err
+}
+
+// Run returns a handle on the service's latest rollout.
+func (s *Starter) Run(service, env string) client.WorkflowRun {
+	return s.C.GetWorkflow(context.Background(), workflows.DeploymentID(service, env), "")
+}
+
+// RunSummary is one past rollout.
+type RunSummary struct {
+	WorkflowID, RunID string
+	Version, Phase    string
+	Traffic           int64
+	Start, Close      time.Time
+	Status            string
+}
+
+// History lists the service's rollouts in an environment, newest first.
+func (s *Starter) History(ctx context.Context, service, env string, limit int) ([]RunSummary, error) {
+	q := fmt.Sprintf("SwitchyardService = %q AND SwitchyardEnvironment = %q", service, env)
+	resp, err := s.C.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: int32(limit)})
+	if err != nil {
+		return nil, fmt.Errorf("history: %w", err)
+	}
+	var out []RunSummary
+	for _, e := range resp.Executions {
+		r := RunSummary{WorkflowID: e.Execution.WorkflowId, RunID: e.Execution.RunId, Status: e.Status.String()}
+		if e.StartTime != nil {
+			r.Start = e.StartTime.AsTime()
+		}
+		if e.CloseTime != nil {
+			r.Close = e.CloseTime.AsTime()
+		}
+		sa := e.SearchAttributes.GetIndexedFields()
+		dec := func(name string, v any) {
+			if p, ok := sa[name]; ok {
+				_ = converter.GetDefaultDataConverter().FromPayload(p, v)
+			}
+		}
+		dec("SwitchyardVersion", &r.Version)
+		dec("SwitchyardPhase", &r.Phase)
+		dec("SwitchyardTrafficPercent", &r.Traffic)
+		out = append(out, r)
+	}
+	return out, nil
+}

@@ -1,0 +1,83 @@
+// Package worker wires Switchyard's workflows and activities to a Temporal
+// worker.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	sdkworker "go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/switchyard/switchyard/activities"
+	"github.com/switchyard/switchyard/internal/devserver"
+	"github.com/switchyard/switchyard/workflows"
+)
+
+// Config is what a worker needs besides its client.
+type Config struct {
+	TaskQueue string
+	Namespace string
+	// StateDir is where an embedded router keeps its saved config.
+	StateDir string
+}
+
+// New returns a worker with every workflow and activity registered.
+func New(c client.Client, cfg Config) sdkworker.Worker {
+	if cfg.TaskQueue == "" {
+		cfg.TaskQueue = workflows.TaskQueue
+	}
+	w := sdkworker.New(c, cfg.TaskQueue, sdkworker.Options{})
+	w.RegisterWorkflowWithOptions(workflows.Deployment, workflow.RegisterOptions{Name: "Deployment"})
+	w.RegisterActivity(&activities.Activities{StateDir: cfg.StateDir})
+	return w
+}
+
+// Run registers the search attributes, then runs a worker until ctx ends.
+func Run(ctx context.Context, c client.Client, cfg Config) error {
+	if err := EnsureSearchAttributes(ctx, c, cfg.Namespace); err != nil {
+		return err
+	}
+	w := New(c, cfg)
+	if err := w.Start(); err != nil {
+		return fmt.Errorf("worker: start: %w", err)
+	}
+	<-ctx.Done()
+	w.Stop()
+	return nil
+}
+
+// EnsureSearchAttributes adds the Switchyard search attributes the namespace
+// lacks. Adding one that exists is not an error.
+func EnsureSearchAttributes(ctx context.Context, c client.Client, namespace string) error {
+	if namespace == "" {
+		namespace = "default"
+	}
+	list, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: namespace})
+	if err != nil {
+		return fmt.Errorf("worker: list search attributes of namespace %s: %w", namespace, err)
+	}
+	missing := map[string]enumspb.IndexedValueType{}
+	for name, typ := range devserver.SearchAttributes {
+		if _, ok := list.CustomAttributes[name]; !ok {
+			missing[name] = typ
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	_, err = c.OperatorService().AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{
+		Namespace: namespace, SearchAttributes: missing,
+	})
+	var exists *serviceerror.AlreadyExists
+	if err != nil && !errors.As(err, &exists) && !strings.Contains(err.Error(), "already") {
+		return fmt.Errorf("worker: register search attributes in namespace %s: %w", namespace, err)
+	}
+	return nil
+}

@@ -1,0 +1,545 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/switchyard/switchyard/activities"
+	"github.com/switchyard/switchyard/internal/platform"
+	"github.com/switchyard/switchyard/internal/rollout"
+)
+
+// acts names activities through a typed nil pointer: a rename is a compile error.
+var acts *activities.Activities
+
+// Deployment rolls a version out to the idle slot and shifts traffic to it in
+// steps, each baked and analysed, then promotes it or rolls back.
+func Deployment(ctx workflow.Context, in DeploymentInput) (*Status, error) {
+	d := &deployment{in: in, root: ctx}
+	if err := d.setup(ctx); err != nil {
+		return nil, err
+	}
+	return d.run(ctx)
+}
+
+type deployment struct {
+	in   DeploymentInput
+	st   Status
+	root workflow.Context
+	// work is cancelled by an abort, to stop a probe or analysis in flight.
+	work       workflow.Context
+	cancelWork workflow.CancelFunc
+	abort      *AbortRequest
+	promote    *PromoteRequest
+	rolledBack bool
+}
+
+func (d *deployment) setup(ctx workflow.Context) error {
+	s := &d.in.Spec
+	now := workflow.Now(ctx)
+	d.st = Status{
+		Service: s.Name, Environment: s.Environment, Version: d.in.Version,
+		Steps: s.Rollout.Steps, Step: -1, StartedAt: now, UpdatedAt: now,
+	}
+	d.work, d.cancelWork = workflow.WithCancel(ctx)
+	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (*Status, error) { return &d.st, nil }); err != nil {
+		return err
+	}
+	for _, h := range []struct {
+		name     string
+		validate func() error
+		apply    func(ctx workflow.Context)
+	}{
+		{Pause, d.canPause, func(workflow.Context) { d.st.Paused = true; d.event("paused") }},
+		{Resume, d.canResume, func(workflow.Context) { d.st.Paused = false; d.event("resumed") }},
+	} {
+		h := h
+		if err := workflow.SetUpdateHandlerWithOptions(ctx, h.name,
+			func(ctx workflow.Context) (*Status, error) { h.apply(ctx); return &d.st, nil },
+			workflow.UpdateHandlerOptions{Validator: func(workflow.Context) error { return h.validate() }},
+		); err != nil {
+			return err
+		}
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, Abort,
+		func(ctx workflow.Context, r AbortRequest) (*Status, error) {
+			d.requestAbort(r)
+			// answer once traffic is back on the stable slot
+			err := workflow.Await(ctx, func() bool { return d.rolledBack || d.st.Phase.Done() })
+			return &d.st, err
+		},
+		workflow.UpdateHandlerOptions{Validator: func(_ workflow.Context, _ AbortRequest) error { return d.canAbort() }},
+	); err != nil {
+		return err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, Promote,
+		func(ctx workflow.Context, r PromoteRequest) (*Status, error) { d.requestPromote(r); return &d.st, nil },
+		workflow.UpdateHandlerOptions{Validator: func(_ workflow.Context, _ PromoteRequest) error { return d.canPromote() }},
+	); err != nil {
+		return err
+	}
+	// The same controls as Signals, for the Web UI and the temporal CLI: a
+	// signal that its update's validator would refuse is recorded and ignored.
+	workflow.Go(ctx, d.signals)
+	d.setPhase(ctx, rollout.PhaseValidating)
+	return nil
+}
+
+func (d *deployment) signals(ctx workflow.Context) {
+	pause := workflow.GetSignalChannel(ctx, Pause)
+	resume := workflow.GetSignalChannel(ctx, Resume)
+	abort := workflow.GetSignalChannel(ctx, Abort)
+	promote := workflow.GetSignalChannel(ctx, Promote)
+	ignored := func(name string, err error) { d.event(fmt.Sprintf("signal %s ignored: %v", name, err)) }
+	for {
+		sel := workflow.NewSelector(ctx)
+		sel.AddReceive(pause, func(c workflow.ReceiveChannel, _ bool) {
+			c.Receive(ctx, nil)
+			if err := d.canPause(); err != nil {
+				ignored(Pause, err)
+				return
+			}
+			d.st.Paused = true
+			d.event("paused (signal)")
+		})
+		sel.AddReceive(resume, func(c workflow.ReceiveChannel, _ bool) {
+			c.Receive(ctx, nil)
+			if err := d.canResume(); err != nil {
+				ignored(Resume, err)
+				return
+			}
+			d.st.Paused = false
+			d.event("resumed (signal)")
+		})
+		sel.AddReceive(abort, func(c workflow.ReceiveChannel, _ bool) {
+			var r AbortRequest
+			c.Receive(ctx, &r)
+			if err := d.canAbort(); err != nil {
+				ignored(Abort, err)
+				return
+			}
+			if r.By == "" {
+				r.By = "signal"
+			}
+			d.requestAbort(r)
+		})
+		sel.AddReceive(promote, func(c workflow.ReceiveChannel, _ bool) {
+			var r PromoteRequest
+			c.Receive(ctx, &r)
+			if err := d.canPromote(); err != nil {
+				ignored(Promote, err)
+				return
+			}
+			d.requestPromote(r)
+		})
+		sel.Select(ctx)
+	}
+}
+
+func (d *deployment) canPause() error {
+	switch {
+	case d.st.Phase.Done() || d.abort != nil:
+		return fmt.Errorf("the rollout is %s; nothing to pause", d.phaseWord())
+	case d.st.Paused:
+		return errors.New("already paused (resume it with: switchyard resume)")
+	case d.st.Phase == rollout.PhaseScalingDown || d.st.Phase == rollout.PhaseRetiring:
+		return errors.New("already promoted; nothing to pause")
+	}
+	return nil
+}
+
+func (d *deployment) canResume() error {
+	if !d.st.Paused {
+		return errors.New("not paused")
+	}
+	if d.st.Phase.Done() || d.abort != nil {
+		return fmt.Errorf("the rollout is %s", d.phaseWord())
+	}
+	return nil
+}
+
+func (d *deployment) canAbort() error {
+	switch {
+	case d.abort != nil:
+		return fmt.Errorf("already aborting (%s)", d.abort.Reason)
+	case d.st.Phase.Done():
+		return fmt.Errorf("the rollout is already %s", d.st.Phase)
+	case d.st.Phase == rollout.PhaseRetiring:
+		return errors.New("the old slot is being retired; to go back, deploy the previous version again")
+	}
+	return nil
+}
+
+func (d *deployment) canPromote() error {
+	if d.st.Phase != rollout.PhaseShifting {
+		return fmt.Errorf("only a rollout that is shifting traffic can be promoted (phase: %s)", d.st.Phase)
+	}
+	if d.abort != nil {
+		return errors.New("the rollout is aborting")
+	}
+	if d.promote != nil && d.promote.Full {
+		return errors.New("already promoting to 100%")
+	}
+	return nil
+}
+
+func (d *deployment) phaseWord() string {
+	if d.abort != nil && !d.st.Phase.Done() {
+		return "aborting"
+	}
+	return string(d.st.Phase)
+}
+
+func (d *deployment) requestAbort(r AbortRequest) {
+	if strings.TrimSpace(r.Reason) == "" {
+		r.Reason = "aborted"
+	}
+	d.abort = &r
+	d.event(fmt.Sprintf("abort requested by %s: %s", orUnknown(r.By), r.Reason))
+	d.cancelWork()
+}
+
+func (d *deployment) requestPromote(r PromoteRequest) {
+	d.promote = &r
+	if r.Full {
+		d.event(fmt.Sprintf("promote to 100%% requested by %s", orUnknown(r.By)))
+	} else {
+		d.event(fmt.Sprintf("skip of the current bake requested by %s", orUnknown(r.By)))
+	}
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
+func (d *deployment) event(msg string) {
+	now := workflow.Now(d.root)
+	d.st.Events = append(d.st.Events, Event{At: now, Message: msg})
+	d.st.UpdatedAt = now
+}
+
+// setPhase is the one place a phase changes: the Query and the search
+// attributes can never disagree.
+func (d *deployment) setPhase(ctx workflow.Context, p rollout.Phase) {
+	d.st.Phase = p
+	d.event("phase " + string(p))
+	d.upsert(ctx)
+}
+
+func (d *deployment) upsert(ctx workflow.Context) {
+	_ = workflow.UpsertTypedSearchAttributes(ctx,
+		SAService.ValueSet(d.st.Service),
+		SAEnvironment.ValueSet(d.st.Environment),
+		SAVersion.ValueSet(d.st.Version),
+		SAPhase.ValueSet(string(d.st.Phase)),
+		SATraffic.ValueSet(int64(d.st.Traffic())),
+	)
+}
+
+func (d *deployment) recordCheck(r rollout.CheckResult) {
+	for i, c := range d.st.Checks {
+		if c.Name == r.Name && c.Slot == r.Slot {
+			d.st.Checks[i] = r
+			return
+		}
+	}
+	d.st.Checks = append(d.st.Checks, r)
+}
+
+func activityCtx(ctx workflow.Context, timeout, heartbeat time.Duration, attempts int32) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: timeout,
+		HeartbeatTimeout:    heartbeat,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: 500 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second,
+			MaximumAttempts:        attempts,
+			NonRetryableErrorTypes: []string{activities.ErrBadInput},
+		},
+	})
+}
+
+// shiftCtx: router changes are short and retried until they land; a shift
+// is absolute, so a retry is harmless.
+func shiftCtx(ctx workflow.Context) workflow.Context {
+	return activityCtx(ctx, 15*time.Second, 0, 0)
+}
+
+func (d *deployment) run(ctx workflow.Context) (*Status, error) {
+	s := &d.in.Spec
+	var state activities.State
+	if err := workflow.ExecuteActivity(activityCtx(d.work, time.Minute, 0, 5), acts.ReadState,
+		activities.ReadStateInput{Spec: *s}).Get(ctx, &state); err != nil {
+		return d.fail(ctx, "reading the router and slots", err)
+	}
+	w := state.Weights
+	if w.Blue != 0 && w.Green != 0 {
+		return d.fail(ctx, "checking the router", fmt.Errorf(
+			"traffic is split (%s): an earlier rollout was interrupted; roll back first (switchyard rollback %s --env %s)", w, s.Name, s.Environment))
+	}
+	d.st.Weights = w
+	d.st.Stable = w.Live()
+	d.st.Target = d.st.Stable.Other()
+	if d.st.Stable == rollout.None {
+		d.st.Target = rollout.Blue
+		d.event("no live slot: first deployment, to blue")
+	} else {
+		prev := state.Blue
+		if d.st.Stable == rollout.Green {
+			prev = state.Green
+		}
+		d.st.PreviousVersion = prev.Version
+		d.event(fmt.Sprintf("live slot %s runs %s; deploying %s to %s", d.st.Stable, orUnknown(prev.Version), d.in.Version, d.st.Target))
+	}
+
+	if len(s.Build.Command) > 0 {
+		d.setPhase(ctx, rollout.PhaseBuilding)
+		if err := workflow.ExecuteActivity(activityCtx(d.work, s.Build.Timeout.D()+time.Minute, 30*time.Second, 2), acts.Build,
+			activities.BuildInput{Spec: *s, Version: d.in.Version}).Get(ctx, nil); err != nil {
+			return d.fail(ctx, "building "+d.in.Version, err)
+		}
+	}
+
+	d.setPhase(ctx, rollout.PhaseProvisioning)
+	var inst platform.Instance
+	if err := workflow.ExecuteActivity(activityCtx(d.work, s.Run.StartTimeout.D()+s.Run.StopTimeout.D()+time.Minute, 10*time.Second, 3), acts.Provision,
+		activities.ProvisionInput{Spec: *s, Slot: d.st.Target, Version: d.in.Version}).Get(ctx, &inst); err != nil {
+		return d.fail(ctx, "provisioning slot "+string(d.st.Target), err)
+	}
+	if inst.Reattached {
+		d.event(fmt.Sprintf("slot %s already runs %s (pid %d): kept", d.st.Target, d.in.Version, inst.PID))
+	} else {
+		d.event(fmt.Sprintf("slot %s started %s (pid %d)", d.st.Target, d.in.Version, inst.PID))
+	}
+
+	d.setPhase(ctx, rollout.PhaseVerifying)
+	var checks []rollout.CheckResult
+	verifyTimeout := s.Checks.Health.Timeout.D() + 2*time.Minute
+	err := workflow.ExecuteActivity(activityCtx(d.work, verifyTimeout, 30*time.Second, 2), acts.Verify,
+		activities.VerifyInput{Spec: *s, Slot: d.st.Target, Version: d.in.Version, Live: d.st.Stable}).Get(ctx, &checks)
+	for _, c := range checks {
+		d.recordCheck(c)
+	}
+	if err != nil {
+		return d.fail(ctx, "verifying slot "+string(d.st.Target), err)
+	}
+	for _, c := range checks {
+		if !c.Passed {
+			return d.fail(ctx, "verifying slot "+string(d.st.Target), errors.New(c.Detail))
+		}
+	}
+	if d.abort != nil {
+		return d.fail(ctx, "before any traffic moved", errors.New(d.abort.Reason))
+	}
+
+	d.setPhase(ctx, rollout.PhaseShifting)
+	steps := s.Rollout.Steps
+	if d.st.Stable == rollout.None {
+		steps = []int{100} // nothing to compare with, nobody to protect
+	}
+	for i := 0; i < len(steps); i++ {
+		if err := workflow.Await(ctx, func() bool { return !d.st.Paused || d.abort != nil }); err != nil {
+			return nil, err
+		}
+		if d.abort != nil {
+			return d.rollback(ctx, d.abort.Reason, d.abort.By)
+		}
+		pct := steps[i]
+		if d.promote != nil && d.promote.Full {
+			pct, i = 100, len(steps)-1
+		}
+		d.promote = nil
+		d.st.Step = i
+		base, err := d.shift(ctx, rollout.Split(d.st.Target, pct), fmt.Sprintf("step %d/%d", i+1, len(steps)))
+		if err != nil {
+			return d.rollbackAfter(ctx, "shifting to "+fmt.Sprint(pct)+"%", err)
+		}
+		if d.st.Stable == rollout.None {
+			break
+		}
+		if reason := d.bake(ctx, base); reason != "" {
+			return d.rollback(ctx, reason, "analysis")
+		}
+		if d.abort != nil {
+			return d.rollback(ctx, d.abort.Reason, d.abort.By)
+		}
+	}
+
+	prev := d.st.Stable
+	d.st.Stable, d.st.BakeEndsAt = d.st.Target, time.Time{}
+	d.setPhase(ctx, rollout.PhaseScalingDown)
+	if prev != rollout.None {
+		delay := s.Rollout.ScaleDownDelay.D()
+		if delay > 0 {
+			d.event(fmt.Sprintf("promoted; slot %s kept warm for %s for an instant rollback", prev, delay))
+			ok, err := workflow.AwaitWithTimeout(ctx, delay, func() bool { return d.abort != nil })
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				d.st.Stable = prev
+				return d.rollback(ctx, d.abort.Reason, d.abort.By)
+			}
+		}
+		d.setPhase(ctx, rollout.PhaseRetiring)
+		if err := workflow.ExecuteActivity(activityCtx(ctx, s.Run.StopTimeout.D()+time.Minute, 0, 5), acts.Retire,
+			activities.RetireInput{Spec: *s, Slot: prev}).Get(ctx, nil); err != nil {
+			d.event("retiring slot " + string(prev) + " failed: " + err.Error())
+		} else {
+			d.event("retired slot " + string(prev))
+		}
+	}
+	d.setPhase(ctx, rollout.PhasePromoted)
+	return &d.st, workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
+}
+
+// shift applies an absolute split and returns the counters at that moment.
+func (d *deployment) shift(ctx workflow.Context, w rollout.Weights, label string) (*activities.ShiftResult, error) {
+	var res activities.ShiftResult
+	if err := workflow.ExecuteActivity(shiftCtx(ctx), acts.Shift,
+		activities.ShiftInput{Spec: d.in.Spec, Weights: w}).Get(ctx, &res); err != nil {
+		return nil, err
+	}
+	d.st.Weights = res.Weights
+	d.st.AnalysisSource = res.Source
+	d.event(fmt.Sprintf("%s: %s", label, res.Weights))
+	d.upsert(ctx)
+	return &res, nil
+}
+
+// bake holds the step for the bake time, analysing the new slot every
+// interval; pausing stops the clock. It returns a reason to roll back, or "".
+func (d *deployment) bake(ctx workflow.Context, base *activities.ShiftResult) string {
+	s := &d.in.Spec
+	remaining := s.Rollout.Bake.D()
+	sinceAnalysis := time.Duration(0)
+	for remaining > 0 {
+		if d.abort != nil || d.promote != nil {
+			return ""
+		}
+		if d.st.Paused {
+			d.st.BakeEndsAt = time.Time{}
+			_ = workflow.Await(ctx, func() bool { return !d.st.Paused || d.abort != nil })
+			continue
+		}
+		wait := s.Rollout.Analysis.Interval.D() - sinceAnalysis
+		if wait > remaining {
+			wait = remaining
+		}
+		start := workflow.Now(ctx)
+		d.st.BakeEndsAt = start.Add(remaining)
+		_, _ = workflow.AwaitWithTimeout(ctx, wait, func() bool { return d.abort != nil || d.promote != nil || d.st.Paused })
+		elapsed := workflow.Now(ctx).Sub(start)
+		remaining -= elapsed
+		sinceAnalysis += elapsed
+		if d.abort != nil || d.promote != nil || d.st.Paused {
+			continue
+		}
+		if sinceAnalysis >= s.Rollout.Analysis.Interval.D() || remaining <= 0 {
+			sinceAnalysis = 0
+			var res rollout.CheckResult
+			err := workflow.ExecuteActivity(activityCtx(d.work, time.Minute, 0, 3), acts.Analyze,
+				activities.AnalyzeInput{Spec: *s, Slot: d.st.Target, Baseline: base.Counters}).Get(ctx, &res)
+			if d.abort != nil {
+				return ""
+			}
+			if err != nil {
+				return "analysis could not run: " + err.Error()
+			}
+			d.recordCheck(res)
+			d.st.AnalysisSource = res.Source
+			if !res.Passed {
+				return "analysis failed at " + fmt.Sprint(d.st.Weights.Of(d.st.Target)) + "%: " + res.Detail
+			}
+		}
+	}
+	d.st.BakeEndsAt = time.Time{}
+	return ""
+}
+
+// rollback puts 100 % back on the stable slot with one absolute change, run
+// as a local activity so it lands in milliseconds, and ends the rollout
+// rolled back. The bad slot keeps running for inspection unless the spec
+// says to retire it.
+func (d *deployment) rollback(ctx workflow.Context, reason, by string) (*Status, error) {
+	s := &d.in.Spec
+	stable := d.st.Stable
+	d.event(fmt.Sprintf("rolling back to slot %s: %s", stable, reason))
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: 10 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: 100 * time.Millisecond, MaximumInterval: 2 * time.Second},
+	})
+	var res activities.ShiftResult
+	if err := workflow.ExecuteLocalActivity(lctx, acts.Shift,
+		activities.ShiftInput{Spec: *s, Weights: rollout.Split(stable, 100)}).Get(ctx, &res); err != nil {
+		return nil, err
+	}
+	d.st.Weights = res.Weights
+	d.rolledBack = true
+	d.st.Reason = reason
+	d.st.BakeEndsAt = time.Time{}
+	d.event(fmt.Sprintf("rolled back by %s: %s", orUnknown(by), res.Weights))
+	if s.Rollout.RetireOnFailure {
+		bad := stable.Other()
+		if err := workflow.ExecuteActivity(activityCtx(ctx, s.Run.StopTimeout.D()+time.Minute, 0, 5), acts.Retire,
+			activities.RetireInput{Spec: *s, Slot: bad}).Get(ctx, nil); err != nil {
+			d.event("retiring slot " + string(bad) + " failed: " + err.Error())
+		}
+	} else {
+		d.event(fmt.Sprintf("slot %s left running for inspection", stable.Other()))
+	}
+	d.setPhase(ctx, rollout.PhaseRolledBack)
+	_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
+	return nil, temporal.NewNonRetryableApplicationError("rolled back: "+reason, ErrRolledBack, nil, &d.st)
+}
+
+// rollbackAfter rolls back after an infrastructure error during shifting.
+func (d *deployment) rollbackAfter(ctx workflow.Context, what string, err error) (*Status, error) {
+	if d.abort != nil {
+		return d.rollback(ctx, d.abort.Reason, d.abort.By)
+	}
+	return d.rollback(ctx, what+" failed: "+rootMessage(err), "switchyard")
+}
+
+// fail ends a rollout that never moved traffic: the live slot was not touched.
+func (d *deployment) fail(ctx workflow.Context, what string, err error) (*Status, error) {
+	reason := what + ": " + rootMessage(err)
+	if d.abort != nil {
+		reason = what + ": aborted by " + orUnknown(d.abort.By) + ": " + d.abort.Reason
+	}
+	d.st.Reason = reason
+	d.event("failed " + reason + "; live slot untouched")
+	s := &d.in.Spec
+	if s.Rollout.RetireOnFailure && d.st.Target != rollout.None && d.st.Weights.Of(d.st.Target) == 0 {
+		_ = workflow.ExecuteActivity(activityCtx(ctx, s.Run.StopTimeout.D()+time.Minute, 0, 3), acts.Retire,
+			activities.RetireInput{Spec: *s, Slot: d.st.Target}).Get(ctx, nil)
+	}
+	d.setPhase(ctx, rollout.PhaseFailed)
+	_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
+	return nil, temporal.NewNonRetryableApplicationError(reason, ErrFailed, nil, &d.st)
+}
+
+// rootMessage drops the SDK's wrapping ("activity error (type: ...)") and
+// keeps what the activity said.
+func rootMessage(err error) string {
+	var app *temporal.ApplicationError
+	if errors.As(err, &app) {
+		return app.Message()
+	}
+	var canceled *temporal.CanceledError
+	if errors.As(err, &canceled) {
+		return "canceled"
+	}
+	var timeout *temporal.TimeoutError
+	if errors.As(err, &timeout) {
+		return "timed out (" + timeout.TimeoutType().String() + ")"
+	}
+	return err.Error()
+}
