@@ -236,7 +236,7 @@ func StartEmbedded(ctx context.Context, admin, stateDir string) error {
 	}
 	caddy.ConfigAutosavePath = filepath.Join(stateDir, "caddy-autosave.json")
 	// Caddy's own log is kept to errors: the rollout's story is in Temporal
-	cfg := []byte(fmt.Sprintf(`{"admin":{"listen":%q},"logging":{"logs":{"default":{"level":"ERROR"}}}}`, u.Host))
+	cfg := []byte(fmt.Sprintf(`{"admin":{"listen":%q},"logging":{"logs":{"default":{"level":"ERROR","exclude":["admin.api"]}}}}`, u.Host))
 	if saved, err := os.ReadFile(caddy.ConfigAutosavePath); err == nil && len(saved) > 0 {
 		cfg = saved
 	} else if err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -1,0 +1,322 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/switchyard/switchyard/activities"
+	"github.com/switchyard/switchyard/internal/platform"
+	"github.com/switchyard/switchyard/internal/rollout"
+	"github.com/switchyard/switchyard/internal/spec"
+)
+
+// fixture is a Deployment under the SDK's test environment with mocked
+// activities: the router starts with blue live and records every shift.
+type fixture struct {
+	t       *testing.T
+	env     *testsuite.TestWorkflowEnvironment
+	in      DeploymentInput
+	shifts  []rollout.Weights
+	shiftAt []time.Duration
+	start   time.Time
+	retired []rollout.Slot
+	retAt   []time.Duration
+	pending int // updates sent but not answered
+	analyze func() rollout.CheckResult
+	weights rollout.Weights
+	verify  []rollout.CheckResult
+}
+
+func testSpec() spec.Service {
+	d := spec.Duration(0)
+	return spec.Service{
+		Name: "api", Environment: "production", Platform: "process",
+		Run: spec.Run{Command: []string{"./api"}, Host: "127.0.0.1", Ports: spec.SlotPorts{Blue: 9001, Green: 9002},
+			StartTimeout: spec.Duration(10 * time.Second), StopTimeout: spec.Duration(5 * time.Second)},
+		Router: spec.Router{Kind: "haproxy"},
+		Checks: spec.Checks{Health: spec.Health{Timeout: spec.Duration(30 * time.Second)}},
+		Rollout: spec.Rollout{
+			Steps: []int{10, 25, 50, 75, 100}, Bake: spec.Duration(time.Minute),
+			Analysis:       spec.Analysis{Interval: spec.Duration(20 * time.Second)},
+			ScaleDownDelay: &d,
+		},
+	}
+}
+
+func newFixture(t *testing.T) *fixture {
+	var ts testsuite.WorkflowTestSuite
+	f := &fixture{t: t, env: ts.NewTestWorkflowEnvironment(), weights: rollout.Weights{Blue: 100}}
+	f.in = DeploymentInput{Spec: testSpec(), Version: "v2", By: "test"}
+	f.analyze = func() rollout.CheckResult {
+		return rollout.CheckResult{Name: "analysis", Passed: true, Source: "haproxy-stats"}
+	}
+	f.verify = []rollout.CheckResult{{Name: "health", Passed: true}, {Name: "performance", Passed: true}}
+	env := f.env
+	env.RegisterWorkflow(Deployment)
+	env.RegisterActivity(&activities.Activities{})
+	env.OnActivity(acts.ReadState, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, _ activities.ReadStateInput) (*activities.State, error) {
+			return &activities.State{Weights: f.weights, Blue: platform.Instance{Slot: rollout.Blue, Running: true, Version: "v1"}}, nil
+		})
+	env.OnActivity(acts.Provision, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.ProvisionInput) (*platform.Instance, error) {
+			return &platform.Instance{Slot: in.Slot, Running: true, Version: in.Version, PID: 42}, nil
+		})
+	env.OnActivity(acts.Verify, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, _ activities.VerifyInput) ([]rollout.CheckResult, error) { return f.verify, nil })
+	env.OnActivity(acts.Shift, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.ShiftInput) (*activities.ShiftResult, error) {
+			f.shifts = append(f.shifts, in.Weights)
+			f.shiftAt = append(f.shiftAt, env.Now().Sub(f.start))
+			return &activities.ShiftResult{Weights: in.Weights, Source: "haproxy-stats"}, nil
+		})
+	env.OnActivity(acts.Analyze, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, _ activities.AnalyzeInput) (*rollout.CheckResult, error) {
+			r := f.analyze()
+			return &r, nil
+		})
+	env.OnActivity(acts.Retire, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.RetireInput) error {
+			f.retired = append(f.retired, in.Slot)
+			f.retAt = append(f.retAt, env.Now().Sub(f.start))
+			return nil
+		})
+	return f
+}
+
+func (f *fixture) run() {
+	f.start = f.env.Now()
+	f.env.ExecuteWorkflow(Deployment, f.in)
+	require.True(f.t, f.env.IsWorkflowCompleted())
+	require.Zero(f.t, f.pending, "every update was answered")
+}
+
+func (f *fixture) status() *Status {
+	v, err := f.env.QueryWorkflow(QueryStatus)
+	require.NoError(f.t, err)
+	var st Status
+	require.NoError(f.t, v.Get(&st))
+	return &st
+}
+
+// at runs fn once the workflow clock has advanced by d.
+func (f *fixture) at(d time.Duration, fn func()) { f.env.RegisterDelayedCallback(fn, d) }
+
+// update sends an Update; the test environment answers later, so the
+// outcome is checked in a callback: want "" expects success, otherwise an
+// error containing want.
+func (f *fixture) update(name string, arg any, want string) {
+	f.pending++
+	check := func(err error) {
+		f.pending--
+		if want == "" {
+			require.NoError(f.t, err, "update %s", name)
+		} else {
+			require.ErrorContains(f.t, err, want, "update %s", name)
+		}
+	}
+	cb := &testsuite.TestUpdateCallback{
+		OnReject:   check,
+		OnAccept:   func() {},
+		OnComplete: func(_ any, err error) { check(err) },
+	}
+	if arg == nil {
+		f.env.UpdateWorkflow(name, "", cb)
+	} else {
+		f.env.UpdateWorkflow(name, "", cb, arg)
+	}
+}
+
+func green(pct int) rollout.Weights { return rollout.Split(rollout.Green, pct) }
+
+func TestRolloutShiftsThroughEveryStepWithItsBakeAndPromotes(t *testing.T) {
+	f := newFixture(t)
+	f.run()
+	require.NoError(t, f.env.GetWorkflowError())
+	require.Equal(t, []rollout.Weights{green(10), green(25), green(50), green(75), green(100)}, f.shifts)
+	// each step waits a full bake (1m) before the next
+	for i := 1; i < len(f.shiftAt); i++ {
+		require.Equal(t, time.Minute, f.shiftAt[i]-f.shiftAt[i-1], "bake between step %d and %d", i, i+1)
+	}
+	var st Status
+	require.NoError(t, f.env.GetWorkflowResult(&st))
+	require.Equal(t, rollout.PhasePromoted, st.Phase)
+	require.Equal(t, rollout.Green, st.Stable)
+	require.Equal(t, "v1", st.PreviousVersion)
+	require.Equal(t, []rollout.Slot{rollout.Blue}, f.retired, "the old slot is retired after the scale-down delay")
+}
+
+func TestOldSlotIsKeptWarmForTheScaleDownDelay(t *testing.T) {
+	f := newFixture(t)
+	d := spec.Duration(10 * time.Minute)
+	f.in.Spec.Rollout.ScaleDownDelay = &d
+	f.run()
+	require.NoError(t, f.env.GetWorkflowError())
+	require.Equal(t, []time.Duration{5*time.Minute + 10*time.Minute}, f.retAt, "5 bakes of 1m, then 10m warm")
+}
+
+func TestFirstDeploymentGoesStraightTo100(t *testing.T) {
+	f := newFixture(t)
+	f.weights = rollout.Weights{}
+	f.run()
+	require.NoError(t, f.env.GetWorkflowError())
+	require.Equal(t, []rollout.Weights{{Blue: 100}}, f.shifts)
+	require.Empty(t, f.retired)
+}
+
+func TestPauseStopsTheBakeClockAndResumeContinues(t *testing.T) {
+	f := newFixture(t)
+	f.at(30*time.Second, func() { f.update(Pause, nil, "") })
+	f.at(10*time.Minute, func() {
+		st := f.status()
+		require.True(t, st.Paused)
+		require.Equal(t, 0, st.Step, "still on the first step while paused")
+		f.update(Resume, nil, "")
+	})
+	f.run()
+	require.NoError(t, f.env.GetWorkflowError())
+	require.Len(t, f.shifts, 5)
+	// the first bake had 30s left when it was paused at 30s; resumed at 10m
+	require.Equal(t, 10*time.Minute+30*time.Second, f.shiftAt[1]-f.shiftAt[0])
+}
+
+func TestAbortPutsAllTrafficBackOnTheStableSlot(t *testing.T) {
+	f := newFixture(t)
+	f.at(2*time.Minute+10*time.Second, func() {
+		f.update(Abort, AbortRequest{Reason: "p99 up", By: "oncall"}, "")
+	})
+	f.run()
+	var app *temporal.ApplicationError
+	require.True(t, errors.As(f.env.GetWorkflowError(), &app))
+	require.Equal(t, ErrRolledBack, app.Type())
+	require.Contains(t, app.Message(), "p99 up")
+	require.Equal(t, []rollout.Weights{green(10), green(25), green(50), {Blue: 100}}, f.shifts)
+	require.Equal(t, 2*time.Minute+10*time.Second, f.shiftAt[3], "the rollback is applied the moment the abort arrives")
+	require.Empty(t, f.retired, "the bad slot is left running for inspection")
+	st := f.status()
+	require.Equal(t, rollout.PhaseRolledBack, st.Phase)
+	require.Equal(t, rollout.Weights{Blue: 100}, st.Weights)
+}
+
+func TestAbortBySignalWorksLikeTheUpdate(t *testing.T) {
+	f := newFixture(t)
+	f.at(90*time.Second, func() { f.env.SignalWorkflow(Abort, AbortRequest{Reason: "from the Web UI"}) })
+	f.run()
+	require.Error(t, f.env.GetWorkflowError())
+	require.Equal(t, rollout.Weights{Blue: 100}, f.shifts[len(f.shifts)-1])
+	require.Contains(t, f.status().Reason, "from the Web UI")
+}
+
+func TestFailedAnalysisRollsBackByItself(t *testing.T) {
+	f := newFixture(t)
+	calls := 0
+	f.analyze = func() rollout.CheckResult {
+		calls++
+		return rollout.CheckResult{Name: "analysis", Passed: calls < 4, Detail: "error rate 12% over the 1% limit"}
+	}
+	f.in.Spec.Rollout.RetireOnFailure = true
+	f.run()
+	var app *temporal.ApplicationError
+	require.True(t, errors.As(f.env.GetWorkflowError(), &app))
+	require.Equal(t, ErrRolledBack, app.Type())
+	require.Contains(t, app.Message(), "error rate 12%")
+	// 3 analyses per 1m bake at a 20s interval: the 4th is 20s into step 2
+	require.Equal(t, []rollout.Weights{green(10), green(25), {Blue: 100}}, f.shifts)
+	require.Equal(t, []rollout.Slot{rollout.Green}, f.retired, "retireOnFailure stops the bad slot")
+}
+
+func TestFailedVerificationLeavesTheLiveSlotUntouched(t *testing.T) {
+	f := newFixture(t)
+	f.verify = []rollout.CheckResult{{Name: "health", Passed: true}, {Name: "smoke GET /", Passed: false, Detail: "status 500, want 200"}}
+	f.run()
+	var app *temporal.ApplicationError
+	require.True(t, errors.As(f.env.GetWorkflowError(), &app))
+	require.Equal(t, ErrFailed, app.Type())
+	require.Contains(t, app.Message(), "status 500")
+	require.Empty(t, f.shifts, "no traffic moved")
+}
+
+func TestPromoteFullSkipsTheRemainingSteps(t *testing.T) {
+	f := newFixture(t)
+	f.at(70*time.Second, func() { f.update(Promote, PromoteRequest{Full: true}, "") })
+	f.run()
+	require.NoError(t, f.env.GetWorkflowError())
+	require.Equal(t, []rollout.Weights{green(10), green(25), green(100)}, f.shifts)
+	require.Equal(t, 70*time.Second, f.shiftAt[2])
+}
+
+func TestPromoteSkipsOnlyTheCurrentBake(t *testing.T) {
+	f := newFixture(t)
+	f.at(10*time.Second, func() { f.update(Promote, PromoteRequest{}, "") })
+	f.run()
+	require.NoError(t, f.env.GetWorkflowError())
+	require.Equal(t, []rollout.Weights{green(10), green(25), green(50), green(75), green(100)}, f.shifts)
+	require.Equal(t, 10*time.Second, f.shiftAt[1])
+	require.Equal(t, 70*time.Second, f.shiftAt[2])
+}
+
+func TestValidatorsRefuseWhatMakesNoSense(t *testing.T) {
+	f := newFixture(t)
+	d := spec.Duration(10 * time.Minute)
+	f.in.Spec.Rollout.ScaleDownDelay = &d
+	f.at(5*time.Second, func() {
+		f.update(Resume, nil, "not paused")
+		f.update(Pause, nil, "")
+	})
+	f.at(6*time.Second, func() { f.update(Pause, nil, "already paused") })
+	f.at(7*time.Second, func() { f.update(Resume, nil, "") })
+	// promoted, old slot kept warm: nothing to promote or pause any more
+	f.at(6*time.Minute, func() {
+		require.Equal(t, rollout.PhaseScalingDown, f.status().Phase)
+		f.update(Promote, PromoteRequest{}, "only a rollout that is shifting")
+		f.update(Pause, nil, "already promoted")
+	})
+	f.run()
+	require.NoError(t, f.env.GetWorkflowError())
+}
+
+func TestAbortInsideTheScaleDownWindowGoesBackToTheWarmSlot(t *testing.T) {
+	f := newFixture(t)
+	d := spec.Duration(10 * time.Minute)
+	f.in.Spec.Rollout.ScaleDownDelay = &d
+	f.at(7*time.Minute, func() { f.update(Abort, AbortRequest{Reason: "errors after promotion"}, "") })
+	f.run()
+	require.ErrorContains(t, f.env.GetWorkflowError(), "errors after promotion")
+	require.Equal(t, rollout.Weights{Blue: 100}, f.shifts[len(f.shifts)-1])
+	require.Equal(t, 7*time.Minute, f.shiftAt[len(f.shiftAt)-1])
+	require.Empty(t, f.retired, "neither slot is retired")
+}
+
+func TestASecondAbortSignalIsIgnoredAndRecorded(t *testing.T) {
+	f := newFixture(t)
+	f.at(30*time.Second, func() {
+		f.env.SignalWorkflow(Abort, AbortRequest{Reason: "first"})
+		f.env.SignalWorkflow(Abort, AbortRequest{Reason: "second"})
+	})
+	f.run()
+	require.Error(t, f.env.GetWorkflowError())
+	st := f.status()
+	require.Equal(t, "first", st.Reason)
+	found := false
+	for _, e := range st.Events {
+		found = found || (e.Message == "signal abort ignored: already aborting (first)")
+	}
+	require.True(t, found, "the ignored signal is in the events: %v", st.Events)
+	// exactly one rollback shift
+	require.Equal(t, []rollout.Weights{green(10), {Blue: 100}}, f.shifts)
+}
+
+func TestSplitTrafficIsRefusedBeforeAnythingChanges(t *testing.T) {
+	f := newFixture(t)
+	f.weights = rollout.Weights{Blue: 50, Green: 50}
+	f.run()
+	require.ErrorContains(t, f.env.GetWorkflowError(), "traffic is split")
+	require.Empty(t, f.shifts)
+}
