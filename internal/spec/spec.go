@@ -158,7 +158,8 @@ func (d Duration) String() string { return time.Duration(d).String() }
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	v, err := time.ParseDuration(n.Value)
 	if err != nil || n.Kind != yaml.ScalarNode {
-		return &Problem{Line: n.Line, Msg: fmt.Sprintf("%q is not a duration (write it with a unit, like 30s or 5m)", n.Value)}
+		// a TypeError lets the decoder go on and report every problem
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %q is not a duration (write it with a unit, like 30s or 5m)", n.Line, n.Value)}}
 	}
 	*d = Duration(v)
 	return nil
@@ -334,7 +335,7 @@ func (f *File) ValidateAll() Problems {
 					continue
 				}
 				seen[key] = true
-				if p.Msg != "" && f.envNode(env) != nil && f.lineOfIn(f.envNode(env), p.Field) != f.lineOf(p.Field) {
+				if en := f.envNode(env); en != nil && lineIn(en, p.Field) > 0 {
 					p.Msg += fmt.Sprintf(" (environment %s)", env)
 				}
 				all = append(all, p)
@@ -375,41 +376,47 @@ func (f *File) lineOfIn(envNode *yaml.Node, path string) int {
 	return 0
 }
 
+// lineIn returns the line of a dotted path's key ("rollout.steps"), or of
+// an element ("rollout.steps[2]"); 0 when the path is absent.
 func lineIn(n *yaml.Node, path string) int {
+	line := 0
 	for _, part := range strings.Split(path, ".") {
 		idx := -1
 		if i := strings.IndexByte(part, '['); i >= 0 {
 			idx, _ = strconv.Atoi(strings.TrimSuffix(part[i+1:], "]"))
 			part = part[:i]
 		}
-		next := child(n, part)
+		key, next := childKV(n, part)
 		if next == nil {
 			return 0
 		}
-		n = next
-		if idx >= 0 {
-			if n.Kind != yaml.SequenceNode || idx >= len(n.Content) {
-				return n.Line
-			}
+		n, line = next, key.Line
+		if idx >= 0 && n.Kind == yaml.SequenceNode && idx < len(n.Content) {
 			n = n.Content[idx]
+			line = n.Line
 		}
 	}
-	return n.Line
+	return line
 }
 
 func child(n *yaml.Node, key string) *yaml.Node {
+	_, v := childKV(n, key)
+	return v
+}
+
+func childKV(n *yaml.Node, key string) (k, v *yaml.Node) {
 	if n == nil || n.Kind != yaml.MappingNode {
-		return nil
+		return nil, nil
 	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		if n.Content[i].Value == key {
-			v := n.Content[i+1]
+			k, v = n.Content[i], n.Content[i+1]
 			if v.Kind == yaml.ScalarNode && v.Tag == "!!null" {
-				// keep the key's line for a field written with no value
-				return &yaml.Node{Kind: yaml.MappingNode, Line: n.Content[i].Line}
+				// a key written with no value ("production:") is an empty mapping
+				v = &yaml.Node{Kind: yaml.MappingNode, Line: k.Line}
 			}
-			return v
+			return k, v
 		}
 	}
-	return nil
+	return nil, nil
 }

@@ -85,7 +85,7 @@ func (s *Service) applyDefaults() {
 		r.Bake = Duration(30 * time.Second)
 	}
 	a := &r.Analysis
-	if a.Interval == 0 || a.Interval > r.Bake {
+	if (a.Interval == 0 || a.Interval > r.Bake) && r.Bake > 0 {
 		a.Interval = r.Bake
 	}
 	if a.MaxErrorRate == 0 {
@@ -243,7 +243,7 @@ func (s *Service) validate() Problems {
 		add("rollout.scaleDownDelay", "must not be negative")
 	}
 	a := r.Analysis
-	if a.Interval <= 0 {
+	if a.Interval <= 0 && r.Bake > 0 {
 		add("rollout.analysis.interval", "must be positive")
 	}
 	checkRate("rollout.analysis.maxErrorRate", a.MaxErrorRate)

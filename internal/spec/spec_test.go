@@ -1,0 +1,168 @@
+package spec
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+const good = `service: api
+run:
+  command: ["./bin/api", "--version", "{{version}}"]
+  ports: {blue: 9001, green: 9002}
+  secretEnv: {DB_PASSWORD: API_DB_PASSWORD}
+router:
+  kind: haproxy
+  haproxy: {socket: /run/haproxy.sock}
+rollout:
+  bake: 30s
+environments:
+  staging:
+    rollout: {bake: 5s, steps: [50, 100]}
+  production:
+`
+
+func problems(t *testing.T, err error) Problems {
+	t.Helper()
+	var ps Problems
+	if !errors.As(err, &ps) {
+		t.Fatalf("want Problems, got %v", err)
+	}
+	return ps
+}
+
+func TestDefaultsAndEnvironmentOverrides(t *testing.T) {
+	f, err := Parse("api.yaml", []byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	prod, err := f.Resolve("production")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := prod.Rollout.Steps; len(got) != 5 || got[0] != 10 || got[4] != 100 {
+		t.Errorf("production steps = %v, want the default 10..100", got)
+	}
+	if prod.Rollout.Bake.D() != 30*time.Second || prod.Rollout.ScaleDownDelay.D() != 10*time.Minute {
+		t.Errorf("bake %s, scale-down delay %s", prod.Rollout.Bake, prod.Rollout.ScaleDownDelay)
+	}
+	if prod.Router.HAProxy.Backend != "api" || prod.Checks.Health.Path != "/healthz" {
+		t.Errorf("defaults not applied: backend %q, health %q", prod.Router.HAProxy.Backend, prod.Checks.Health.Path)
+	}
+	st, err := f.Resolve("staging")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Rollout.Bake.D() != 5*time.Second || len(st.Rollout.Steps) != 2 {
+		t.Errorf("staging overrides not applied: bake %s steps %v", st.Rollout.Bake, st.Rollout.Steps)
+	}
+	if st.Run.Ports.Blue != 9001 || st.Run.Command[0] != "./bin/api" {
+		t.Errorf("staging lost the top-level run section: %+v", st.Run)
+	}
+}
+
+func TestUnknownFieldIsReportedWithItsLine(t *testing.T) {
+	src := strings.Replace(good, "  bake: 30s\n", "  bake: 30s\n  bakee: 1m\n", 1)
+	_, err := Parse("api.yaml", []byte(src))
+	ps := problems(t, err)
+	if len(ps) != 1 || ps[0].Line != 11 || !strings.Contains(ps[0].Msg, `unknown field "bakee"`) {
+		t.Fatalf("got %v", ps)
+	}
+	if got := ps[0].Error(); !strings.HasPrefix(got, "api.yaml:11: ") {
+		t.Errorf("message %q does not start with file:line", got)
+	}
+}
+
+func TestMistypedValuesAreReportedWithTheirLines(t *testing.T) {
+	src := strings.Replace(good, "ports: {blue: 9001, green: 9002}", "ports: {blue: ninety, green: 9002}", 1)
+	src = strings.Replace(src, "bake: 30s", "bake: 30", 1)
+	_, err := Parse("api.yaml", []byte(src))
+	ps := problems(t, err)
+	joined := ps.Error()
+	if !strings.Contains(joined, "api.yaml:4:") || !strings.Contains(joined, "ninety") {
+		t.Errorf("port type error missing line 4: %s", joined)
+	}
+	if !strings.Contains(joined, "api.yaml:10:") || !strings.Contains(joined, "not a duration") {
+		t.Errorf("bare-number duration not refused at line 10: %s", joined)
+	}
+}
+
+func TestValidationFindsEveryProblem(t *testing.T) {
+	src := `service: Bad_Name
+run:
+  ports: {blue: 9001, green: 9001}
+  env: {API_TOKEN: hunter2}
+router:
+  kind: nginx
+rollout:
+  steps: [10, 50, 25, 90]
+  bake: -5s
+environments:
+  production:
+`
+	f, err := Parse("x.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := f.ValidateAll()
+	want := map[string]int{ // field → line
+		"service": 1, "run.command": 2, "run.ports": 3, "run.env.API_TOKEN": 4, "router.kind": 6,
+		"rollout.steps[2]": 8, "rollout.steps": 8, "rollout.bake": 9,
+	}
+	got := map[string]int{}
+	for _, p := range ps {
+		got[p.Field] = p.Line
+	}
+	for field, line := range want {
+		if l, ok := got[field]; !ok || l != line {
+			t.Errorf("%s: want a problem at line %d, got line %d (present %v)\nall:\n%s", field, line, l, ok, ps.Error())
+		}
+	}
+	if strings.Contains(ps.Error(), "hunter2") {
+		t.Errorf("a secret value leaked into an error message: %s", ps.Error())
+	}
+}
+
+func TestUnknownEnvironmentNamesTheDefinedOnes(t *testing.T) {
+	f, err := Parse("api.yaml", []byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.Resolve("prod")
+	if err == nil || !strings.Contains(err.Error(), `unknown environment "prod" (defined: production, staging)`) {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestSecretEnvMustNameAVariable(t *testing.T) {
+	src := strings.Replace(good, "API_DB_PASSWORD", "'s3cr3t value'", 1)
+	f, err := Parse("api.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.Resolve("production")
+	if err == nil || !strings.Contains(err.Error(), "run.secretEnv.DB_PASSWORD") || strings.Contains(err.Error(), "s3cr3t") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestSyntaxErrorHasALine(t *testing.T) {
+	_, err := Parse("api.yaml", []byte("service: api\nrun:\n  command: [a\n"))
+	ps := problems(t, err)
+	if ps[0].Line == 0 {
+		t.Fatalf("no line in %v", ps)
+	}
+}
+
+func TestShippedSpecsAreValid(t *testing.T) {
+	for _, path := range []string{"../../deployments/demo.yaml", "../../deployments/api-haproxy.yaml"} {
+		f, err := Load(path)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		if ps := f.ValidateAll(); len(ps) > 0 {
+			t.Errorf("%s:\n%s", path, ps.Error())
+		}
+	}
+}
