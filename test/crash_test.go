@@ -1,0 +1,134 @@
+package test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/sdk/converter"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/switchyard/switchyard/activities"
+	"github.com/switchyard/switchyard/internal/load"
+	"github.com/switchyard/switchyard/internal/rollout"
+	"github.com/switchyard/switchyard/workflows"
+)
+
+// startWorker runs `switchyard worker` as its own process, as in production.
+func startWorker(t *testing.T, e *env) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(bins, "switchyard"), "worker", "--address", server.HostPort, "--task-queue", e.queue,
+		"--state-dir", filepath.Join(t.TempDir(), "state"))
+	log, _ := os.Create(filepath.Join(t.TempDir(), "worker.log"))
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	return cmd
+}
+
+// history reads a run's events.
+func history(t *testing.T, e *env, runID string) *historypb.History {
+	t.Helper()
+	it := e.starter.C.GetWorkflowHistory(context.Background(), workflows.DeploymentID(e.svc.Name, e.svc.Environment), runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	h := &historypb.History{}
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.Events = append(h.Events, ev)
+	}
+	return h
+}
+
+// shiftsIn lists the weights of every Shift activity the workflow scheduled.
+func shiftsIn(t *testing.T, h *historypb.History) []rollout.Weights {
+	t.Helper()
+	var out []rollout.Weights
+	for _, ev := range h.Events {
+		a := ev.GetActivityTaskScheduledEventAttributes()
+		if a == nil || a.ActivityType.GetName() != "Shift" {
+			continue
+		}
+		var in activities.ShiftInput
+		if err := converter.GetDefaultDataConverter().FromPayloads(a.Input, &in); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, in.Weights)
+	}
+	return out
+}
+
+// record saves a history for the replay tests when SWITCHYARD_RECORD names a directory.
+func record(t *testing.T, h *historypb.History, name string) {
+	dir := os.Getenv("SWITCHYARD_RECORD")
+	if dir == "" {
+		return
+	}
+	b, err := protojson.MarshalOptions{Indent: "  "}.Marshal(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestWorkerKilledMidBakeResumesAndFinishesWithoutReplayingASteps(t *testing.T) {
+	e := newEnv(t, opts{bake: 3 * time.Second, noWorker: true})
+	w := startWorker(t, e)
+	if o := e.deploy("v1"); o.Kind != "" {
+		t.Fatalf("v1: %s", o.Reason)
+	}
+	gen := load.Start(e.url, 100, 3*time.Minute)
+	run := e.start("v2")
+	e.waitFor("the bake of step 2", func(st *starterStatus) bool { return st.Step == 1 && !st.BakeEndsAt.IsZero() })
+	if err := w.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = w.Wait()
+	t.Log("worker SIGKILLed during the bake of step 2")
+	// the slots are their own processes: they keep serving without a worker
+	time.Sleep(2 * time.Second)
+	startWorker(t, e)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	o, err := e.starter.Wait(ctx, run)
+	res := gen.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Kind != "" {
+		t.Fatalf("v2 after the crash: %s: %s", o.Kind, o.Reason)
+	}
+	requireNoFailures(t, res, 500)
+	if w := e.weights(); w != (rollout.Weights{Green: 100}) {
+		t.Fatalf("router says %s, want green=100", w)
+	}
+	h := history(t, e, run.GetRunID())
+	shifts := shiftsIn(t, h)
+	want := []rollout.Weights{{Blue: 90, Green: 10}, {Blue: 75, Green: 25}, {Blue: 50, Green: 50}, {Blue: 25, Green: 75}, {Green: 100}}
+	if len(shifts) != len(want) {
+		t.Fatalf("history has %d Shift activities, want one per step (%d): %v", len(shifts), len(want), shifts)
+	}
+	for i := range want {
+		if shifts[i] != want[i] {
+			t.Fatalf("step %d applied %s, want %s (all: %v)", i+1, shifts[i], want[i], shifts)
+		}
+	}
+	// no Shift activity ran twice either (a retry after the crash would show as attempt > 1)
+	for _, ev := range h.Events {
+		if a := ev.GetActivityTaskStartedEventAttributes(); a != nil && a.Attempt > 1 {
+			t.Fatalf("an activity was retried after the crash: event %d attempt %d", ev.EventId, a.Attempt)
+		}
+	}
+	record(t, h, "deployment_promoted_after_worker_crash.json")
+}

@@ -1,0 +1,301 @@
+// Package test holds Switchyard's end-to-end tests: a real Temporal server
+// (embedded, in this process), real HAProxy, real slot processes, real HTTP
+// load through the router. The helpers that start them live here, once.
+package test
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/switchyard/switchyard/internal/devserver"
+	"github.com/switchyard/switchyard/internal/platform"
+	"github.com/switchyard/switchyard/internal/rollout"
+	"github.com/switchyard/switchyard/internal/router"
+	"github.com/switchyard/switchyard/internal/spec"
+	"github.com/switchyard/switchyard/starter"
+	"github.com/switchyard/switchyard/worker"
+	"github.com/switchyard/switchyard/workflows"
+)
+
+var (
+	server *devserver.Server
+	bins   string // built binaries: switchyard, good/demo-app, bad/demo-app
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	flag.Parse()
+	if testing.Short() {
+		fmt.Println("test: -short: skipping end-to-end tests (they need a Temporal server, HAProxy and real processes)")
+		return 0
+	}
+	dir, err := os.MkdirTemp("", "switchyard-test-bins")
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(dir)
+	bins = dir
+	for _, b := range [][]string{
+		{"build", "-o", filepath.Join(dir, "switchyard"), "../cmd/switchyard"},
+		{"build", "-o", filepath.Join(dir, "good", "demo-app"), "../cmd/demo-app"},
+		{"build", "-ldflags", "-X main.errorRate=0.5", "-o", filepath.Join(dir, "bad", "demo-app"), "../cmd/demo-app"},
+	} {
+		if out, err := exec.Command("go", b...).CombinedOutput(); err != nil {
+			fmt.Printf("test: go %s: %v\n%s", strings.Join(b, " "), err, out)
+			return 1
+		}
+	}
+	server, err = devserver.Start(devserver.Options{LogLevel: "fatal"})
+	if err != nil {
+		fmt.Println("test: start embedded Temporal server:", err)
+		return 1
+	}
+	defer server.Stop()
+	defer router.StopEmbedded()
+	return m.Run()
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func dial(t testing.TB) client.Client {
+	t.Helper()
+	c, err := client.Dial(client.Options{HostPort: server.HostPort, Logger: quiet{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// env is one service under test: its spec, its router, a worker and a starter.
+type env struct {
+	t       testing.TB
+	svc     *spec.Service
+	url     string // the router's frontend
+	starter *starter.Starter
+	router  router.Router
+	queue   string
+}
+
+type opts struct {
+	router    string // haproxy or embedded
+	bake      time.Duration
+	steps     []int
+	noWorker  bool // the test runs its own worker process
+	scaleDown time.Duration
+}
+
+// newEnv sets up a service named after the test with its own ports, router
+// (a real HAProxy process, or the embedded Caddy) and task queue.
+func newEnv(t testing.TB, o opts) *env {
+	t.Helper()
+	dir := t.TempDir()
+	name := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
+	if len(name) > 40 {
+		name = name[len(name)-40:]
+	}
+	name = strings.Trim(name, "-")
+	front, blue, green := freePort(t), freePort(t), freePort(t)
+	e := &env{t: t, url: fmt.Sprintf("http://127.0.0.1:%d/", front), queue: "q-" + name}
+	// versions map to builds: v3 and any "bad-*" version is the bad build
+	if err := os.WriteFile(filepath.Join(dir, "run.sh"), []byte(fmt.Sprintf(`#!/bin/sh
+case "$VERSION" in v3|bad-*) exec %s/bad/demo-app ;; *) exec %s/good/demo-app ;; esac
+`, bins, bins)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if o.bake == 0 {
+		o.bake = time.Second
+	}
+	if o.steps == nil {
+		o.steps = spec.DefaultSteps
+	}
+	var routerYAML string
+	switch o.router {
+	case "haproxy", "":
+		sock := startHAProxy(t, dir, front, blue, green)
+		routerYAML = fmt.Sprintf("router: {kind: haproxy, haproxy: {socket: %s, backend: app}}", sock)
+	case "embedded":
+		admin := freePort(t)
+		routerYAML = fmt.Sprintf("router: {kind: embedded, caddy: {admin: 'http://127.0.0.1:%d', listen: '127.0.0.1:%d'}}", admin, front)
+	}
+	steps := strings.Trim(strings.Join(strings.Fields(fmt.Sprint(o.steps)), ", "), "[]")
+	src := fmt.Sprintf(`service: %s
+run:
+  command: ["./run.sh"]
+  ports: {blue: %d, green: %d}
+%s
+checks:
+  health: {successes: 2, interval: 100ms, timeout: 20s}
+  smoke: [{path: /version, bodyContains: "{{version}}"}]
+  performance: {requests: 50, concurrency: 2, maxP95: 500ms}
+rollout:
+  steps: [%s]
+  bake: %s
+  analysis: {interval: %s, maxErrorRate: 0.05}
+  scaleDownDelay: %s
+environments:
+  test: {}
+`, name, blue, green, routerYAML, steps, o.bake, o.bake, o.scaleDown)
+	path := filepath.Join(dir, name+".yaml")
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := starter.ResolveSpec(path, "test")
+	if err != nil {
+		t.Fatalf("spec: %v\n%s", err, src)
+	}
+	e.svc = svc
+	if e.router, err = router.New(svc); err != nil {
+		t.Fatal(err)
+	}
+	c := dial(t)
+	e.starter = &starter.Starter{C: c, TaskQueue: e.queue}
+	if !o.noWorker {
+		w := worker.New(c, worker.Config{TaskQueue: e.queue, StateDir: filepath.Join(dir, "state")})
+		if err := w.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(w.Stop)
+	}
+	t.Cleanup(func() {
+		p := platform.NewProcess(svc)
+		for _, s := range []rollout.Slot{rollout.Blue, rollout.Green} {
+			_ = p.Retire(context.Background(), s)
+		}
+	})
+	return e
+}
+
+// startHAProxy runs a real HAProxy with backend "app" over the two slots,
+// weights 0, and returns its runtime API socket.
+func startHAProxy(t testing.TB, dir string, front, blue, green int) string {
+	t.Helper()
+	bin, err := exec.LookPath("haproxy")
+	if err != nil {
+		t.Skip("haproxy is not installed (apt-get install haproxy); .ci/run installs it")
+	}
+	sock := filepath.Join(dir, "haproxy.sock")
+	cfg := fmt.Sprintf(`global
+    stats socket %s mode 600 level admin
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 30s
+    timeout server 30s
+    retries 3
+    option redispatch 1
+    retry-on conn-failure empty-response response-timeout
+frontend app
+    bind 127.0.0.1:%d
+    default_backend app
+backend app
+    balance roundrobin
+    server blue 127.0.0.1:%d weight 0 check inter 200ms fall 2 rise 1
+    server green 127.0.0.1:%d weight 0 check inter 200ms fall 2 rise 1
+`, sock, front, blue, green)
+	path := filepath.Join(dir, "haproxy.cfg")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-db", "-f", path)
+	out, _ := os.Create(filepath.Join(dir, "haproxy.log"))
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	for i := 0; i < 100; i++ {
+		if c, err := net.Dial("unix", sock); err == nil {
+			c.Close()
+			return sock
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "haproxy.log"))
+	t.Fatalf("haproxy did not open %s:\n%s", sock, b)
+	return ""
+}
+
+// deploy runs a rollout to its end.
+func (e *env) deploy(version string) *starter.Outcome {
+	e.t.Helper()
+	run := e.start(version)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	o, err := e.starter.Wait(ctx, run)
+	if err != nil {
+		e.t.Fatalf("deploy %s: %v", version, err)
+	}
+	return o
+}
+
+func (e *env) start(version string) client.WorkflowRun {
+	e.t.Helper()
+	run, err := e.starter.Deploy(context.Background(), e.svc, version, "test")
+	if err != nil {
+		e.t.Fatalf("deploy %s: %v", version, err)
+	}
+	return run
+}
+
+func (e *env) weights() rollout.Weights {
+	e.t.Helper()
+	w, err := e.router.Weights(context.Background())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return w
+}
+
+// waitFor polls the rollout's status until cond holds.
+func (e *env) waitFor(what string, cond func(st *starterStatus) bool) {
+	e.t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		st, err := e.starter.Status(context.Background(), e.svc.Name, e.svc.Environment)
+		if err == nil && cond(st) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	e.t.Fatalf("timed out waiting for %s", what)
+}
+
+func (e *env) instance(slot rollout.Slot) platform.Instance {
+	in, err := platform.NewProcess(e.svc).Inspect(context.Background(), slot)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return in
+}
+
+type quiet struct{}
+
+func (quiet) Debug(string, ...any) {}
+func (quiet) Info(string, ...any)  {}
+func (quiet) Warn(string, ...any)  {}
+func (quiet) Error(string, ...any) {}
+
+// starterStatus is the status Query's answer.
+type starterStatus = workflows.Status

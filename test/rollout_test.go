@@ -1,0 +1,123 @@
+package test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/internal/load"
+	"github.com/switchyard/switchyard/internal/rollout"
+	"github.com/switchyard/switchyard/workflows"
+)
+
+// requireNoFailures fails the test with the first failed requests.
+func requireNoFailures(t *testing.T, r load.Result, min int) {
+	t.Helper()
+	t.Logf("load: %s", r)
+	if r.Failed != 0 {
+		t.Fatalf("%d of %d requests failed; first: %+v", r.Failed, r.Requests, r.Failures)
+	}
+	if r.Requests < min {
+		t.Fatalf("only %d requests were sent, want at least %d: the load did not run", r.Requests, min)
+	}
+}
+
+func rolloutUnderLoad(t *testing.T, routerKind string) {
+	e := newEnv(t, opts{router: routerKind})
+	if o := e.deploy("v1"); o.Kind != "" {
+		t.Fatalf("v1: %s: %s", o.Kind, o.Reason)
+	}
+	if w := e.weights(); w != (rollout.Weights{Blue: 100}) {
+		t.Fatalf("after v1 the router says %s, want blue=100", w)
+	}
+	gen := load.Start(e.url, 100, 2*time.Minute)
+	o := e.deploy("v2")
+	res := gen.Stop()
+	if o.Kind != "" {
+		t.Fatalf("v2: %s: %s", o.Kind, o.Reason)
+	}
+	requireNoFailures(t, res, 300)
+	if res.ByVersion["v1"] == 0 || res.ByVersion["v2"] == 0 {
+		t.Fatalf("traffic did not move from v1 to v2: %v", res.ByVersion)
+	}
+	if w := e.weights(); w != (rollout.Weights{Green: 100}) {
+		t.Fatalf("after v2 the router says %s, want green=100", w)
+	}
+	var shifts []int
+	for _, ev := range o.Status.Events {
+		var a, b int
+		var n int
+		if _, err := fmt.Sscanf(ev.Message, "step %d/%d: blue=%d%% green=%d%%", &a, &b, &n, &n); err == nil {
+			shifts = append(shifts, a)
+		}
+	}
+	if len(shifts) != 5 {
+		t.Fatalf("want 5 steps in the events, got %v", o.Status.Events)
+	}
+	if in := e.instance(rollout.Blue); in.Running {
+		t.Fatalf("the old slot (blue, v1) is still running after the scale-down delay: %+v", in)
+	}
+}
+
+func TestRolloutThroughHAProxyUnderLoadFailsNoRequest(t *testing.T) {
+	rolloutUnderLoad(t, "haproxy")
+}
+
+func TestRolloutThroughEmbeddedCaddyUnderLoadFailsNoRequest(t *testing.T) {
+	rolloutUnderLoad(t, "embedded")
+}
+
+func TestAbortUnderLoadFailsNoRequestAndKeepsTheBadSlotForInspection(t *testing.T) {
+	e := newEnv(t, opts{bake: 3 * time.Second})
+	if o := e.deploy("v1"); o.Kind != "" {
+		t.Fatalf("v1: %s", o.Reason)
+	}
+	gen := load.Start(e.url, 100, 2*time.Minute)
+	run := e.start("v2")
+	e.waitFor("step 2", func(st *starterStatus) bool { return st.Step == 1 && st.Phase == rollout.PhaseShifting })
+	st, err := e.starter.Control(context.Background(), e.svc.Name, e.svc.Environment, workflows.Abort, workflows.AbortRequest{Reason: "test abort", By: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// the update answers once the stable slot has all traffic again
+	if w := e.weights(); w != (rollout.Weights{Blue: 100}) {
+		t.Fatalf("abort answered with %s but the router says %s", st.Weights, w)
+	}
+	time.Sleep(time.Second)
+	res := gen.Stop()
+	o, err := e.starter.Wait(context.Background(), run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Kind != workflows.ErrRolledBack {
+		t.Fatalf("want rolled back, got %q %s", o.Kind, o.Reason)
+	}
+	requireNoFailures(t, res, 200)
+	if in := e.instance(rollout.Green); !in.Running || in.Version != "v2" {
+		t.Fatalf("the aborted slot should still run v2 for inspection: %+v", in)
+	}
+}
+
+func TestBadVersionRollsBackByItself(t *testing.T) {
+	e := newEnv(t, opts{bake: 3 * time.Second})
+	if o := e.deploy("v1"); o.Kind != "" {
+		t.Fatalf("v1: %s", o.Reason)
+	}
+	gen := load.Start(e.url, 100, 2*time.Minute)
+	o := e.deploy("v3")
+	res := gen.Stop()
+	t.Logf("load: %s", res)
+	if o.Kind != workflows.ErrRolledBack {
+		t.Fatalf("want rolled back, got %q %s", o.Kind, o.Reason)
+	}
+	if w := e.weights(); w != (rollout.Weights{Blue: 100}) {
+		t.Fatalf("after the rollback the router says %s", w)
+	}
+	if o.Status.Step != 0 {
+		t.Fatalf("analysis should catch it at the first step, got step %d", o.Status.Step+1)
+	}
+	if res.Failed == 0 || res.Failed > res.Requests/10 {
+		t.Fatalf("a 50%%-failing version at 10%% for one analysis interval should fail a few requests, got %d of %d", res.Failed, res.Requests)
+	}
+}
