@@ -92,6 +92,7 @@ func dial(t testing.TB) client.Client {
 type env struct {
 	t       testing.TB
 	svc     *spec.Service
+	file    string // the spec file
 	url     string // the router's frontend
 	starter *starter.Starter
 	router  router.Router
@@ -120,7 +121,11 @@ func newEnv(t testing.TB, o opts) *env {
 	e := &env{t: t, url: fmt.Sprintf("http://127.0.0.1:%d/", front), queue: "q-" + name}
 	// versions map to builds: v3 and any "bad-*" version is the bad build
 	if err := os.WriteFile(filepath.Join(dir, "run.sh"), []byte(fmt.Sprintf(`#!/bin/sh
-case "$VERSION" in v3|bad-*) exec %s/bad/demo-app ;; *) exec %s/good/demo-app ;; esac
+case "$VERSION" in
+  v3|bad-*) exec %s/bad/demo-app ;;
+  crash-*) echo "demo-app: cannot read /etc/app/config.yaml: no such file" >&2; exit 1 ;;
+  *) exec %s/good/demo-app ;;
+esac
 `, bins, bins)), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +170,7 @@ environments:
 	if err != nil {
 		t.Fatalf("spec: %v\n%s", err, src)
 	}
-	e.svc = svc
+	e.svc, e.file = svc, path
 	if e.router, err = router.New(svc); err != nil {
 		t.Fatal(err)
 	}

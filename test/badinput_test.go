@@ -1,0 +1,157 @@
+package test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/internal/load"
+	"github.com/switchyard/switchyard/internal/rollout"
+)
+
+// cli runs the switchyard binary against the test server and returns its
+// combined output and exit code.
+func cli(t *testing.T, e *env, args ...string) (string, int) {
+	t.Helper()
+	full := append([]string{"--address", server.HostPort}, args...)
+	if e != nil {
+		full = append([]string{"--task-queue", e.queue}, full...)
+	}
+	cmd := exec.Command(filepath.Join(bins, "switchyard"), full...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return out.String(), ee.ExitCode()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out.String(), 0
+}
+
+func expect(t *testing.T, out string, code, wantCode int, wants ...string) {
+	t.Helper()
+	if code != wantCode {
+		t.Fatalf("exit %d, want %d; output:\n%s", code, wantCode, out)
+	}
+	for _, w := range wants {
+		if !strings.Contains(out, w) {
+			t.Fatalf("output lacks %q:\n%s", w, out)
+		}
+	}
+}
+
+func TestValidateReportsEveryProblemWithItsLine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bad.yaml")
+	src := "service: api\nrun:\n  command: [./api]\n  ports: {blue: 9001, green: 9001}\nrouter: {kind: haproxy}\nrollout:\n  steps: [50, 25]\n  bakee: 1m\nenvironments: {production: {}}\n"
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, code := cli(t, nil, "validate", path)
+	expect(t, out, code, 2, path+`:8: unknown field "bakee"`)
+	src = strings.Replace(src, "  bakee: 1m\n", "", 1)
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, code = cli(t, nil, "validate", path)
+	expect(t, out, code, 2, path+":4: run.ports: blue and green must differ", path+":5: router.haproxy.socket: required",
+		path+":7: rollout.steps[1]: steps must ascend", path+":7: rollout.steps: the last step must be 100")
+	out, code = cli(t, nil, "validate", "../deployments/demo.yaml", "../deployments/api-haproxy.yaml")
+	expect(t, out, code, 0, "demo.yaml: ok", "api-haproxy.yaml: ok")
+}
+
+func TestDeployRefusesBadArguments(t *testing.T) {
+	e := newEnv(t, opts{})
+	out, code := cli(t, e, "deploy", e.svc.Name, "-f", e.file, "--env", "prod", "--version", "v1")
+	expect(t, out, code, 2, `unknown environment "prod" (defined: test)`)
+	out, code = cli(t, e, "deploy", e.svc.Name, "-f", e.file, "--env", "test")
+	expect(t, out, code, 2, "--version is required")
+	out, code = cli(t, e, "deploy", "nosuch", "--env", "test", "--version", "v1")
+	expect(t, out, code, 2, `unknown service "nosuch": no spec at deployments/nosuch.yaml`)
+	out, code = cli(t, e, "deploy", e.svc.Name, "-f", e.file, "--env", "test", "--version", "v1", "--bogus")
+	expect(t, out, code, 2, "unknown flag: --bogus")
+	if w := e.weights(); w != (rollout.Weights{}) {
+		t.Fatalf("a refused deploy changed the router: %s", w)
+	}
+}
+
+func TestUnreachableRouterFailsClearly(t *testing.T) {
+	e := newEnv(t, opts{})
+	src, _ := os.ReadFile(e.file)
+	bad := filepath.Join(t.TempDir(), "norouter.yaml")
+	re := strings.Replace(string(src), e.svc.Router.HAProxy.Socket, "/nonexistent/haproxy.sock", 1)
+	if err := os.WriteFile(bad, []byte(re), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, code := cli(t, e, "deploy", e.svc.Name, "-f", bad, "--env", "test", "--version", "v1")
+	expect(t, out, code, 4, "connect /nonexistent/haproxy.sock", "is HAProxy running with 'stats socket")
+}
+
+// liveBlue deploys v1 and starts load through the router.
+func liveBlue(t *testing.T, e *env) *load.Generator {
+	t.Helper()
+	out, code := cli(t, e, "deploy", e.svc.Name, "-f", e.file, "--env", "test", "--version", "v1")
+	expect(t, out, code, 0, "promoted")
+	return load.Start(e.url, 50, time.Minute)
+}
+
+func TestPortInUseFailsAndTheLiveSlotKeepsServing(t *testing.T) {
+	e := newEnv(t, opts{})
+	gen := liveBlue(t, e)
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", e.svc.Run.Ports.Green))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	out, code := cli(t, e, "deploy", e.svc.Name, "-f", e.file, "--env", "test", "--version", "v2")
+	expect(t, out, code, 4, fmt.Sprintf("port %d is in use", e.svc.Run.Ports.Green), "live slot untouched")
+	time.Sleep(time.Second)
+	res := gen.Stop()
+	requireNoFailures(t, res, 40)
+	if w := e.weights(); w != (rollout.Weights{Blue: 100}) {
+		t.Fatalf("router changed to %s", w)
+	}
+}
+
+func TestCommandThatExitsAtOnceFailsWithItsLog(t *testing.T) {
+	e := newEnv(t, opts{})
+	gen := liveBlue(t, e)
+	out, code := cli(t, e, "deploy", e.svc.Name, "-f", e.file, "--env", "test", "--version", "crash-1")
+	expect(t, out, code, 4, "exited at start", "cannot read /etc/app/config.yaml")
+	time.Sleep(time.Second)
+	requireNoFailures(t, gen.Stop(), 40)
+	if w := e.weights(); w != (rollout.Weights{Blue: 100}) {
+		t.Fatalf("router changed to %s", w)
+	}
+}
+
+func TestSecondDeployWhileOneRunsIsRefusedNamingIt(t *testing.T) {
+	e := newEnv(t, opts{bake: time.Minute})
+	gen := liveBlue(t, e)
+	out, code := cli(t, e, "deploy", e.svc.Name, "-f", e.file, "--env", "test", "--version", "v2", "--detach")
+	expect(t, out, code, 0, "follow it with")
+	e.waitFor("shifting", func(st *starterStatus) bool { return st.Step == 0 })
+	out, code = cli(t, e, "deploy", e.svc.Name, "-f", e.file, "--env", "test", "--version", "v3")
+	expect(t, out, code, 5, "a rollout is already running: workflow deploy/"+e.svc.Name+"/test", "version v2, phase shifting, 10% traffic")
+	// the on-call verbs work on the running one
+	out, code = cli(t, e, "pause", e.svc.Name, "--env", "test")
+	expect(t, out, code, 0, "pause "+e.svc.Name)
+	out, code = cli(t, e, "pause", e.svc.Name, "--env", "test")
+	expect(t, out, code, 5, "pause refused: already paused")
+	out, code = cli(t, e, "status", e.svc.Name, "--env", "test")
+	expect(t, out, code, 0, "phase        shifting (paused)", "blue=90% green=10%")
+	out, code = cli(t, e, "abort", e.svc.Name, "--env", "test", "--reason", "test is over")
+	expect(t, out, code, 0, "blue=100% green=0%")
+	requireNoFailures(t, gen.Stop(), 20)
+	out, code = cli(t, e, "history", e.svc.Name, "--env", "test")
+	expect(t, out, code, 0, "rolled-back", "promoted")
+}
