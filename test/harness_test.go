@@ -103,6 +103,7 @@ type opts struct {
 	router    string // haproxy or embedded
 	bake      time.Duration
 	steps     []int
+	noBake    bool // bake: 0s
 	noWorker  bool // the test runs its own worker process
 	scaleDown time.Duration
 }
@@ -129,7 +130,7 @@ esac
 `, bins, bins)), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if o.bake == 0 {
+	if o.bake == 0 && !o.noBake {
 		o.bake = time.Second
 	}
 	if o.steps == nil {

@@ -122,6 +122,8 @@ type Performance struct {
 // Rollout is the traffic plan.
 type Rollout struct {
 	Steps    []int    `yaml:"steps" json:"steps"`
+	// Bake is how long each step holds before the next (default 30s; 0s:
+	// none, for pipelines that only want the checks and the steps).
 	Bake     Duration `yaml:"bake" json:"bake"`
 	Analysis Analysis `yaml:"analysis" json:"analysis"`
 	// ScaleDownDelay keeps the old slot running after promotion, for an
@@ -307,7 +309,7 @@ func (f *File) Resolve(env string) (*Service, error) {
 		}
 	}
 	s.Environment = env
-	s.applyDefaults()
+	s.applyDefaults(func(path string) bool { return lineIn(envNode, path) > 0 || f.lineOf(path) > 0 })
 	if probs := s.validate(); len(probs) > 0 {
 		for _, p := range probs {
 			p.File = f.Path

@@ -11,7 +11,9 @@ import (
 // DefaultSteps is the traffic plan of the strategy: 10 → 25 → 50 → 75 → 100 %.
 var DefaultSteps = []int{10, 25, 50, 75, 100}
 
-func (s *Service) applyDefaults() {
+// applyDefaults fills what the spec left out; written says whether a field
+// was written at all, for the fields where 0 is a choice.
+func (s *Service) applyDefaults(written func(path string) bool) {
 	if s.Platform == "" {
 		s.Platform = "process"
 	}
@@ -81,7 +83,7 @@ func (s *Service) applyDefaults() {
 	if r.Steps == nil {
 		r.Steps = append([]int(nil), DefaultSteps...)
 	}
-	if r.Bake == 0 {
+	if r.Bake == 0 && !written("rollout.bake") {
 		r.Bake = Duration(30 * time.Second)
 	}
 	a := &r.Analysis
@@ -236,8 +238,8 @@ func (s *Service) validate() Problems {
 	if n := len(r.Steps); n > 0 && r.Steps[n-1] != 100 {
 		add("rollout.steps", "the last step must be 100 (got %d)", r.Steps[n-1])
 	}
-	if r.Bake <= 0 {
-		add("rollout.bake", "must be positive")
+	if r.Bake < 0 {
+		add("rollout.bake", "must not be negative")
 	}
 	if *r.ScaleDownDelay < 0 {
 		add("rollout.scaleDownDelay", "must not be negative")

@@ -1,0 +1,107 @@
+package test
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/internal/check"
+	"github.com/switchyard/switchyard/internal/load"
+	"github.com/switchyard/switchyard/internal/rollout"
+	"github.com/switchyard/switchyard/workflows"
+)
+
+func quantiles(d []time.Duration) (p50, p99 time.Duration) {
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	return check.Quantile(d, 0.50), check.Quantile(d, 0.99)
+}
+
+// BenchmarkAbortToStable: abort request → 100 % on the stable slot, through
+// a real HAProxy, over 30 aborts. The Update returns once the workflow's
+// local activity has set and read back the weights; the router is then
+// read again to confirm.
+func BenchmarkAbortToStable(b *testing.B) {
+	const runs = 30
+	e := newEnv(b, opts{bake: 10 * time.Minute})
+	if o := e.deploy("v1"); o.Kind != "" {
+		b.Fatalf("v1: %s", o.Reason)
+	}
+	gen := load.Start(e.url, 50, 10*time.Minute)
+	var lat []time.Duration
+	for i := 0; i < runs; i++ {
+		run := e.start(fmt.Sprintf("v2-%d", i))
+		e.waitFor("baking at 10%", func(st *starterStatus) bool { return st.Step == 0 && !st.BakeEndsAt.IsZero() })
+		t := time.Now()
+		if _, err := e.starter.Control(context.Background(), e.svc.Name, e.svc.Environment, workflows.Abort,
+			workflows.AbortRequest{Reason: "bench", By: "bench"}); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(t))
+		if w := e.weights(); w != (rollout.Weights{Blue: 100}) {
+			b.Fatalf("after abort the router says %s", w)
+		}
+		if o, err := e.starter.Wait(context.Background(), run); err != nil || o.Kind != workflows.ErrRolledBack {
+			b.Fatalf("abort %d: %v %+v", i, err, o)
+		}
+	}
+	res := gen.Stop()
+	p50, p99 := quantiles(lat)
+	b.ReportMetric(float64(p50.Microseconds())/1000, "abort-p50-ms")
+	b.ReportMetric(float64(p99.Microseconds())/1000, "abort-p99-ms")
+	fmt.Printf("abort → stable at 100%%: %d aborts, p50 %s, p99 %s (targets 50ms / 150ms); load meanwhile: %d requests, %d failed\n",
+		runs, p50.Round(100*time.Microsecond), p99.Round(100*time.Microsecond), res.Requests, res.Failed)
+}
+
+// BenchmarkStepOverhead: a rollout with no bake, so the time between two
+// steps is Switchyard's own work: a Shift activity through the server, the
+// router change and its read-back, the history it writes.
+func BenchmarkStepOverhead(b *testing.B) {
+	e := newEnv(b, opts{noBake: true, steps: []int{5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55, 60, 65, 70, 75, 80, 85, 90, 95, 100}})
+	if o := e.deploy("v1"); o.Kind != "" {
+		b.Fatalf("v1: %s", o.Reason)
+	}
+	o := e.deploy("v2")
+	if o.Kind != "" {
+		b.Fatalf("v2: %s", o.Reason)
+	}
+	var at []time.Time
+	for _, ev := range o.Status.Events {
+		if strings.HasPrefix(ev.Message, "step ") {
+			at = append(at, ev.At)
+		}
+	}
+	var gaps []time.Duration
+	for i := 1; i < len(at); i++ {
+		gaps = append(gaps, at[i].Sub(at[i-1]))
+	}
+	p50, p99 := quantiles(gaps)
+	b.ReportMetric(float64(p50.Microseconds())/1000, "step-p50-ms")
+	b.ReportMetric(float64(p99.Microseconds())/1000, "step-p99-ms")
+	fmt.Printf("orchestration overhead per step (no bake, HAProxy): %d steps, p50 %s, p99 %s\n",
+		len(gaps), p50.Round(100*time.Microsecond), p99.Round(100*time.Microsecond))
+}
+
+// BenchmarkRequestsThroughRollout: failed/total requests at 200/s through
+// HAProxy while v1 → v2 rolls out in five 2s steps.
+func BenchmarkRequestsThroughRollout(b *testing.B) {
+	for _, kind := range []string{"haproxy", "embedded"} {
+		b.Run(kind, func(b *testing.B) {
+			e := newEnv(b, opts{router: kind, bake: 2 * time.Second})
+			if o := e.deploy("v1"); o.Kind != "" {
+				b.Fatalf("v1: %s", o.Reason)
+			}
+			gen := load.Start(e.url, 200, 5*time.Minute)
+			o := e.deploy("v2")
+			res := gen.Stop()
+			if o.Kind != "" {
+				b.Fatalf("v2: %s", o.Reason)
+			}
+			b.ReportMetric(float64(res.Failed), "failed")
+			b.ReportMetric(float64(res.Requests), "requests")
+			fmt.Printf("requests through a rollout (%s router, 200/s): %s\n", kind, res)
+		})
+	}
+}
