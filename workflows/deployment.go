@@ -275,7 +275,7 @@ func shiftCtx(ctx workflow.Context) workflow.Context {
 func (d *deployment) run(ctx workflow.Context) (*Status, error) {
 	s := &d.in.Spec
 	var state activities.State
-	if err := workflow.ExecuteActivity(activityCtx(d.work, time.Minute, 0, 5), acts.ReadState,
+	if err := workflow.ExecuteActivity(activityCtx(d.work, 30*time.Second, 0, 5), acts.ReadState,
 		activities.ReadStateInput{Spec: *s}).Get(ctx, &state); err != nil {
 		return d.fail(ctx, "reading the router and slots", err)
 	}
@@ -445,7 +445,7 @@ func (d *deployment) bake(ctx workflow.Context, base *activities.ShiftResult) st
 		if sinceAnalysis >= s.Rollout.Analysis.Interval.D() || remaining <= 0 {
 			sinceAnalysis = 0
 			var res rollout.CheckResult
-			err := workflow.ExecuteActivity(activityCtx(d.work, time.Minute, 0, 3), acts.Analyze,
+			err := workflow.ExecuteActivity(activityCtx(d.work, 20*time.Second, 0, 3), acts.Analyze,
 				activities.AnalyzeInput{Spec: *s, Slot: d.st.Target, Baseline: base.Counters}).Get(ctx, &res)
 			if d.abort != nil {
 				return ""

@@ -47,6 +47,9 @@ is "embedded", an in-process Caddy.`,
 			if srv.UIURL != "" {
 				fmt.Printf("Web UI           %s\n", srv.UIURL)
 			}
+			if err := router.ResumeEmbedded(cmd.Context(), filepath.Join(stateDir, "router")); err != nil {
+				return err
+			}
 			fmt.Printf("worker           task queue %s\n", c.taskQueue)
 			fmt.Println("ready: switchyard deploy SERVICE --env ENV --version V   (Ctrl-C stops)")
 			return worker.Run(cmd.Context(), cl, worker.Config{TaskQueue: c.taskQueue, Namespace: c.namespace, StateDir: stateDir})

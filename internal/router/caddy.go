@@ -223,6 +223,9 @@ func StartEmbedded(ctx context.Context, admin, stateDir string) error {
 	if embedded.admin == admin {
 		return nil
 	}
+	if embedded.admin != "" {
+		return fmt.Errorf("caddy: this worker's embedded router already runs with admin %s; give every spec with router kind embedded that router.caddy.admin (got %s)", embedded.admin, admin)
+	}
 	c := &Caddy{Admin: admin}
 	if _, _, err := c.call(ctx, http.MethodGet, "/config/", nil); err == nil {
 		return nil // a Caddy is there already
@@ -247,6 +250,28 @@ func StartEmbedded(ctx context.Context, admin, stateDir string) error {
 	}
 	embedded.admin = admin
 	return nil
+}
+
+// ResumeEmbedded restarts the embedded Caddy from the config it saved in
+// stateDir, if there is one, so a restarted `switchyard dev` serves again at
+// once rather than at the next activity.
+func ResumeEmbedded(ctx context.Context, stateDir string) error {
+	saved, err := os.ReadFile(filepath.Join(stateDir, "caddy-autosave.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("caddy: read saved config: %w", err)
+	}
+	var cfg struct {
+		Admin struct {
+			Listen string `json:"listen"`
+		} `json:"admin"`
+	}
+	if err := json.Unmarshal(saved, &cfg); err != nil || cfg.Admin.Listen == "" {
+		return fmt.Errorf("caddy: saved config in %s has no admin address", stateDir)
+	}
+	return StartEmbedded(ctx, "http://"+cfg.Admin.Listen, stateDir)
 }
 
 // StopEmbedded stops the embedded Caddy, if this process runs one.
