@@ -1,0 +1,105 @@
+package platform
+
+import (
+	"context"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/internal/rollout"
+	"github.com/switchyard/switchyard/internal/spec"
+)
+
+// a real slot process: the demo app, built once for these tests
+func demoSpec(t *testing.T) *spec.Service {
+	t.Helper()
+	dir := t.TempDir()
+	if out, err := exec.Command("go", "build", "-o", filepath.Join(dir, "demo-app"), "../../cmd/demo-app").CombinedOutput(); err != nil {
+		t.Fatalf("build demo-app: %v\n%s", err, out)
+	}
+	port := func() int {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		return l.Addr().(*net.TCPAddr).Port
+	}
+	return &spec.Service{Name: "svc", Environment: "test", Dir: dir,
+		Run: spec.Run{Command: []string{"./demo-app"}, Host: "127.0.0.1", Ports: spec.SlotPorts{Blue: port(), Green: port()},
+			StartTimeout: spec.Duration(10 * time.Second), StopTimeout: spec.Duration(5 * time.Second)}}
+}
+
+func TestProvisionReattachesToTheRightVersionAndReplacesAWrongOne(t *testing.T) {
+	s := demoSpec(t)
+	p := NewProcess(s)
+	ctx := context.Background()
+	t.Cleanup(func() { _ = p.Retire(ctx, rollout.Green) })
+	first, err := p.Provision(ctx, rollout.Green, "v1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Reattached || !first.Running {
+		t.Fatalf("first provision: %+v", first)
+	}
+	again, err := p.Provision(ctx, rollout.Green, "v1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again.Reattached || again.PID != first.PID {
+		t.Fatalf("second provision of the same version started another process: %+v, first %+v", again, first)
+	}
+	// a fresh platform value, as a new worker would have, finds it too
+	in, err := NewProcess(s).Inspect(ctx, rollout.Green)
+	if err != nil || !in.Running || in.Version != "v1" || in.PID != first.PID {
+		t.Fatalf("inspect from a new worker: %+v %v", in, err)
+	}
+	v2, err := p.Provision(ctx, rollout.Green, "v2", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v2.Reattached || v2.PID == first.PID {
+		t.Fatalf("another version must replace the process: %+v", v2)
+	}
+	if _, ok := procStart(first.PID); ok {
+		t.Fatalf("the v1 process %d is still running", first.PID)
+	}
+	if err := p.Retire(ctx, rollout.Green); err != nil {
+		t.Fatal(err)
+	}
+	if in, _ := p.Inspect(ctx, rollout.Green); in.Running {
+		t.Fatalf("retired slot still running: %+v", in)
+	}
+	if err := p.Retire(ctx, rollout.Green); err != nil {
+		t.Fatalf("retiring a stopped slot is not an error: %v", err)
+	}
+}
+
+func TestMissingSecretIsNamedButNeverShown(t *testing.T) {
+	s := demoSpec(t)
+	s.Run.SecretEnv = map[string]string{"DB_PASSWORD": "SWITCHYARD_TEST_UNSET_SECRET"}
+	_, err := NewProcess(s).Provision(context.Background(), rollout.Blue, "v1", nil)
+	if err == nil || !strings.Contains(err.Error(), "no environment variable SWITCHYARD_TEST_UNSET_SECRET") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestSecretReachesTheSlotOnly(t *testing.T) {
+	s := demoSpec(t)
+	t.Setenv("SWITCHYARD_TEST_SECRET", "0.5")
+	// the demo app reads DEMO_ERROR_RATE: a harmless stand-in for a secret
+	s.Run.SecretEnv = map[string]string{"DEMO_ERROR_RATE": "SWITCHYARD_TEST_SECRET"}
+	p := NewProcess(s)
+	ctx := context.Background()
+	t.Cleanup(func() { _ = p.Retire(ctx, rollout.Blue) })
+	if _, err := p.Provision(ctx, rollout.Blue, "v1", nil); err != nil {
+		t.Fatal(err)
+	}
+	out, _ := exec.Command("cat", p.LogPath(rollout.Blue)).Output()
+	if !strings.Contains(string(out), "error rate 0.50") {
+		t.Fatalf("the slot did not get the secret's value: %s", out)
+	}
+}
