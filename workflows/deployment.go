@@ -24,7 +24,18 @@ func Deployment(ctx workflow.Context, in DeploymentInput) (*Status, error) {
 	if err := d.setup(ctx); err != nil {
 		return nil, err
 	}
-	return d.run(ctx)
+	st, err := d.run(ctx)
+	if err != nil && ctx.Err() != nil && !d.st.Phase.Done() {
+		// cancelled from the Web UI or `temporal workflow cancel`: never
+		// leave traffic split; treat it as an abort
+		dctx, _ := workflow.NewDisconnectedContext(ctx)
+		d.root = dctx
+		if d.st.Stable != rollout.None && d.st.Weights.Of(d.st.Target) > 0 {
+			return d.rollback(dctx, "the workflow was cancelled", "temporal")
+		}
+		return d.fail(dctx, "cancelled", err)
+	}
+	return st, err
 }
 
 type deployment struct {
@@ -367,6 +378,9 @@ func (d *deployment) run(ctx workflow.Context) (*Status, error) {
 		if reason := d.bake(ctx, base); reason != "" {
 			return d.rollback(ctx, reason, "analysis")
 		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		if d.abort != nil {
 			return d.rollback(ctx, d.abort.Reason, d.abort.By)
 		}
@@ -421,7 +435,7 @@ func (d *deployment) bake(ctx workflow.Context, base *activities.ShiftResult) st
 	remaining := s.Rollout.Bake.D()
 	sinceAnalysis := time.Duration(0)
 	for remaining > 0 {
-		if d.abort != nil || d.promote != nil {
+		if d.abort != nil || d.promote != nil || ctx.Err() != nil {
 			return ""
 		}
 		if d.st.Paused {

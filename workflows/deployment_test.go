@@ -320,3 +320,11 @@ func TestSplitTrafficIsRefusedBeforeAnythingChanges(t *testing.T) {
 	require.ErrorContains(t, f.env.GetWorkflowError(), "traffic is split")
 	require.Empty(t, f.shifts)
 }
+
+func TestCancellingTheWorkflowRollsBackInsteadOfLeavingTrafficSplit(t *testing.T) {
+	f := newFixture(t)
+	f.at(90*time.Second, func() { f.env.CancelWorkflow() })
+	f.run()
+	require.ErrorContains(t, f.env.GetWorkflowError(), "cancelled")
+	require.Equal(t, []rollout.Weights{green(10), green(25), {Blue: 100}}, f.shifts)
+}
