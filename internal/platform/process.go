@@ -5,11 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -183,10 +184,10 @@ func (p *Process) env(slot rollout.Slot, version string) ([]string, error) {
 			env = append(env, k+"="+v)
 		}
 	}
-	for _, k := range sortedKeys(p.svc.Run.Env) {
+	for _, k := range slices.Sorted(maps.Keys(p.svc.Run.Env)) {
 		env = append(env, k+"="+strings.ReplaceAll(p.svc.Run.Env[k], "{{version}}", version))
 	}
-	for _, k := range sortedKeys(p.svc.Run.SecretEnv) {
+	for _, k := range slices.Sorted(maps.Keys(p.svc.Run.SecretEnv)) {
 		from := p.svc.Run.SecretEnv[k]
 		v, ok := os.LookupEnv(from)
 		if !ok {
@@ -274,13 +275,4 @@ func tail(path string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return "  " + strings.Join(lines, "\n  ")
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

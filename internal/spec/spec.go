@@ -121,7 +121,7 @@ type Performance struct {
 
 // Rollout is the traffic plan.
 type Rollout struct {
-	Steps    []int    `yaml:"steps" json:"steps"`
+	Steps []int `yaml:"steps" json:"steps"`
 	// Bake is how long each step holds before the next (default 30s; 0s:
 	// none, for pipelines that only want the checks and the steps).
 	Bake     Duration `yaml:"bake" json:"bake"`

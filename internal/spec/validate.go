@@ -2,8 +2,9 @@ package spec
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 )
@@ -132,7 +133,7 @@ func (s *Service) validate() Problems {
 	if len(s.Run.Command) == 0 {
 		add("run.command", "required: the command that starts one slot, like [./bin/api]")
 	}
-	for _, k := range sortedKeys(s.Run.Env) {
+	for _, k := range slices.Sorted(maps.Keys(s.Run.Env)) {
 		if !envVarRe.MatchString(k) {
 			add("run.env", "%q is not a valid environment variable name", k)
 		}
@@ -140,7 +141,7 @@ func (s *Service) validate() Problems {
 			add("run.env."+k, "looks like a secret: put it in run.secretEnv as %s: NAME_OF_A_WORKER_ENV_VAR, so its value never enters workflow history", k)
 		}
 	}
-	for _, k := range sortedKeys(s.Run.SecretEnv) {
+	for _, k := range slices.Sorted(maps.Keys(s.Run.SecretEnv)) {
 		if !envVarRe.MatchString(k) {
 			add("run.secretEnv", "%q is not a valid environment variable name", k)
 		}
@@ -272,13 +273,4 @@ func portOf(addr string) int {
 	var p int
 	fmt.Sscanf(addr[i+1:], "%d", &p)
 	return p
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
