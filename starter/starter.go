@@ -49,9 +49,13 @@ func ResolveSpec(path, env string) (*spec.Service, error) {
 type AlreadyRunningError struct {
 	WorkflowID, RunID string
 	Status            *workflows.Status
+	What              string // set for a rollback in the way
 }
 
 func (e *AlreadyRunningError) Error() string {
+	if e.What != "" {
+		return fmt.Sprintf("refused: workflow %s (run %s): %s", e.WorkflowID, e.RunID, e.What)
+	}
 	msg := fmt.Sprintf("a rollout is already running: workflow %s (run %s)", e.WorkflowID, e.RunID)
 	if st := e.Status; st != nil {
 		msg += fmt.Sprintf(", version %s, phase %s, %d%% traffic", st.Version, st.Phase, st.Traffic())
@@ -66,6 +70,10 @@ func (e *AlreadyRunningError) Error() string {
 func (s *Starter) Deploy(ctx context.Context, svc *spec.Service, version, by string) (client.WorkflowRun, error) {
 	if version == "" {
 		return nil, errors.New("deploy: a version is required (--version)")
+	}
+	if rb := s.runningRollback(ctx, svc.Name, svc.Environment); rb != nil {
+		return nil, &AlreadyRunningError{WorkflowID: workflows.RollbackID(svc.Name, svc.Environment), RunID: rb.runID,
+			What: fmt.Sprintf("a %s rollback to %s is running; deploy once it ends (switchyard watch %s --env %s)", rb.rep.Strategy, rb.rep.PreviousVersion, svc.Name, svc.Environment)}
 	}
 	id := workflows.DeploymentID(svc.Name, svc.Environment)
 	run, err := s.C.ExecuteWorkflow(ctx, client.StartWorkflowOptions{

@@ -35,6 +35,8 @@ func New(c client.Client, cfg Config) sdkworker.Worker {
 	}
 	w := sdkworker.New(c, cfg.TaskQueue, sdkworker.Options{})
 	w.RegisterWorkflowWithOptions(workflows.Deployment, workflow.RegisterOptions{Name: "Deployment"})
+	w.RegisterWorkflowWithOptions(workflows.Rollback, workflow.RegisterOptions{Name: "Rollback"})
+	w.RegisterWorkflowWithOptions(workflows.Retire, workflow.RegisterOptions{Name: "Retire"})
 	w.RegisterActivity(&activities.Activities{StateDir: cfg.StateDir})
 	return w
 }

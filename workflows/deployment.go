@@ -485,20 +485,32 @@ func (d *deployment) bake(ctx workflow.Context, base *activities.ShiftResult) st
 func (d *deployment) rollback(ctx workflow.Context, reason, by string) (*Status, error) {
 	s := &d.in.Spec
 	stable := d.st.Stable
+	if d.abort != nil && d.abort.Handoff {
+		// a Rollback workflow takes over the router from here
+		d.rolledBack = true
+		d.st.Reason = reason
+		d.st.BakeEndsAt = time.Time{}
+		d.event(fmt.Sprintf("handed over to the Rollback workflow (%s) at %s", reason, d.st.Weights))
+		d.setPhase(ctx, rollout.PhaseRolledBack)
+		_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
+		return nil, temporal.NewNonRetryableApplicationError("rolled back: "+reason, ErrRolledBack, nil, &d.st)
+	}
 	d.event(fmt.Sprintf("rolling back to slot %s: %s", stable, reason))
-	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
-		StartToCloseTimeout: 10 * time.Second,
-		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: 100 * time.Millisecond, MaximumInterval: 2 * time.Second},
-	})
-	var res activities.ShiftResult
-	if err := workflow.ExecuteLocalActivity(lctx, acts.Shift,
-		activities.ShiftInput{Spec: *s, Weights: rollout.Split(stable, 100)}).Get(ctx, &res); err != nil {
+	rep := &RollbackReport{Service: s.Name, Environment: s.Environment, Strategy: Immediate, Reason: reason, By: orUnknown(by),
+		From: stable.Other(), To: stable, BadVersion: d.in.Version, PreviousVersion: d.st.PreviousVersion,
+		StartedAt: workflow.Now(ctx), Phase: rollout.PhaseRollingBack}
+	res, err := rollbackNow(ctx, s, stable)
+	if err != nil {
 		return nil, err
 	}
 	d.st.Weights = res.Weights
 	d.rolledBack = true
 	d.st.Reason = reason
 	d.st.BakeEndsAt = time.Time{}
+	rep.EndedAt, rep.Weights, rep.Phase = workflow.Now(ctx), res.Weights, rollout.PhaseRolledBack
+	rep.Timeline = []WeightChange{{At: rep.EndedAt, Weights: res.Weights}}
+	rep.Checks = d.st.Checks
+	d.st.Rollback = rep
 	d.event(fmt.Sprintf("rolled back by %s: %s", orUnknown(by), res.Weights))
 	if s.Rollout.RetireOnFailure {
 		bad := stable.Other()

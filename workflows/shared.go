@@ -29,6 +29,8 @@ const (
 	Abort = "abort"
 	// Promote skips the current bake, or with Full goes straight to 100 %. Takes a PromoteRequest.
 	Promote = "promote"
+	// Escalate turns a gradual rollback into an immediate one.
+	Escalate = "escalate"
 )
 
 // Search attributes every run carries, so the Web UI and `temporal workflow
@@ -62,6 +64,9 @@ type DeploymentInput struct {
 type AbortRequest struct {
 	Reason string `json:"reason"`
 	By     string `json:"by,omitempty"`
+	// Handoff stops the rollout without touching the router, for a Rollback
+	// workflow that takes over: one writer per service at any time.
+	Handoff bool `json:"handoff,omitempty"`
 }
 
 // PromoteRequest skips ahead.
@@ -97,6 +102,8 @@ type Status struct {
 	UpdatedAt       time.Time             `json:"updatedAt"`
 	BakeEndsAt      time.Time             `json:"bakeEndsAt,omitempty"`
 	Events          []Event               `json:"events"`
+	// Rollback reports the rollout's own rollback, if it rolled back.
+	Rollback *RollbackReport `json:"rollback,omitempty"`
 }
 
 // Traffic is the new version's share of traffic.
@@ -105,6 +112,78 @@ func (s *Status) Traffic() int {
 		return 0
 	}
 	return s.Weights.Of(s.Target)
+}
+
+// RollbackID is the workflow ID of a service's rollback in one environment.
+func RollbackID(service, env string) string { return "rollback/" + service + "/" + env }
+
+// Rollback strategies.
+const (
+	// Immediate puts 100 % on the previous slot in one change.
+	Immediate = "immediate"
+	// Gradual moves traffic back in steps over a duration, on durable timers.
+	Gradual = "gradual"
+	// Swap flips the whole environment back and keeps the bad slot running,
+	// untouched, for investigation, until someone retires it.
+	Swap = "swap"
+)
+
+// Strategies lists the rollback strategies.
+var Strategies = []string{Immediate, Gradual, Swap}
+
+// RollbackInput starts a Rollback.
+type RollbackInput struct {
+	Spec     spec.Service `json:"spec"`
+	Strategy string       `json:"strategy"`
+	Reason   string       `json:"reason"`
+	By       string       `json:"by,omitempty"`
+	// From is the bad slot, To the previous one, as the last rollout left them.
+	From            rollout.Slot `json:"from"`
+	To              rollout.Slot `json:"to"`
+	BadVersion      string       `json:"badVersion"`
+	PreviousVersion string       `json:"previousVersion"`
+}
+
+// WeightChange is one entry of a rollback's timeline.
+type WeightChange struct {
+	At      time.Time       `json:"at"`
+	Weights rollout.Weights `json:"weights"`
+}
+
+// RollbackReport is what a rollback did, kept as the workflow's result and
+// returned live by its status Query.
+type RollbackReport struct {
+	Service         string                `json:"service"`
+	Environment     string                `json:"environment"`
+	Strategy        string                `json:"strategy"`
+	Reason          string                `json:"reason"`
+	By              string                `json:"by"`
+	From            rollout.Slot          `json:"from"`
+	To              rollout.Slot          `json:"to"`
+	BadVersion      string                `json:"badVersion"`
+	PreviousVersion string                `json:"previousVersion"`
+	Phase           rollout.Phase         `json:"phase"`
+	Paused          bool                  `json:"paused"`
+	Weights         rollout.Weights       `json:"weights"`
+	Timeline        []WeightChange        `json:"timeline"`
+	Checks          []rollout.CheckResult `json:"checks,omitempty"`
+	StartedAt       time.Time             `json:"startedAt"`
+	EndedAt         time.Time             `json:"endedAt,omitempty"`
+	// NextStepAt and Remaining show a gradual rollback's progress.
+	NextStepAt time.Time     `json:"nextStepAt,omitempty"`
+	Remaining  time.Duration `json:"remaining,omitempty"`
+	// BadSlotAddr is where the bad slot still answers, for investigation.
+	BadSlotAddr string  `json:"badSlotAddr,omitempty"`
+	Events      []Event `json:"events"`
+	Error       string  `json:"error,omitempty"`
+}
+
+// Duration is how long the rollback took (so far).
+func (r *RollbackReport) Duration() time.Duration {
+	if r.EndedAt.IsZero() {
+		return 0
+	}
+	return r.EndedAt.Sub(r.StartedAt)
 }
 
 // Error types a Deployment ends with, besides success.

@@ -146,7 +146,8 @@ func main() {
 	root.AddCommand(devCmd(&c), workerCmd(&c), deployCmd(&c), statusCmd(&c), watchCmd(&c),
 		controlCmd(&c, workflows.Pause, "Hold a rollout at its current step (the bake clock stops)"),
 		controlCmd(&c, workflows.Resume, "Continue a paused rollout"),
-		abortCmd(&c), promoteCmd(&c), validateCmd(), historyCmd(&c), demoCmd())
+		abortCmd(&c), promoteCmd(&c), validateCmd(), historyCmd(&c), demoCmd(),
+		rollbackCmd(&c), rollbackControlCmd(&c), retireCmd(&c))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := root.ExecuteContext(ctx)
 	stop()

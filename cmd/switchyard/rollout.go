@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/switchyard/switchyard/internal/rollout"
+	"github.com/switchyard/switchyard/internal/spec"
 	"github.com/switchyard/switchyard/starter"
 	"github.com/switchyard/switchyard/workflows"
 )
@@ -34,6 +35,22 @@ func (t *target) specPath(service string) string {
 		return t.file
 	}
 	return filepath.Join("deployments", service+".yaml")
+}
+
+// loadSpec reads deployments/<service>.yaml (or -f) for the environment.
+func loadSpec(service string, t *target) (*spec.Service, error) {
+	path := t.specPath(service)
+	svc, err := starter.ResolveSpec(path, t.env)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, withCode(exitBadInput, fmt.Errorf("unknown service %q: no spec at %s (use -f to name one)", service, path))
+		}
+		return nil, err
+	}
+	if svc.Name != service {
+		return nil, withCode(exitBadInput, fmt.Errorf("%s describes service %q, not %q", path, svc.Name, service))
+	}
+	return svc, nil
 }
 
 func deployCmd(c *conn) *cobra.Command {
@@ -57,16 +74,9 @@ traffic moved, 5 another rollout of the service is running, 1 other errors.`,
 			if output != "text" && output != "json" {
 				return withCode(exitBadInput, fmt.Errorf("-o must be text or json, got %q", output))
 			}
-			path := t.specPath(args[0])
-			svc, err := starter.ResolveSpec(path, t.env)
+			svc, err := loadSpec(args[0], &t)
 			if err != nil {
-				if os.IsNotExist(errors.Unwrap(err)) {
-					return withCode(exitBadInput, fmt.Errorf("unknown service %q: no spec at %s (use -f to name one)", args[0], path))
-				}
 				return err
-			}
-			if svc.Name != args[0] {
-				return withCode(exitBadInput, fmt.Errorf("%s describes service %q, not %q", path, svc.Name, args[0]))
 			}
 			s, closeFn, err := c.starter()
 			if err != nil {
@@ -226,10 +236,21 @@ func statusCmd(c *conn) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			rb, _ := s.RollbackStatus(cmd.Context(), args[0], t.env)
+			if rb != nil && rb.StartedAt.Before(st.StartedAt) {
+				rb = nil // a rollback older than the latest rollout is history
+			}
 			if output == "json" {
-				return json.NewEncoder(os.Stdout).Encode(st)
+				return json.NewEncoder(os.Stdout).Encode(map[string]any{"deployment": st, "rollback": rb})
 			}
 			printStatus(os.Stdout, st)
+			if rb != nil {
+				fmt.Println()
+				printReport(rb)
+				if !rb.Phase.Done() {
+					fmt.Println(rollbackLine(rb))
+				}
+			}
 			return nil
 		},
 	}
@@ -292,6 +313,9 @@ func watchCmd(c *conn) *cobra.Command {
 				return err
 			}
 			defer closeFn()
+			if s.RollbackRunning(cmd.Context(), args[0], t.env) {
+				return followRollback(cmd.Context(), s, args[0], t.env)
+			}
 			if _, err := s.Status(cmd.Context(), args[0], t.env); err != nil {
 				return err
 			}
@@ -355,6 +379,14 @@ func sendControl(ctx context.Context, c *conn, service, env, name string, arg an
 	}
 	defer closeFn()
 	t := time.Now()
+	if (name == workflows.Pause || name == workflows.Resume) && s.RollbackRunning(ctx, service, env) {
+		rep, err := s.RollbackControl(ctx, service, env, name)
+		if err != nil {
+			return withCode(exitConflict, err)
+		}
+		fmt.Printf("%s rollback of %s in %s: done in %s; %s\n", name, service, env, time.Since(t).Round(time.Millisecond), rep.Weights)
+		return nil
+	}
 	st, err := s.Control(ctx, service, env, name, arg)
 	if err != nil {
 		return withCode(exitConflict, err)

@@ -75,6 +75,7 @@ const (
 	PhaseShifting     Phase = "shifting"
 	PhaseScalingDown  Phase = "scaling-down" // promoted; old slot kept warm
 	PhaseRetiring     Phase = "retiring"
+	PhaseRollingBack  Phase = "rolling-back" // a Rollback workflow at work
 	PhasePromoted     Phase = "promoted"
 	PhaseRolledBack   Phase = "rolled-back"
 	PhaseFailed       Phase = "failed"

@@ -20,14 +20,15 @@ import (
 // Deployment workflow receives as input, so it holds no secret values: only
 // the names of the environment variables that carry them.
 type Service struct {
-	Name        string  `yaml:"service" json:"name"`
-	Environment string  `yaml:"-" json:"environment"`
-	Platform    string  `yaml:"platform" json:"platform"`
-	Build       Build   `yaml:"build" json:"build"`
-	Run         Run     `yaml:"run" json:"run"`
-	Router      Router  `yaml:"router" json:"router"`
-	Checks      Checks  `yaml:"checks" json:"checks"`
-	Rollout     Rollout `yaml:"rollout" json:"rollout"`
+	Name        string   `yaml:"service" json:"name"`
+	Environment string   `yaml:"-" json:"environment"`
+	Platform    string   `yaml:"platform" json:"platform"`
+	Build       Build    `yaml:"build" json:"build"`
+	Run         Run      `yaml:"run" json:"run"`
+	Router      Router   `yaml:"router" json:"router"`
+	Checks      Checks   `yaml:"checks" json:"checks"`
+	Rollout     Rollout  `yaml:"rollout" json:"rollout"`
+	Rollback    Rollback `yaml:"rollback" json:"rollback"`
 	// Dir is the directory the spec file was read from; relative paths in
 	// commands resolve against it.
 	Dir string `yaml:"-" json:"dir"`
@@ -131,6 +132,18 @@ type Rollout struct {
 	ScaleDownDelay *Duration `yaml:"scaleDownDelay" json:"scaleDownDelay"`
 	// RetireOnFailure stops the bad slot after a rollback instead of keeping it for inspection.
 	RetireOnFailure bool `yaml:"retireOnFailure" json:"retireOnFailure"`
+}
+
+// Rollback configures the gradual rollback strategy.
+type Rollback struct {
+	Gradual Gradual `yaml:"gradual" json:"gradual"`
+}
+
+// Gradual moves traffic back over Duration, through Steps (the bad slot's
+// share, descending to 0), with analysis of the previous slot at each.
+type Gradual struct {
+	Duration Duration `yaml:"duration" json:"duration"`
+	Steps    []int    `yaml:"steps" json:"steps"`
 }
 
 // Analysis judges the new slot on real traffic during each bake.

@@ -97,6 +97,13 @@ func (s *Service) applyDefaults(written func(path string) bool) {
 	if a.ProbeRequests == 0 {
 		a.ProbeRequests = 20
 	}
+	g := &s.Rollback.Gradual
+	if g.Duration == 0 {
+		g.Duration = Duration(10 * time.Minute)
+	}
+	if g.Steps == nil {
+		g.Steps = []int{75, 50, 25, 0}
+	}
 	// 0 is a choice (retire at once), so only a missing value is defaulted.
 	if r.ScaleDownDelay == nil {
 		d := Duration(10 * time.Minute)
@@ -244,6 +251,20 @@ func (s *Service) validate() Problems {
 	}
 	if *r.ScaleDownDelay < 0 {
 		add("rollout.scaleDownDelay", "must not be negative")
+	}
+	g := s.Rollback.Gradual
+	if g.Duration <= 0 {
+		add("rollback.gradual.duration", "must be positive")
+	}
+	for i, st := range g.Steps {
+		if st < 0 || st > 99 {
+			add(fmt.Sprintf("rollback.gradual.steps[%d]", i), "must be the bad slot's share, 0 to 99 (got %d)", st)
+		} else if i > 0 && st >= g.Steps[i-1] {
+			add(fmt.Sprintf("rollback.gradual.steps[%d]", i), "steps must descend (%d after %d)", st, g.Steps[i-1])
+		}
+	}
+	if n := len(g.Steps); n == 0 || g.Steps[n-1] != 0 {
+		add("rollback.gradual.steps", "the last step must be 0 (all traffic back on the previous slot)")
 	}
 	a := r.Analysis
 	if a.Interval <= 0 && r.Bake > 0 {

@@ -1,0 +1,318 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/switchyard/switchyard/activities"
+	"github.com/switchyard/switchyard/internal/rollout"
+	"github.com/switchyard/switchyard/internal/spec"
+)
+
+// rollbackNow puts 100 % on the slot `to` in one absolute change, as a local
+// activity so it lands in milliseconds. It is the one code path of every
+// immediate rollback: a manual one, an abort and a failed analysis.
+func rollbackNow(ctx workflow.Context, s *spec.Service, to rollout.Slot) (*activities.ShiftResult, error) {
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: 10 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: 100 * time.Millisecond, MaximumInterval: 2 * time.Second},
+	})
+	var res activities.ShiftResult
+	if err := workflow.ExecuteLocalActivity(lctx, acts.Shift,
+		activities.ShiftInput{Spec: *s, Weights: rollout.Split(to, 100)}).Get(ctx, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
+// Rollback takes a service back to its previous slot: at once (immediate),
+// over a duration on durable timers (gradual), or by flipping the whole
+// environment and keeping the bad slot for investigation (swap).
+func Rollback(ctx workflow.Context, in RollbackInput) (*RollbackReport, error) {
+	r := &rollbackRun{in: in, root: ctx}
+	if err := r.setup(ctx); err != nil {
+		return nil, err
+	}
+	return r.run(ctx)
+}
+
+type rollbackRun struct {
+	in        RollbackInput
+	rep       RollbackReport
+	root      workflow.Context
+	escalated bool
+}
+
+func (r *rollbackRun) setup(ctx workflow.Context) error {
+	in := r.in
+	r.rep = RollbackReport{
+		Service: in.Spec.Name, Environment: in.Spec.Environment, Strategy: in.Strategy, Reason: in.Reason,
+		By: orUnknown(in.By), From: in.From, To: in.To, BadVersion: in.BadVersion, PreviousVersion: in.PreviousVersion,
+		StartedAt: workflow.Now(ctx),
+	}
+	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (*RollbackReport, error) { return &r.rep, nil }); err != nil {
+		return err
+	}
+	controls := []struct {
+		name     string
+		validate func() error
+		apply    func()
+	}{
+		{Pause, r.canPause, func() { r.rep.Paused = true; r.event("paused") }},
+		{Resume, r.canResume, func() { r.rep.Paused = false; r.event("resumed") }},
+		{Escalate, r.canEscalate, func() { r.escalated = true; r.event("escalated to immediate") }},
+	}
+	for _, c := range controls {
+		c := c
+		if err := workflow.SetUpdateHandlerWithOptions(ctx, c.name,
+			func(ctx workflow.Context) (*RollbackReport, error) {
+				c.apply()
+				if c.name == Escalate {
+					// answer once all traffic is back
+					err := workflow.Await(ctx, func() bool { return r.rep.Phase.Done() })
+					return &r.rep, err
+				}
+				return &r.rep, nil
+			},
+			workflow.UpdateHandlerOptions{Validator: func(workflow.Context) error { return c.validate() }},
+		); err != nil {
+			return err
+		}
+	}
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		sel := workflow.NewSelector(ctx)
+		for _, c := range controls {
+			c := c
+			sel.AddReceive(workflow.GetSignalChannel(ctx, c.name), func(ch workflow.ReceiveChannel, _ bool) {
+				ch.Receive(ctx, nil)
+				if err := c.validate(); err != nil {
+					r.event(fmt.Sprintf("signal %s ignored: %v", c.name, err))
+					return
+				}
+				c.apply()
+			})
+		}
+		for {
+			sel.Select(ctx)
+		}
+	})
+	r.setPhase(ctx, rollout.PhaseRollingBack)
+	return nil
+}
+
+func (r *rollbackRun) canPause() error {
+	switch {
+	case r.in.Strategy != Gradual:
+		return fmt.Errorf("only a gradual rollback can be paused (this one is %s)", r.in.Strategy)
+	case r.rep.Phase.Done():
+		return fmt.Errorf("the rollback is already %s", r.rep.Phase)
+	case r.rep.Paused:
+		return errors.New("already paused")
+	case r.escalated:
+		return errors.New("escalated to immediate")
+	}
+	return nil
+}
+
+func (r *rollbackRun) canResume() error {
+	if !r.rep.Paused {
+		return errors.New("not paused")
+	}
+	return nil
+}
+
+func (r *rollbackRun) canEscalate() error {
+	switch {
+	case r.in.Strategy != Gradual:
+		return fmt.Errorf("a %s rollback is immediate already", r.in.Strategy)
+	case r.rep.Phase.Done():
+		return fmt.Errorf("the rollback is already %s", r.rep.Phase)
+	case r.escalated:
+		return errors.New("already escalated")
+	}
+	return nil
+}
+
+func (r *rollbackRun) event(msg string) {
+	r.rep.Events = append(r.rep.Events, Event{At: workflow.Now(r.root), Message: msg})
+}
+
+func (r *rollbackRun) setPhase(ctx workflow.Context, p rollout.Phase) {
+	r.rep.Phase = p
+	r.event("phase " + string(p))
+	r.upsert(ctx)
+}
+
+func (r *rollbackRun) upsert(ctx workflow.Context) {
+	_ = workflow.UpsertTypedSearchAttributes(ctx,
+		SAService.ValueSet(r.rep.Service),
+		SAEnvironment.ValueSet(r.rep.Environment),
+		SAVersion.ValueSet(r.rep.PreviousVersion),
+		SAPhase.ValueSet(string(r.rep.Phase)),
+		SATraffic.ValueSet(int64(r.rep.Weights.Of(r.in.To))),
+	)
+}
+
+func (r *rollbackRun) applied(ctx workflow.Context, res *activities.ShiftResult) {
+	r.rep.Weights = res.Weights
+	r.rep.Timeline = append(r.rep.Timeline, WeightChange{At: workflow.Now(ctx), Weights: res.Weights})
+	r.event("weights " + res.Weights.String())
+	r.upsert(ctx)
+}
+
+func (r *rollbackRun) fail(ctx workflow.Context, msg string) (*RollbackReport, error) {
+	r.rep.Error = msg
+	r.rep.EndedAt = workflow.Now(ctx)
+	r.event("failed: " + msg)
+	r.setPhase(ctx, rollout.PhaseFailed)
+	_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
+	return nil, temporal.NewNonRetryableApplicationError(msg, ErrFailed, nil, &r.rep)
+}
+
+func (r *rollbackRun) run(ctx workflow.Context) (*RollbackReport, error) {
+	s := &r.in.Spec
+	r.event(fmt.Sprintf("%s rollback of %s to slot %s (%s) requested by %s: %s",
+		r.in.Strategy, s.Name, r.in.To, r.in.PreviousVersion, r.rep.By, r.in.Reason))
+	var state activities.State
+	if err := workflow.ExecuteActivity(activityCtx(ctx, 30*time.Second, 0, 5), acts.ReadState,
+		activities.ReadStateInput{Spec: *s}).Get(ctx, &state); err != nil {
+		return r.fail(ctx, "reading the router and slots: "+rootMessage(err))
+	}
+	r.rep.Weights = state.Weights
+	prev := state.Blue
+	if r.in.To == rollout.Green {
+		prev = state.Green
+	}
+	bad := state.Green
+	if r.in.From == rollout.Blue {
+		bad = state.Blue
+	}
+	r.rep.BadSlotAddr = bad.Addr
+	switch {
+	case state.Weights.Of(r.in.To) == 100:
+		return r.fail(ctx, fmt.Sprintf("nothing to roll back: slot %s (%s) already has all traffic (%s)", r.in.To, orUnknown(prev.Version), state.Weights))
+	case !prev.Running || (r.in.PreviousVersion != "" && prev.Version != r.in.PreviousVersion):
+		return r.fail(ctx, fmt.Sprintf("the previous slot %s no longer runs %s (it is retired once the scale-down delay ends); to go back, deploy it again: switchyard deploy %s --env %s --version %s",
+			r.in.To, r.in.PreviousVersion, s.Name, s.Environment, r.in.PreviousVersion))
+	}
+
+	if r.in.Strategy == Gradual {
+		if err := r.gradual(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if r.rep.Weights.Of(r.in.To) != 100 {
+		res, err := rollbackNow(ctx, s, r.in.To)
+		if err != nil {
+			return r.fail(ctx, "shifting back: "+rootMessage(err))
+		}
+		r.applied(ctx, res)
+	}
+	switch {
+	case r.in.Strategy == Swap:
+		r.event(fmt.Sprintf("slot %s (%s) keeps running untouched at %s for investigation; retire it with: switchyard retire %s --env %s",
+			r.in.From, r.in.BadVersion, r.rep.BadSlotAddr, s.Name, s.Environment))
+	case s.Rollout.RetireOnFailure:
+		if err := workflow.ExecuteActivity(activityCtx(ctx, s.Run.StopTimeout.D()+time.Minute, 0, 5), acts.Retire,
+			activities.RetireInput{Spec: *s, Slot: r.in.From}).Get(ctx, nil); err != nil {
+			r.event("retiring slot " + string(r.in.From) + " failed: " + rootMessage(err))
+		} else {
+			r.event("retired slot " + string(r.in.From))
+		}
+	default:
+		r.event(fmt.Sprintf("slot %s left running for inspection", r.in.From))
+	}
+	r.rep.EndedAt = workflow.Now(ctx)
+	r.rep.NextStepAt, r.rep.Remaining = time.Time{}, 0
+	r.setPhase(ctx, rollout.PhaseRolledBack)
+	return &r.rep, workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
+}
+
+// gradual walks the bad slot's share down the configured steps, one every
+// duration/len(steps), so the last lands exactly at the duration. Pausing
+// stops the clock; escalating ends the walk (the caller then goes to 100 %).
+func (r *rollbackRun) gradual(ctx workflow.Context) error {
+	s := &r.in.Spec
+	g := s.Rollback.Gradual
+	cur := r.rep.Weights.Of(r.in.From)
+	var steps []int
+	for _, st := range g.Steps {
+		if st < cur { // never give the bad slot more than it has
+			steps = append(steps, st)
+		}
+	}
+	if len(steps) == 0 {
+		return nil
+	}
+	interval := g.Duration.D() / time.Duration(len(steps))
+	r.event(fmt.Sprintf("gradual: %v%% on slot %s, one step every %s", steps, r.in.From, interval))
+	r.rep.Remaining = g.Duration.D()
+	var base map[rollout.Slot]rollout.Counters
+	for _, pct := range steps {
+		wait := interval
+		for wait > 0 && !r.escalated {
+			if r.rep.Paused {
+				r.rep.NextStepAt = time.Time{}
+				if err := workflow.Await(ctx, func() bool { return !r.rep.Paused || r.escalated }); err != nil {
+					return err
+				}
+				continue
+			}
+			start := workflow.Now(ctx)
+			r.rep.NextStepAt = start.Add(wait)
+			if _, err := workflow.AwaitWithTimeout(ctx, wait, func() bool { return r.rep.Paused || r.escalated }); err != nil {
+				return err
+			}
+			elapsed := workflow.Now(ctx).Sub(start)
+			wait -= elapsed
+			r.rep.Remaining -= elapsed
+		}
+		if r.escalated {
+			return nil
+		}
+		if base != nil || len(r.rep.Timeline) > 0 {
+			// the previous slot took more since the last step: judge it on what it served
+			var chk rollout.CheckResult
+			if err := workflow.ExecuteActivity(activityCtx(ctx, 20*time.Second, 0, 3), acts.Analyze,
+				activities.AnalyzeInput{Spec: *s, Slot: r.in.To, Baseline: base}).Get(ctx, &chk); err == nil {
+				r.rep.Checks = append(r.rep.Checks, chk)
+				if !chk.Passed {
+					r.event("previous slot analysis: " + chk.Detail + " (going on: it is the way back)")
+				}
+			}
+		}
+		var res activities.ShiftResult
+		if err := workflow.ExecuteActivity(shiftCtx(ctx), acts.Shift,
+			activities.ShiftInput{Spec: *s, Weights: rollout.Split(r.in.From, pct)}).Get(ctx, &res); err != nil {
+			return err
+		}
+		r.applied(ctx, &res)
+		base = res.Counters
+	}
+	return nil
+}
+
+// ValidStrategy checks a strategy name and returns it normalised.
+func ValidStrategy(s string) (string, error) {
+	s = strings.ToLower(strings.TrimSpace(s))
+	for _, k := range Strategies {
+		if s == k {
+			return s, nil
+		}
+	}
+	return "", fmt.Errorf("unknown strategy %q (use %s)", s, strings.Join(Strategies, ", "))
+}
+
+// RetireID is the workflow ID of a request to stop a slot.
+func RetireID(service, env string) string { return "retire/" + service + "/" + env }
+
+// Retire stops one slot on the worker that runs the service's slots, after
+// the activity has checked the router sends it no traffic.
+func Retire(ctx workflow.Context, in activities.RetireInput) error {
+	return workflow.ExecuteActivity(activityCtx(ctx, in.Spec.Run.StopTimeout.D()+time.Minute, 0, 3), acts.Retire, in).Get(ctx, nil)
+}
