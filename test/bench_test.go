@@ -105,3 +105,42 @@ func BenchmarkRequestsThroughRollout(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkManualImmediateRollback: `switchyard rollback --strategy
+// immediate` after a promotion, inside the scale-down window, over 30 runs:
+// from the request (which first stops the rollout that holds the router) to
+// 100 % on the previous slot, and to the end of the Rollback workflow.
+func BenchmarkManualImmediateRollback(b *testing.B) {
+	const runs = 30
+	e := newEnv(b, opts{noBake: true, steps: []int{100}, scaleDown: 10 * time.Minute})
+	if o := e.deploy("v1"); o.Kind != "" {
+		b.Fatalf("v1: %s", o.Reason)
+	}
+	gen := load.Start(e.url, 50, 10*time.Minute)
+	var applied, done []time.Duration
+	for i := 0; i < runs; i++ {
+		e.start(fmt.Sprintf("v2-%d", i))
+		e.waitFor("promoted", func(st *starterStatus) bool { return st.Phase == rollout.PhaseScalingDown })
+		t := time.Now()
+		run, err := e.starter.Rollback(context.Background(), e.svc, workflows.Immediate, "bench", "bench")
+		if err != nil {
+			b.Fatal(err)
+		}
+		rep, err := e.starter.WaitRollback(context.Background(), run)
+		if err != nil {
+			b.Fatal(err)
+		}
+		done = append(done, time.Since(t))
+		applied = append(applied, rep.Timeline[0].At.Sub(t))
+		if w := e.weights(); w != (rollout.Weights{Blue: 100}) {
+			b.Fatalf("after the rollback the router says %s", w)
+		}
+	}
+	res := gen.Stop()
+	a50, a99 := quantiles(applied)
+	d50, d99 := quantiles(done)
+	b.ReportMetric(float64(a50.Microseconds())/1000, "applied-p50-ms")
+	b.ReportMetric(float64(a99.Microseconds())/1000, "applied-p99-ms")
+	fmt.Printf("manual immediate rollback: %d runs; request → 100%% on the previous slot p50 %s, p99 %s; → workflow done p50 %s, p99 %s; load meanwhile: %d requests, %d failed\n",
+		runs, a50.Round(100*time.Microsecond), a99.Round(100*time.Microsecond), d50.Round(100*time.Microsecond), d99.Round(100*time.Microsecond), res.Requests, res.Failed)
+}

@@ -11,13 +11,13 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/switchyard/switchyard/activities"
 	"github.com/switchyard/switchyard/internal/load"
 	"github.com/switchyard/switchyard/internal/rollout"
-	"github.com/switchyard/switchyard/workflows"
 )
 
 // startWorker runs `switchyard worker` as its own process, as in production.
@@ -35,9 +35,9 @@ func startWorker(t *testing.T, e *env) *exec.Cmd {
 }
 
 // history reads a run's events.
-func history(t *testing.T, e *env, runID string) *historypb.History {
+func history(t *testing.T, e *env, run client.WorkflowRun) *historypb.History {
 	t.Helper()
-	it := e.starter.C.GetWorkflowHistory(context.Background(), workflows.DeploymentID(e.svc.Name, e.svc.Environment), runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	it := e.starter.C.GetWorkflowHistory(context.Background(), run.GetID(), run.GetRunID(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	h := &historypb.History{}
 	for it.HasNext() {
 		ev, err := it.Next()
@@ -113,7 +113,7 @@ func TestWorkerKilledMidBakeResumesAndFinishesWithoutReplayingASteps(t *testing.
 	if w := e.weights(); w != (rollout.Weights{Green: 100}) {
 		t.Fatalf("router says %s, want green=100", w)
 	}
-	h := history(t, e, run.GetRunID())
+	h := history(t, e, run)
 	shifts := shiftsIn(t, h)
 	want := []rollout.Weights{{Blue: 90, Green: 10}, {Blue: 75, Green: 25}, {Blue: 50, Green: 50}, {Blue: 25, Green: 75}, {Green: 100}}
 	if len(shifts) != len(want) {

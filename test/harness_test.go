@@ -106,6 +106,7 @@ type opts struct {
 	noBake    bool // bake: 0s
 	noWorker  bool // the test runs its own worker process
 	scaleDown time.Duration
+	gradual   time.Duration // rollback.gradual.duration (default 4s)
 }
 
 // newEnv sets up a service named after the test with its own ports, router
@@ -132,6 +133,9 @@ esac
 	}
 	if o.bake == 0 && !o.noBake {
 		o.bake = time.Second
+	}
+	if o.gradual == 0 {
+		o.gradual = 4 * time.Second
 	}
 	if o.steps == nil {
 		o.steps = spec.DefaultSteps
@@ -160,9 +164,11 @@ rollout:
   bake: %s
   analysis: {interval: %s, maxErrorRate: 0.05}
   scaleDownDelay: %s
+rollback:
+  gradual: {duration: %s}
 environments:
   test: {}
-`, name, blue, green, routerYAML, steps, o.bake, o.bake, o.scaleDown)
+`, name, blue, green, routerYAML, steps, o.bake, o.bake, o.scaleDown, o.gradual)
 	path := filepath.Join(dir, name+".yaml")
 	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
 		t.Fatal(err)

@@ -94,7 +94,7 @@ func TestAbortUnderLoadFailsNoRequestAndKeepsTheBadSlotForInspection(t *testing.
 		t.Fatalf("want rolled back, got %q %s", o.Kind, o.Reason)
 	}
 	requireNoFailures(t, res, 200)
-	record(t, history(t, e, run.GetRunID()), "deployment_aborted.json")
+	record(t, history(t, e, run), "deployment_aborted.json")
 	if in := e.instance(rollout.Green); !in.Running || in.Version != "v2" {
 		t.Fatalf("the aborted slot should still run v2 for inspection: %+v", in)
 	}

@@ -13,17 +13,18 @@ import (
 // change that makes today's code take another path than a recorded run
 // fails here: guard it with workflow.GetVersion.
 func TestReplayRecordedHistories(t *testing.T) {
-	files, err := filepath.Glob("testdata/deployment_*.json")
+	files, err := filepath.Glob("testdata/*.json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) < 2 {
+	if len(files) < 3 {
 		t.Fatalf("want the recorded histories in testdata, found %v", files)
 	}
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			r := worker.NewWorkflowReplayer()
 			r.RegisterWorkflowWithOptions(Deployment, workflow.RegisterOptions{Name: "Deployment"})
+			r.RegisterWorkflowWithOptions(Rollback, workflow.RegisterOptions{Name: "Rollback"})
 			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {
 				t.Fatal(err)
 			}
