@@ -416,13 +416,14 @@ func historyCmd(c *conn) *cobra.Command {
 				fmt.Printf("no rollouts of %s in %s\n", args[0], t.env)
 				return nil
 			}
-			fmt.Printf("%-20s %-10s %-13s %-8s %-10s %s\n", "STARTED", "VERSION", "PHASE", "TRAFFIC", "DURATION", "RUN")
+			fmt.Printf("%-20s %-9s %-10s %-13s %-8s %-10s %s\n", "STARTED", "KIND", "VERSION", "PHASE", "TRAFFIC", "DURATION", "RUN")
 			for _, r := range runs {
 				dur := "running"
 				if !r.Close.IsZero() {
 					dur = r.Close.Sub(r.Start).Round(time.Second).String()
 				}
-				fmt.Printf("%-20s %-10s %-13s %-8s %-10s %s\n", r.Start.Local().Format("2006-01-02 15:04:05"), r.Version, r.Phase,
+				kind, _, _ := strings.Cut(r.WorkflowID, "/")
+				fmt.Printf("%-20s %-9s %-10s %-13s %-8s %-10s %s\n", r.Start.Local().Format("2006-01-02 15:04:05"), kind, r.Version, r.Phase,
 					fmt.Sprintf("%d%%", r.Traffic), dur, r.RunID)
 			}
 			return nil
