@@ -29,6 +29,8 @@ type Service struct {
 	Checks      Checks   `yaml:"checks" json:"checks"`
 	Rollout     Rollout  `yaml:"rollout" json:"rollout"`
 	Rollback    Rollback `yaml:"rollback" json:"rollback"`
+	Monitor     Monitor  `yaml:"monitor" json:"monitor"`
+	Alerts      []Alert  `yaml:"alerts" json:"alerts,omitempty"`
 	// Dir is the directory the spec file was read from; relative paths in
 	// commands resolve against it.
 	Dir string `yaml:"-" json:"dir"`
@@ -132,6 +134,65 @@ type Rollout struct {
 	ScaleDownDelay *Duration `yaml:"scaleDownDelay" json:"scaleDownDelay"`
 	// RetireOnFailure stops the bad slot after a rollback instead of keeping it for inspection.
 	RetireOnFailure bool `yaml:"retireOnFailure" json:"retireOnFailure"`
+}
+
+// Monitor is what each periodic run checks on the live environment.
+type Monitor struct {
+	// Every is the schedule's interval (default 5m).
+	Every       Duration     `yaml:"every" json:"every"`
+	Endpoints   []Endpoint   `yaml:"endpoints" json:"endpoints,omitempty"`
+	Performance MonitorProbe `yaml:"performance" json:"performance"`
+	Security    Security     `yaml:"security" json:"security"`
+	// RollbackOnCritical starts an immediate rollback when a critical check
+	// fails while the previous slot is still warm.
+	RollbackOnCritical bool `yaml:"rollbackOnCritical" json:"rollbackOnCritical"`
+	// NotifyEvents sends deployment and rollback events to the alert channels too.
+	NotifyEvents bool `yaml:"notifyEvents" json:"notifyEvents"`
+}
+
+// Endpoint is one URL of the live service to check.
+type Endpoint struct {
+	Name     string `yaml:"name" json:"name"`
+	URL      string `yaml:"url" json:"url"`
+	Status   int    `yaml:"status" json:"status"`
+	Critical bool   `yaml:"critical" json:"critical"`
+}
+
+// MonitorProbe is a short bounded probe of the first endpoint.
+type MonitorProbe struct {
+	Requests     int      `yaml:"requests" json:"requests"`
+	MaxP95       Duration `yaml:"maxP95" json:"maxP95"`
+	MaxErrorRate float64  `yaml:"maxErrorRate" json:"maxErrorRate"`
+	Critical     bool     `yaml:"critical" json:"critical"`
+}
+
+// Security lists the response headers every endpoint must send, and how
+// many days an HTTPS endpoint's certificate must still be valid.
+type Security struct {
+	Headers       []string `yaml:"headers" json:"headers,omitempty"`
+	TLSExpiryDays int      `yaml:"tlsExpiryDays" json:"tlsExpiryDays"`
+}
+
+// Alert is one channel incidents go to. Secrets (webhook URLs, tokens,
+// passwords) are named by environment variable, never written here.
+type Alert struct {
+	Kind string `yaml:"kind" json:"kind"` // slack, webhook, pagerduty, github, email
+	// URLEnv names the variable holding a Slack/Teams webhook URL.
+	URLEnv string `yaml:"urlEnv" json:"urlEnv,omitempty"`
+	// URL is a generic webhook's or an API's address (PagerDuty, GitHub Enterprise).
+	URL string `yaml:"url" json:"url,omitempty"`
+	// SecretEnv: the webhook's HMAC key, PagerDuty's routing key, GitHub's token.
+	SecretEnv string   `yaml:"secretEnv" json:"secretEnv,omitempty"`
+	Repo      string   `yaml:"repo" json:"repo,omitempty"` // owner/name, for github
+	Labels    []string `yaml:"labels" json:"labels,omitempty"`
+	// SMTP, for email: host:port, STARTTLS required.
+	SMTP        string   `yaml:"smtp" json:"smtp,omitempty"`
+	From        string   `yaml:"from" json:"from,omitempty"`
+	To          []string `yaml:"to" json:"to,omitempty"`
+	UsernameEnv string   `yaml:"usernameEnv" json:"usernameEnv,omitempty"`
+	PasswordEnv string   `yaml:"passwordEnv" json:"passwordEnv,omitempty"`
+	// CAFile trusts a private CA for the SMTP server's certificate.
+	CAFile string `yaml:"caFile" json:"caFile,omitempty"`
 }
 
 // Rollback configures the gradual rollback strategy.

@@ -97,6 +97,33 @@ func (s *Service) applyDefaults(written func(path string) bool) {
 	if a.ProbeRequests == 0 {
 		a.ProbeRequests = 20
 	}
+	m := &s.Monitor
+	if m.Every == 0 {
+		m.Every = Duration(5 * time.Minute)
+	}
+	if len(m.Endpoints) == 0 && (s.Router.Kind == "caddy" || s.Router.Kind == "embedded") && s.Router.Caddy.Listen != "" {
+		m.Endpoints = []Endpoint{{Name: "health", URL: "http://" + s.Router.Caddy.Listen + h.Path}}
+	}
+	for i := range m.Endpoints {
+		if m.Endpoints[i].Status == 0 {
+			m.Endpoints[i].Status = 200
+		}
+		if m.Endpoints[i].Name == "" {
+			m.Endpoints[i].Name = fmt.Sprintf("endpoint-%d", i+1)
+		}
+	}
+	if m.Performance.Requests == 0 {
+		m.Performance.Requests = 20
+	}
+	if m.Performance.MaxP95 == 0 {
+		m.Performance.MaxP95 = Duration(time.Second)
+	}
+	if m.Performance.MaxErrorRate == 0 {
+		m.Performance.MaxErrorRate = 0.05
+	}
+	if m.Security.TLSExpiryDays == 0 {
+		m.Security.TLSExpiryDays = 14
+	}
 	g := &s.Rollback.Gradual
 	if g.Duration == 0 {
 		g.Duration = Duration(10 * time.Minute)
@@ -265,6 +292,53 @@ func (s *Service) validate() Problems {
 	}
 	if n := len(g.Steps); n == 0 || g.Steps[n-1] != 0 {
 		add("rollback.gradual.steps", "the last step must be 0 (all traffic back on the previous slot)")
+	}
+	m := s.Monitor
+	if m.Every.D() < time.Second {
+		add("monitor.every", "must be at least 1s")
+	}
+	for i, e := range m.Endpoints {
+		f := fmt.Sprintf("monitor.endpoints[%d]", i)
+		if !strings.HasPrefix(e.URL, "http://") && !strings.HasPrefix(e.URL, "https://") {
+			add(f+".url", "must be an http:// or https:// URL (got %q)", e.URL)
+		}
+	}
+	if m.Performance.Requests < 1 || m.Performance.Requests > 1000 {
+		add("monitor.performance.requests", "must be between 1 and 1000")
+	}
+	for i, al := range s.Alerts {
+		f := fmt.Sprintf("alerts[%d]", i)
+		need := func(field, val, what string) {
+			if val == "" {
+				add(f+"."+field, "required for %s alerts: %s", al.Kind, what)
+			} else if strings.HasSuffix(field, "Env") && !envVarRe.MatchString(val) {
+				add(f+"."+field, "must name an environment variable of the worker, not hold the secret")
+			}
+		}
+		switch al.Kind {
+		case "slack":
+			need("urlEnv", al.URLEnv, "the variable holding the incoming-webhook URL")
+		case "webhook":
+			need("url", al.URL, "where to POST")
+			need("secretEnv", al.SecretEnv, "the variable holding the HMAC key")
+		case "pagerduty":
+			need("secretEnv", al.SecretEnv, "the variable holding the Events v2 routing key")
+		case "github":
+			need("repo", al.Repo, "owner/name")
+			need("secretEnv", al.SecretEnv, "the variable holding a token that may write issues")
+		case "email":
+			need("smtp", al.SMTP, "host:port of an SMTP server with STARTTLS")
+			need("from", al.From, "the sender")
+			if len(al.To) == 0 {
+				add(f+".to", "required for email alerts: at least one recipient")
+			}
+			if al.UsernameEnv != "" || al.PasswordEnv != "" {
+				need("usernameEnv", al.UsernameEnv, "the variable holding the SMTP user")
+				need("passwordEnv", al.PasswordEnv, "the variable holding the SMTP password")
+			}
+		default:
+			add(f+".kind", "unknown alert channel %q (use slack, webhook, pagerduty, github or email)", al.Kind)
+		}
 	}
 	a := r.Analysis
 	if a.Interval <= 0 && r.Bake > 0 {

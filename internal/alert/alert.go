@@ -1,0 +1,117 @@
+// Package alert sends incidents to the channels a spec names: one small
+// interface, one file per channel. Every channel gets the same incident with
+// the same dedup key, so a problem is one incident everywhere.
+package alert
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/switchyard/switchyard/internal/spec"
+)
+
+// Action is what happens to an incident.
+type Action string
+
+// The three actions of an incident's life, and an event that is no incident.
+const (
+	Open    Action = "open"
+	Update  Action = "update"
+	Resolve Action = "resolve"
+	Event   Action = "event" // a deployment or rollback event
+)
+
+// Incident is one problem: a check failing on a service in an environment.
+type Incident struct {
+	Key         string    `json:"key"` // service/environment/check: the dedup key
+	Service     string    `json:"service"`
+	Environment string    `json:"environment"`
+	Check       string    `json:"check"`
+	Critical    bool      `json:"critical"`
+	Summary     string    `json:"summary"`
+	Detail      string    `json:"detail"`
+	OpenedAt    time.Time `json:"openedAt"`
+	Updates     int       `json:"updates"`
+}
+
+// Title is the one line a channel shows.
+func (i Incident) Title() string {
+	return fmt.Sprintf("[%s/%s] %s failing: %s", i.Service, i.Environment, i.Check, i.Summary)
+}
+
+// Channel delivers incidents. ref is what the channel needs to find the
+// incident again (a GitHub issue number); Send returns the ref to keep.
+type Channel interface {
+	Send(ctx context.Context, a Action, in Incident, ref string) (newRef string, err error)
+}
+
+var httpClient = &http.Client{Timeout: 10 * time.Second}
+
+// New returns the channel a spec's alert describes, reading its secrets
+// from the worker's environment.
+func New(a spec.Alert) (Channel, error) {
+	secret := func(env string) (string, error) {
+		v := os.Getenv(env)
+		if v == "" {
+			return "", fmt.Errorf("alert %s: the worker has no environment variable %s", a.Kind, env)
+		}
+		return v, nil
+	}
+	switch a.Kind {
+	case "slack":
+		u, err := secret(a.URLEnv)
+		if err != nil {
+			return nil, err
+		}
+		return &Slack{URL: u}, nil
+	case "webhook":
+		k, err := secret(a.SecretEnv)
+		if err != nil {
+			return nil, err
+		}
+		return &Webhook{URL: a.URL, Key: []byte(k)}, nil
+	case "pagerduty":
+		k, err := secret(a.SecretEnv)
+		if err != nil {
+			return nil, err
+		}
+		return &PagerDuty{URL: a.URL, RoutingKey: k}, nil
+	case "github":
+		tok, err := secret(a.SecretEnv)
+		if err != nil {
+			return nil, err
+		}
+		return NewGitHub(a.URL, a.Repo, tok, a.Labels)
+	case "email":
+		e := &Email{Addr: a.SMTP, From: a.From, To: a.To, CAFile: a.CAFile}
+		if a.UsernameEnv != "" {
+			var err error
+			if e.Username, err = secret(a.UsernameEnv); err != nil {
+				return nil, err
+			}
+			if e.Password, err = secret(a.PasswordEnv); err != nil {
+				return nil, err
+			}
+		}
+		return e, nil
+	}
+	return nil, fmt.Errorf("alert: unknown channel %q", a.Kind)
+}
+
+// Name is how a channel is named in metrics and refs: kind#index.
+func Name(a spec.Alert, i int) string { return fmt.Sprintf("%s#%d", a.Kind, i) }
+
+func text(a Action, in Incident) string {
+	switch a {
+	case Open:
+		return fmt.Sprintf("🔴 %s\n%s", in.Title(), in.Detail)
+	case Update:
+		return fmt.Sprintf("🟠 still failing (%d checks since %s): %s\n%s", in.Updates+1, in.OpenedAt.UTC().Format(time.RFC3339), in.Title(), in.Detail)
+	case Resolve:
+		return fmt.Sprintf("✅ resolved: [%s/%s] %s passes again", in.Service, in.Environment, in.Check)
+	}
+	return fmt.Sprintf("ℹ️ [%s/%s] %s", in.Service, in.Environment, in.Summary)
+}
