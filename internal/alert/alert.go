@@ -10,42 +10,14 @@ import (
 	"os"
 	"time"
 
+	"github.com/switchyard/switchyard/internal/incident"
 	"github.com/switchyard/switchyard/internal/spec"
 )
-
-// Action is what happens to an incident.
-type Action string
-
-// The three actions of an incident's life, and an event that is no incident.
-const (
-	Open    Action = "open"
-	Update  Action = "update"
-	Resolve Action = "resolve"
-	Event   Action = "event" // a deployment or rollback event
-)
-
-// Incident is one problem: a check failing on a service in an environment.
-type Incident struct {
-	Key         string    `json:"key"` // service/environment/check: the dedup key
-	Service     string    `json:"service"`
-	Environment string    `json:"environment"`
-	Check       string    `json:"check"`
-	Critical    bool      `json:"critical"`
-	Summary     string    `json:"summary"`
-	Detail      string    `json:"detail"`
-	OpenedAt    time.Time `json:"openedAt"`
-	Updates     int       `json:"updates"`
-}
-
-// Title is the one line a channel shows.
-func (i Incident) Title() string {
-	return fmt.Sprintf("[%s/%s] %s failing: %s", i.Service, i.Environment, i.Check, i.Summary)
-}
 
 // Channel delivers incidents. ref is what the channel needs to find the
 // incident again (a GitHub issue number); Send returns the ref to keep.
 type Channel interface {
-	Send(ctx context.Context, a Action, in Incident, ref string) (newRef string, err error)
+	Send(ctx context.Context, a incident.Action, in incident.Incident, ref string) (newRef string, err error)
 }
 
 var httpClient = &http.Client{Timeout: 10 * time.Second}
@@ -104,13 +76,13 @@ func New(a spec.Alert) (Channel, error) {
 // Name is how a channel is named in metrics and refs: kind#index.
 func Name(a spec.Alert, i int) string { return fmt.Sprintf("%s#%d", a.Kind, i) }
 
-func text(a Action, in Incident) string {
+func text(a incident.Action, in incident.Incident) string {
 	switch a {
-	case Open:
+	case incident.Open:
 		return fmt.Sprintf("🔴 %s\n%s", in.Title(), in.Detail)
-	case Update:
+	case incident.Update:
 		return fmt.Sprintf("🟠 still failing (%d checks since %s): %s\n%s", in.Updates+1, in.OpenedAt.UTC().Format(time.RFC3339), in.Title(), in.Detail)
-	case Resolve:
+	case incident.Resolve:
 		return fmt.Sprintf("✅ resolved: [%s/%s] %s passes again", in.Service, in.Environment, in.Check)
 	}
 	return fmt.Sprintf("ℹ️ [%s/%s] %s", in.Service, in.Environment, in.Summary)

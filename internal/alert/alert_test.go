@@ -1,6 +1,8 @@
 package alert
 
 import (
+	"github.com/switchyard/switchyard/internal/incident"
+
 	"bufio"
 	"context"
 	"crypto/ecdsa"
@@ -28,7 +30,7 @@ import (
 	"github.com/emersion/go-smtp"
 )
 
-var incident = Incident{Key: "api/production/health:root", Service: "api", Environment: "production", Check: "health:root",
+var sample = incident.Incident{Key: "api/production/health:root", Service: "api", Environment: "production", Check: "health:root",
 	Critical: true, Summary: "status 500, want 200", Detail: "GET http://127.0.0.1/healthz", OpenedAt: time.Unix(1800000000, 0)}
 
 // receiver is a real HTTP server on 127.0.0.1 that records requests.
@@ -74,7 +76,7 @@ func jsonOf(t *testing.T, b []byte) map[string]any {
 
 func TestSlackPostsTheIncidentText(t *testing.T) {
 	rc := newReceiver(t, nil)
-	if _, err := (&Slack{URL: rc.URL + "/services/T000/B000/XXXX"}).Send(context.Background(), Open, incident, ""); err != nil {
+	if _, err := (&Slack{URL: rc.URL + "/services/T000/B000/XXXX"}).Send(context.Background(), incident.Open, sample, ""); err != nil {
 		t.Fatal(err)
 	}
 	r := rc.reqs[0]
@@ -89,7 +91,7 @@ func TestSlackPostsTheIncidentText(t *testing.T) {
 func TestWebhookIsSignedWithHMAC(t *testing.T) {
 	rc := newReceiver(t, nil)
 	w := &Webhook{URL: rc.URL + "/hook", Key: []byte("k3y")}
-	if _, err := w.Send(context.Background(), Resolve, incident, ""); err != nil {
+	if _, err := w.Send(context.Background(), incident.Resolve, sample, ""); err != nil {
 		t.Fatal(err)
 	}
 	r := rc.reqs[0]
@@ -97,7 +99,7 @@ func TestWebhookIsSignedWithHMAC(t *testing.T) {
 		t.Fatalf("signature %q, want %q", got, want)
 	}
 	m := jsonOf(t, r.Body)
-	if m["action"] != "resolve" || m["incident"].(map[string]any)["key"] != incident.Key {
+	if m["action"] != "resolve" || m["incident"].(map[string]any)["key"] != sample.Key {
 		t.Fatalf("body: %s", r.Body)
 	}
 }
@@ -107,15 +109,15 @@ func TestPagerDutyTriggersAndResolvesOneDedupKey(t *testing.T) {
 		return 202, `{"status":"success","message":"Event processed","dedup_key":"api/production/health:root"}`
 	})
 	p := &PagerDuty{URL: rc.URL + "/v2/enqueue", RoutingKey: "R0UTING"}
-	for _, a := range []Action{Open, Update, Resolve} {
-		if _, err := p.Send(context.Background(), a, incident, ""); err != nil {
+	for _, a := range []incident.Action{incident.Open, incident.Update, incident.Resolve} {
+		if _, err := p.Send(context.Background(), a, sample, ""); err != nil {
 			t.Fatal(err)
 		}
 	}
 	want := []string{"trigger", "trigger", "resolve"}
 	for i, r := range rc.reqs {
 		m := jsonOf(t, r.Body)
-		if r.Path != "/v2/enqueue" || m["routing_key"] != "R0UTING" || m["dedup_key"] != incident.Key || m["event_action"] != want[i] {
+		if r.Path != "/v2/enqueue" || m["routing_key"] != "R0UTING" || m["dedup_key"] != sample.Key || m["event_action"] != want[i] {
 			t.Fatalf("event %d: %s %s", i, r.Path, r.Body)
 		}
 		if i < 2 {
@@ -139,18 +141,18 @@ func TestGitHubOpensCommentsAndClosesAnIssue(t *testing.T) {
 		}
 		return 404, `{"message":"Not Found"}`
 	})
-	g, err := NewGitHub(rc.URL+"/api/v3", "acme/api", "ghp_token", []string{"incident"})
+	g, err := NewGitHub(rc.URL+"/api/v3", "acme/api", "ghp_token", []string{"sample"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref, err := g.Send(context.Background(), Open, incident, "")
+	ref, err := g.Send(context.Background(), incident.Open, sample, "")
 	if err != nil || ref != "7" {
 		t.Fatalf("open: ref %q, %v", ref, err)
 	}
-	if _, err := g.Send(context.Background(), Update, incident, ref); err != nil {
+	if _, err := g.Send(context.Background(), incident.Update, sample, ref); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := g.Send(context.Background(), Resolve, incident, ref); err != nil {
+	if _, err := g.Send(context.Background(), incident.Resolve, sample, ref); err != nil {
 		t.Fatal(err)
 	}
 	if len(rc.reqs) != 4 {
@@ -160,7 +162,7 @@ func TestGitHubOpensCommentsAndClosesAnIssue(t *testing.T) {
 	if rc.reqs[0].Header.Get("Authorization") != "Bearer ghp_token" {
 		t.Fatalf("auth header: %q", rc.reqs[0].Header.Get("Authorization"))
 	}
-	if !strings.Contains(open["title"].(string), "health:root failing") || open["labels"].([]any)[1] != "incident" {
+	if !strings.Contains(open["title"].(string), "health:root failing") || open["labels"].([]any)[1] != "sample" {
 		t.Fatalf("issue: %s", rc.reqs[0].Body)
 	}
 	if jsonOf(t, rc.reqs[3].Body)["state"] != "closed" {
@@ -170,14 +172,14 @@ func TestGitHubOpensCommentsAndClosesAnIssue(t *testing.T) {
 
 func TestChannelDownFailsWithoutLeakingTheURL(t *testing.T) {
 	rc := newReceiver(t, func(recorded) (int, string) { return 500, "boom" })
-	_, err := (&Slack{URL: rc.URL + "/services/SECRET-PATH"}).Send(context.Background(), Open, incident, "")
+	_, err := (&Slack{URL: rc.URL + "/services/SECRET-PATH"}).Send(context.Background(), incident.Open, sample, "")
 	if err == nil || !strings.Contains(err.Error(), "500") || strings.Contains(err.Error(), "SECRET-PATH") {
 		t.Fatalf("got %v", err)
 	}
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := l.Addr().String()
 	l.Close()
-	_, err = (&Slack{URL: "http://" + addr + "/services/SECRET-PATH"}).Send(context.Background(), Open, incident, "")
+	_, err = (&Slack{URL: "http://" + addr + "/services/SECRET-PATH"}).Send(context.Background(), incident.Open, sample, "")
 	if err == nil || !strings.Contains(err.Error(), "refused") || strings.Contains(err.Error(), "SECRET-PATH") {
 		t.Fatalf("got %v", err)
 	}
@@ -200,7 +202,7 @@ type smtpSession struct {
 }
 
 func (s *smtpServer) NewSession(c *smtp.Conn) (smtp.Session, error) { return &smtpSession{s, c}, nil }
-func (x *smtpSession) AuthMechanisms() []string                   { return []string{sasl.Plain} }
+func (x *smtpSession) AuthMechanisms() []string                     { return []string{sasl.Plain} }
 func (x *smtpSession) Auth(string) (sasl.Server, error) {
 	return sasl.NewPlainServer(func(_, user, pass string) error {
 		if user != "alerts" || pass != "s3cret" {
@@ -273,7 +275,7 @@ func startSMTP(t *testing.T, withTLS bool) (*smtpServer, string, string) {
 func TestEmailUsesSTARTTLSAndAuth(t *testing.T) {
 	be, addr, ca := startSMTP(t, true)
 	e := &Email{Addr: addr, From: "switchyard@example.com", To: []string{"oncall@example.com"}, Username: "alerts", Password: "s3cret", CAFile: ca}
-	if _, err := e.Send(context.Background(), Open, incident, ""); err != nil {
+	if _, err := e.Send(context.Background(), incident.Open, sample, ""); err != nil {
 		t.Fatal(err)
 	}
 	be.mu.Lock()
@@ -288,7 +290,7 @@ func TestEmailUsesSTARTTLSAndAuth(t *testing.T) {
 	}
 	wrong := *e
 	wrong.Password = "nope"
-	if _, err := wrong.Send(context.Background(), Open, incident, ""); err == nil || !strings.Contains(err.Error(), "auth as alerts") {
+	if _, err := wrong.Send(context.Background(), incident.Open, sample, ""); err == nil || !strings.Contains(err.Error(), "auth as alerts") {
 		t.Fatalf("wrong password: %v", err)
 	}
 }
@@ -296,7 +298,7 @@ func TestEmailUsesSTARTTLSAndAuth(t *testing.T) {
 func TestEmailRefusesAServerWithoutSTARTTLS(t *testing.T) {
 	_, addr, _ := startSMTP(t, false)
 	e := &Email{Addr: addr, From: "a@example.com", To: []string{"b@example.com"}, Username: "alerts", Password: "s3cret"}
-	if _, err := e.Send(context.Background(), Open, incident, ""); err == nil || !strings.Contains(err.Error(), "does not offer STARTTLS") {
+	if _, err := e.Send(context.Background(), incident.Open, sample, ""); err == nil || !strings.Contains(err.Error(), "does not offer STARTTLS") {
 		t.Fatalf("got %v", err)
 	}
 }

@@ -1,6 +1,8 @@
 package alert
 
 import (
+	"github.com/switchyard/switchyard/internal/incident"
+
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -24,7 +26,7 @@ type Email struct {
 }
 
 // Send delivers one message.
-func (e *Email) Send(ctx context.Context, a Action, in Incident, ref string) (string, error) {
+func (e *Email) Send(ctx context.Context, a incident.Action, in incident.Incident, ref string) (string, error) {
 	host, _, err := net.SplitHostPort(e.Addr)
 	if err != nil {
 		return ref, fmt.Errorf("alert email: smtp %q: %w", e.Addr, err)
@@ -74,7 +76,7 @@ func (e *Email) Send(ctx context.Context, a Action, in Incident, ref string) (st
 		return ref, fmt.Errorf("alert email: DATA: %w", err)
 	}
 	subject := in.Title()
-	if a == Resolve {
+	if a == incident.Resolve {
 		subject = "Resolved: " + subject
 	}
 	msg := strings.Join([]string{

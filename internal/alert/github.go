@@ -1,6 +1,8 @@
 package alert
 
 import (
+	"github.com/switchyard/switchyard/internal/incident"
+
 	"context"
 	"fmt"
 	"net/url"
@@ -37,12 +39,12 @@ func NewGitHub(apiURL, repo, token string, labels []string) (*GitHub, error) {
 }
 
 // Send opens, comments on, or closes the incident's issue.
-func (g *GitHub) Send(ctx context.Context, a Action, in Incident, ref string) (string, error) {
+func (g *GitHub) Send(ctx context.Context, a incident.Action, in incident.Incident, ref string) (string, error) {
 	switch a {
-	case Open, Event:
+	case incident.Open, incident.Event:
 		labels := append([]string{"switchyard"}, g.labels...)
 		title := in.Title()
-		if a == Event {
+		if a == incident.Event {
 			title = fmt.Sprintf("[%s/%s] %s", in.Service, in.Environment, in.Summary)
 		}
 		is, _, err := g.client.Issues.Create(ctx, g.owner, g.repo, &github.IssueRequest{
@@ -51,7 +53,7 @@ func (g *GitHub) Send(ctx context.Context, a Action, in Incident, ref string) (s
 		if err != nil {
 			return ref, fmt.Errorf("alert github: open issue in %s/%s: %w", g.owner, g.repo, err)
 		}
-		if a == Event {
+		if a == incident.Event {
 			return ref, nil
 		}
 		return strconv.Itoa(is.GetNumber()), nil
@@ -63,7 +65,7 @@ func (g *GitHub) Send(ctx context.Context, a Action, in Incident, ref string) (s
 	if _, _, err := g.client.Issues.CreateComment(ctx, g.owner, g.repo, n, &github.IssueComment{Body: github.String(text(a, in))}); err != nil {
 		return ref, fmt.Errorf("alert github: comment on #%d: %w", n, err)
 	}
-	if a == Resolve {
+	if a == incident.Resolve {
 		if _, _, err := g.client.Issues.Edit(ctx, g.owner, g.repo, n, &github.IssueRequest{State: github.String("closed")}); err != nil {
 			return ref, fmt.Errorf("alert github: close #%d: %w", n, err)
 		}

@@ -1,6 +1,8 @@
 package alert
 
 import (
+	"github.com/switchyard/switchyard/internal/incident"
+
 	"context"
 	"fmt"
 )
@@ -13,16 +15,16 @@ type PagerDuty struct {
 }
 
 // Send enqueues one event.
-func (p *PagerDuty) Send(ctx context.Context, a Action, in Incident, ref string) (string, error) {
+func (p *PagerDuty) Send(ctx context.Context, a incident.Action, in incident.Incident, ref string) (string, error) {
 	url := p.URL
 	if url == "" {
 		url = "https://events.pagerduty.com/v2/enqueue"
 	}
 	ev := map[string]any{"routing_key": p.RoutingKey, "dedup_key": in.Key}
 	switch a {
-	case Resolve:
+	case incident.Resolve:
 		ev["event_action"] = "resolve"
-	case Event:
+	case incident.Event:
 		return ref, nil // deployment events do not page
 	default:
 		sev := "error"

@@ -1,6 +1,8 @@
 package alert
 
 import (
+	"github.com/switchyard/switchyard/internal/incident"
+
 	"context"
 )
 
@@ -8,6 +10,6 @@ import (
 type Slack struct{ URL string }
 
 // Send posts {"text": ...}.
-func (s *Slack) Send(ctx context.Context, a Action, in Incident, ref string) (string, error) {
+func (s *Slack) Send(ctx context.Context, a incident.Action, in incident.Incident, ref string) (string, error) {
 	return ref, postJSON(ctx, s.URL, map[string]any{"text": text(a, in)}, nil)
 }

@@ -1,6 +1,8 @@
 package alert
 
 import (
+	"github.com/switchyard/switchyard/internal/incident"
+
 	"bytes"
 	"context"
 	"crypto/hmac"
@@ -21,9 +23,9 @@ type Webhook struct {
 
 // WebhookBody is what a generic webhook receives.
 type WebhookBody struct {
-	Action   Action   `json:"action"`
-	Incident Incident `json:"incident"`
-	Text     string   `json:"text"`
+	Action   incident.Action   `json:"action"`
+	Incident incident.Incident `json:"incident"`
+	Text     string            `json:"text"`
 }
 
 // Sign returns the signature header value for a body.
@@ -34,7 +36,7 @@ func Sign(key, body []byte) string {
 }
 
 // Send posts a signed WebhookBody.
-func (w *Webhook) Send(ctx context.Context, a Action, in Incident, ref string) (string, error) {
+func (w *Webhook) Send(ctx context.Context, a incident.Action, in incident.Incident, ref string) (string, error) {
 	body, _ := json.Marshal(WebhookBody{Action: a, Incident: in, Text: text(a, in)})
 	return ref, post(ctx, w.URL, body, map[string]string{"X-Switchyard-Signature": Sign(w.Key, body)}, nil)
 }

@@ -88,11 +88,13 @@ func (p Phase) Done() bool {
 
 // CheckResult is the outcome of one check on one slot.
 type CheckResult struct {
-	Name   string    `json:"name"` // health, smoke:GET /, performance, analysis
-	Slot   Slot      `json:"slot"`
-	Passed bool      `json:"passed"`
-	Detail string    `json:"detail"`
-	At     time.Time `json:"at"`
+	Name   string `json:"name"` // health, smoke:GET /, performance, analysis
+	Slot   Slot   `json:"slot"`
+	Passed bool   `json:"passed"`
+	// Critical marks a monitoring check whose failure may trigger a rollback.
+	Critical bool      `json:"critical,omitempty"`
+	Detail   string    `json:"detail"`
+	At       time.Time `json:"at"`
 	// Source says where analysis figures came from: haproxy-stats, metrics, probe.
 	Source string `json:"source,omitempty"`
 }
