@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/switchyard/switchyard/internal/check"
@@ -28,6 +29,8 @@ import (
 type Activities struct {
 	// StateDir is where an embedded router keeps its saved config.
 	StateDir string
+	// Client lets monitoring read past runs and abort a rollout.
+	Client client.Client
 }
 
 // Error types the workflow and the CLI recognise.
@@ -246,6 +249,7 @@ func (a *Activities) Shift(ctx context.Context, in ShiftInput) (*ShiftResult, er
 	if err := r.SetWeights(ctx, in.Weights); err != nil {
 		return nil, err
 	}
+	a.metrics(ctx, in.Spec.Name, in.Spec.Environment).weights(in.Weights)
 	res := &ShiftResult{Weights: in.Weights}
 	res.Counters, res.Source = a.counters(ctx, &in.Spec, r)
 	return res, nil
@@ -288,6 +292,7 @@ func (a *Activities) Analyze(ctx context.Context, in AnalyzeInput) (*rollout.Che
 	}
 	now, source := a.counters(ctx, &in.Spec, r)
 	res.Source = source
+	defer func() { a.metrics(ctx, in.Spec.Name, in.Spec.Environment).check("analysis", res.Passed) }()
 	cur, okNow := now[in.Slot]
 	base, okBase := in.Baseline[in.Slot]
 	if source == "probe" || !okNow || !okBase {

@@ -22,7 +22,7 @@ import (
 func startDev(t *testing.T, stateDir string, port int) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(filepath.Join(bins, "switchyard"), "dev", "--state-dir", stateDir,
-		"--port", fmt.Sprint(port), "--ui-port", "0", "--task-queue", "dev-q")
+		"--port", fmt.Sprint(port), "--ui-port", "0", "--task-queue", "dev-q", "--metrics", fmt.Sprintf("127.0.0.1:%d", freePort(t)))
 	log, _ := os.OpenFile(filepath.Join(stateDir, "dev.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {

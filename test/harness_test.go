@@ -107,6 +107,7 @@ type opts struct {
 	noWorker  bool // the test runs its own worker process
 	scaleDown time.Duration
 	gradual   time.Duration // rollback.gradual.duration (default 4s)
+	extra     string        // more top-level YAML
 }
 
 // newEnv sets up a service named after the test with its own ports, router
@@ -166,9 +167,10 @@ rollout:
   scaleDownDelay: %s
 rollback:
   gradual: {duration: %s}
+%s
 environments:
   test: {}
-`, name, blue, green, routerYAML, steps, o.bake, o.bake, o.scaleDown, o.gradual)
+`, name, blue, green, routerYAML, steps, o.bake, o.bake, o.scaleDown, o.gradual, o.extra)
 	path := filepath.Join(dir, name+".yaml")
 	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
 		t.Fatal(err)

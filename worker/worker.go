@@ -37,7 +37,8 @@ func New(c client.Client, cfg Config) sdkworker.Worker {
 	w.RegisterWorkflowWithOptions(workflows.Deployment, workflow.RegisterOptions{Name: "Deployment"})
 	w.RegisterWorkflowWithOptions(workflows.Rollback, workflow.RegisterOptions{Name: "Rollback"})
 	w.RegisterWorkflowWithOptions(workflows.Retire, workflow.RegisterOptions{Name: "Retire"})
-	w.RegisterActivity(&activities.Activities{StateDir: cfg.StateDir})
+	w.RegisterWorkflowWithOptions(workflows.Monitor, workflow.RegisterOptions{Name: "Monitor"})
+	w.RegisterActivity(&activities.Activities{StateDir: cfg.StateDir, Client: c})
 	return w
 }
 

@@ -411,6 +411,7 @@ func (d *deployment) run(ctx workflow.Context) (*Status, error) {
 		}
 	}
 	d.setPhase(ctx, rollout.PhasePromoted)
+	countOutcome(ctx, "deployment", s.Name, s.Environment, "promoted")
 	return &d.st, workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
 }
 
@@ -511,6 +512,7 @@ func (d *deployment) rollback(ctx workflow.Context, reason, by string) (*Status,
 	rep.Timeline = []WeightChange{{At: rep.EndedAt, Weights: res.Weights}}
 	rep.Checks = d.st.Checks
 	d.st.Rollback = rep
+	recordRollback(ctx, rep)
 	d.event(fmt.Sprintf("rolled back by %s: %s", orUnknown(by), res.Weights))
 	if s.Rollout.RetireOnFailure {
 		bad := stable.Other()
@@ -522,6 +524,7 @@ func (d *deployment) rollback(ctx workflow.Context, reason, by string) (*Status,
 		d.event(fmt.Sprintf("slot %s left running for inspection", stable.Other()))
 	}
 	d.setPhase(ctx, rollout.PhaseRolledBack)
+	countOutcome(ctx, "deployment", s.Name, s.Environment, "rolled-back")
 	_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
 	return nil, temporal.NewNonRetryableApplicationError("rolled back: "+reason, ErrRolledBack, nil, &d.st)
 }
@@ -548,6 +551,7 @@ func (d *deployment) fail(ctx workflow.Context, what string, err error) (*Status
 			activities.RetireInput{Spec: *s, Slot: d.st.Target}).Get(ctx, nil)
 	}
 	d.setPhase(ctx, rollout.PhaseFailed)
+	countOutcome(ctx, "deployment", s.Name, s.Environment, "failed")
 	_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
 	return nil, temporal.NewNonRetryableApplicationError(reason, ErrFailed, nil, &d.st)
 }

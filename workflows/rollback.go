@@ -170,6 +170,7 @@ func (r *rollbackRun) fail(ctx workflow.Context, msg string) (*RollbackReport, e
 	r.rep.EndedAt = workflow.Now(ctx)
 	r.event("failed: " + msg)
 	r.setPhase(ctx, rollout.PhaseFailed)
+	countOutcome(ctx, "rollback", r.rep.Service, r.rep.Environment, "failed")
 	_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
 	return nil, temporal.NewNonRetryableApplicationError(msg, ErrFailed, nil, &r.rep)
 }
@@ -241,6 +242,8 @@ func (r *rollbackRun) run(ctx workflow.Context) (*RollbackReport, error) {
 	r.rep.EndedAt = workflow.Now(ctx)
 	r.rep.NextStepAt, r.rep.Remaining = time.Time{}, 0
 	r.setPhase(ctx, rollout.PhaseRolledBack)
+	countOutcome(ctx, "rollback", s.Name, s.Environment, "rolled-back")
+	recordRollback(ctx, &r.rep)
 	return &r.rep, workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
 }
 

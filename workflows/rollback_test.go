@@ -56,7 +56,10 @@ func newRB(t *testing.T, strategy string) *rbFixture {
 			return &rollout.CheckResult{Name: "analysis", Slot: in.Slot, Passed: true}, nil
 		})
 	env.OnActivity(acts.Retire, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.RetireInput) error { f.retired = append(f.retired, in.Slot); return nil })
+		func(_ context.Context, in activities.RetireInput) error {
+			f.retired = append(f.retired, in.Slot)
+			return nil
+		})
 	return f
 }
 

@@ -6,6 +6,8 @@ package workflows
 import (
 	"time"
 
+	"go.temporal.io/sdk/workflow"
+
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/switchyard/switchyard/internal/rollout"
@@ -191,3 +193,15 @@ const (
 	ErrRolledBack = "RolledBack" // traffic went back to the stable slot
 	ErrFailed     = "Failed"     // the rollout stopped before any traffic moved
 )
+
+// countOutcome records how a rollout or rollback ended, for /metrics.
+func countOutcome(ctx workflow.Context, kind, service, env, result string) {
+	workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"kind": kind, "service": service, "environment": env, "result": result}).
+		Counter("switchyard_rollouts").Inc(1)
+}
+
+// recordRollback records how long a rollback took, from its decision to 100 % on the previous slot.
+func recordRollback(ctx workflow.Context, r *RollbackReport) {
+	workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"service": r.Service, "environment": r.Environment, "strategy": r.Strategy}).
+		Timer("switchyard_rollback_duration").Record(r.Duration())
+}

@@ -32,6 +32,7 @@ type app struct {
 	errorRate     float64
 	latency       time.Duration
 	served        atomic.Int64
+	unhealthy     atomic.Bool
 	mu            sync.Mutex
 	byCode        map[int]int64
 }
@@ -50,10 +51,21 @@ func main() {
 	addr := net.JoinHostPort(getenv("HOST", "127.0.0.1"), getenv("PORT", "8080"))
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", a.root)
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		if a.unhealthy.Load() {
+			http.Error(w, "unhealthy (failure injected)", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	// failure injection at run time, for monitoring demos: /admin/fail?health=1 (or 0)
+	mux.HandleFunc("/admin/fail", func(w http.ResponseWriter, r *http.Request) {
+		a.unhealthy.Store(r.URL.Query().Get("health") == "1")
+		fmt.Fprintf(w, "unhealthy=%v\n", a.unhealthy.Load())
+	})
 	mux.HandleFunc("/version", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, version) })
 	mux.HandleFunc("/metrics", a.metrics)
-	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Addr: addr, Handler: secure(mux), ReadHeaderTimeout: 5 * time.Second}
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		log.Fatalf("demo-app: listen %s: %v", addr, err)
@@ -103,6 +115,16 @@ func (a *app) metrics(w http.ResponseWriter, _ *http.Request) {
 	for _, code := range []int{200, 500} {
 		fmt.Fprintf(w, "http_requests_total{code=\"%d\"} %d\n", code, a.byCode[code])
 	}
+}
+
+// secure sets the headers a security check expects of a web service.
+func secure(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Header().Set("X-Frame-Options", "DENY")
+		w.Header().Set("Content-Security-Policy", "default-src 'none'")
+		h.ServeHTTP(w, r)
+	})
 }
 
 func getenv(k, def string) string {

@@ -20,6 +20,7 @@ func devCmd(c *conn) *cobra.Command {
 	var stateDir string
 	var port, uiPort int
 	var ephemeral bool
+	var metricsAddr string
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run an embedded Temporal server (SQLite file), its Web UI and a worker",
@@ -38,12 +39,18 @@ is "embedded", an in-process Caddy.`,
 			}
 			defer srv.Stop()
 			defer router.StopEmbedded()
-			cl, err := client.Dial(client.Options{HostPort: srv.HostPort, Namespace: c.namespace})
+			mh, stopMetrics, err := worker.ServeMetrics(metricsAddr)
+			if err != nil {
+				return err
+			}
+			defer stopMetrics()
+			cl, err := client.Dial(client.Options{HostPort: srv.HostPort, Namespace: c.namespace, MetricsHandler: mh})
 			if err != nil {
 				return err
 			}
 			defer cl.Close()
 			fmt.Printf("Temporal server  %s (namespace %s, state %s)\n", srv.HostPort, c.namespace, orMemory(db))
+			fmt.Printf("metrics          http://%s/metrics\n", metricsAddr)
 			if srv.UIURL != "" {
 				fmt.Printf("Web UI           %s\n", srv.UIURL)
 			}
@@ -59,6 +66,7 @@ is "embedded", an in-process Caddy.`,
 	cmd.Flags().IntVar(&port, "port", 7233, "frontend port")
 	cmd.Flags().IntVar(&uiPort, "ui-port", 8233, "Web UI port (0: no UI)")
 	cmd.Flags().BoolVar(&ephemeral, "ephemeral", false, "keep the server's state in memory only")
+	cmd.Flags().StringVar(&metricsAddr, "metrics", "127.0.0.1:9464", "serve Prometheus /metrics here")
 	return cmd
 }
 
@@ -70,11 +78,20 @@ func orMemory(db string) string {
 }
 
 func workerCmd(c *conn) *cobra.Command {
-	var stateDir string
+	var stateDir, metricsAddr string
 	cmd := &cobra.Command{
 		Use:   "worker",
 		Short: "Run a worker against a Temporal server (--address)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if metricsAddr != "" {
+				mh, stopMetrics, err := worker.ServeMetrics(metricsAddr)
+				if err != nil {
+					return err
+				}
+				defer stopMetrics()
+				c.metrics = mh
+				fmt.Printf("metrics on http://%s/metrics\n", metricsAddr)
+			}
 			cl, err := c.dial()
 			if err != nil {
 				return err
@@ -86,6 +103,7 @@ func workerCmd(c *conn) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&stateDir, "state-dir", ".switchyard", "where an embedded router keeps its config")
+	cmd.Flags().StringVar(&metricsAddr, "metrics", "", "serve Prometheus /metrics here, like 127.0.0.1:9464")
 	return cmd
 }
 

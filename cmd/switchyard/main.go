@@ -29,6 +29,7 @@ const (
 	exitRolledBack = 3 // the rollout rolled back (abort or failed analysis)
 	exitFailed     = 4 // the rollout failed before any traffic moved
 	exitConflict   = 5 // another rollout runs, or the request was refused
+	exitIncidents  = 6 // monitor run: incidents are open
 )
 
 // exitError carries an exit code up to main.
@@ -51,6 +52,7 @@ type conn struct {
 	address, namespace, taskQueue string
 	tlsCert, tlsKey, tlsCA        string
 	apiKey                        string
+	metrics                       client.MetricsHandler // set by commands that serve /metrics
 }
 
 func envOr(k, def string) string {
@@ -74,7 +76,7 @@ func (c *conn) flags(cmd *cobra.Command) {
 
 func (c *conn) dial() (client.Client, error) {
 	opts := client.Options{HostPort: c.address, Namespace: c.namespace,
-		Logger: quietLogger()}
+		Logger: quietLogger(), MetricsHandler: c.metrics}
 	if c.tlsCert != "" || c.tlsKey != "" || c.tlsCA != "" || c.apiKey != "" {
 		t := &tls.Config{MinVersion: tls.VersionTLS12}
 		if c.tlsCert != "" || c.tlsKey != "" {
@@ -147,7 +149,7 @@ func main() {
 		controlCmd(&c, workflows.Pause, "Hold a rollout at its current step (the bake clock stops)"),
 		controlCmd(&c, workflows.Resume, "Continue a paused rollout"),
 		abortCmd(&c), promoteCmd(&c), validateCmd(), historyCmd(&c), demoCmd(),
-		rollbackCmd(&c), rollbackControlCmd(&c), retireCmd(&c))
+		rollbackCmd(&c), rollbackControlCmd(&c), retireCmd(&c), monitorCmd(&c))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := root.ExecuteContext(ctx)
 	stop()

@@ -73,8 +73,6 @@ func New(a spec.Alert) (Channel, error) {
 	return nil, fmt.Errorf("alert: unknown channel %q", a.Kind)
 }
 
-// Name is how a channel is named in metrics and refs: kind#index.
-func Name(a spec.Alert, i int) string { return fmt.Sprintf("%s#%d", a.Kind, i) }
 
 func text(a incident.Action, in incident.Incident) string {
 	switch a {

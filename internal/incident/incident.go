@@ -56,11 +56,29 @@ func (i Incident) RefFor(channel string) string {
 	return ""
 }
 
+// State is what a Monitor run leaves for the next: its result, read back by
+// the next run, so incidents live in Temporal and survive any worker.
+type State struct {
+	Service     string                            `json:"service"`
+	Environment string                            `json:"environment"`
+	RanAt       time.Time                         `json:"ranAt"`
+	Results     []rollout.CheckResult             `json:"results"`
+	Incidents   []Incident                        `json:"incidents"`
+	Counters    map[rollout.Slot]rollout.Counters `json:"counters,omitempty"`
+	Notices     []Notice                          `json:"notices,omitempty"`
+	// Delivery says, per notice and channel, what happened.
+	Delivery []string `json:"delivery,omitempty"`
+	Rollback string   `json:"rollback,omitempty"`
+}
+
 // Notice is one thing to tell the channels.
 type Notice struct {
 	Action   Action   `json:"action"`
 	Incident Incident `json:"incident"`
 }
+
+// ChannelName names the i-th alert channel of a spec, for refs and metrics.
+func ChannelName(kind string, i int) string { return fmt.Sprintf("%s#%d", kind, i) }
 
 // Key is the dedup key of a check on a service in an environment.
 func Key(service, env, check string) string { return service + "/" + env + "/" + check }

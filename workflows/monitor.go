@@ -1,0 +1,99 @@
+package workflows
+
+import (
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/switchyard/switchyard/activities"
+	"github.com/switchyard/switchyard/internal/incident"
+	"github.com/switchyard/switchyard/internal/spec"
+)
+
+// MonitorID is the ID of a service's monitoring Schedule (and the prefix of its runs).
+func MonitorID(service, env string) string { return "monitor/" + service + "/" + env }
+
+// MonitorInput is what each Schedule tick runs with.
+type MonitorInput struct {
+	Spec spec.Service `json:"spec"`
+}
+
+// Monitor is one monitoring run: read the incidents the last run left, check
+// the live environment, open, update or resolve incidents on every channel,
+// and roll back when a critical check fails inside a rollback window.
+// Channels are best effort: a channel that is down is retried, counted and
+// reported, and never stops the checks or the rollback.
+func Monitor(ctx workflow.Context, in MonitorInput) (*incident.State, error) {
+	s := &in.Spec
+	_ = workflow.UpsertTypedSearchAttributes(ctx, SAService.ValueSet(s.Name), SAEnvironment.ValueSet(s.Environment))
+	short := activityCtx(ctx, 30*time.Second, 0, 3)
+	var prev incident.State
+	var last *incident.State
+	if err := workflow.ExecuteActivity(short, acts.LastMonitorState, s.Name, s.Environment).Get(ctx, &last); err != nil {
+		return nil, err
+	}
+	if last != nil {
+		prev = *last
+	}
+	var checks activities.MonitorChecksResult
+	if err := workflow.ExecuteActivity(activityCtx(ctx, 2*time.Minute, 30*time.Second, 2), acts.MonitorChecks,
+		activities.MonitorChecksInput{Spec: *s, Previous: prev.Counters}).Get(ctx, &checks); err != nil {
+		return nil, err
+	}
+	now := workflow.Now(ctx)
+	open, notices := incident.Reconcile(prev.Incidents, checks.Results, s.Name, s.Environment, now)
+	st := &incident.State{Service: s.Name, Environment: s.Environment, RanAt: now, Results: checks.Results,
+		Incidents: open, Counters: checks.Counters, Notices: notices}
+
+	// every notice to every channel at once; each one retried with backoff
+	nctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second,
+			MaximumAttempts: 3, NonRetryableErrorTypes: []string{activities.ErrBadInput}},
+	})
+	type pending struct {
+		notice  int
+		channel string
+		f       workflow.Future
+	}
+	var sent []pending
+	for i, n := range notices {
+		for c, al := range s.Alerts {
+			f := workflow.ExecuteActivity(nctx, acts.Notify, activities.NotifyInput{Spec: *s, Channel: c, Action: n.Action, In: n.Incident})
+			sent = append(sent, pending{i, incident.ChannelName(al.Kind, c), f})
+		}
+	}
+	for _, p := range sent {
+		var ref string
+		n := notices[p.notice]
+		if err := p.f.Get(ctx, &ref); err != nil {
+			st.Delivery = append(st.Delivery, fmt.Sprintf("%s %s to %s failed: %s", n.Action, n.Incident.Key, p.channel, rootMessage(err)))
+			continue
+		}
+		st.Delivery = append(st.Delivery, fmt.Sprintf("%s %s sent to %s", n.Action, n.Incident.Key, p.channel))
+		if n.Action == incident.Open && ref != "" {
+			for i := range st.Incidents {
+				if st.Incidents[i].Key == n.Incident.Key {
+					st.Incidents[i].Refs = append(st.Incidents[i].Refs, incident.Ref{Channel: p.channel, Ref: ref})
+				}
+			}
+		}
+	}
+
+	if s.Monitor.RollbackOnCritical {
+		for _, r := range checks.Results {
+			if r.Critical && !r.Passed {
+				var what string
+				reason := fmt.Sprintf("critical check %s failing: %s", r.Name, r.Detail)
+				if err := workflow.ExecuteActivity(short, acts.AbortForMonitor, s.Name, s.Environment, reason).Get(ctx, &what); err != nil {
+					what = "rollback failed: " + rootMessage(err)
+				}
+				st.Rollback = what
+				break
+			}
+		}
+	}
+	return st, nil
+}
