@@ -1,0 +1,200 @@
+package test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/switchyard/switchyard/internal/alert"
+	"github.com/switchyard/switchyard/internal/incident"
+	"github.com/switchyard/switchyard/worker"
+)
+
+// hookReceiver is a real webhook endpoint on 127.0.0.1 that checks the
+// signature of every call and records its action.
+type hookReceiver struct {
+	*httptest.Server
+	mu      sync.Mutex
+	actions []string
+	keys    []string
+	badSigs int
+}
+
+func newHookReceiver(t *testing.T, key string) *hookReceiver {
+	h := &hookReceiver{}
+	h.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		var body alert.WebhookBody
+		_ = json.Unmarshal(b, &body)
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if r.Header.Get("X-Switchyard-Signature") != alert.Sign([]byte(key), b) {
+			h.badSigs++
+		}
+		h.actions = append(h.actions, string(body.Action))
+		h.keys = append(h.keys, body.Incident.Key)
+	}))
+	t.Cleanup(h.Close)
+	return h
+}
+
+func (h *hookReceiver) seen() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]string(nil), h.actions...)
+}
+
+func (h *hookReceiver) waitFor(t *testing.T, action string, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		c := 0
+		for _, a := range h.seen() {
+			if a == action {
+				c++
+			}
+		}
+		if c >= n {
+			return
+		}
+	}
+	t.Fatalf("webhook never got %d %q; got %v", n, action, h.seen())
+}
+
+func metric(t *testing.T, body, name string, labels ...string) float64 {
+	t.Helper()
+	for _, line := range strings.Split(body, "\n") {
+		if !strings.HasPrefix(line, name+"{") {
+			continue
+		}
+		ok := true
+		for _, l := range labels {
+			ok = ok && strings.Contains(line, l)
+		}
+		if ok {
+			v, _ := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+			return v
+		}
+	}
+	t.Fatalf("no %s%v in /metrics:\n%s", name, labels, regexp.MustCompile(`(?m)^switchyard.*$`).FindAllString(body, -1))
+	return 0
+}
+
+func TestMonitoringOpensOneIncidentAndResolvesItAfterTheFix(t *testing.T) {
+	hook := newHookReceiver(t, "hook-key")
+	t.Setenv("MON_HOOK_KEY", "hook-key")
+	t.Setenv("MON_SLACK_URL", fmt.Sprintf("http://127.0.0.1:%d/services/down", freePort(t))) // nothing listens: a channel that is down
+	e := newEnv(t, opts{router: "embedded", noWorker: true, extra: fmt.Sprintf(`monitor:
+  every: 1s
+  security: {headers: [X-Content-Type-Options, X-Frame-Options]}
+alerts:
+  - {kind: webhook, url: %q, secretEnv: MON_HOOK_KEY}
+  - {kind: slack, urlEnv: MON_SLACK_URL}`, hook.URL+"/incidents")})
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	mh, stop, err := worker.ServeMetrics(metricsAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	c, err := client.Dial(client.Options{HostPort: server.HostPort, Logger: quiet{}, MetricsHandler: mh})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	w := worker.New(c, worker.Config{TaskQueue: e.queue, StateDir: filepath.Join(t.TempDir(), "state")})
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	if o := e.deploy("v1"); o.Kind != "" {
+		t.Fatal(o.Reason)
+	}
+	ctx := context.Background()
+	for _, want := range []string{"created", "updated"} { // enabling twice is not an error
+		what, err := e.starter.EnableMonitor(ctx, e.svc, time.Second)
+		if err != nil || what != want {
+			t.Fatalf("enable: %q %v, want %q", what, err, want)
+		}
+	}
+	defer func() { _ = e.starter.DisableMonitor(ctx, e.svc.Name, e.svc.Environment) }()
+	time.Sleep(3 * time.Second)
+	if got := hook.seen(); len(got) != 0 {
+		t.Fatalf("a healthy service raised alerts: %v", got)
+	}
+
+	// break the live slot: its health check answers 503
+	blue := fmt.Sprintf("http://127.0.0.1:%d", e.svc.Run.Ports.Blue)
+	if _, err := http.Get(blue + "/admin/fail?health=1"); err != nil {
+		t.Fatal(err)
+	}
+	hook.waitFor(t, "open", 1)
+	hook.waitFor(t, "update", 2)
+	if _, err := http.Get(blue + "/admin/fail?health=0"); err != nil {
+		t.Fatal(err)
+	}
+	hook.waitFor(t, "resolve", 1)
+	if err := e.starter.DisableMonitor(ctx, e.svc.Name, e.svc.Environment); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second) // a run already started finishes
+
+	got := hook.seen()
+	t.Logf("webhook got %v", got)
+	// per dedup key: one open, then updates, then one resolve (the broken
+	// health endpoint fails both the health check and the probe)
+	hook.mu.Lock()
+	byKey := map[string][]string{}
+	for i, k := range hook.keys {
+		byKey[k] = append(byKey[k], got[i])
+	}
+	hook.mu.Unlock()
+	healthKey := incident.Key(e.svc.Name, "test", "health:health")
+	if _, ok := byKey[healthKey]; !ok {
+		t.Fatalf("no incident for %s: %v", healthKey, byKey)
+	}
+	for k, acts := range byKey {
+		opens := strings.Count(strings.Join(acts, ","), "open")
+		if opens != 1 || acts[0] != "open" || acts[len(acts)-1] != "resolve" || strings.Count(strings.Join(acts, ","), "resolve") != 1 {
+			t.Fatalf("incident %s: want one open, updates, one resolve; got %v", k, acts)
+		}
+	}
+	if hook.badSigs != 0 {
+		t.Fatalf("%d webhook calls had a bad signature", hook.badSigs)
+	}
+
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	body := string(b)
+	svc := `service="` + e.svc.Name + `"`
+	// Prometheus label values are sanitised: webhook#0 → webhook_0, health:health → health_health
+	if v := metric(t, body, "switchyard_alerts_sent_total", `channel="webhook_0"`, svc); v < float64(len(got)) {
+		t.Fatalf("alerts sent to the webhook: %v in /metrics, %d received", v, len(got))
+	}
+	if v := metric(t, body, "switchyard_alerts_failed_total", `channel="slack_1"`, svc); v < 3 {
+		t.Fatalf("the channel that is down should count failed attempts, got %v", v)
+	}
+	if v := metric(t, body, "switchyard_traffic_weight", `slot="blue"`, svc); v != 100 {
+		t.Fatalf("traffic weight of blue: %v", v)
+	}
+	if v := metric(t, body, "switchyard_rollouts_total", `result="promoted"`, svc); v != 1 {
+		t.Fatalf("rollouts promoted: %v", v)
+	}
+	if v := metric(t, body, "switchyard_check_results_total", `check="health_health"`, `result="fail"`, svc); v < 2 {
+		t.Fatalf("failed health checks: %v", v)
+	}
+}
