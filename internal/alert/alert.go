@@ -73,7 +73,6 @@ func New(a spec.Alert) (Channel, error) {
 	return nil, fmt.Errorf("alert: unknown channel %q", a.Kind)
 }
 
-
 func text(a incident.Action, in incident.Incident) string {
 	switch a {
 	case incident.Open:

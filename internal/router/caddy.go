@@ -147,6 +147,10 @@ func dig(m map[string]any, keys ...string) any {
 // SetWeights changes only the policy's weights where it can, so Caddy swaps
 // the smallest part of its config.
 func (c *Caddy) SetWeights(ctx context.Context, w rollout.Weights) error {
+	// the route may be gone (a Caddy restarted without its config): recreate it
+	if err := c.Ensure(ctx); err != nil {
+		return err
+	}
 	cur, err := c.Weights(ctx)
 	if err != nil {
 		return err
@@ -238,15 +242,16 @@ func StartEmbedded(ctx context.Context, admin, stateDir string) error {
 		return fmt.Errorf("caddy: state dir: %w", err)
 	}
 	caddy.ConfigAutosavePath = filepath.Join(stateDir, "caddy-autosave.json")
-	// Caddy's own log is kept to errors: the rollout's story is in Temporal
-	cfg := []byte(fmt.Sprintf(`{"admin":{"listen":%q},"logging":{"logs":{"default":{"level":"ERROR","exclude":["admin.api"]}}}}`, u.Host))
+	cfg := embeddedConfig(u.Host)
 	if saved, err := os.ReadFile(caddy.ConfigAutosavePath); err == nil && len(saved) > 0 {
 		cfg = saved
 	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("caddy: read saved config: %w", err)
 	}
 	if err := caddy.Load(cfg, true); err != nil {
-		return fmt.Errorf("caddy: start embedded router: %w", err)
+		if err2 := caddy.Load(embeddedConfig(u.Host), true); err2 != nil {
+			return fmt.Errorf("caddy: start embedded router: %w", err2)
+		}
 	}
 	embedded.admin = admin
 	return nil
@@ -269,9 +274,17 @@ func ResumeEmbedded(ctx context.Context, stateDir string) error {
 		} `json:"admin"`
 	}
 	if err := json.Unmarshal(saved, &cfg); err != nil || cfg.Admin.Listen == "" {
-		return fmt.Errorf("caddy: saved config in %s has no admin address", stateDir)
+		// a process killed while Caddy rewrote the file leaves it cut short:
+		// the next activity starts the router afresh and rebuilds its route
+		return nil
 	}
 	return StartEmbedded(ctx, "http://"+cfg.Admin.Listen, stateDir)
+}
+
+// embeddedConfig is a fresh embedded Caddy: only its admin API. Its own log
+// is kept to errors: the rollout's story is in Temporal.
+func embeddedConfig(adminHost string) []byte {
+	return []byte(fmt.Sprintf(`{"admin":{"listen":%q},"logging":{"logs":{"default":{"level":"ERROR","exclude":["admin.api"]}}}}`, adminHost))
 }
 
 // StopEmbedded stops the embedded Caddy, if this process runs one.
