@@ -216,15 +216,10 @@ func (s *Starter) History(ctx context.Context, service, env string, limit int) (
 		if e.CloseTime != nil {
 			r.Close = e.CloseTime.AsTime()
 		}
-		sa := e.SearchAttributes.GetIndexedFields()
-		dec := func(name string, v any) {
-			if p, ok := sa[name]; ok {
-				_ = converter.GetDefaultDataConverter().FromPayload(p, v)
-			}
+		r.Version, r.Phase = keyword(e.SearchAttributes, "SwitchyardVersion"), keyword(e.SearchAttributes, "SwitchyardPhase")
+		if p, ok := e.SearchAttributes.GetIndexedFields()["SwitchyardTrafficPercent"]; ok {
+			_ = converter.GetDefaultDataConverter().FromPayload(p, &r.Traffic)
 		}
-		dec("SwitchyardVersion", &r.Version)
-		dec("SwitchyardPhase", &r.Phase)
-		dec("SwitchyardTrafficPercent", &r.Traffic)
 		out = append(out, r)
 	}
 	return out, nil

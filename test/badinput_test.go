@@ -154,4 +154,16 @@ func TestSecondDeployWhileOneRunsIsRefusedNamingIt(t *testing.T) {
 	requireNoFailures(t, gen.Stop(), 20)
 	out, code = cli(t, e, "history", e.svc.Name, "--env", "test")
 	expect(t, out, code, 0, "rolled-back", "promoted")
+	out, code = cli(t, e, "history", "--stats", "--since", "1h")
+	expect(t, out, code, 0, "SUCCESS", "MEAN→STABLE")
+	var line string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, e.svc.Name+" ") {
+			line = l
+		}
+	}
+	// two rollouts (v1 promoted, v2 aborted), one rollback, 50% success
+	if f := strings.Fields(line); len(f) < 8 || f[2] != "2" || f[3] != "50.0%" || f[6] != "1" {
+		t.Fatalf("stats line for %s: %q\n%s", e.svc.Name, line, out)
+	}
 }

@@ -398,16 +398,30 @@ func sendControl(ctx context.Context, c *conn, service, env, name string, arg an
 func historyCmd(c *conn) *cobra.Command {
 	var t target
 	var limit int
+	var stats bool
+	var since string
 	cmd := &cobra.Command{
-		Use:   "history SERVICE",
-		Short: "List past rollouts of a service in an environment",
-		Args:  cobra.ExactArgs(1),
+		Use:   "history SERVICE | --stats [--since 30d]",
+		Short: "List past rollouts of a service, or every service's success metrics",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if stats {
+				return cobra.NoArgs(cmd, args)
+			}
+			return cobra.ExactArgs(1)(cmd, args)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, closeFn, err := c.starter()
 			if err != nil {
 				return err
 			}
 			defer closeFn()
+			if stats {
+				d, err := parseSince(since)
+				if err != nil {
+					return withCode(exitBadInput, err)
+				}
+				return printStats(cmd.Context(), s, d, since)
+			}
 			runs, err := s.History(cmd.Context(), args[0], t.env, limit)
 			if err != nil {
 				return err
@@ -431,5 +445,40 @@ func historyCmd(c *conn) *cobra.Command {
 	}
 	t.flags(cmd, false)
 	cmd.Flags().IntVar(&limit, "limit", 20, "how many rollouts")
+	cmd.Flags().BoolVar(&stats, "stats", false, "success rate, rollout duration p50/p95, rollbacks and mean time to stable, per service and environment")
+	cmd.Flags().StringVar(&since, "since", "30d", "with --stats: how far back (30d, 12h, 90m)")
 	return cmd
+}
+
+// parseSince reads 30d, 12h or 90m.
+func parseSince(s string) (time.Duration, error) {
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		var days int
+		if _, err := fmt.Sscanf(n, "%d", &days); err != nil || days <= 0 {
+			return 0, fmt.Errorf("--since %q: want a number of days like 30d", s)
+		}
+		return time.Duration(days) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("--since %q: want 30d, 12h or 90m", s)
+	}
+	return d, nil
+}
+
+func printStats(ctx context.Context, s *starter.Starter, since time.Duration, label string) error {
+	all, err := s.Stats(ctx, since)
+	if err != nil {
+		return err
+	}
+	if len(all) == 0 {
+		fmt.Printf("no rollouts in the last %s\n", label)
+		return nil
+	}
+	fmt.Printf("%-24s %-12s %8s %8s %10s %10s %9s %14s\n", "SERVICE", "ENV", "ROLLOUTS", "SUCCESS", "P50", "P95", "ROLLBACKS", "MEAN→STABLE")
+	for _, st := range all {
+		fmt.Printf("%-24s %-12s %8d %7.1f%% %10s %10s %9d %14s\n", st.Service, st.Environment, st.Rollouts, 100*st.SuccessRate(),
+			st.P50.Round(time.Millisecond), st.P95.Round(time.Millisecond), st.Rollbacks, st.MeanTimeToStable.Round(time.Millisecond))
+	}
+	return nil
 }

@@ -1,0 +1,124 @@
+package starter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	commonpb "go.temporal.io/api/common/v1"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/switchyard/switchyard/internal/check"
+	"github.com/switchyard/switchyard/workflows"
+)
+
+// Stats are the strategy's success metrics for one service in one
+// environment, computed from the runs Temporal keeps.
+type Stats struct {
+	Service, Environment string
+	Rollouts             int // ended deployments
+	Promoted             int
+	RolledBack           int
+	Failed               int
+	P50, P95             time.Duration // duration of promoted rollouts
+	Rollbacks            int           // rollbacks of any kind: a rollout's own and Rollback workflows
+	// MeanTimeToStable is the mean time from the decision to roll back (an
+	// abort, a failed analysis, a rollback request) to 100 % on the stable slot.
+	MeanTimeToStable time.Duration
+}
+
+// SuccessRate is promoted over ended rollouts.
+func (s Stats) SuccessRate() float64 {
+	if s.Rollouts == 0 {
+		return 0
+	}
+	return float64(s.Promoted) / float64(s.Rollouts)
+}
+
+// Stats lists every service's figures over runs started since `since` ago.
+func (s *Starter) Stats(ctx context.Context, since time.Duration) ([]Stats, error) {
+	from := time.Now().Add(-since).UTC().Format(time.RFC3339)
+	q := fmt.Sprintf("(WorkflowType = 'Deployment' OR WorkflowType = 'Rollback') AND StartTime > '%s' AND ExecutionStatus != 'Running'", from)
+	by := map[string]*Stats{}
+	durations := map[string][]time.Duration{}
+	toStable := map[string][]time.Duration{}
+	var token []byte
+	for {
+		resp, err := s.C.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: 500, NextPageToken: token})
+		if err != nil {
+			return nil, fmt.Errorf("history --stats: %w", err)
+		}
+		for _, e := range resp.Executions {
+			svc, env := keyword(e.SearchAttributes, "SwitchyardService"), keyword(e.SearchAttributes, "SwitchyardEnvironment")
+			k := svc + "/" + env
+			st := by[k]
+			if st == nil {
+				st = &Stats{Service: svc, Environment: env}
+				by[k] = st
+			}
+			run := s.C.GetWorkflow(ctx, e.Execution.WorkflowId, e.Execution.RunId)
+			if e.Type.Name == "Rollback" {
+				var rep workflows.RollbackReport
+				if run.Get(ctx, &rep) == nil && !rep.EndedAt.IsZero() {
+					st.Rollbacks++
+					toStable[k] = append(toStable[k], rep.Duration())
+				}
+				continue
+			}
+			st.Rollouts++
+			switch e.Status {
+			case enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
+				st.Promoted++
+				durations[k] = append(durations[k], e.CloseTime.AsTime().Sub(e.StartTime.AsTime()))
+			default:
+				var ds workflows.Status
+				err := run.Get(ctx, &ds)
+				var app *temporal.ApplicationError
+				if errors.As(err, &app) && app.Type() == workflows.ErrRolledBack {
+					st.RolledBack++
+					if app.HasDetails() && app.Details(&ds) == nil && ds.Rollback != nil {
+						st.Rollbacks++
+						toStable[k] = append(toStable[k], ds.Rollback.Duration())
+					}
+				} else {
+					st.Failed++
+				}
+			}
+		}
+		token = resp.NextPageToken
+		if len(token) == 0 {
+			break
+		}
+	}
+	var out []Stats
+	for k, st := range by {
+		d := durations[k]
+		sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+		st.P50, st.P95 = check.Quantile(d, 0.5), check.Quantile(d, 0.95)
+		if ts := toStable[k]; len(ts) > 0 {
+			var sum time.Duration
+			for _, t := range ts {
+				sum += t
+			}
+			st.MeanTimeToStable = sum / time.Duration(len(ts))
+		}
+		out = append(out, *st)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].Service+"/"+out[i].Environment < out[j].Service+"/"+out[j].Environment
+	})
+	return out, nil
+}
+
+func keyword(sa *commonpb.SearchAttributes, name string) string {
+	var v string
+	if p, ok := sa.GetIndexedFields()[name]; ok {
+		_ = converter.GetDefaultDataConverter().FromPayload(p, &v)
+	}
+	return v
+}
