@@ -46,7 +46,7 @@ func startDev(t *testing.T, stateDir string, port int) *exec.Cmd {
 }
 
 func TestDevRestartResumesTheRolloutInFlight(t *testing.T) {
-	e := newEnv(t, opts{router: "embedded", bake: 3 * time.Second, noWorker: true})
+	e := newEnv(t, opts{router: "embedded", bake: 3 * time.Second, noWorker: true, ownCaddy: true})
 	state := t.TempDir()
 	port := freePort(t)
 	dev := startDev(t, state, port)

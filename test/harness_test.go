@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,6 +29,9 @@ import (
 )
 
 var (
+	embeddedAdminOnce sync.Once
+	embeddedAdmin     int
+
 	server *devserver.Server
 	bins   string // built binaries: switchyard, good/demo-app, bad/demo-app
 )
@@ -108,6 +112,7 @@ type opts struct {
 	scaleDown time.Duration
 	gradual   time.Duration // rollback.gradual.duration (default 4s)
 	extra     string        // more top-level YAML
+	ownCaddy  bool          // embedded: an admin port of its own (a separate process runs that Caddy)
 }
 
 // newEnv sets up a service named after the test with its own ports, router
@@ -147,7 +152,12 @@ esac
 		sock := startHAProxy(t, dir, front, blue, green)
 		routerYAML = fmt.Sprintf("router: {kind: haproxy, haproxy: {socket: %s, backend: app}}", sock)
 	case "embedded":
-		admin := freePort(t)
+		// one embedded Caddy per process: every test's service shares its admin API
+		embeddedAdminOnce.Do(func() { embeddedAdmin = freePort(t) })
+		admin := embeddedAdmin
+		if o.ownCaddy {
+			admin = freePort(t)
+		}
 		routerYAML = fmt.Sprintf("router: {kind: embedded, caddy: {admin: 'http://127.0.0.1:%d', listen: '127.0.0.1:%d'}}", admin, front)
 	}
 	steps := strings.Trim(strings.Join(strings.Fields(fmt.Sprint(o.steps)), ", "), "[]")
