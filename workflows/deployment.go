@@ -246,13 +246,7 @@ func (d *deployment) setPhase(ctx workflow.Context, p rollout.Phase) {
 }
 
 func (d *deployment) upsert(ctx workflow.Context) {
-	_ = workflow.UpsertTypedSearchAttributes(ctx,
-		SAService.ValueSet(d.st.Service),
-		SAEnvironment.ValueSet(d.st.Environment),
-		SAVersion.ValueSet(d.st.Version),
-		SAPhase.ValueSet(string(d.st.Phase)),
-		SATraffic.ValueSet(int64(d.st.Traffic())),
-	)
+	upsertRun(ctx, d.st.Service, d.st.Environment, d.st.Version, d.st.Phase, d.st.Traffic())
 }
 
 func (d *deployment) recordCheck(r rollout.CheckResult) {

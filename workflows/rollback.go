@@ -149,13 +149,7 @@ func (r *rollbackRun) setPhase(ctx workflow.Context, p rollout.Phase) {
 }
 
 func (r *rollbackRun) upsert(ctx workflow.Context) {
-	_ = workflow.UpsertTypedSearchAttributes(ctx,
-		SAService.ValueSet(r.rep.Service),
-		SAEnvironment.ValueSet(r.rep.Environment),
-		SAVersion.ValueSet(r.rep.PreviousVersion),
-		SAPhase.ValueSet(string(r.rep.Phase)),
-		SATraffic.ValueSet(int64(r.rep.Weights.Of(r.in.To))),
-	)
+	upsertRun(ctx, r.rep.Service, r.rep.Environment, r.rep.PreviousVersion, r.rep.Phase, r.rep.Weights.Of(r.in.To))
 }
 
 func (r *rollbackRun) applied(ctx workflow.Context, res *activities.ShiftResult) {

@@ -205,3 +205,15 @@ func recordRollback(ctx workflow.Context, r *RollbackReport) {
 	workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"service": r.Service, "environment": r.Environment, "strategy": r.Strategy}).
 		Timer("switchyard_rollback_duration").Record(r.Duration())
 }
+
+// upsertRun keeps a run's search attributes in step with its state, so the
+// Web UI and the status Query never disagree.
+func upsertRun(ctx workflow.Context, service, env, version string, phase rollout.Phase, traffic int) {
+	_ = workflow.UpsertTypedSearchAttributes(ctx,
+		SAService.ValueSet(service),
+		SAEnvironment.ValueSet(env),
+		SAVersion.ValueSet(version),
+		SAPhase.ValueSet(string(phase)),
+		SATraffic.ValueSet(int64(traffic)),
+	)
+}
