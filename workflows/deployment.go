@@ -345,6 +345,7 @@ func (d *deployment) run(ctx workflow.Context) (*Status, error) {
 	}
 
 	d.setPhase(ctx, rollout.PhaseShifting)
+	notifyEvent(ctx, s, fmt.Sprintf("rollout of %s started (previous %s)", d.in.Version, orUnknown(d.st.PreviousVersion)), "")
 	steps := s.Rollout.Steps
 	if d.st.Stable == rollout.None {
 		steps = []int{100} // nothing to compare with, nobody to protect
@@ -406,6 +407,7 @@ func (d *deployment) run(ctx workflow.Context) (*Status, error) {
 	}
 	d.setPhase(ctx, rollout.PhasePromoted)
 	countOutcome(ctx, "deployment", s.Name, s.Environment, "promoted")
+	notifyEvent(ctx, s, fmt.Sprintf("%s promoted (previous %s)", d.in.Version, orUnknown(d.st.PreviousVersion)), "")
 	return &d.st, workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
 }
 
@@ -519,6 +521,8 @@ func (d *deployment) rollback(ctx workflow.Context, reason, by string) (*Status,
 	}
 	d.setPhase(ctx, rollout.PhaseRolledBack)
 	countOutcome(ctx, "deployment", s.Name, s.Environment, "rolled-back")
+	notifyEvent(ctx, s, fmt.Sprintf("%s rolled back to %s: %s", d.in.Version, orUnknown(d.st.PreviousVersion), reason),
+		fmt.Sprintf("immediate rollback by %s in %s, now %s", orUnknown(by), rep.Duration(), rep.Weights))
 	_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
 	return nil, temporal.NewNonRetryableApplicationError("rolled back: "+reason, ErrRolledBack, nil, &d.st)
 }
@@ -546,6 +550,7 @@ func (d *deployment) fail(ctx workflow.Context, what string, err error) (*Status
 	}
 	d.setPhase(ctx, rollout.PhaseFailed)
 	countOutcome(ctx, "deployment", s.Name, s.Environment, "failed")
+	notifyEvent(ctx, s, fmt.Sprintf("%s failed before any traffic moved: %s", d.in.Version, reason), "")
 	_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
 	return nil, temporal.NewNonRetryableApplicationError(reason, ErrFailed, nil, &d.st)
 }

@@ -28,6 +28,7 @@ type fixture struct {
 	start   time.Time
 	retired []rollout.Slot
 	retAt   []time.Duration
+	events  []string
 	pending int // updates sent but not answered
 	analyze func() rollout.CheckResult
 	weights rollout.Weights
@@ -81,6 +82,11 @@ func newFixture(t *testing.T) *fixture {
 		func(_ context.Context, _ activities.AnalyzeInput) (*rollout.CheckResult, error) {
 			r := f.analyze()
 			return &r, nil
+		})
+	env.OnActivity(acts.Notify, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.NotifyInput) (string, error) {
+			f.events = append(f.events, in.In.Summary)
+			return "", nil
 		})
 	env.OnActivity(acts.Retire, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.RetireInput) error {
@@ -327,4 +333,17 @@ func TestCancellingTheWorkflowRollsBackInsteadOfLeavingTrafficSplit(t *testing.T
 	f.run()
 	require.ErrorContains(t, f.env.GetWorkflowError(), "cancelled")
 	require.Equal(t, []rollout.Weights{green(10), green(25), {Blue: 100}}, f.shifts)
+}
+
+func TestRolloutEventsGoToTheChannelsWhenTheSpecAsks(t *testing.T) {
+	f := newFixture(t)
+	f.run()
+	require.Empty(t, f.events, "no events unless monitor.notifyEvents")
+
+	g := newFixture(t)
+	g.in.Spec.Monitor.NotifyEvents = true
+	g.in.Spec.Alerts = []spec.Alert{{Kind: "slack"}}
+	g.at(90*time.Second, func() { g.update(Abort, AbortRequest{Reason: "p99 up"}, "") })
+	g.run()
+	require.Equal(t, []string{"rollout of v2 started (previous v1)", "v2 rolled back to v1: p99 up"}, g.events)
 }

@@ -238,6 +238,8 @@ func (r *rollbackRun) run(ctx workflow.Context) (*RollbackReport, error) {
 	r.setPhase(ctx, rollout.PhaseRolledBack)
 	countOutcome(ctx, "rollback", s.Name, s.Environment, "rolled-back")
 	recordRollback(ctx, &r.rep)
+	notifyEvent(ctx, s, fmt.Sprintf("%s rollback from %s to %s by %s: %s", r.in.Strategy, r.in.BadVersion, r.in.PreviousVersion, r.rep.By, r.in.Reason),
+		fmt.Sprintf("took %s, %d weight changes, now %s", r.rep.Duration(), len(r.rep.Timeline), r.rep.Weights))
 	return &r.rep, workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
 }
 

@@ -8,6 +8,9 @@ import (
 
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/switchyard/switchyard/activities"
+	"github.com/switchyard/switchyard/internal/incident"
+
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/switchyard/switchyard/internal/rollout"
@@ -216,4 +219,26 @@ func upsertRun(ctx workflow.Context, service, env, version string, phase rollout
 		SAPhase.ValueSet(string(phase)),
 		SATraffic.ValueSet(int64(traffic)),
 	)
+}
+
+// notifyEvent tells every alert channel about a rollout or rollback event
+// when the spec asks (monitor.notifyEvents). Best effort: a channel that is
+// down is retried a little and never changes the outcome.
+func notifyEvent(ctx workflow.Context, s *spec.Service, summary, detail string) {
+	if !s.Monitor.NotifyEvents || len(s.Alerts) == 0 {
+		return
+	}
+	nctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3, NonRetryableErrorTypes: []string{activities.ErrBadInput}},
+	})
+	in := incident.Incident{Key: incident.Key(s.Name, s.Environment, "event"), Service: s.Name, Environment: s.Environment,
+		Check: "event", Summary: summary, Detail: detail, OpenedAt: workflow.Now(ctx)}
+	var fs []workflow.Future
+	for c := range s.Alerts {
+		fs = append(fs, workflow.ExecuteActivity(nctx, acts.Notify, activities.NotifyInput{Spec: *s, Channel: c, Action: incident.Event, In: in}))
+	}
+	for _, f := range fs {
+		_ = f.Get(ctx, nil)
+	}
 }
