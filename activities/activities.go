@@ -313,7 +313,10 @@ func (a *Activities) Analyze(ctx context.Context, in AnalyzeInput) (*rollout.Che
 	if reqs > 0 {
 		rate = float64(errs) / float64(reqs)
 	}
-	res.Detail = fmt.Sprintf("%d requests, %d errors (%.2f%%), avg response %dms", reqs, errs, 100*rate, cur.AvgResponseMs)
+	res.Detail = fmt.Sprintf("%d requests, %d errors (%.2f%%)", reqs, errs, 100*rate)
+	if source != "metrics" {
+		res.Detail += fmt.Sprintf(", avg response %dms", cur.AvgResponseMs)
+	}
 	switch {
 	case reqs < int64(an.MinRequests):
 		res.Detail += fmt.Sprintf("; fewer than %d requests, judged on what there is", an.MinRequests)
