@@ -5,6 +5,7 @@ package devserver
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -191,13 +192,9 @@ func (s *Server) Stop() error {
 }
 
 func serverConfig(o Options, sqlCfg *config.SQL) (*config.Config, error) {
-	ports := make([]int, 0, 8)
-	for i := 0; i < 8; i++ {
-		p, err := freePort(o.IP)
-		if err != nil {
-			return nil, err
-		}
-		ports = append(ports, p)
+	ports, err := internalPorts(o)
+	if err != nil {
+		return nil, err
 	}
 	svc := func(grpc, membership int, frontend bool) config.Service {
 		rpc := config.RPC{GRPCPort: grpc, MembershipPort: membership, BindOnLocalHost: true}
@@ -233,6 +230,41 @@ func serverConfig(o Options, sqlCfg *config.SQL) (*config.Config, error) {
 		History: config.HistoryArchivalNamespaceDefaults{State: "disabled"}, Visibility: config.VisibilityArchivalNamespaceDefaults{State: "disabled"}}}
 	cfg.PublicClient = config.PublicClient{HostPort: net.JoinHostPort(o.IP, strconv.Itoa(o.Port))}
 	return cfg, nil
+}
+
+// internalPorts picks the history, matching and worker services' ports. With
+// a database file they are kept beside it and reused: a restarted server
+// then has the identity its membership table remembers, instead of waiting
+// for the dead one's entries to expire (about a minute) before it owns its
+// shard again.
+func internalPorts(o Options) ([]int, error) {
+	var saved []int
+	path := ""
+	if o.DBFile != "" {
+		path = o.DBFile + ".ports"
+		if b, err := os.ReadFile(path); err == nil && json.Unmarshal(b, &saved) == nil && len(saved) == 8 {
+			ok := true
+			for _, p := range saved {
+				ok = ok && portFree(o.IP, p) == nil
+			}
+			if ok {
+				return saved, nil
+			}
+		}
+	}
+	ports := make([]int, 0, 8)
+	for i := 0; i < 8; i++ {
+		p, err := freePort(o.IP)
+		if err != nil {
+			return nil, err
+		}
+		ports = append(ports, p)
+	}
+	if path != "" {
+		b, _ := json.Marshal(ports)
+		_ = os.WriteFile(path, b, 0o644)
+	}
+	return ports, nil
 }
 
 func freePort(ip string) (int, error) {
