@@ -302,3 +302,17 @@ func TestEmailRefusesAServerWithoutSTARTTLS(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+func TestAChannelThatHangsTimesOut(t *testing.T) {
+	release := make(chan struct{})
+	rc := newReceiver(t, func(recorded) (int, string) { <-release; return 200, "late" })
+	defer close(release)
+	old := httpClient.Timeout
+	httpClient.Timeout = 300 * time.Millisecond
+	defer func() { httpClient.Timeout = old }()
+	start := time.Now()
+	_, err := (&Webhook{URL: rc.URL + "/hook", Key: []byte("k")}).Send(context.Background(), incident.Open, sample, "")
+	if err == nil || time.Since(start) > 5*time.Second {
+		t.Fatalf("a hanging channel must fail by its timeout: %v after %s", err, time.Since(start))
+	}
+}
