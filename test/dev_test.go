@@ -67,7 +67,7 @@ func TestDevRestartResumesTheRolloutInFlight(t *testing.T) {
 	s := &starter.Starter{C: c, TaskQueue: "dev-q"}
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
 		st, err := s.Status(context.Background(), e.svc.Name, "test")
-		if err == nil && st.Step == 1 {
+		if err == nil && st.Step == 1 && !st.BakeEndsAt.IsZero() { // in the bake: no activity in flight
 			break
 		}
 		if time.Now().After(deadline) {

@@ -117,6 +117,16 @@ func (c *conn) starter() (*starter.Starter, func(), error) {
 	return &starter.Starter{C: cl, TaskQueue: c.taskQueue}, cl.Close, nil
 }
 
+// withStarter connects to Temporal, runs fn, and disconnects.
+func (c *conn) withStarter(fn func(*starter.Starter) error) error {
+	s, closeFn, err := c.starter()
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	return fn(s)
+}
+
 func who() string {
 	name := os.Getenv("SWITCHYARD_ACTOR")
 	if name != "" {

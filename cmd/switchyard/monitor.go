@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/switchyard/switchyard/starter"
+
 	"fmt"
 	"time"
 
@@ -31,18 +33,15 @@ func monitorCmd(c *conn) *cobra.Command {
 			if every < time.Second {
 				return withCode(exitBadInput, fmt.Errorf("--every must be at least 1s, got %s", every))
 			}
-			s, closeFn, err := c.starter()
-			if err != nil {
-				return err
-			}
-			defer closeFn()
-			what, err := s.EnableMonitor(cmd.Context(), svc, every)
-			if err != nil {
-				return err
-			}
-			fmt.Printf("monitoring of %s in %s %s: every %s (schedule monitor/%s/%s; pause it from the Web UI's Schedules page)\n",
-				svc.Name, svc.Environment, what, every, svc.Name, svc.Environment)
-			return nil
+			return c.withStarter(func(s *starter.Starter) error {
+				what, err := s.EnableMonitor(cmd.Context(), svc, every)
+				if err != nil {
+					return err
+				}
+				fmt.Printf("monitoring of %s in %s %s: every %s (schedule monitor/%s/%s; pause it from the Web UI's Schedules page)\n",
+					svc.Name, svc.Environment, what, every, svc.Name, svc.Environment)
+				return nil
+			})
 		},
 	}
 	t.flags(enable, true)
@@ -54,16 +53,13 @@ func monitorCmd(c *conn) *cobra.Command {
 		Short: "Delete the monitoring Schedule",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, closeFn, err := c.starter()
-			if err != nil {
-				return err
-			}
-			defer closeFn()
-			if err := s.DisableMonitor(cmd.Context(), args[0], td.env); err != nil {
-				return withCode(exitBadInput, err)
-			}
-			fmt.Printf("monitoring of %s in %s disabled\n", args[0], td.env)
-			return nil
+			return c.withStarter(func(s *starter.Starter) error {
+				if err := s.DisableMonitor(cmd.Context(), args[0], td.env); err != nil {
+					return withCode(exitBadInput, err)
+				}
+				fmt.Printf("monitoring of %s in %s disabled\n", args[0], td.env)
+				return nil
+			})
 		},
 	}
 	td.flags(disable, false)
@@ -74,30 +70,27 @@ func monitorCmd(c *conn) *cobra.Command {
 		Short: "Last runs and open incidents",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, closeFn, err := c.starter()
-			if err != nil {
-				return err
-			}
-			defer closeFn()
-			d, last, err := s.MonitorStatus(cmd.Context(), args[0], ts.env)
-			if err != nil {
-				return withCode(exitBadInput, err)
-			}
-			paused := ""
-			if d.Schedule.State.Paused {
-				paused = " (paused)"
-			}
-			fmt.Printf("schedule     monitor/%s/%s%s, %d runs so far\n", args[0], ts.env, paused, d.Info.NumActions)
-			for _, a := range d.Info.RecentActions {
-				fmt.Printf("run          %s\n", a.ActualTime.Local().Format("15:04:05"))
-			}
-			if len(d.Info.NextActionTimes) > 0 {
-				fmt.Printf("next         %s\n", d.Info.NextActionTimes[0].Local().Format("15:04:05"))
-			}
-			if last != nil {
-				printMonitorState(last)
-			}
-			return nil
+			return c.withStarter(func(s *starter.Starter) error {
+				d, last, err := s.MonitorStatus(cmd.Context(), args[0], ts.env)
+				if err != nil {
+					return withCode(exitBadInput, err)
+				}
+				paused := ""
+				if d.Schedule.State.Paused {
+					paused = " (paused)"
+				}
+				fmt.Printf("schedule     monitor/%s/%s%s, %d runs so far\n", args[0], ts.env, paused, d.Info.NumActions)
+				for _, a := range d.Info.RecentActions {
+					fmt.Printf("run          %s\n", a.ActualTime.Local().Format("15:04:05"))
+				}
+				if len(d.Info.NextActionTimes) > 0 {
+					fmt.Printf("next         %s\n", d.Info.NextActionTimes[0].Local().Format("15:04:05"))
+				}
+				if last != nil {
+					printMonitorState(last)
+				}
+				return nil
+			})
 		},
 	}
 	ts.flags(status, false)
@@ -112,20 +105,17 @@ func monitorCmd(c *conn) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			s, closeFn, err := c.starter()
-			if err != nil {
-				return err
-			}
-			defer closeFn()
-			st, err := s.RunMonitor(cmd.Context(), svc)
-			if err != nil {
-				return err
-			}
-			printMonitorState(st)
-			if len(st.Incidents) > 0 {
-				return withCode(exitIncidents, fmt.Errorf("%d open incident(s)", len(st.Incidents)))
-			}
-			return nil
+			return c.withStarter(func(s *starter.Starter) error {
+				st, err := s.RunMonitor(cmd.Context(), svc)
+				if err != nil {
+					return err
+				}
+				printMonitorState(st)
+				if len(st.Incidents) > 0 {
+					return withCode(exitIncidents, fmt.Errorf("%d open incident(s)", len(st.Incidents)))
+				}
+				return nil
+			})
 		},
 	}
 	tr.flags(run, true)

@@ -42,20 +42,17 @@ Exit codes: 0 rolled back, 2 bad input, 4 could not roll back, 5 refused.`,
 			if err != nil {
 				return err
 			}
-			s, closeFn, err := c.starter()
-			if err != nil {
-				return err
-			}
-			defer closeFn()
-			run, err := s.Rollback(cmd.Context(), svc, strategy, reason, who())
-			if err != nil {
-				return rollbackExit(err)
-			}
-			fmt.Printf("rolling back %s in %s (%s; workflow %s)\n", svc.Name, svc.Environment, strategy, run.GetID())
-			if detach {
-				return nil
-			}
-			return followRollback(cmd.Context(), s, svc.Name, svc.Environment)
+			return c.withStarter(func(s *starter.Starter) error {
+				run, err := s.Rollback(cmd.Context(), svc, strategy, reason, who())
+				if err != nil {
+					return rollbackExit(err)
+				}
+				fmt.Printf("rolling back %s in %s (%s; workflow %s)\n", svc.Name, svc.Environment, strategy, run.GetID())
+				if detach {
+					return nil
+				}
+				return followRollback(cmd.Context(), s, svc.Name, svc.Environment)
+			})
 		},
 	}
 	t.flags(cmd, true)
@@ -151,18 +148,15 @@ func rollbackControlCmd(c *conn) *cobra.Command {
 		Short: "Turn a running gradual rollback into an immediate one",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, closeFn, err := c.starter()
-			if err != nil {
-				return err
-			}
-			defer closeFn()
-			start := time.Now()
-			rep, err := s.RollbackControl(cmd.Context(), args[0], t.env, workflows.Escalate)
-			if err != nil {
-				return withCode(exitConflict, err)
-			}
-			fmt.Printf("escalated in %s: %s\n", time.Since(start).Round(time.Millisecond), rep.Weights)
-			return nil
+			return c.withStarter(func(s *starter.Starter) error {
+				start := time.Now()
+				rep, err := s.RollbackControl(cmd.Context(), args[0], t.env, workflows.Escalate)
+				if err != nil {
+					return withCode(exitConflict, err)
+				}
+				fmt.Printf("escalated in %s: %s\n", time.Since(start).Round(time.Millisecond), rep.Weights)
+				return nil
+			})
 		},
 	}
 	t.flags(cmd, false)
@@ -184,16 +178,13 @@ func retireCmd(c *conn) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			s, closeFn, err := c.starter()
-			if err != nil {
-				return err
-			}
-			defer closeFn()
-			if err := s.Retire(cmd.Context(), svc, rollout.Slot(slot)); err != nil {
-				return rollbackExit(err)
-			}
-			fmt.Printf("retired slot %s of %s in %s\n", slot, svc.Name, svc.Environment)
-			return nil
+			return c.withStarter(func(s *starter.Starter) error {
+				if err := s.Retire(cmd.Context(), svc, rollout.Slot(slot)); err != nil {
+					return rollbackExit(err)
+				}
+				fmt.Printf("retired slot %s of %s in %s\n", slot, svc.Name, svc.Environment)
+				return nil
+			})
 		},
 	}
 	t.flags(cmd, true)

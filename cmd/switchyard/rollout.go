@@ -78,26 +78,23 @@ traffic moved, 5 another rollout of the service is running, 1 other errors.`,
 			if err != nil {
 				return err
 			}
-			s, closeFn, err := c.starter()
-			if err != nil {
-				return err
-			}
-			defer closeFn()
-			run, err := s.Deploy(cmd.Context(), svc, version, who())
-			if err != nil {
-				return err
-			}
-			if output == "text" {
-				fmt.Printf("deploying %s %s to %s (workflow %s, run %s)\n", svc.Name, version, svc.Environment, run.GetID(), run.GetRunID())
-			}
-			if detach {
-				if output == "json" {
-					return json.NewEncoder(os.Stdout).Encode(map[string]string{"workflowId": run.GetID(), "runId": run.GetRunID()})
+			return c.withStarter(func(s *starter.Starter) error {
+				run, err := s.Deploy(cmd.Context(), svc, version, who())
+				if err != nil {
+					return err
 				}
-				fmt.Printf("follow it with: switchyard watch %s --env %s\n", svc.Name, svc.Environment)
-				return nil
-			}
-			return follow(cmd.Context(), s, svc.Name, svc.Environment, run.GetRunID(), output)
+				if output == "text" {
+					fmt.Printf("deploying %s %s to %s (workflow %s, run %s)\n", svc.Name, version, svc.Environment, run.GetID(), run.GetRunID())
+				}
+				if detach {
+					if output == "json" {
+						return json.NewEncoder(os.Stdout).Encode(map[string]string{"workflowId": run.GetID(), "runId": run.GetRunID()})
+					}
+					fmt.Printf("follow it with: switchyard watch %s --env %s\n", svc.Name, svc.Environment)
+					return nil
+				}
+				return follow(cmd.Context(), s, svc.Name, svc.Environment, run.GetRunID(), output)
+			})
 		},
 	}
 	t.flags(cmd, true)
@@ -227,31 +224,28 @@ func statusCmd(c *conn) *cobra.Command {
 		Short: "Show the latest rollout of a service: phase, step, weights, checks",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, closeFn, err := c.starter()
-			if err != nil {
-				return err
-			}
-			defer closeFn()
-			st, err := s.Status(cmd.Context(), args[0], t.env)
-			if err != nil {
-				return err
-			}
-			rb, _ := s.RollbackStatus(cmd.Context(), args[0], t.env)
-			if rb != nil && rb.StartedAt.Before(st.StartedAt) {
-				rb = nil // a rollback older than the latest rollout is history
-			}
-			if output == "json" {
-				return json.NewEncoder(os.Stdout).Encode(map[string]any{"deployment": st, "rollback": rb})
-			}
-			printStatus(os.Stdout, st)
-			if rb != nil {
-				fmt.Println()
-				printReport(rb)
-				if !rb.Phase.Done() {
-					fmt.Println(rollbackLine(rb))
+			return c.withStarter(func(s *starter.Starter) error {
+				st, err := s.Status(cmd.Context(), args[0], t.env)
+				if err != nil {
+					return err
 				}
-			}
-			return nil
+				rb, _ := s.RollbackStatus(cmd.Context(), args[0], t.env)
+				if rb != nil && rb.StartedAt.Before(st.StartedAt) {
+					rb = nil // a rollback older than the latest rollout is history
+				}
+				if output == "json" {
+					return json.NewEncoder(os.Stdout).Encode(map[string]any{"deployment": st, "rollback": rb})
+				}
+				printStatus(os.Stdout, st)
+				if rb != nil {
+					fmt.Println()
+					printReport(rb)
+					if !rb.Phase.Done() {
+						fmt.Println(rollbackLine(rb))
+					}
+				}
+				return nil
+			})
 		},
 	}
 	t.flags(cmd, false)
@@ -308,18 +302,15 @@ func watchCmd(c *conn) *cobra.Command {
 		Short: "Follow the running rollout of a service until it ends",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, closeFn, err := c.starter()
-			if err != nil {
-				return err
-			}
-			defer closeFn()
-			if s.RollbackRunning(cmd.Context(), args[0], t.env) {
-				return followRollback(cmd.Context(), s, args[0], t.env)
-			}
-			if _, err := s.Status(cmd.Context(), args[0], t.env); err != nil {
-				return err
-			}
-			return follow(cmd.Context(), s, args[0], t.env, "", "text")
+			return c.withStarter(func(s *starter.Starter) error {
+				if s.RollbackRunning(cmd.Context(), args[0], t.env) {
+					return followRollback(cmd.Context(), s, args[0], t.env)
+				}
+				if _, err := s.Status(cmd.Context(), args[0], t.env); err != nil {
+					return err
+				}
+				return follow(cmd.Context(), s, args[0], t.env, "", "text")
+			})
 		},
 	}
 	t.flags(cmd, false)
@@ -410,37 +401,34 @@ func historyCmd(c *conn) *cobra.Command {
 			return cobra.ExactArgs(1)(cmd, args)
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, closeFn, err := c.starter()
-			if err != nil {
-				return err
-			}
-			defer closeFn()
-			if stats {
-				d, err := parseSince(since)
+			return c.withStarter(func(s *starter.Starter) error {
+				if stats {
+					d, err := parseSince(since)
+					if err != nil {
+						return withCode(exitBadInput, err)
+					}
+					return printStats(cmd.Context(), s, d, since)
+				}
+				runs, err := s.History(cmd.Context(), args[0], t.env, limit)
 				if err != nil {
-					return withCode(exitBadInput, err)
+					return err
 				}
-				return printStats(cmd.Context(), s, d, since)
-			}
-			runs, err := s.History(cmd.Context(), args[0], t.env, limit)
-			if err != nil {
-				return err
-			}
-			if len(runs) == 0 {
-				fmt.Printf("no rollouts of %s in %s\n", args[0], t.env)
+				if len(runs) == 0 {
+					fmt.Printf("no rollouts of %s in %s\n", args[0], t.env)
+					return nil
+				}
+				fmt.Printf("%-20s %-9s %-10s %-13s %-8s %-10s %s\n", "STARTED", "KIND", "VERSION", "PHASE", "TRAFFIC", "DURATION", "RUN")
+				for _, r := range runs {
+					dur := "running"
+					if !r.Close.IsZero() {
+						dur = r.Close.Sub(r.Start).Round(time.Second).String()
+					}
+					kind, _, _ := strings.Cut(r.WorkflowID, "/")
+					fmt.Printf("%-20s %-9s %-10s %-13s %-8s %-10s %s\n", r.Start.Local().Format("2006-01-02 15:04:05"), kind, r.Version, r.Phase,
+						fmt.Sprintf("%d%%", r.Traffic), dur, r.RunID)
+				}
 				return nil
-			}
-			fmt.Printf("%-20s %-9s %-10s %-13s %-8s %-10s %s\n", "STARTED", "KIND", "VERSION", "PHASE", "TRAFFIC", "DURATION", "RUN")
-			for _, r := range runs {
-				dur := "running"
-				if !r.Close.IsZero() {
-					dur = r.Close.Sub(r.Start).Round(time.Second).String()
-				}
-				kind, _, _ := strings.Cut(r.WorkflowID, "/")
-				fmt.Printf("%-20s %-9s %-10s %-13s %-8s %-10s %s\n", r.Start.Local().Format("2006-01-02 15:04:05"), kind, r.Version, r.Phase,
-					fmt.Sprintf("%d%%", r.Traffic), dur, r.RunID)
-			}
-			return nil
+			})
 		},
 	}
 	t.flags(cmd, false)
