@@ -198,3 +198,27 @@ alerts:
 		t.Fatalf("failed health checks: %v", v)
 	}
 }
+
+func TestMonitorVerbsFromTheCLI(t *testing.T) {
+	e := newEnv(t, opts{router: "embedded", extra: "monitor:\n  every: 1h\n  security: {headers: [X-Frame-Options, Strict-Transport-Security]}"})
+	if o := e.deploy("v1"); o.Kind != "" {
+		t.Fatal(o.Reason)
+	}
+	args := func(a ...string) []string { return append(a, e.svc.Name, "--env", "test") }
+	out, code := cli(t, e, "monitor", "status", e.svc.Name, "--env", "test")
+	expect(t, out, code, 2, "is not enabled (switchyard monitor enable")
+	out, code = cli(t, e, append(args("monitor", "enable"), "-f", e.file)...)
+	expect(t, out, code, 0, "created: every 1h0m0s")
+	out, code = cli(t, e, append(args("monitor", "enable"), "-f", e.file, "--every", "30m")...)
+	expect(t, out, code, 0, "updated: every 30m0s")
+	// demo-app sends X-Frame-Options but no HSTS: one incident, exit 6
+	out, code = cli(t, e, append(args("monitor", "run"), "-f", e.file)...)
+	expect(t, out, code, 6, "✔ health:health", "✘ security:health: missing headers: Strict-Transport-Security",
+		"incident     OPEN "+e.svc.Name+"/test/security:health")
+	out, code = cli(t, e, args("monitor", "status")...)
+	expect(t, out, code, 0, "schedule     monitor/"+e.svc.Name+"/test")
+	out, code = cli(t, e, args("monitor", "disable")...)
+	expect(t, out, code, 0, "disabled")
+	out, code = cli(t, e, args("monitor", "disable")...)
+	expect(t, out, code, 2, "no schedule monitor/"+e.svc.Name+"/test to disable")
+}
