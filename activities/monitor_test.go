@@ -39,3 +39,11 @@ func TestSecurityCheckWantsTheHeadersAndACertificateFarFromExpiry(t *testing.T) 
 		t.Fatalf("plain HTTP: %v, days %d", err, certDays(plain))
 	}
 }
+
+func TestTailBufferKeepsTheLastBytesAndLine(t *testing.T) {
+	b := &tailBuffer{max: 8}
+	_, _ = b.Write([]byte("first line\nsecond\n"))
+	if b.String() != "\nsecond\n" || b.lastLine() != "second" {
+		t.Fatalf("got %q / %q", b.String(), b.lastLine())
+	}
+}
