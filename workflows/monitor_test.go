@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 )
 
 type monFixture struct {
+	mu       sync.Mutex // the test environment runs parallel activities on goroutines
 	env      *testsuite.TestWorkflowEnvironment
 	in       MonitorInput
 	results  []rollout.CheckResult
@@ -49,7 +51,9 @@ func newMonitor(t *testing.T) *monFixture {
 		})
 	env.OnActivity(acts.Notify, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.NotifyInput) (string, error) {
+			f.mu.Lock()
 			f.notified = append(f.notified, in)
+			f.mu.Unlock()
 			return f.notify(in)
 		})
 	env.OnActivity(acts.AbortForMonitor, mock.Anything, mock.Anything, mock.Anything, mock.Anything).Return(
