@@ -40,7 +40,7 @@ func New(s *spec.Service) (Router, error) {
 	case "haproxy":
 		return &HAProxy{Socket: s.Router.HAProxy.Socket, Backend: s.Router.HAProxy.Backend, Blue: blue, Green: green}, nil
 	case "caddy", "embedded":
-		return &Caddy{Admin: s.Router.Caddy.Admin, Listen: s.Router.Caddy.Listen,
+		return &Caddy{Admin: s.Router.Caddy.Admin, Listen: s.Router.Caddy.Listen, Embedded: s.Router.Kind == "embedded",
 			ID: "switchyard-" + s.Name + "-" + s.Environment, Blue: blue, Green: green}, nil
 	}
 	return nil, fmt.Errorf("router: unknown kind %q (use haproxy, caddy or embedded)", s.Router.Kind)
