@@ -54,7 +54,8 @@ func TestDevRestartResumesTheRolloutInFlight(t *testing.T) {
 	run := func(args ...string) string {
 		out, err := exec.Command(filepath.Join(bins, "switchyard"), append([]string{"--address", addr, "--task-queue", "dev-q"}, args...)...).CombinedOutput()
 		if err != nil {
-			t.Fatalf("switchyard %s: %v\n%s", strings.Join(args, " "), err, out)
+			devLog, _ := os.ReadFile(filepath.Join(state, "dev.log"))
+			t.Fatalf("switchyard %s: %v\n%s\ndev.log:\n%s", strings.Join(args, " "), err, out, devLog)
 		}
 		return string(out)
 	}
