@@ -34,6 +34,20 @@ func startWorker(t *testing.T, e *env) *exec.Cmd {
 	return cmd
 }
 
+// killAndRestart SIGKILLs a worker process, leaves the service without one
+// for 2s (its slots are their own processes and keep serving), and starts a
+// new one.
+func killAndRestart(t *testing.T, e *env, w *exec.Cmd, when string) {
+	t.Helper()
+	if err := w.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = w.Wait()
+	t.Log("worker SIGKILLed " + when)
+	time.Sleep(2 * time.Second)
+	startWorker(t, e)
+}
+
 // history reads a run's events.
 func history(t *testing.T, e *env, run client.WorkflowRun) *historypb.History {
 	t.Helper()
@@ -91,14 +105,7 @@ func TestWorkerKilledMidBakeResumesAndFinishesWithoutReplayingASteps(t *testing.
 	gen := load.Start(e.url, 100, 3*time.Minute)
 	run := e.start("v2")
 	e.waitFor("the bake of step 2", func(st *starterStatus) bool { return st.Step == 1 && !st.BakeEndsAt.IsZero() })
-	if err := w.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	_ = w.Wait()
-	t.Log("worker SIGKILLed during the bake of step 2")
-	// the slots are their own processes: they keep serving without a worker
-	time.Sleep(2 * time.Second)
-	startWorker(t, e)
+	killAndRestart(t, e, w, "during the bake of step 2")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	o, err := e.starter.Wait(ctx, run)

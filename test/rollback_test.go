@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -140,11 +139,7 @@ func TestWorkerKilledMidGradualRollbackResumes(t *testing.T) {
 			t.Fatal("the first gradual step never came")
 		}
 	}
-	_ = w.Process.Signal(syscall.SIGKILL)
-	_ = w.Wait()
-	t.Log("worker SIGKILLed after the first gradual step")
-	time.Sleep(2 * time.Second)
-	startWorker(t, e)
+	killAndRestart(t, e, w, "after the first gradual step")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	rep, err := e.starter.WaitRollback(ctx, run)

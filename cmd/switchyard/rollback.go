@@ -62,14 +62,12 @@ Exit codes: 0 rolled back, 2 bad input, 4 could not roll back, 5 refused.`,
 	return cmd
 }
 
+// rollbackExit: a request that cannot be carried out as asked is bad input;
+// anything else (a rollback running, a refused handover) is a refusal.
 func rollbackExit(err error) error {
 	var bad *starter.BadInputError
 	if errors.As(err, &bad) {
 		return withCode(exitBadInput, err)
-	}
-	var ar *starter.AlreadyRunningError
-	if errors.As(err, &ar) {
-		return withCode(exitConflict, err)
 	}
 	return withCode(exitConflict, err)
 }

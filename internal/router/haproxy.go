@@ -61,7 +61,7 @@ func (h *HAProxy) commands(ctx context.Context, cmds ...string) error {
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 		line = strings.TrimSpace(line)
 		if line == "" || strings.HasPrefix(line, "IP changed") || strings.HasPrefix(line, "port changed") ||
-			strings.HasPrefix(line, "no need to change") || strings.HasPrefix(line, "IP changed from") {
+			strings.HasPrefix(line, "no need to change") {
 			continue
 		}
 		return fmt.Errorf("haproxy: %s: %s", strings.Join(cmds, "; "), line)
