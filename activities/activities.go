@@ -113,20 +113,50 @@ type BuildInput struct {
 }
 
 // Build runs the spec's build command with VERSION set, heartbeating its last
-// output line; a failing build returns the tail of its output.
-func (a *Activities) Build(ctx context.Context, in BuildInput) error {
-	args := make([]string, len(in.Spec.Build.Command))
-	for i, s := range in.Spec.Build.Command {
-		args[i] = strings.ReplaceAll(s, "{{version}}", in.Version)
+// output line (a failing build returns the tail of its output), then has the
+// platform make its artifact: on docker, the image, pushed, by digest.
+func (a *Activities) Build(ctx context.Context, in BuildInput) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, in.Spec.Build.Timeout.D())
+	defer cancel()
+	// a build step can be silent for minutes: heartbeat its last line on a clock
+	var mu sync.Mutex
+	last := "building " + in.Version
+	hb := func(msg string) { mu.Lock(); last = msg; mu.Unlock() }
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(2 * time.Second):
+				mu.Lock()
+				msg := last
+				mu.Unlock()
+				activity.RecordHeartbeat(ctx, msg)
+			}
+		}
+	}()
+	if err := runBuildCommand(ctx, &in.Spec, in.Version, hb); err != nil {
+		return "", err
+	}
+	p, err := platform.New(&in.Spec)
+	if err != nil {
+		return "", badInput(err)
+	}
+	artifact, err := p.Build(ctx, in.Version, hb)
+	return artifact, classify(err)
+}
+
+func runBuildCommand(ctx context.Context, s *spec.Service, version string, hb func(string)) error {
+	args := make([]string, len(s.Build.Command))
+	for i, a := range s.Build.Command {
+		args[i] = strings.ReplaceAll(a, "{{version}}", version)
 	}
 	if len(args) == 0 {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, in.Spec.Build.Timeout.D())
-	defer cancel()
 	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
-	cmd.Dir = in.Spec.Dir
-	cmd.Env = append(os.Environ(), "VERSION="+in.Version)
+	cmd.Dir = s.Dir
+	cmd.Env = append(os.Environ(), "VERSION="+version)
 	out := &tailBuffer{max: 4096}
 	cmd.Stdout, cmd.Stderr = out, out
 	done := make(chan error, 1)
@@ -138,13 +168,71 @@ func (a *Activities) Build(ctx context.Context, in BuildInput) error {
 		select {
 		case err := <-done:
 			if err != nil {
-				return badInput(fmt.Errorf("build %s failed: %w; last output:\n%s", in.Version, err, out.String()))
+				return badInput(fmt.Errorf("build %s failed: %w; last output:\n%s", version, err, out.String()))
 			}
 			return nil
-		case <-time.After(2 * time.Second):
-			activity.RecordHeartbeat(ctx, out.lastLine())
+		case <-time.After(500 * time.Millisecond):
+			hb(out.lastLine())
 		}
 	}
+}
+
+// GatesInput names the artifact to check.
+type GatesInput struct {
+	Spec     spec.Service `json:"spec"`
+	Version  string       `json:"version"`
+	Artifact string       `json:"artifact"`
+}
+
+// Gates runs every pre-deployment gate — the spec's commands, then the
+// platform's artifact checks — and returns each result; all run, so one
+// report shows every problem. A failed gate is a result, not an error.
+func (a *Activities) Gates(ctx context.Context, in GatesInput) ([]rollout.CheckResult, error) {
+	var res []rollout.CheckResult
+	for _, g := range in.Spec.Gates {
+		activity.RecordHeartbeat(ctx, "gate "+g.Name)
+		res = append(res, runGate(ctx, &in.Spec, g, in.Version, in.Artifact))
+	}
+	p, err := platform.New(&in.Spec)
+	if err != nil {
+		return nil, badInput(err)
+	}
+	more, err := p.Gates(ctx, in.Artifact)
+	if err != nil {
+		return nil, classify(err)
+	}
+	return append(res, more...), nil
+}
+
+func runGate(ctx context.Context, s *spec.Service, g spec.Gate, version, artifact string) rollout.CheckResult {
+	start := time.Now()
+	res := rollout.CheckResult{Name: "gate " + g.Name, At: start}
+	ctx, cancel := context.WithTimeout(ctx, g.Timeout.D())
+	defer cancel()
+	args := make([]string, len(g.Command))
+	for i, a := range g.Command {
+		args[i] = strings.NewReplacer("{{version}}", version, "{{artifact}}", artifact).Replace(a)
+	}
+	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+	cmd.Dir = s.Dir
+	cmd.Env = append(os.Environ(), "VERSION="+version, "ARTIFACT="+artifact)
+	out := &tailBuffer{max: 2048}
+	cmd.Stdout, cmd.Stderr = out, out
+	err := cmd.Run()
+	took := time.Since(start).Round(time.Millisecond)
+	switch {
+	case ctx.Err() == context.DeadlineExceeded:
+		res.Detail = fmt.Sprintf("timed out after %s (gates[].timeout)", g.Timeout)
+	case err != nil:
+		res.Detail = fmt.Sprintf("%v after %s", err, took)
+	default:
+		res.Passed = true
+		res.Detail = fmt.Sprintf("exit 0 after %s", took)
+	}
+	if t := strings.TrimSpace(out.String()); t != "" && !res.Passed {
+		res.Detail += "; output:\n" + t
+	}
+	return res
 }
 
 // ProvisionInput names the slot and version.
@@ -152,6 +240,8 @@ type ProvisionInput struct {
 	Spec    spec.Service `json:"spec"`
 	Slot    rollout.Slot `json:"slot"`
 	Version string       `json:"version"`
+	// Artifact is what Build made (an image digest), "" on the process platform.
+	Artifact string `json:"artifact,omitempty"`
 }
 
 // Provision starts the version in the idle slot, or re-attaches to it.
@@ -160,7 +250,7 @@ func (a *Activities) Provision(ctx context.Context, in ProvisionInput) (*platfor
 	if err != nil {
 		return nil, badInput(err)
 	}
-	inst, err := p.Provision(ctx, in.Slot, in.Version, func(msg string) { activity.RecordHeartbeat(ctx, msg) })
+	inst, err := p.Provision(ctx, in.Slot, in.Version, in.Artifact, func(msg string) { activity.RecordHeartbeat(ctx, msg) })
 	if err != nil {
 		return nil, classify(err)
 	}
@@ -180,7 +270,8 @@ type VerifyInput struct {
 // has no traffic yet. A failed check is a result, not an error.
 func (a *Activities) Verify(ctx context.Context, in VerifyInput) ([]rollout.CheckResult, error) {
 	hb := func(msg string) { activity.RecordHeartbeat(ctx, msg) }
-	base := "http://" + slotAddr(&in.Spec, in.Slot)
+	addrs := in.Spec.SlotAddrs(string(in.Slot))
+	base := "http://" + addrs[0]
 	var res []rollout.CheckResult
 	add := func(name string, err error, detail string) bool {
 		r := rollout.CheckResult{Name: name, Slot: in.Slot, Passed: err == nil, Detail: detail, At: time.Now()}
@@ -190,7 +281,17 @@ func (a *Activities) Verify(ctx context.Context, in VerifyInput) ([]rollout.Chec
 		res = append(res, r)
 		return err == nil
 	}
-	if !add("health", check.Health(ctx, base, in.Spec.Checks.Health, hb), fmt.Sprintf("%d consecutive 2xx on %s", in.Spec.Checks.Health.Successes, in.Spec.Checks.Health.Path)) {
+	healthDetail := fmt.Sprintf("%d consecutive 2xx on %s", in.Spec.Checks.Health.Successes, in.Spec.Checks.Health.Path)
+	if len(addrs) > 1 {
+		healthDetail += fmt.Sprintf(" of each of %d replicas", len(addrs))
+	}
+	var healthErr error
+	for _, addr := range addrs {
+		if healthErr = check.Health(ctx, "http://"+addr, in.Spec.Checks.Health, hb); healthErr != nil {
+			break
+		}
+	}
+	if !add("health", healthErr, healthDetail) {
 		return res, ctx.Err()
 	}
 	for _, sm := range in.Spec.Checks.Smoke {
@@ -219,13 +320,8 @@ func (a *Activities) Verify(ctx context.Context, in VerifyInput) ([]rollout.Chec
 	return res, nil
 }
 
-func slotAddr(s *spec.Service, slot rollout.Slot) string {
-	port := s.Run.Ports.Blue
-	if slot == rollout.Green {
-		port = s.Run.Ports.Green
-	}
-	return fmt.Sprintf("%s:%d", s.Run.Host, port)
-}
+// slotAddr is the address of a slot's first replica.
+func slotAddr(s *spec.Service, slot rollout.Slot) string { return s.SlotAddrs(string(slot))[0] }
 
 // ShiftInput is the absolute split to apply.
 type ShiftInput struct {
@@ -266,9 +362,16 @@ func (a *Activities) counters(ctx context.Context, s *spec.Service, r router.Rou
 	if s.Rollout.Analysis.MetricsPath != "" {
 		c := map[rollout.Slot]rollout.Counters{}
 		for _, slot := range []rollout.Slot{rollout.Blue, rollout.Green} {
-			total, errs, err := check.ScrapeRequests(ctx, "http://"+slotAddr(s, slot)+s.Rollout.Analysis.MetricsPath)
-			if err == nil {
-				c[slot] = rollout.Counters{Requests: total, Errors: errs}
+			var sum rollout.Counters
+			ok := true
+			for _, addr := range s.SlotAddrs(string(slot)) {
+				total, errs, err := check.ScrapeRequests(ctx, "http://"+addr+s.Rollout.Analysis.MetricsPath)
+				ok = ok && err == nil
+				sum.Requests += total
+				sum.Errors += errs
+			}
+			if ok {
+				c[slot] = sum
 			}
 		}
 		return c, "metrics"

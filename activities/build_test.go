@@ -9,6 +9,7 @@ import (
 
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/switchyard/switchyard/internal/rollout"
 	"github.com/switchyard/switchyard/internal/spec"
 )
 
@@ -18,7 +19,7 @@ func TestBuildRunsTheSpecCommandWithTheVersionAndKeepsAFailuresOutput(t *testing
 	a := &Activities{}
 	env.RegisterActivity(a)
 	dir := t.TempDir()
-	s := spec.Service{Name: "api", Dir: dir, Build: spec.Build{Timeout: spec.Duration(time.Minute),
+	s := spec.Service{Name: "api", Platform: "process", Dir: dir, Build: spec.Build{Timeout: spec.Duration(time.Minute),
 		Command: []string{"sh", "-c", "echo building $VERSION > built-{{version}}.txt"}}}
 	if _, err := env.ExecuteActivity(a.Build, BuildInput{Spec: s, Version: "v7"}); err != nil {
 		t.Fatal(err)
@@ -30,5 +31,37 @@ func TestBuildRunsTheSpecCommandWithTheVersionAndKeepsAFailuresOutput(t *testing
 	_, err := env.ExecuteActivity(a.Build, BuildInput{Spec: s, Version: "v8"})
 	if err == nil || !strings.Contains(err.Error(), "build v8 failed: exit status 3") || !strings.Contains(err.Error(), "main.go:3: undefined: foo") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+func TestGatesRunEveryCommandAndReportEachWithItsOutput(t *testing.T) {
+	var ts testsuite.WorkflowTestSuite
+	env := ts.NewTestActivityEnvironment()
+	a := &Activities{}
+	env.RegisterActivity(a)
+	s := spec.Service{Name: "api", Platform: "process", Dir: t.TempDir(), Gates: []spec.Gate{
+		{Name: "unit", Command: []string{"sh", "-c", "test \"$VERSION\" = v2 && test \"$ARTIFACT\" = img@sha256:1"}, Timeout: spec.Duration(time.Minute)},
+		{Name: "scan", Command: []string{"sh", "-c", "echo 'CVE-2099-1 critical in {{artifact}}' >&2; exit 4"}, Timeout: spec.Duration(time.Minute)},
+		{Name: "slow", Command: []string{"sleep", "5"}, Timeout: spec.Duration(200 * time.Millisecond)},
+	}}
+	v, err := env.ExecuteActivity(a.Gates, GatesInput{Spec: s, Version: "v2", Artifact: "img@sha256:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res []rollout.CheckResult
+	if err := v.Get(&res); err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != 3 {
+		t.Fatalf("want a result per gate, got %+v", res)
+	}
+	if !res[0].Passed || res[0].Name != "gate unit" {
+		t.Fatalf("unit gate (VERSION and ARTIFACT set): %+v", res[0])
+	}
+	if res[1].Passed || !strings.Contains(res[1].Detail, "exit status 4") || !strings.Contains(res[1].Detail, "CVE-2099-1 critical in img@sha256:1") {
+		t.Fatalf("scan gate: want its failure with its output, got %+v", res[1])
+	}
+	if res[2].Passed || !strings.Contains(res[2].Detail, "timed out after 200ms") {
+		t.Fatalf("slow gate: want a timeout, got %+v", res[2])
 	}
 }

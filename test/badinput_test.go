@@ -20,7 +20,11 @@ import (
 // combined output and exit code.
 func cli(t *testing.T, e *env, args ...string) (string, int) {
 	t.Helper()
-	full := append([]string{"--address", server.HostPort}, args...)
+	addr := server.HostPort
+	if e != nil {
+		addr = e.address
+	}
+	full := append([]string{"--address", addr}, args...)
 	if e != nil {
 		full = append([]string{"--task-queue", e.queue}, full...)
 	}

@@ -23,7 +23,7 @@ import (
 // startWorker runs `switchyard worker` as its own process, as in production.
 func startWorker(t *testing.T, e *env) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(bins, "switchyard"), "worker", "--address", server.HostPort, "--task-queue", e.queue,
+	cmd := exec.Command(filepath.Join(bins, "switchyard"), "worker", "--address", e.address, "--task-queue", e.queue,
 		"--state-dir", filepath.Join(t.TempDir(), "state"))
 	log, _ := os.Create(filepath.Join(t.TempDir(), "worker.log"))
 	cmd.Stdout, cmd.Stderr = log, log

@@ -82,9 +82,11 @@ func freePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-func dial(t testing.TB) client.Client {
+func dial(t testing.TB) client.Client { return dialAt(t, server.HostPort) }
+
+func dialAt(t testing.TB, hostPort string) client.Client {
 	t.Helper()
-	c, err := client.Dial(client.Options{HostPort: server.HostPort, Logger: quiet{}})
+	c, err := client.Dial(client.Options{HostPort: hostPort, Logger: quiet{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,6 +103,7 @@ type env struct {
 	starter *starter.Starter
 	router  router.Router
 	queue   string
+	address string // the Temporal frontend
 }
 
 type opts struct {
@@ -113,6 +116,8 @@ type opts struct {
 	gradual   time.Duration // rollback.gradual.duration (default 4s)
 	extra     string        // more top-level YAML
 	ownCaddy  bool          // embedded: an admin port of its own (a separate process runs that Caddy)
+	docker    *dockerOpts   // platform: docker (docker_test.go)
+	address   string        // a Temporal server other than the embedded one
 }
 
 // newEnv sets up a service named after the test with its own ports, router
@@ -125,8 +130,15 @@ func newEnv(t testing.TB, o opts) *env {
 		name = name[len(name)-40:]
 	}
 	name = strings.Trim(name, "-")
-	front, blue, green := freePort(t), freePort(t), freePort(t)
-	e := &env{t: t, url: fmt.Sprintf("http://127.0.0.1:%d/", front), queue: "q-" + name}
+	replicas := 1
+	if o.docker != nil && o.docker.replicas > 1 {
+		replicas = o.docker.replicas
+	}
+	front, blue, green := freePort(t), freePortRange(t, replicas), freePortRange(t, replicas)
+	e := &env{t: t, url: fmt.Sprintf("http://127.0.0.1:%d/", front), queue: "q-" + name, address: server.HostPort}
+	if o.address != "" {
+		e.address = o.address
+	}
 	// versions map to builds: v3 and any "bad-*" version is the bad build
 	if err := os.WriteFile(filepath.Join(dir, "run.sh"), []byte(fmt.Sprintf(`#!/bin/sh
 case "$VERSION" in
@@ -149,7 +161,7 @@ esac
 	var routerYAML string
 	switch o.router {
 	case "haproxy", "":
-		sock := startHAProxy(t, dir, front, blue, green)
+		sock := startHAProxy(t, dir, front, blue, green, replicas)
 		routerYAML = fmt.Sprintf("router: {kind: haproxy, haproxy: {socket: %s, backend: app}}", sock)
 	case "embedded":
 		// one embedded Caddy per process: every test's service shares its admin API
@@ -161,9 +173,13 @@ esac
 		routerYAML = fmt.Sprintf("router: {kind: embedded, caddy: {admin: 'http://127.0.0.1:%d', listen: '127.0.0.1:%d'}}", admin, front)
 	}
 	steps := strings.Trim(strings.Join(strings.Fields(fmt.Sprint(o.steps)), ", "), "[]")
+	runYAML := `run:
+  command: ["./run.sh"]`
+	if o.docker != nil {
+		runYAML = dockerYAML(t, dir, o.docker)
+	}
 	src := fmt.Sprintf(`service: %s
-run:
-  command: ["./run.sh"]
+%s
   ports: {blue: %d, green: %d}
 %s
 checks:
@@ -180,7 +196,7 @@ rollback:
 %s
 environments:
   test: {}
-`, name, blue, green, routerYAML, steps, o.bake, o.bake, o.scaleDown, o.gradual, o.extra)
+`, name, runYAML, blue, green, routerYAML, steps, o.bake, o.bake, o.scaleDown, o.gradual, o.extra)
 	path := filepath.Join(dir, name+".yaml")
 	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
@@ -193,7 +209,7 @@ environments:
 	if e.router, err = router.New(svc); err != nil {
 		t.Fatal(err)
 	}
-	c := dial(t)
+	c := dialAt(t, e.address)
 	e.starter = &starter.Starter{C: c, TaskQueue: e.queue}
 	if !o.noWorker {
 		w := worker.New(c, worker.Config{TaskQueue: e.queue, StateDir: filepath.Join(dir, "state")})
@@ -203,7 +219,10 @@ environments:
 		t.Cleanup(w.Stop)
 	}
 	t.Cleanup(func() {
-		p := platform.NewProcess(svc)
+		p, err := platform.New(svc)
+		if err != nil {
+			return
+		}
 		for _, s := range []rollout.Slot{rollout.Blue, rollout.Green} {
 			_ = p.Retire(context.Background(), s)
 		}
@@ -213,7 +232,7 @@ environments:
 
 // startHAProxy runs a real HAProxy with backend "app" over the two slots,
 // weights 0, and returns its runtime API socket.
-func startHAProxy(t testing.TB, dir string, front, blue, green int) string {
+func startHAProxy(t testing.TB, dir string, front, blue, green, replicas int) string {
 	t.Helper()
 	bin, err := exec.LookPath("haproxy")
 	if err != nil {
@@ -235,9 +254,7 @@ frontend app
     default_backend app
 backend app
     balance roundrobin
-    server blue 127.0.0.1:%d weight 0 check inter 200ms fall 2 rise 1
-    server green 127.0.0.1:%d weight 0 check inter 200ms fall 2 rise 1
-`, sock, front, blue, green)
+%s`, sock, front, haproxyServers(blue, green, replicas))
 	path := filepath.Join(dir, "haproxy.cfg")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -259,6 +276,46 @@ backend app
 	b, _ := os.ReadFile(filepath.Join(dir, "haproxy.log"))
 	t.Fatalf("haproxy did not open %s:\n%s", sock, b)
 	return ""
+}
+
+// haproxyServers lists blue, blue-2, ..., green, green-2, ... at weight 0.
+func haproxyServers(blue, green, replicas int) string {
+	var b strings.Builder
+	for _, sl := range []struct {
+		name string
+		port int
+	}{{"blue", blue}, {"green", green}} {
+		for i := 0; i < replicas; i++ {
+			name := sl.name
+			if i > 0 {
+				name += fmt.Sprintf("-%d", i+1)
+			}
+			fmt.Fprintf(&b, "    server %s 127.0.0.1:%d weight 0 check inter 200ms fall 2 rise 1\n", name, sl.port+i)
+		}
+	}
+	return b.String()
+}
+
+// freePortRange returns the first of n consecutive free ports.
+func freePortRange(t testing.TB, n int) int {
+	t.Helper()
+	for try := 0; try < 50; try++ {
+		p := freePort(t)
+		ok := true
+		for i := 1; i < n && ok; i++ {
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p+i))
+			if err != nil {
+				ok = false
+				continue
+			}
+			l.Close()
+		}
+		if ok {
+			return p
+		}
+	}
+	t.Fatalf("no %d consecutive free ports", n)
+	return 0
 }
 
 // deploy runs a rollout to its end.
@@ -307,7 +364,11 @@ func (e *env) waitFor(what string, cond func(st *starterStatus) bool) {
 }
 
 func (e *env) instance(slot rollout.Slot) platform.Instance {
-	in, err := platform.NewProcess(e.svc).Inspect(context.Background(), slot)
+	p, err := platform.New(e.svc)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	in, err := p.Inspect(context.Background(), slot)
 	if err != nil {
 		e.t.Fatal(err)
 	}

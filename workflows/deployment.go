@@ -304,24 +304,60 @@ func (d *deployment) run(ctx workflow.Context) (*Status, error) {
 		d.event(fmt.Sprintf("live slot %s runs %s; deploying %s to %s", d.st.Stable, orUnknown(prev.Version), d.in.Version, d.st.Target))
 	}
 
-	if len(s.Build.Command) > 0 {
+	// Histories recorded before docker and gates existed took neither
+	// branch below (process platform, no gates), so they replay unchanged
+	// without a GetVersion.
+	if len(s.Build.Command) > 0 || s.Platform == "docker" {
 		d.setPhase(ctx, rollout.PhaseBuilding)
 		if err := workflow.ExecuteActivity(activityCtx(d.work, s.Build.Timeout.D()+time.Minute, 30*time.Second, 2), acts.Build,
-			activities.BuildInput{Spec: *s, Version: d.in.Version}).Get(ctx, nil); err != nil {
+			activities.BuildInput{Spec: *s, Version: d.in.Version}).Get(ctx, &d.st.Artifact); err != nil {
 			return d.fail(ctx, "building "+d.in.Version, err)
+		}
+		if d.st.Artifact != "" {
+			d.event("built " + d.st.Artifact)
+		}
+	}
+
+	if len(s.Gates) > 0 || s.Platform == "docker" {
+		d.setPhase(ctx, rollout.PhaseGating)
+		timeout := time.Minute
+		for _, g := range s.Gates {
+			timeout += g.Timeout.D()
+		}
+		var gates []rollout.CheckResult
+		err := workflow.ExecuteActivity(activityCtx(d.work, timeout, 30*time.Second, 2), acts.Gates,
+			activities.GatesInput{Spec: *s, Version: d.in.Version, Artifact: d.st.Artifact}).Get(ctx, &gates)
+		for _, c := range gates {
+			d.recordCheck(c)
+		}
+		if err != nil {
+			return d.fail(ctx, "running the gates", err)
+		}
+		var failed []string
+		for _, c := range gates {
+			if !c.Passed {
+				failed = append(failed, c.Name+": "+c.Detail)
+			}
+		}
+		if len(failed) > 0 {
+			return d.fail(ctx, "gates", fmt.Errorf("%d of %d failed: %s", len(failed), len(gates), strings.Join(failed, "; ")))
 		}
 	}
 
 	d.setPhase(ctx, rollout.PhaseProvisioning)
 	var inst platform.Instance
 	if err := workflow.ExecuteActivity(activityCtx(d.work, s.Run.StartTimeout.D()+s.Run.StopTimeout.D()+time.Minute, 10*time.Second, 3), acts.Provision,
-		activities.ProvisionInput{Spec: *s, Slot: d.st.Target, Version: d.in.Version}).Get(ctx, &inst); err != nil {
+		activities.ProvisionInput{Spec: *s, Slot: d.st.Target, Version: d.in.Version, Artifact: d.st.Artifact}).Get(ctx, &inst); err != nil {
 		return d.fail(ctx, "provisioning slot "+string(d.st.Target), err)
 	}
+	what := fmt.Sprintf("pid %d", inst.PID)
+	if len(inst.Containers) > 0 {
+		what = fmt.Sprintf("%d container(s)", len(inst.Containers))
+	}
 	if inst.Reattached {
-		d.event(fmt.Sprintf("slot %s already runs %s (pid %d): kept", d.st.Target, d.in.Version, inst.PID))
+		d.event(fmt.Sprintf("slot %s already runs %s (%s): kept", d.st.Target, d.in.Version, what))
 	} else {
-		d.event(fmt.Sprintf("slot %s started %s (pid %d)", d.st.Target, d.in.Version, inst.PID))
+		d.event(fmt.Sprintf("slot %s started %s (%s)", d.st.Target, d.in.Version, what))
 	}
 
 	d.setPhase(ctx, rollout.PhaseVerifying)

@@ -89,24 +89,26 @@ type Event struct {
 
 // Status is what the status Query returns, and the workflow's result.
 type Status struct {
-	Service         string                `json:"service"`
-	Environment     string                `json:"environment"`
-	Version         string                `json:"version"`
-	PreviousVersion string                `json:"previousVersion,omitempty"`
-	Phase           rollout.Phase         `json:"phase"`
-	Paused          bool                  `json:"paused"`
-	Target          rollout.Slot          `json:"target"`
-	Stable          rollout.Slot          `json:"stable"`
-	Steps           []int                 `json:"steps"`
-	Step            int                   `json:"step"` // index into Steps; -1 before the first shift
-	Weights         rollout.Weights       `json:"weights"`
-	Checks          []rollout.CheckResult `json:"checks,omitempty"`
-	AnalysisSource  string                `json:"analysisSource,omitempty"`
-	Reason          string                `json:"reason,omitempty"`
-	StartedAt       time.Time             `json:"startedAt"`
-	UpdatedAt       time.Time             `json:"updatedAt"`
-	BakeEndsAt      time.Time             `json:"bakeEndsAt,omitempty"`
-	Events          []Event               `json:"events"`
+	Service         string `json:"service"`
+	Environment     string `json:"environment"`
+	Version         string `json:"version"`
+	PreviousVersion string `json:"previousVersion,omitempty"`
+	// Artifact is what was built, checked and runs: an image digest on docker.
+	Artifact       string                `json:"artifact,omitempty"`
+	Phase          rollout.Phase         `json:"phase"`
+	Paused         bool                  `json:"paused"`
+	Target         rollout.Slot          `json:"target"`
+	Stable         rollout.Slot          `json:"stable"`
+	Steps          []int                 `json:"steps"`
+	Step           int                   `json:"step"` // index into Steps; -1 before the first shift
+	Weights        rollout.Weights       `json:"weights"`
+	Checks         []rollout.CheckResult `json:"checks,omitempty"`
+	AnalysisSource string                `json:"analysisSource,omitempty"`
+	Reason         string                `json:"reason,omitempty"`
+	StartedAt      time.Time             `json:"startedAt"`
+	UpdatedAt      time.Time             `json:"updatedAt"`
+	BakeEndsAt     time.Time             `json:"bakeEndsAt,omitempty"`
+	Events         []Event               `json:"events"`
 	// Rollback reports the rollout's own rollback, if it rolled back.
 	Rollback *RollbackReport `json:"rollback,omitempty"`
 }

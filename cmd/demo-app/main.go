@@ -5,6 +5,8 @@
 //	PORT, HOST, VERSION      where to listen, what to report
 //	DEMO_ERROR_RATE=0.3      answer 30% of requests to / with 500
 //	DEMO_LATENCY=200ms       add latency to /
+//	demo-app healthcheck     GET /healthz of the running app, exit 0 or 1
+//	                         (a HEALTHCHECK for images with no shell or curl)
 //
 // A "bad build" bakes the failure in: go build -ldflags "-X main.errorRate=0.5".
 package main
@@ -38,6 +40,9 @@ type app struct {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "healthcheck" {
+		os.Exit(healthcheck())
+	}
 	version := getenv("VERSION", "dev")
 	rate, err := strconv.ParseFloat(getenv("DEMO_ERROR_RATE", errorRate), 64)
 	if err != nil || rate < 0 || rate > 1 {
@@ -125,6 +130,21 @@ func secure(h http.Handler) http.Handler {
 		w.Header().Set("Content-Security-Policy", "default-src 'none'")
 		h.ServeHTTP(w, r)
 	})
+}
+
+func healthcheck() int {
+	c := &http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get("http://" + net.JoinHostPort(getenv("HOST", "127.0.0.1"), getenv("PORT", "8080")) + "/healthz")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "healthcheck:", err)
+		return 1
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		fmt.Fprintln(os.Stderr, "healthcheck:", resp.Status)
+		return 1
+	}
+	return 0
 }
 
 func getenv(k, def string) string {

@@ -260,6 +260,9 @@ func printStatus(w io.Writer, st *workflows.Status) {
 		fmt.Fprintf(w, " (previous %s)", st.PreviousVersion)
 	}
 	fmt.Fprintln(w)
+	if st.Artifact != "" {
+		fmt.Fprintf(w, "artifact     %s\n", st.Artifact)
+	}
 	phase := string(st.Phase)
 	if st.Paused {
 		phase += " (paused)"
@@ -280,7 +283,11 @@ func printStatus(w io.Writer, st *workflows.Status) {
 		if !c.Passed {
 			mark = "✘"
 		}
-		fmt.Fprintf(w, "check        %s %s [%s] %s\n", mark, c.Name, c.Slot, c.Detail)
+		slot := ""
+		if c.Slot != "" {
+			slot = " [" + string(c.Slot) + "]"
+		}
+		fmt.Fprintf(w, "check        %s %s%s %s\n", mark, c.Name, slot, c.Detail)
 	}
 	fmt.Fprintln(w, "events")
 	for _, e := range st.Events {

@@ -15,17 +15,30 @@ type Instance struct {
 	Slot    rollout.Slot `json:"slot"`
 	Running bool         `json:"running"`
 	Version string       `json:"version"`
-	Addr    string       `json:"addr"` // host:port the slot serves on
+	Addr    string       `json:"addr"` // host:port the slot serves on (its first replica's)
 	PID     int          `json:"pid,omitempty"`
+	// Artifact is what runs: an image digest on docker, empty for processes.
+	Artifact string `json:"artifact,omitempty"`
+	// Containers are the slot's container IDs on docker, one per replica.
+	Containers []string `json:"containers,omitempty"`
 	// Reattached is true when Provision found the version already running.
 	Reattached bool `json:"reattached,omitempty"`
 }
 
 // Platform is what a rollout needs from the place slots run.
 type Platform interface {
-	// Provision makes the slot run the version and returns once it accepts
-	// connections. A slot already running that version is kept, not restarted.
-	Provision(ctx context.Context, slot rollout.Slot, version string, heartbeat func(string)) (Instance, error)
+	// Build makes the version's artifact (after the spec's build command has
+	// run) and returns its immutable name: an image digest on docker, "" where
+	// the platform needs none.
+	Build(ctx context.Context, version string, heartbeat func(string)) (artifact string, err error)
+	// Gates checks the artifact before any slot runs it (size, user, ports):
+	// the platform's built-in pre-deployment checks. A failed check is a
+	// result, not an error.
+	Gates(ctx context.Context, artifact string) ([]rollout.CheckResult, error)
+	// Provision makes the slot run the version (its artifact, where it has
+	// one) and returns once it accepts connections. A slot already running
+	// that version is kept, not restarted.
+	Provision(ctx context.Context, slot rollout.Slot, version, artifact string, heartbeat func(string)) (Instance, error)
 	// Inspect reports what runs in the slot now.
 	Inspect(ctx context.Context, slot rollout.Slot) (Instance, error)
 	// Retire stops the slot. Retiring a stopped slot is not an error.
@@ -37,8 +50,10 @@ func New(s *spec.Service) (Platform, error) {
 	switch s.Platform {
 	case "process":
 		return NewProcess(s), nil
+	case "docker":
+		return NewDocker(s)
 	}
-	return nil, fmt.Errorf("platform: unknown platform %q (use process)", s.Platform)
+	return nil, fmt.Errorf("platform: unknown platform %q (use process or docker)", s.Platform)
 }
 
 // BadInputError marks an error that retrying cannot fix.

@@ -116,8 +116,14 @@ func (p *Process) Inspect(_ context.Context, slot rollout.Slot) (Instance, error
 	return in, nil
 }
 
+// Build: a process runs what the build command left; there is no artifact.
+func (p *Process) Build(context.Context, string, func(string)) (string, error) { return "", nil }
+
+// Gates: the process platform has no built-in artifact checks.
+func (p *Process) Gates(context.Context, string) ([]rollout.CheckResult, error) { return nil, nil }
+
 // Provision starts the version in the slot, or re-attaches to it.
-func (p *Process) Provision(ctx context.Context, slot rollout.Slot, version string, heartbeat func(string)) (Instance, error) {
+func (p *Process) Provision(ctx context.Context, slot rollout.Slot, version, _ string, heartbeat func(string)) (Instance, error) {
 	if heartbeat == nil {
 		heartbeat = func(string) {}
 	}

@@ -38,14 +38,14 @@ func TestProvisionReattachesToTheRightVersionAndReplacesAWrongOne(t *testing.T) 
 	p := NewProcess(s)
 	ctx := context.Background()
 	t.Cleanup(func() { _ = p.Retire(ctx, rollout.Green) })
-	first, err := p.Provision(ctx, rollout.Green, "v1", nil)
+	first, err := p.Provision(ctx, rollout.Green, "v1", "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if first.Reattached || !first.Running {
 		t.Fatalf("first provision: %+v", first)
 	}
-	again, err := p.Provision(ctx, rollout.Green, "v1", nil)
+	again, err := p.Provision(ctx, rollout.Green, "v1", "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +57,7 @@ func TestProvisionReattachesToTheRightVersionAndReplacesAWrongOne(t *testing.T) 
 	if err != nil || !in.Running || in.Version != "v1" || in.PID != first.PID {
 		t.Fatalf("inspect from a new worker: %+v %v", in, err)
 	}
-	v2, err := p.Provision(ctx, rollout.Green, "v2", nil)
+	v2, err := p.Provision(ctx, rollout.Green, "v2", "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +81,7 @@ func TestProvisionReattachesToTheRightVersionAndReplacesAWrongOne(t *testing.T) 
 func TestMissingSecretIsNamedButNeverShown(t *testing.T) {
 	s := demoSpec(t)
 	s.Run.SecretEnv = map[string]string{"DB_PASSWORD": "SWITCHYARD_TEST_UNSET_SECRET"}
-	_, err := NewProcess(s).Provision(context.Background(), rollout.Blue, "v1", nil)
+	_, err := NewProcess(s).Provision(context.Background(), rollout.Blue, "v1", "", nil)
 	if err == nil || !strings.Contains(err.Error(), "no environment variable SWITCHYARD_TEST_UNSET_SECRET") {
 		t.Fatalf("got %v", err)
 	}
@@ -95,7 +95,7 @@ func TestSecretReachesTheSlotOnly(t *testing.T) {
 	p := NewProcess(s)
 	ctx := context.Background()
 	t.Cleanup(func() { _ = p.Retire(ctx, rollout.Blue) })
-	if _, err := p.Provision(ctx, rollout.Blue, "v1", nil); err != nil {
+	if _, err := p.Provision(ctx, rollout.Blue, "v1", "", nil); err != nil {
 		t.Fatal(err)
 	}
 	out, _ := exec.Command("cat", p.LogPath(rollout.Blue)).Output()

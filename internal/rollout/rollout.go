@@ -70,6 +70,7 @@ type Phase string
 const (
 	PhaseValidating   Phase = "validating"
 	PhaseBuilding     Phase = "building"
+	PhaseGating       Phase = "gating" // pre-deployment gates on the artifact
 	PhaseProvisioning Phase = "provisioning"
 	PhaseVerifying    Phase = "verifying"
 	PhaseShifting     Phase = "shifting"

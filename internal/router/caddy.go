@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -31,8 +32,8 @@ type Caddy struct {
 	Admin  string // http://127.0.0.1:2019
 	Listen string // 127.0.0.1:8080
 	ID     string // @id of the handler, and the server's name
-	// Blue and Green are the slots' addresses (host:port).
-	Blue, Green string
+	// Blue and Green are the slots' replica addresses (host:port).
+	Blue, Green []string
 	// Embedded is the Caddy inside this process: it listens on a socket the
 	// process holds, so that config changes never close it.
 	Embedded bool
@@ -75,13 +76,34 @@ func (c *Caddy) handler(w rollout.Weights) map[string]any {
 	}
 	return map[string]any{
 		"@id": c.ID, "handler": "reverse_proxy",
-		"upstreams": []map[string]any{{"dial": c.Blue}, {"dial": c.Green}},
+		"upstreams": c.upstreams(),
 		"load_balancing": map[string]any{
-			"selection_policy": map[string]any{"policy": "weighted_round_robin", "weights": []int{w.Blue, w.Green}},
+			"selection_policy": map[string]any{"policy": "weighted_round_robin", "weights": c.weightList(w)},
 			// a request that cannot reach a slot is tried again, on the next pick
 			"retries": 2, "try_interval": "20ms",
 		},
 	}
+}
+
+// upstreams are the blue replicas, then the green ones.
+func (c *Caddy) upstreams() []map[string]any {
+	var ups []map[string]any
+	for _, a := range append(append([]string(nil), c.Blue...), c.Green...) {
+		ups = append(ups, map[string]any{"dial": a})
+	}
+	return ups
+}
+
+// weightList gives every replica its slot's weight, in upstream order.
+func (c *Caddy) weightList(w rollout.Weights) []int {
+	var ws []int
+	for range c.Blue {
+		ws = append(ws, w.Blue)
+	}
+	for range c.Green {
+		ws = append(ws, w.Green)
+	}
+	return ws
 }
 
 func (c *Caddy) server(w rollout.Weights) (map[string]any, error) {
@@ -168,16 +190,16 @@ func (c *Caddy) SetWeights(ctx context.Context, w rollout.Weights) error {
 	if err := c.Ensure(ctx); err != nil {
 		return err
 	}
-	cur, err := c.Weights(ctx)
+	cur, same, err := c.read(ctx)
 	if err != nil {
 		return err
 	}
-	if cur == w {
+	if cur == w && same {
 		return nil
 	}
 	liveBefore, liveAfter := cur != (rollout.Weights{}), w != (rollout.Weights{})
-	if liveBefore && liveAfter {
-		_, _, err = c.call(ctx, http.MethodPatch, "/id/"+c.ID+"/load_balancing/selection_policy/weights", []int{w.Blue, w.Green})
+	if liveBefore && liveAfter && same {
+		_, _, err = c.call(ctx, http.MethodPatch, "/id/"+c.ID+"/load_balancing/selection_policy/weights", c.weightList(w))
 	} else {
 		_, _, err = c.call(ctx, http.MethodPatch, "/id/"+c.ID, c.handler(w))
 	}
@@ -196,15 +218,26 @@ func (c *Caddy) SetWeights(ctx context.Context, w rollout.Weights) error {
 
 // Weights reads the policy's weights back from the running config.
 func (c *Caddy) Weights(ctx context.Context) (rollout.Weights, error) {
+	w, _, err := c.read(ctx)
+	return w, err
+}
+
+// read returns the slots' weights, each its first upstream's, and whether
+// the upstreams are the ones this router would write (the replica count
+// may have changed since).
+func (c *Caddy) read(ctx context.Context) (rollout.Weights, bool, error) {
 	out, code, err := c.call(ctx, http.MethodGet, "/id/"+c.ID, nil)
 	if err != nil {
-		return rollout.Weights{}, err
+		return rollout.Weights{}, false, err
 	}
 	if code == http.StatusNotFound {
-		return rollout.Weights{}, fmt.Errorf("caddy: no handler with @id %s at %s (run a deploy to create it)", c.ID, c.Admin)
+		return rollout.Weights{}, false, fmt.Errorf("caddy: no handler with @id %s at %s (run a deploy to create it)", c.ID, c.Admin)
 	}
 	var h struct {
-		Handler       string `json:"handler"`
+		Handler   string `json:"handler"`
+		Upstreams []struct {
+			Dial string `json:"dial"`
+		} `json:"upstreams"`
 		LoadBalancing struct {
 			SelectionPolicy struct {
 				Weights []int `json:"weights"`
@@ -212,16 +245,40 @@ func (c *Caddy) Weights(ctx context.Context) (rollout.Weights, error) {
 		} `json:"load_balancing"`
 	}
 	if err := json.Unmarshal(out, &h); err != nil {
-		return rollout.Weights{}, fmt.Errorf("caddy: handler %s: %w", c.ID, err)
+		return rollout.Weights{}, false, fmt.Errorf("caddy: handler %s: %w", c.ID, err)
 	}
 	if h.Handler == "static_response" {
-		return rollout.Weights{}, nil
+		return rollout.Weights{}, false, nil
 	}
 	ws := h.LoadBalancing.SelectionPolicy.Weights
-	if len(ws) != 2 {
-		return rollout.Weights{}, fmt.Errorf("caddy: handler %s has %d weights, want 2 (was it changed by hand?)", c.ID, len(ws))
+	if len(ws) != len(h.Upstreams) {
+		return rollout.Weights{}, false, fmt.Errorf("caddy: handler %s has %d weights for %d upstreams (was it changed by hand?)", c.ID, len(ws), len(h.Upstreams))
 	}
-	return rollout.Weights{Blue: ws[0], Green: ws[1]}, nil
+	var w rollout.Weights
+	seen := map[rollout.Slot]bool{}
+	var dials []string
+	for i, u := range h.Upstreams {
+		dials = append(dials, u.Dial)
+		for _, slot := range []rollout.Slot{rollout.Blue, rollout.Green} {
+			addrs := c.Blue
+			if slot == rollout.Green {
+				addrs = c.Green
+			}
+			if !seen[slot] && slices.Contains(addrs, u.Dial) {
+				seen[slot] = true
+				if slot == rollout.Blue {
+					w.Blue = ws[i]
+				} else {
+					w.Green = ws[i]
+				}
+			}
+		}
+	}
+	if !seen[rollout.Blue] && !seen[rollout.Green] {
+		return rollout.Weights{}, false, fmt.Errorf("caddy: handler %s proxies to %v, none of them a slot of this service (was it changed by hand?)", c.ID, dials)
+	}
+	same := slices.Equal(dials, append(append([]string(nil), c.Blue...), c.Green...))
+	return w, same, nil
 }
 
 // Counters: Caddy keeps no per-upstream error counters.

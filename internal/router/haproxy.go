@@ -14,14 +14,38 @@ import (
 	"github.com/switchyard/switchyard/internal/rollout"
 )
 
-// HAProxy drives an HAProxy backend whose two servers are named blue and
-// green, through the runtime API: weights change without a reload.
+// HAProxy drives an HAProxy backend whose servers are named after the
+// slots — blue and green, and blue-2, green-2, ... for further replicas —
+// through the runtime API: weights change without a reload.
 type HAProxy struct {
 	// Socket is a unix socket path, or host:port for a TCP stats socket.
 	Socket  string
 	Backend string
-	// Blue and Green are the slots' addresses (host:port).
-	Blue, Green string
+	// Blue and Green are the slots' replica addresses (host:port).
+	Blue, Green []string
+}
+
+// servers names a slot's servers: blue, blue-2, blue-3, ...
+func (h *HAProxy) servers(slot rollout.Slot) []string {
+	n := len(h.Blue)
+	if slot == rollout.Green {
+		n = len(h.Green)
+	}
+	names := make([]string, n)
+	for i := range names {
+		names[i] = string(slot)
+		if i > 0 {
+			names[i] += "-" + strconv.Itoa(i+1)
+		}
+	}
+	return names
+}
+
+func (h *HAProxy) addrs(slot rollout.Slot) []string {
+	if slot == rollout.Green {
+		return h.Green
+	}
+	return h.Blue
 }
 
 // Command runs one runtime API command and returns its answer.
@@ -72,50 +96,78 @@ func (h *HAProxy) commands(ctx context.Context, cmds ...string) error {
 // Ensure sets each slot server's address.
 func (h *HAProxy) Ensure(ctx context.Context) error {
 	var cmds []string
-	for _, sa := range []struct {
-		slot rollout.Slot
-		addr string
-	}{{rollout.Blue, h.Blue}, {rollout.Green, h.Green}} {
-		host, port, err := net.SplitHostPort(sa.addr)
-		if err != nil {
-			return fmt.Errorf("haproxy: slot %s address %q: %w", sa.slot, sa.addr, err)
+	for _, slot := range []rollout.Slot{rollout.Blue, rollout.Green} {
+		for i, name := range h.servers(slot) {
+			host, port, err := net.SplitHostPort(h.addrs(slot)[i])
+			if err != nil {
+				return fmt.Errorf("haproxy: slot %s address %q: %w", slot, h.addrs(slot)[i], err)
+			}
+			cmds = append(cmds, fmt.Sprintf("set server %s/%s addr %s port %s", h.Backend, name, host, port))
 		}
-		cmds = append(cmds, fmt.Sprintf("set server %s/%s addr %s port %s", h.Backend, sa.slot, host, port))
 	}
-	return h.commands(ctx, cmds...)
+	err := h.commands(ctx, cmds...)
+	if err != nil && strings.Contains(err.Error(), "No such server") {
+		return fmt.Errorf("%w (backend %s needs the servers %s and %s)", err, h.Backend,
+			strings.Join(h.servers(rollout.Blue), ", "), strings.Join(h.servers(rollout.Green), ", "))
+	}
+	return err
 }
 
-// SetWeights raises before it lowers, so at no instant do both slots have 0.
+// SetWeights raises before it lowers, so at no instant do both slots have
+// 0. Every replica of a slot gets the slot's weight: with as many replicas
+// on each side, the split is the slot's share.
 func (h *HAProxy) SetWeights(ctx context.Context, w rollout.Weights) error {
 	up, down := rollout.Blue, rollout.Green
 	if w.Green > w.Blue {
 		up, down = down, up
 	}
-	err := h.commands(ctx,
-		fmt.Sprintf("set weight %s/%s %d", h.Backend, up, w.Of(up)),
-		fmt.Sprintf("set weight %s/%s %d", h.Backend, down, w.Of(down)))
+	var cmds []string
+	for _, slot := range []rollout.Slot{up, down} {
+		for _, name := range h.servers(slot) {
+			cmds = append(cmds, fmt.Sprintf("set weight %s/%s %d", h.Backend, name, w.Of(slot)))
+		}
+	}
+	if err := h.commands(ctx, cmds...); err != nil {
+		return err
+	}
+	all, err := h.serverWeights(ctx)
 	if err != nil {
 		return err
 	}
-	got, err := h.Weights(ctx)
-	if err != nil {
-		return err
-	}
-	if got != w {
-		return fmt.Errorf("haproxy: backend %s reports %s after setting %s", h.Backend, got, w)
+	for _, slot := range []rollout.Slot{rollout.Blue, rollout.Green} {
+		for i, name := range h.servers(slot) {
+			if all[slot][i] != w.Of(slot) {
+				return fmt.Errorf("haproxy: server %s/%s reports weight %d after setting %s", h.Backend, name, all[slot][i], w)
+			}
+		}
 	}
 	return nil
 }
 
-// Weights reads both servers' current weights.
+// Weights reads the slots' weights: each slot's first server's.
 func (h *HAProxy) Weights(ctx context.Context) (rollout.Weights, error) {
-	out, err := h.Command(ctx, fmt.Sprintf("get weight %s/blue; get weight %s/green", h.Backend, h.Backend))
+	all, err := h.serverWeights(ctx)
 	if err != nil {
 		return rollout.Weights{}, err
 	}
-	lines := strings.Split(strings.TrimSpace(out), "\n")
+	return rollout.Weights{Blue: all[rollout.Blue][0], Green: all[rollout.Green][0]}, nil
+}
+
+// serverWeights reads the weight of every server of both slots.
+func (h *HAProxy) serverWeights(ctx context.Context) (map[rollout.Slot][]int, error) {
+	var cmds, names []string
+	for _, slot := range []rollout.Slot{rollout.Blue, rollout.Green} {
+		for _, name := range h.servers(slot) {
+			cmds = append(cmds, fmt.Sprintf("get weight %s/%s", h.Backend, name))
+			names = append(names, name)
+		}
+	}
+	out, err := h.Command(ctx, strings.Join(cmds, "; "))
+	if err != nil {
+		return nil, err
+	}
 	var vals []int
-	for _, l := range lines {
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
 		l = strings.TrimSpace(l)
 		if l == "" {
 			continue
@@ -123,14 +175,15 @@ func (h *HAProxy) Weights(ctx context.Context) (rollout.Weights, error) {
 		f := strings.Fields(l)
 		v, err := strconv.Atoi(f[0])
 		if err != nil {
-			return rollout.Weights{}, fmt.Errorf("haproxy: get weight %s: %s (does backend %s have servers named blue and green?)", h.Backend, l, h.Backend)
+			return nil, fmt.Errorf("haproxy: get weight %s/%s: %s (backend %s needs the servers %s)", h.Backend, names[min(len(vals), len(names)-1)], l, h.Backend, strings.Join(names, ", "))
 		}
 		vals = append(vals, v)
 	}
-	if len(vals) != 2 {
-		return rollout.Weights{}, fmt.Errorf("haproxy: get weight %s: unexpected answer %q", h.Backend, out)
+	if len(vals) != len(names) {
+		return nil, fmt.Errorf("haproxy: get weight %s: unexpected answer %q", h.Backend, out)
 	}
-	return rollout.Weights{Blue: vals[0], Green: vals[1]}, nil
+	nb := len(h.Blue)
+	return map[rollout.Slot][]int{rollout.Blue: vals[:nb], rollout.Green: vals[nb:]}, nil
 }
 
 // Counters reads the blue and green servers' lines of 'show stat'.
@@ -162,7 +215,11 @@ func (h *HAProxy) Counters(ctx context.Context) (map[rollout.Slot]rollout.Counte
 		if len(rec) < 2 || rec[col["pxname"]] != h.Backend {
 			continue
 		}
-		slot := rollout.Slot(rec[col["svname"]])
+		sv := rec[col["svname"]]
+		slot := rollout.Slot(sv)
+		if base, _, ok := strings.Cut(sv, "-"); ok {
+			slot = rollout.Slot(base) // blue-2 is a replica of blue
+		}
 		if slot != rollout.Blue && slot != rollout.Green {
 			continue
 		}
@@ -170,11 +227,11 @@ func (h *HAProxy) Counters(ctx context.Context) (map[rollout.Slot]rollout.Counte
 		for _, c := range []string{"hrsp_1xx", "hrsp_2xx", "hrsp_3xx", "hrsp_4xx", "hrsp_5xx", "hrsp_other"} {
 			total += num(rec, c)
 		}
-		res[slot] = rollout.Counters{
-			Requests:      total + num(rec, "eresp"),
-			Errors:        num(rec, "hrsp_5xx") + num(rec, "eresp"),
-			AvgResponseMs: num(rec, "rtime"),
-		}
+		c := res[slot]
+		c.Requests += total + num(rec, "eresp")
+		c.Errors += num(rec, "hrsp_5xx") + num(rec, "eresp")
+		c.AvgResponseMs = max(c.AvgResponseMs, num(rec, "rtime")) // the slowest replica's average
+		res[slot] = c
 	}
 	if len(res) != 2 {
 		return nil, fmt.Errorf("haproxy: show stat has no servers blue and green in backend %s", h.Backend)

@@ -6,8 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"strconv"
 
 	"github.com/switchyard/switchyard/internal/rollout"
 	"github.com/switchyard/switchyard/internal/spec"
@@ -34,8 +32,7 @@ var ErrNoCounters = errors.New("router keeps no per-slot counters")
 
 // New returns the router the spec names.
 func New(s *spec.Service) (Router, error) {
-	blue := net.JoinHostPort(s.Run.Host, strconv.Itoa(s.Run.Ports.Blue))
-	green := net.JoinHostPort(s.Run.Host, strconv.Itoa(s.Run.Ports.Green))
+	blue, green := s.SlotAddrs("blue"), s.SlotAddrs("green")
 	switch s.Router.Kind {
 	case "haproxy":
 		return &HAProxy{Socket: s.Router.HAProxy.Socket, Backend: s.Router.HAProxy.Backend, Blue: blue, Green: green}, nil

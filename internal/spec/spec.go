@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"regexp"
 	"sort"
@@ -20,17 +21,20 @@ import (
 // Deployment workflow receives as input, so it holds no secret values: only
 // the names of the environment variables that carry them.
 type Service struct {
-	Name        string   `yaml:"service" json:"name"`
-	Environment string   `yaml:"-" json:"environment"`
-	Platform    string   `yaml:"platform" json:"platform"`
-	Build       Build    `yaml:"build" json:"build"`
-	Run         Run      `yaml:"run" json:"run"`
-	Router      Router   `yaml:"router" json:"router"`
-	Checks      Checks   `yaml:"checks" json:"checks"`
-	Rollout     Rollout  `yaml:"rollout" json:"rollout"`
-	Rollback    Rollback `yaml:"rollback" json:"rollback"`
-	Monitor     Monitor  `yaml:"monitor" json:"monitor"`
-	Alerts      []Alert  `yaml:"alerts" json:"alerts,omitempty"`
+	Name        string `yaml:"service" json:"name"`
+	Environment string `yaml:"-" json:"environment"`
+	Platform    string `yaml:"platform" json:"platform"`
+	Build       Build  `yaml:"build" json:"build"`
+	// Gates run after the build and before any slot is touched.
+	Gates    []Gate   `yaml:"gates" json:"gates,omitempty"`
+	Docker   Docker   `yaml:"docker" json:"docker"`
+	Run      Run      `yaml:"run" json:"run"`
+	Router   Router   `yaml:"router" json:"router"`
+	Checks   Checks   `yaml:"checks" json:"checks"`
+	Rollout  Rollout  `yaml:"rollout" json:"rollout"`
+	Rollback Rollback `yaml:"rollback" json:"rollback"`
+	Monitor  Monitor  `yaml:"monitor" json:"monitor"`
+	Alerts   []Alert  `yaml:"alerts" json:"alerts,omitempty"`
 	// Dir is the directory the spec file was read from; relative paths in
 	// commands resolve against it.
 	Dir string `yaml:"-" json:"dir"`
@@ -42,7 +46,92 @@ type Build struct {
 	Timeout Duration `yaml:"timeout" json:"timeout"`
 }
 
-// Run says how a slot runs on the process platform.
+// Gate is a pre-deployment check: a command (tests, a linter, a scanner)
+// that must exit 0. VERSION and ARTIFACT (the image digest on docker) are set.
+type Gate struct {
+	Name    string   `yaml:"name" json:"name"`
+	Command []string `yaml:"command" json:"command"`
+	Timeout Duration `yaml:"timeout" json:"timeout"`
+}
+
+// Docker says how the docker platform builds, ships and runs a slot: the
+// image is built from Context/Dockerfile, tagged with the version, pushed
+// when Image names a registry, and each slot runs as Replicas containers.
+type Docker struct {
+	// Image is the repository, like registry.example.com/team/api; the tag is the version.
+	Image      string            `yaml:"image" json:"image"`
+	Context    string            `yaml:"context" json:"context"`
+	Dockerfile string            `yaml:"dockerfile" json:"dockerfile"`
+	BuildArgs  map[string]string `yaml:"buildArgs" json:"buildArgs,omitempty"`
+	// Push defaults to true when Image names a registry host.
+	Push *bool `yaml:"push" json:"push,omitempty"`
+	// UsernameEnv and PasswordEnv name the worker's variables holding the
+	// registry credentials; without them $DOCKER_CONFIG/config.json is read.
+	UsernameEnv string `yaml:"usernameEnv" json:"usernameEnv,omitempty"`
+	PasswordEnv string `yaml:"passwordEnv" json:"passwordEnv,omitempty"`
+	// Replicas is the number of containers per slot; replica i listens on
+	// the slot's port + i.
+	Replicas int `yaml:"replicas" json:"replicas"`
+	// Network is host (the container binds run.host:port itself) or bridge
+	// (the container's Port is published on run.host:port).
+	Network string `yaml:"network" json:"network"`
+	Port    int    `yaml:"port" json:"port,omitempty"`
+	// Restart is the containers' restart policy: no, on-failure, unless-stopped, always.
+	Restart string `yaml:"restart" json:"restart"`
+	// MaxImageSizeMB fails the image gate above this size (0: no limit).
+	MaxImageSizeMB int `yaml:"maxImageSizeMB" json:"maxImageSizeMB,omitempty"`
+	// AllowRoot lets an image without a non-root USER run.
+	AllowRoot bool `yaml:"allowRoot" json:"allowRoot,omitempty"`
+	// KeepImages is how many of the service's images retire keeps.
+	KeepImages int `yaml:"keepImages" json:"keepImages"`
+}
+
+// PushEnabled says whether built images go to a registry.
+func (d Docker) PushEnabled() bool {
+	if d.Push != nil {
+		return *d.Push
+	}
+	return RegistryHost(d.Image) != ""
+}
+
+// RegistryHost returns the registry named by an image reference's first
+// component ("127.0.0.1:5000/api" → "127.0.0.1:5000"), or "" for Docker Hub
+// style names.
+func RegistryHost(image string) string {
+	i := strings.IndexByte(image, '/')
+	if i < 0 {
+		return ""
+	}
+	host := image[:i]
+	if strings.ContainsAny(host, ".:") || host == "localhost" {
+		return host
+	}
+	return ""
+}
+
+// Replicas is the number of instances behind each slot.
+func (s *Service) Replicas() int {
+	if s.Platform == "docker" && s.Docker.Replicas > 1 {
+		return s.Docker.Replicas
+	}
+	return 1
+}
+
+// SlotAddrs returns the host:port of each of a slot's replicas ("blue" or "green").
+func (s *Service) SlotAddrs(slot string) []string {
+	port := s.Run.Ports.Blue
+	if slot == "green" {
+		port = s.Run.Ports.Green
+	}
+	addrs := make([]string, s.Replicas())
+	for i := range addrs {
+		addrs[i] = net.JoinHostPort(s.Run.Host, strconv.Itoa(port+i))
+	}
+	return addrs
+}
+
+// Run says how a slot runs: on the process platform, the command; on docker,
+// the ports, environment and an optional command overriding the image's.
 type Run struct {
 	// Command starts one slot; "{{version}}" in an argument is replaced by the
 	// version being deployed. PORT and VERSION are set in its environment.

@@ -156,7 +156,7 @@ func TestSyntaxErrorHasALine(t *testing.T) {
 }
 
 func TestShippedSpecsAreValid(t *testing.T) {
-	for _, path := range []string{"../../deployments/demo.yaml", "../../deployments/api-haproxy.yaml"} {
+	for _, path := range []string{"../../deployments/demo.yaml", "../../deployments/api-haproxy.yaml", "../../deployments/api-docker.yaml"} {
 		f, err := Load(path)
 		if err != nil {
 			t.Fatalf("%s: %v", path, err)
@@ -164,5 +164,82 @@ func TestShippedSpecsAreValid(t *testing.T) {
 		if ps := f.ValidateAll(); len(ps) > 0 {
 			t.Errorf("%s:\n%s", path, ps.Error())
 		}
+	}
+}
+
+const dockerSpec = `service: api
+platform: docker
+docker:
+  image: registry.example.com/team/api
+  replicas: 2
+  usernameEnv: REG_USER
+  passwordEnv: REG_PASSWORD
+gates:
+  - {command: [make, test]}
+run:
+  ports: {blue: 9001, green: 9011}
+router:
+  kind: haproxy
+  haproxy: {socket: /run/haproxy.sock}
+environments:
+  production:
+`
+
+func TestDockerDefaultsAndReplicaAddresses(t *testing.T) {
+	f, err := Parse("api.yaml", []byte(dockerSpec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := f.Resolve("production")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := s.Docker
+	if d.Context != "." || d.Dockerfile != "Dockerfile" || d.Network != "host" || d.Restart != "unless-stopped" || d.KeepImages != 3 {
+		t.Fatalf("docker defaults: %+v", d)
+	}
+	if !d.PushEnabled() || RegistryHost(d.Image) != "registry.example.com" {
+		t.Fatalf("an image naming a registry is pushed: %+v", d)
+	}
+	if RegistryHost("team/api") != "" || RegistryHost("localhost/api") != "localhost" || RegistryHost("127.0.0.1:5000/api") != "127.0.0.1:5000" {
+		t.Fatal("RegistryHost")
+	}
+	if got := strings.Join(s.SlotAddrs("green"), ","); got != "127.0.0.1:9011,127.0.0.1:9012" {
+		t.Fatalf("green's replicas: %s", got)
+	}
+	if s.Gates[0].Name != "make" || s.Gates[0].Timeout.D() != 10*time.Minute {
+		t.Fatalf("gate defaults: %+v", s.Gates[0])
+	}
+	if len(s.Run.Command) != 0 {
+		t.Fatal("run.command is optional on docker: the image's entrypoint runs")
+	}
+}
+
+func TestDockerValidationNamesEachField(t *testing.T) {
+	src := strings.NewReplacer(
+		"image: registry.example.com/team/api", "image: Registry.example.com/API:v1",
+		"replicas: 2", "replicas: 20\n  network: overlay\n  restart: sometimes\n  buildArgs: {NPM_TOKEN: abc}",
+		"passwordEnv: REG_PASSWORD", "passwordEnv: 'hunter2 value'",
+		"{command: [make, test]}", "{name: lint}",
+	).Replace(dockerSpec)
+	f, err := Parse("api.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := f.ValidateAll()
+	want := []string{"docker.image", "docker.replicas", "docker.network", "docker.restart", "docker.passwordEnv", "docker.buildArgs.NPM_TOKEN", "gates[0].command"}
+	for _, w := range want {
+		found := false
+		for _, p := range ps {
+			if p.Field == w && p.Line > 0 {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no problem with a line for %s in:\n%s", w, ps.Error())
+		}
+	}
+	if strings.Contains(ps.Error(), "hunter2") {
+		t.Fatalf("a problem repeats the secret:\n%s", ps.Error())
 	}
 }

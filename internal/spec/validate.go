@@ -21,6 +21,36 @@ func (s *Service) applyDefaults(written func(path string) bool) {
 	if s.Build.Timeout == 0 {
 		s.Build.Timeout = Duration(10 * time.Minute)
 	}
+	for i := range s.Gates {
+		g := &s.Gates[i]
+		if g.Timeout == 0 {
+			g.Timeout = Duration(10 * time.Minute)
+		}
+		if g.Name == "" && len(g.Command) > 0 {
+			g.Name = g.Command[0]
+		}
+	}
+	if s.Platform == "docker" {
+		d := &s.Docker
+		if d.Context == "" {
+			d.Context = "."
+		}
+		if d.Dockerfile == "" {
+			d.Dockerfile = "Dockerfile"
+		}
+		if d.Replicas == 0 {
+			d.Replicas = 1
+		}
+		if d.Network == "" {
+			d.Network = "host"
+		}
+		if d.Restart == "" {
+			d.Restart = "unless-stopped"
+		}
+		if d.KeepImages == 0 {
+			d.KeepImages = 3
+		}
+	}
 	if s.Run.Host == "" {
 		s.Run.Host = "127.0.0.1"
 	}
@@ -156,16 +186,27 @@ func (s *Service) validate() Problems {
 	}
 	switch s.Platform {
 	case "process":
-	case "docker", "kubernetes", "ecs":
-		add("platform", "%q is not available yet in this build (use process)", s.Platform)
+		if len(s.Run.Command) == 0 {
+			add("run.command", "required: the command that starts one slot, like [./bin/api]")
+		}
+	case "docker":
+		s.validateDocker(add)
+	case "kubernetes", "ecs":
+		add("platform", "%q is not available yet in this build (use process or docker)", s.Platform)
 	default:
-		add("platform", "unknown platform %q (use process)", s.Platform)
+		add("platform", "unknown platform %q (use process or docker)", s.Platform)
 	}
 	if s.Build.Timeout < 0 {
 		add("build.timeout", "must be positive")
 	}
-	if len(s.Run.Command) == 0 {
-		add("run.command", "required: the command that starts one slot, like [./bin/api]")
+	for i, g := range s.Gates {
+		f := fmt.Sprintf("gates[%d]", i)
+		if len(g.Command) == 0 {
+			add(f+".command", "required: the command to run, like [make, test]")
+		}
+		if g.Timeout < 0 {
+			add(f+".timeout", "must be positive")
+		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(s.Run.Env)) {
 		if !envVarRe.MatchString(k) {
@@ -358,6 +399,59 @@ func (s *Service) validate() Problems {
 		add("rollout.analysis.probeRequests", "must be between 1 and 10000 (got %d)", a.ProbeRequests)
 	}
 	return ps
+}
+
+var imageRe = regexp.MustCompile(`^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*$`)
+
+func (s *Service) validateDocker(add func(field, format string, args ...any)) {
+	d := s.Docker
+	if d.Image == "" {
+		add("docker.image", "required: the image repository, like registry.example.com/team/%s (the tag is the version)", s.Name)
+	} else if !imageRe.MatchString(d.Image) {
+		add("docker.image", "%q is not a repository name (lower case, no tag: the version is the tag)", d.Image)
+	}
+	if d.Replicas < 1 || d.Replicas > 32 {
+		add("docker.replicas", "must be between 1 and 32 (got %d)", d.Replicas)
+	} else if b, g := s.Run.Ports.Blue, s.Run.Ports.Green; b < g+d.Replicas && g < b+d.Replicas {
+		add("docker.replicas", "%d replicas per slot need ports %d-%d (blue) and %d-%d (green), which overlap: move run.ports apart",
+			d.Replicas, b, b+d.Replicas-1, g, g+d.Replicas-1)
+	}
+	switch d.Network {
+	case "host":
+		if d.Port != 0 {
+			add("docker.port", "only for network: bridge (with host networking the container listens on the slot's port, told by PORT)")
+		}
+	case "bridge":
+		if d.Port < 1 || d.Port > 65535 {
+			add("docker.port", "required for network: bridge: the port the container listens on (got %d)", d.Port)
+		}
+	default:
+		add("docker.network", "unknown network %q (use host or bridge)", d.Network)
+	}
+	switch d.Restart {
+	case "no", "on-failure", "unless-stopped", "always":
+	default:
+		add("docker.restart", "unknown restart policy %q (use no, on-failure, unless-stopped or always)", d.Restart)
+	}
+	if d.MaxImageSizeMB < 0 {
+		add("docker.maxImageSizeMB", "must not be negative")
+	}
+	if d.KeepImages < 1 {
+		add("docker.keepImages", "must be at least 1 (the running image)")
+	}
+	for _, f := range []struct{ field, val string }{{"docker.usernameEnv", d.UsernameEnv}, {"docker.passwordEnv", d.PasswordEnv}} {
+		if f.val != "" && !envVarRe.MatchString(f.val) {
+			add(f.field, "must name an environment variable of the worker, not hold the credential")
+		}
+	}
+	if (d.UsernameEnv == "") != (d.PasswordEnv == "") {
+		add("docker.passwordEnv", "usernameEnv and passwordEnv go together")
+	}
+	for _, k := range slices.Sorted(maps.Keys(d.BuildArgs)) {
+		if secretRe.MatchString(k) && d.BuildArgs[k] != "" {
+			add("docker.buildArgs."+k, "looks like a secret: build arguments are stored in the image's history; pass secrets at run time with run.secretEnv")
+		}
+	}
 }
 
 func portOf(addr string) int {
