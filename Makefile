@@ -2,7 +2,10 @@
 GO ?= go
 BIN := bin
 
-.PHONY: demo build demo-builds test test-short bench clean
+TOOLS := $(BIN)/tools
+TEMPORAL_VERSION := v1.32.1
+
+.PHONY: demo build demo-builds test test-short bench clean temporal-bins
 
 build:
 	$(GO) build -o $(BIN)/switchyard ./cmd/switchyard
@@ -15,6 +18,14 @@ demo-builds:
 
 demo: build demo-builds
 	$(BIN)/switchyard demo
+
+# The real Temporal server and its SQL tool, at the version this module
+# pins, for the PostgreSQL-backed tests (they skip, saying so, without them).
+# Built once into bin/tools (not committed: ~270 MB).
+temporal-bins: $(TOOLS)/server $(TOOLS)/sql
+
+$(TOOLS)/server $(TOOLS)/sql:
+	GOBIN=$(CURDIR)/$(TOOLS) $(GO) install go.temporal.io/server/cmd/server@$(TEMPORAL_VERSION) go.temporal.io/server/cmd/tools/sql@$(TEMPORAL_VERSION)
 
 test:
 	$(GO) test -count=1 -timeout 30m ./...

@@ -21,7 +21,7 @@ import (
 )
 
 // startWorker runs `switchyard worker` as its own process, as in production.
-func startWorker(t *testing.T, e *env) *exec.Cmd {
+func startWorker(t testing.TB, e *env) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(filepath.Join(bins, "switchyard"), "worker", "--address", e.address, "--task-queue", e.queue,
 		"--state-dir", filepath.Join(t.TempDir(), "state"))

@@ -86,7 +86,14 @@ func dial(t testing.TB) client.Client { return dialAt(t, server.HostPort) }
 
 func dialAt(t testing.TB, hostPort string) client.Client {
 	t.Helper()
-	c, err := client.Dial(client.Options{HostPort: hostPort, Logger: quiet{}})
+	// a server just started can say "Frontend is not healthy yet" for a while
+	var c client.Client
+	var err error
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if c, err = client.Dial(client.Options{HostPort: hostPort, Logger: quiet{}}); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

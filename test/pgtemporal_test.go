@@ -1,0 +1,323 @@
+package test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/switchyard/switchyard/worker"
+	"github.com/switchyard/switchyard/workflows"
+)
+
+// pgTemporal is the real Temporal server (built from go.temporal.io/server
+// at the version this module pins) on a real PostgreSQL, both on
+// 127.0.0.1: what a team runs in production, started per test.
+type pgTemporal struct {
+	t         testing.TB
+	dir       string
+	pgBin     string
+	pgPort    int
+	hostPort  string
+	server    *exec.Cmd
+	serverLog *os.File
+}
+
+// toolsDir is where `make temporal-bins` puts the server and its SQL tool.
+var toolsDir = filepath.Join("..", "bin", "tools")
+
+func startPGTemporal(t testing.TB) *pgTemporal {
+	t.Helper()
+	for _, b := range []string{"server", "sql"} {
+		if _, err := os.Stat(filepath.Join(toolsDir, b)); err != nil {
+			t.Skipf("no %s in bin/tools: run `make temporal-bins` (.ci/run does) to build the Temporal server and its SQL tool", b)
+		}
+	}
+	initdbs, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
+	if len(initdbs) == 0 {
+		t.Skip("PostgreSQL is not installed (apt-get install postgresql); .ci/run installs it")
+	}
+	// PostgreSQL refuses to run as root; its directory must be the postgres user's
+	dir, err := os.MkdirTemp("", "switchyard-pg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	p := &pgTemporal{t: t, dir: dir, pgBin: filepath.Dir(initdbs[len(initdbs)-1]), pgPort: freePort(t)}
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	p.asPostgres("initdb", "-D", p.pgData(), "-U", "temporal", "--auth=trust", "--no-sync")
+	p.startPostgres()
+	t.Cleanup(func() { p.pgCtl("stop", "-m", "fast") })
+	p.schema()
+	p.writeConfig()
+	p.startServer()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the Temporal server's log ends:\n%s", p.serverTail())
+		}
+		p.stopServer()
+	})
+	c := p.dial()
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for {
+		_, err := c.WorkflowService().RegisterNamespace(ctx, &workflowservice.RegisterNamespaceRequest{
+			Namespace: "default", WorkflowExecutionRetentionPeriod: durationpb.New(24 * time.Hour)})
+		if err == nil || strings.Contains(err.Error(), "already") {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("register namespace default: %v\n%s", err, p.serverTail())
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	for {
+		err := worker.EnsureSearchAttributes(ctx, c, "default")
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("search attributes: %v", err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	// the frontend learns new search attributes when it refreshes its
+	// namespace cache (every ~10 s): wait until a run carrying them starts
+	for {
+		run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "sa-probe", TaskQueue: "sa-probe",
+			TypedSearchAttributes: temporal.NewSearchAttributes(workflows.SAService.ValueSet("probe"), workflows.SATraffic.ValueSet(0))}, "Probe")
+		if err == nil {
+			_ = c.TerminateWorkflow(ctx, run.GetID(), run.GetRunID(), "probe")
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the search attributes never became usable: %v", err)
+		}
+		time.Sleep(time.Second)
+	}
+	return p
+}
+
+func (p *pgTemporal) pgData() string { return filepath.Join(p.dir, "pg") }
+
+// asPostgres runs a PostgreSQL tool as the postgres user when this is root.
+func (p *pgTemporal) asPostgres(tool string, args ...string) string {
+	p.t.Helper()
+	bin := filepath.Join(p.pgBin, tool)
+	var cmd *exec.Cmd
+	if os.Geteuid() == 0 {
+		cmd = exec.Command("runuser", append([]string{"-u", "postgres", "--", bin}, args...)...)
+	} else {
+		cmd = exec.Command(bin, args...)
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		p.t.Fatalf("%s %s: %v\n%s", tool, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func (p *pgTemporal) pgCtl(args ...string) {
+	p.t.Helper()
+	p.asPostgres("pg_ctl", append([]string{"-D", p.pgData(), "-l", filepath.Join(p.dir, "pg.log"), "-w"}, args...)...)
+}
+
+func (p *pgTemporal) startPostgres() {
+	p.t.Helper()
+	p.pgCtl("-o", fmt.Sprintf("-c listen_addresses=127.0.0.1 -p %d -k %s -c fsync=off -c max_connections=200", p.pgPort, p.pgData()), "start")
+}
+
+// RestartPostgres stops PostgreSQL for a while, then starts it again.
+func (p *pgTemporal) RestartPostgres(down time.Duration) {
+	p.t.Helper()
+	p.pgCtl("stop", "-m", "fast")
+	p.t.Logf("PostgreSQL stopped for %s", down)
+	time.Sleep(down)
+	p.startPostgres()
+	p.t.Log("PostgreSQL started again")
+}
+
+func (p *pgTemporal) sqlTool(args ...string) {
+	p.t.Helper()
+	full := append([]string{"--plugin", "postgres12", "--ep", "127.0.0.1", "-p", fmt.Sprint(p.pgPort), "-u", "temporal"}, args...)
+	out, err := exec.Command(filepath.Join(toolsDir, "sql"), full...).CombinedOutput()
+	if err != nil {
+		p.t.Fatalf("temporal-sql-tool %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// schema creates both databases and applies Temporal's own versioned schema.
+func (p *pgTemporal) schema() {
+	p.t.Helper()
+	mod, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "go.temporal.io/server").Output()
+	if err != nil {
+		p.t.Fatalf("go list go.temporal.io/server: %v", err)
+	}
+	schemaDir := filepath.Join(strings.TrimSpace(string(mod)), "schema", "postgresql", "v12")
+	for db, sub := range map[string]string{"temporal": "temporal", "temporal_visibility": "visibility"} {
+		p.sqlTool("--db", db, "create")
+		p.sqlTool("--db", db, "setup-schema", "-v", "0.0")
+		p.sqlTool("--db", db, "update-schema", "-d", filepath.Join(schemaDir, sub, "versioned"))
+	}
+}
+
+// writeConfig writes the server's config with ports of its own.
+func (p *pgTemporal) writeConfig() {
+	p.t.Helper()
+	ports := make([]int, 10)
+	for i := range ports {
+		ports[i] = freePort(p.t)
+	}
+	// the SQL schema keeps membership ports in a smallint: below 32768
+	for _, i := range []int{1, 3, 5, 7} {
+		ports[i] = lowFreePort(p.t)
+	}
+	p.hostPort = fmt.Sprintf("127.0.0.1:%d", ports[0])
+	store := func(db string, conns int) string {
+		return fmt.Sprintf(`      sql:
+        pluginName: postgres12
+        databaseName: %s
+        connectAddr: "127.0.0.1:%d"
+        connectProtocol: tcp
+        user: temporal
+        password: ""
+        maxConns: %d
+        maxIdleConns: %d
+        maxConnLifetime: 1h
+`, db, p.pgPort, conns, conns)
+	}
+	svc := func(name string, grpc, membership int) string {
+		return fmt.Sprintf("  %s:\n    rpc:\n      grpcPort: %d\n      membershipPort: %d\n      bindOnLocalHost: true\n", name, grpc, membership)
+	}
+	cfg := "log:\n  stdout: true\n  level: warn\n" +
+		"persistence:\n  defaultStore: default\n  visibilityStore: visibility\n  numHistoryShards: 4\n  datastores:\n" +
+		"    default:\n" + store("temporal", 20) + "    visibility:\n" + store("temporal_visibility", 5) +
+		"global:\n  membership:\n    maxJoinDuration: 30s\n    broadcastAddress: 127.0.0.1\n" +
+		"services:\n" + svc("frontend", ports[0], ports[1]) + fmt.Sprintf("      httpPort: %d\n", ports[8]) +
+		svc("matching", ports[2], ports[3]) + svc("history", ports[4], ports[5]) + svc("worker", ports[6], ports[7]) +
+		fmt.Sprintf(`clusterMetadata:
+  enableGlobalNamespace: false
+  failoverVersionIncrement: 10
+  masterClusterName: active
+  currentClusterName: active
+  clusterInformation:
+    active:
+      enabled: true
+      initialFailoverVersion: 1
+      rpcName: frontend
+      rpcAddress: %s
+dcRedirectionPolicy:
+  policy: noop
+`, p.hostPort)
+	if err := os.MkdirAll(filepath.Join(p.dir, "config"), 0o755); err != nil {
+		p.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(p.dir, "config", "production.yaml"), []byte(cfg), 0o644); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+func (p *pgTemporal) startServer() {
+	p.t.Helper()
+	abs, _ := filepath.Abs(filepath.Join(toolsDir, "server"))
+	cmd := exec.Command(abs, "--root", p.dir, "--config", "config", "--env", "production", "--allow-no-auth", "start")
+	if p.serverLog == nil {
+		p.serverLog, _ = os.Create(filepath.Join(p.dir, "server.log"))
+	}
+	cmd.Stdout, cmd.Stderr = p.serverLog, p.serverLog
+	if err := cmd.Start(); err != nil {
+		p.t.Fatal(err)
+	}
+	p.server = cmd
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if c, err := net.DialTimeout("tcp", p.hostPort, time.Second); err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("the Temporal server did not listen on %s:\n%s", p.hostPort, p.serverTail())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		c, err := client.Dial(client.Options{HostPort: p.hostPort, Logger: quiet{}})
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("the Temporal server is not healthy (%v); its log ends:\n%s", err, p.serverTail())
+		}
+	}
+}
+
+// stopServer stops the server as an orchestrator would: SIGTERM, then wait.
+func (p *pgTemporal) stopServer() {
+	if p.server == nil {
+		return
+	}
+	_ = p.server.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = p.server.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		_ = p.server.Process.Kill()
+		<-done
+	}
+	p.server = nil
+}
+
+// RestartServer stops the server with SIGTERM, leaves it down a while, and starts it again.
+func (p *pgTemporal) RestartServer(down time.Duration) {
+	p.t.Helper()
+	p.stopServer()
+	p.t.Logf("Temporal server stopped (SIGTERM) for %s", down)
+	time.Sleep(down)
+	p.startServer()
+	p.t.Log("Temporal server started again")
+}
+
+func (p *pgTemporal) dial() client.Client {
+	p.t.Helper()
+	return dialAt(p.t, p.hostPort)
+}
+
+func (p *pgTemporal) serverTail() string {
+	b, _ := os.ReadFile(filepath.Join(p.dir, "server.log"))
+	lines := strings.Split(string(b), "\n")
+	if len(lines) > 30 {
+		lines = lines[len(lines)-30:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// lowFreePort returns a free port below 32768, outside Linux's ephemeral range.
+func lowFreePort(t testing.TB) int {
+	t.Helper()
+	for try := 0; try < 200; try++ {
+		port := 20000 + rand.IntN(12000)
+		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			l.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port below 32768")
+	return 0
+}

@@ -1,0 +1,180 @@
+package test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/internal/platform"
+	"github.com/switchyard/switchyard/internal/rollout"
+	"github.com/switchyard/switchyard/internal/spec"
+	"github.com/switchyard/switchyard/starter"
+)
+
+// BenchmarkScale200ConcurrentRollouts: 200 services (process platform, one
+// HAProxy with a backend each, no bake) rolled out at once by one worker
+// process against the real Temporal server on PostgreSQL: first v1 (straight
+// to 100 %), then v2 through the five steps. It reports how many were
+// promoted, the time between two steps (Switchyard's own overhead under
+// that load) and the worker's peak RSS. Targets on a 2-core machine: all 200,
+// overhead p99 ≤ 2 s, RSS ≤ 200 MB.
+func BenchmarkScale200ConcurrentRollouts(b *testing.B) {
+	const n = 200
+	pg := startPGTemporal(b)
+	dir := b.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "run.sh"), []byte(fmt.Sprintf("#!/bin/sh\nexec %s/good/demo-app\n", bins)), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	haproxy, err := exec.LookPath("haproxy")
+	if err != nil {
+		b.Skip("haproxy is not installed (apt-get install haproxy)")
+	}
+	sock := filepath.Join(dir, "haproxy.sock")
+	var cfg strings.Builder
+	fmt.Fprintf(&cfg, "global\n    stats socket %s mode 600 level admin\n    maxconn 4000\ndefaults\n    mode http\n    timeout connect 2s\n    timeout client 30s\n    timeout server 30s\n", sock)
+	svcs := make([]*spec.Service, n)
+	for i := range n {
+		blue, green := freePort(b), freePort(b)
+		name := fmt.Sprintf("scale-%03d", i)
+		fmt.Fprintf(&cfg, "backend %s\n    server blue 127.0.0.1:%d weight 0\n    server green 127.0.0.1:%d weight 0\n", name, blue, green)
+		src := fmt.Sprintf(`service: %s
+run:
+  command: ["./run.sh"]
+  ports: {blue: %d, green: %d}
+  stateDir: slots
+router: {kind: haproxy, haproxy: {socket: %s, backend: %s}}
+checks:
+  health: {successes: 1, interval: 100ms, timeout: 60s}
+  performance: {requests: 5, concurrency: 1, maxP95: 5s}
+rollout:
+  bake: 0s
+  scaleDownDelay: 0s
+environments:
+  bench: {}
+`, name, blue, green, sock, name)
+		path := filepath.Join(dir, name+".yaml")
+		if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		if svcs[i], err = starter.ResolveSpec(path, "bench"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "haproxy.cfg"), []byte(cfg.String()), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	hp := exec.Command(haproxy, "-db", "-f", filepath.Join(dir, "haproxy.cfg"))
+	if err := hp.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = hp.Process.Kill(); _ = hp.Wait() })
+	for i := 0; ; i++ {
+		if c, err := net.Dial("unix", sock); err == nil {
+			c.Close()
+			break
+		}
+		if i > 100 {
+			b.Fatal("haproxy did not open its socket")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b.Cleanup(func() {
+		for _, s := range svcs {
+			p := platform.NewProcess(s)
+			_ = p.Retire(context.Background(), rollout.Blue)
+			_ = p.Retire(context.Background(), rollout.Green)
+		}
+	})
+	e := &env{t: b, queue: "scale", address: pg.hostPort}
+	w := startWorker(b, e)
+	c := dialAt(b, pg.hostPort)
+	st := &starter.Starter{C: c, TaskQueue: e.queue}
+
+	var peak int64
+	stop := make(chan struct{})
+	var sampler sync.WaitGroup
+	sampler.Add(1)
+	go func() {
+		defer sampler.Done()
+		for {
+			if kb := rssKB(w.Process.Pid); kb > peak {
+				peak = kb
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}()
+	wave := func(version string) (promoted int, took time.Duration, gaps []time.Duration) {
+		start := time.Now()
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for _, s := range svcs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				run, err := st.Deploy(context.Background(), s, version, "bench")
+				if err != nil {
+					b.Errorf("%s %s: %v", s.Name, version, err)
+					return
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+				defer cancel()
+				o, err := st.Wait(ctx, run)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil || o.Kind != "" {
+					if o != nil {
+						b.Errorf("%s %s: %s %s", s.Name, version, o.Kind, o.Reason)
+					} else {
+						b.Errorf("%s %s: %v", s.Name, version, err)
+					}
+					return
+				}
+				promoted++
+				gaps = append(gaps, stepGaps(o.Status)...)
+			}()
+		}
+		wg.Wait()
+		return promoted, time.Since(start), gaps
+	}
+	p1, t1, _ := wave("v1")
+	p2, t2, gaps := wave("v2")
+	close(stop)
+	sampler.Wait()
+	p50, p99 := quantiles(gaps)
+	b.ReportMetric(float64(p2), "promoted")
+	b.ReportMetric(p99.Seconds(), "step-p99-s")
+	b.ReportMetric(float64(peak)/1024, "worker-rss-MB")
+	fmt.Printf("scale (PostgreSQL-backed server, one worker, %d services, no bake): v1 %d/%d promoted in %s; v2 %d/%d promoted in %s; "+
+		"per-step overhead over %d steps p50 %s, p99 %s (target ≤ 2s); worker peak RSS %d MB (target ≤ 200 MB)\n",
+		n, p1, n, t1.Round(time.Millisecond), p2, n, t2.Round(time.Millisecond), len(gaps), p50.Round(time.Millisecond), p99.Round(time.Millisecond), peak/1024)
+}
+
+// rssKB reads a process's resident set size from /proc.
+func rssKB(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "VmRSS:") {
+			f := strings.Fields(l)
+			if len(f) >= 2 {
+				v, _ := strconv.ParseInt(f[1], 10, 64)
+				return v
+			}
+		}
+	}
+	return 0
+}
