@@ -26,6 +26,12 @@ type Config struct {
 	Namespace string
 	// StateDir is where an embedded router keeps its saved config.
 	StateDir string
+	// StickyCacheSize bounds the workflows this process keeps in memory
+	// between tasks (0: the SDK's 10,000); an evicted one is replayed from
+	// its history when it next runs, so the bound costs CPU, never correctness.
+	StickyCacheSize int
+	// MaxConcurrentActivities bounds the activities run at once (0: the SDK's 1,000).
+	MaxConcurrentActivities int
 }
 
 // New returns a worker with every workflow and activity registered.
@@ -33,7 +39,11 @@ func New(c client.Client, cfg Config) sdkworker.Worker {
 	if cfg.TaskQueue == "" {
 		cfg.TaskQueue = workflows.TaskQueue
 	}
-	w := sdkworker.New(c, cfg.TaskQueue, sdkworker.Options{})
+	if cfg.StickyCacheSize > 0 {
+		// process-wide, and only before the first worker starts
+		sdkworker.SetStickyWorkflowCacheSize(cfg.StickyCacheSize)
+	}
+	w := sdkworker.New(c, cfg.TaskQueue, sdkworker.Options{MaxConcurrentActivityExecutionSize: cfg.MaxConcurrentActivities})
 	w.RegisterWorkflowWithOptions(workflows.Deployment, workflow.RegisterOptions{Name: "Deployment"})
 	w.RegisterWorkflowWithOptions(workflows.Rollback, workflow.RegisterOptions{Name: "Rollback"})
 	w.RegisterWorkflowWithOptions(workflows.Retire, workflow.RegisterOptions{Name: "Retire"})

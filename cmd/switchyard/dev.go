@@ -79,6 +79,7 @@ func orMemory(db string) string {
 
 func workerCmd(c *conn) *cobra.Command {
 	var stateDir, metricsAddr string
+	var stickyCache, maxActivities int
 	cmd := &cobra.Command{
 		Use:   "worker",
 		Short: "Run a worker against a Temporal server (--address)",
@@ -99,11 +100,14 @@ func workerCmd(c *conn) *cobra.Command {
 			defer cl.Close()
 			defer router.StopEmbedded()
 			fmt.Printf("worker on %s, namespace %s, task queue %s\n", c.address, c.namespace, c.taskQueue)
-			return worker.Run(cmd.Context(), cl, worker.Config{TaskQueue: c.taskQueue, Namespace: c.namespace, StateDir: stateDir})
+			return worker.Run(cmd.Context(), cl, worker.Config{TaskQueue: c.taskQueue, Namespace: c.namespace, StateDir: stateDir,
+				StickyCacheSize: stickyCache, MaxConcurrentActivities: maxActivities})
 		},
 	}
 	cmd.Flags().StringVar(&stateDir, "state-dir", ".switchyard", "where an embedded router keeps its config")
 	cmd.Flags().StringVar(&metricsAddr, "metrics", "", "serve Prometheus /metrics here, like 127.0.0.1:9464")
+	cmd.Flags().IntVar(&stickyCache, "sticky-cache", 1000, "workflows kept in memory between tasks (bounds memory; evicted ones replay)")
+	cmd.Flags().IntVar(&maxActivities, "max-activities", 200, "activities run at once by this worker")
 	return cmd
 }
 
