@@ -5,7 +5,7 @@ BIN := bin
 TOOLS := $(BIN)/tools
 TEMPORAL_VERSION := v1.32.1
 
-.PHONY: demo build demo-builds test test-short bench clean temporal-bins
+.PHONY: demo build demo-builds test test-short bench clean temporal-bins kube-bins
 
 build:
 	$(GO) build -o $(BIN)/switchyard ./cmd/switchyard
@@ -26,6 +26,10 @@ temporal-bins: $(TOOLS)/server $(TOOLS)/sql
 
 $(TOOLS)/server $(TOOLS)/sql:
 	GOBIN=$(CURDIR)/$(TOOLS) $(GO) install go.temporal.io/server/cmd/server@$(TEMPORAL_VERSION) go.temporal.io/server/cmd/tools/sql@$(TEMPORAL_VERSION)
+
+# kube-apiserver at a pinned version, for the kubernetes tests (bin/tools, not committed)
+kube-bins:
+	./hack/kube-bins.sh
 
 test:
 	$(GO) test -count=1 -timeout 30m ./...

@@ -20,6 +20,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/switchyard/switchyard/internal/check"
+	"github.com/switchyard/switchyard/internal/kube"
 	"github.com/switchyard/switchyard/internal/platform"
 	"github.com/switchyard/switchyard/internal/rollout"
 	"github.com/switchyard/switchyard/internal/router"
@@ -46,7 +47,8 @@ func badInput(err error) error {
 // classify turns adapter errors that no retry can fix into non-retryable ones.
 func classify(err error) error {
 	var bad *platform.BadInputError
-	if errors.As(err, &bad) {
+	var perm *kube.PermanentError
+	if errors.As(err, &bad) || errors.As(err, &perm) {
 		return badInput(err)
 	}
 	return err
@@ -86,11 +88,11 @@ func (a *Activities) ReadState(ctx context.Context, in ReadStateInput) (*State, 
 		return nil, err
 	}
 	if err := r.Ensure(ctx); err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	w, err := r.Weights(ctx)
 	if err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	p, err := platform.New(&in.Spec)
 	if err != nil {
@@ -98,10 +100,10 @@ func (a *Activities) ReadState(ctx context.Context, in ReadStateInput) (*State, 
 	}
 	st := &State{Weights: w}
 	if st.Blue, err = p.Inspect(ctx, rollout.Blue); err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	if st.Green, err = p.Inspect(ctx, rollout.Green); err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	return st, nil
 }
@@ -344,7 +346,7 @@ func (a *Activities) Shift(ctx context.Context, in ShiftInput) (*ShiftResult, er
 		return nil, err
 	}
 	if err := r.SetWeights(ctx, in.Weights); err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	a.metrics(ctx, in.Spec.Name, in.Spec.Environment).weights(in.Weights)
 	res := &ShiftResult{Weights: in.Weights}

@@ -49,6 +49,9 @@ func (s *Starter) Rollback(ctx context.Context, svc *spec.Service, strategy, rea
 	if err != nil {
 		return nil, &BadInputError{err}
 	}
+	if strategy == workflows.Gradual && svc.Router.Kind == "kubernetes-service" {
+		return nil, &BadInputError{fmt.Errorf("--strategy gradual: the kubernetes-service router flips the whole Service and cannot split traffic; use immediate or swap, or router kind gateway-api")}
+	}
 	if rb := s.runningRollback(ctx, svc.Name, svc.Environment); rb != nil {
 		return nil, &AlreadyRunningError{WorkflowID: workflows.RollbackID(svc.Name, svc.Environment), RunID: rb.runID,
 			What: fmt.Sprintf("a %s rollback is already running (started by %s: %s); watch it with: switchyard watch %s --env %s",

@@ -304,10 +304,10 @@ func (d *deployment) run(ctx workflow.Context) (*Status, error) {
 		d.event(fmt.Sprintf("live slot %s runs %s; deploying %s to %s", d.st.Stable, orUnknown(prev.Version), d.in.Version, d.st.Target))
 	}
 
-	// Histories recorded before docker and gates existed took neither
-	// branch below (process platform, no gates), so they replay unchanged
-	// without a GetVersion.
-	if len(s.Build.Command) > 0 || s.Platform == "docker" {
+	// Histories recorded before docker, kubernetes and gates existed took
+	// neither branch below (process platform, no gates), so they replay
+	// unchanged without a GetVersion.
+	if len(s.Build.Command) > 0 || s.Platform == "docker" || s.Platform == "kubernetes" {
 		d.setPhase(ctx, rollout.PhaseBuilding)
 		if err := workflow.ExecuteActivity(activityCtx(d.work, s.Build.Timeout.D()+time.Minute, 30*time.Second, 2), acts.Build,
 			activities.BuildInput{Spec: *s, Version: d.in.Version}).Get(ctx, &d.st.Artifact); err != nil {

@@ -52,8 +52,10 @@ func New(s *spec.Service) (Platform, error) {
 		return NewProcess(s), nil
 	case "docker":
 		return NewDocker(s)
+	case "kubernetes":
+		return NewKubernetes(s)
 	}
-	return nil, fmt.Errorf("platform: unknown platform %q (use process or docker)", s.Platform)
+	return nil, fmt.Errorf("platform: unknown platform %q (use process, docker or kubernetes)", s.Platform)
 }
 
 // BadInputError marks an error that retrying cannot fix.

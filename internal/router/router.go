@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/switchyard/switchyard/internal/kube"
 	"github.com/switchyard/switchyard/internal/rollout"
 	"github.com/switchyard/switchyard/internal/spec"
 )
@@ -39,6 +40,19 @@ func New(s *spec.Service) (Router, error) {
 	case "caddy", "embedded":
 		return &Caddy{Admin: s.Router.Caddy.Admin, Listen: s.Router.Caddy.Listen, Embedded: s.Router.Kind == "embedded",
 			ID: "switchyard-" + s.Name + "-" + s.Environment, Blue: blue, Green: green}, nil
+	case "gateway-api", "kubernetes-service":
+		c, err := kube.For(s)
+		if err != nil {
+			return nil, err
+		}
+		ns := s.Kubernetes.Namespace
+		if s.Router.Kind == "kubernetes-service" {
+			return &KubeService{c: c, Namespace: ns, Name: s.Name, Env: s.Environment,
+				Port: int32(s.Kubernetes.ServicePort), TargetPort: int32(s.Kubernetes.ContainerPort)}, nil
+		}
+		g := s.Router.GatewayAPI
+		return &GatewayAPI{c: c, Namespace: ns, Route: g.Route, Gateway: g.Gateway, GatewayNamespace: g.GatewayNamespace,
+			Blue: s.Name + "-blue", Green: s.Name + "-green", Port: int32(s.Kubernetes.ServicePort)}, nil
 	}
-	return nil, fmt.Errorf("router: unknown kind %q (use haproxy, caddy or embedded)", s.Router.Kind)
+	return nil, fmt.Errorf("router: unknown kind %q (use haproxy, caddy, embedded, gateway-api or kubernetes-service)", s.Router.Kind)
 }

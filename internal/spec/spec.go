@@ -26,15 +26,16 @@ type Service struct {
 	Platform    string `yaml:"platform" json:"platform"`
 	Build       Build  `yaml:"build" json:"build"`
 	// Gates run after the build and before any slot is touched.
-	Gates    []Gate   `yaml:"gates" json:"gates,omitempty"`
-	Docker   Docker   `yaml:"docker" json:"docker"`
-	Run      Run      `yaml:"run" json:"run"`
-	Router   Router   `yaml:"router" json:"router"`
-	Checks   Checks   `yaml:"checks" json:"checks"`
-	Rollout  Rollout  `yaml:"rollout" json:"rollout"`
-	Rollback Rollback `yaml:"rollback" json:"rollback"`
-	Monitor  Monitor  `yaml:"monitor" json:"monitor"`
-	Alerts   []Alert  `yaml:"alerts" json:"alerts,omitempty"`
+	Gates      []Gate     `yaml:"gates" json:"gates,omitempty"`
+	Docker     Docker     `yaml:"docker" json:"docker"`
+	Kubernetes Kubernetes `yaml:"kubernetes" json:"kubernetes"`
+	Run        Run        `yaml:"run" json:"run"`
+	Router     Router     `yaml:"router" json:"router"`
+	Checks     Checks     `yaml:"checks" json:"checks"`
+	Rollout    Rollout    `yaml:"rollout" json:"rollout"`
+	Rollback   Rollback   `yaml:"rollback" json:"rollback"`
+	Monitor    Monitor    `yaml:"monitor" json:"monitor"`
+	Alerts     []Alert    `yaml:"alerts" json:"alerts,omitempty"`
 	// Dir is the directory the spec file was read from; relative paths in
 	// commands resolve against it.
 	Dir string `yaml:"-" json:"dir"`
@@ -86,6 +87,30 @@ type Docker struct {
 	KeepImages int `yaml:"keepImages" json:"keepImages"`
 }
 
+// Kubernetes says how the kubernetes platform runs a slot: a Deployment and
+// a Service named <service>-<slot> in Namespace.
+type Kubernetes struct {
+	Namespace string `yaml:"namespace" json:"namespace"`
+	// Kubeconfig is a kubeconfig file (default $KUBECONFIG, then
+	// ~/.kube/config, then the in-cluster service account).
+	Kubeconfig string `yaml:"kubeconfig" json:"kubeconfig,omitempty"`
+	Context    string `yaml:"context" json:"context,omitempty"`
+	// Image is the repository run when no docker build makes a digest; the tag is the version.
+	Image         string `yaml:"image" json:"image,omitempty"`
+	ContainerPort int    `yaml:"containerPort" json:"containerPort"`
+	ServicePort   int    `yaml:"servicePort" json:"servicePort"`
+	Replicas      int    `yaml:"replicas" json:"replicas"`
+	// Resources: requests and limits, like {requests: {cpu: 100m, memory: 128Mi}}.
+	Resources        map[string]map[string]string `yaml:"resources" json:"resources,omitempty"`
+	ProgressDeadline Duration                     `yaml:"progressDeadline" json:"progressDeadline"`
+	// SecretEnv maps a variable to a Secret's key ("secret/key"), read by the kubelet.
+	SecretEnv      map[string]string `yaml:"secretEnv" json:"secretEnv,omitempty"`
+	DeleteOnRetire bool              `yaml:"deleteOnRetire" json:"deleteOnRetire,omitempty"`
+	// SlotAddress is where checks reach a slot: {{service}}, {{slot}},
+	// {{namespace}}, {{port}} (servicePort) and {{slotPort}} (run.ports) are filled in.
+	SlotAddress string `yaml:"slotAddress" json:"slotAddress"`
+}
+
 // PushEnabled says whether built images go to a registry.
 func (d Docker) PushEnabled() bool {
 	if d.Push != nil {
@@ -109,25 +134,30 @@ func RegistryHost(image string) string {
 	return ""
 }
 
-// Replicas is the number of instances behind each slot.
-func (s *Service) Replicas() int {
-	if s.Platform == "docker" && s.Docker.Replicas > 1 {
-		return s.Docker.Replicas
-	}
-	return 1
-}
-
 // SlotAddrs returns the host:port of each of a slot's replicas ("blue" or "green").
 func (s *Service) SlotAddrs(slot string) []string {
 	port := s.Run.Ports.Blue
 	if slot == "green" {
 		port = s.Run.Ports.Green
 	}
+	if s.Platform == "kubernetes" {
+		// one address: the slot's Service spreads over its Pods
+		return []string{strings.NewReplacer("{{service}}", s.Name, "{{slot}}", slot, "{{namespace}}", s.Kubernetes.Namespace,
+			"{{port}}", strconv.Itoa(s.Kubernetes.ServicePort), "{{slotPort}}", strconv.Itoa(port)).Replace(s.Kubernetes.SlotAddress)}
+	}
 	addrs := make([]string, s.Replicas())
 	for i := range addrs {
 		addrs[i] = net.JoinHostPort(s.Run.Host, strconv.Itoa(port+i))
 	}
 	return addrs
+}
+
+// Replicas is the number of instances behind each slot.
+func (s *Service) Replicas() int {
+	if s.Platform == "docker" && s.Docker.Replicas > 1 {
+		return s.Docker.Replicas
+	}
+	return 1
 }
 
 // Run says how a slot runs: on the process platform, the command; on docker,
@@ -156,10 +186,20 @@ type SlotPorts struct {
 
 // Router says how traffic is split between the slots.
 type Router struct {
-	// Kind is haproxy, caddy, or embedded (a Caddy run inside the worker).
-	Kind    string  `yaml:"kind" json:"kind"`
-	HAProxy HAProxy `yaml:"haproxy" json:"haproxy"`
-	Caddy   Caddy   `yaml:"caddy" json:"caddy"`
+	// Kind is haproxy, caddy, embedded (a Caddy run inside the worker),
+	// gateway-api (HTTPRoute weights) or kubernetes-service (a selector flip).
+	Kind       string     `yaml:"kind" json:"kind"`
+	HAProxy    HAProxy    `yaml:"haproxy" json:"haproxy"`
+	Caddy      Caddy      `yaml:"caddy" json:"caddy"`
+	GatewayAPI GatewayAPI `yaml:"gatewayAPI" json:"gatewayAPI"`
+}
+
+// GatewayAPI names the HTTPRoute whose two backendRefs (the slots'
+// Services) carry the weights, and the Gateway it attaches to.
+type GatewayAPI struct {
+	Route            string `yaml:"route" json:"route"`
+	Gateway          string `yaml:"gateway" json:"gateway"`
+	GatewayNamespace string `yaml:"gatewayNamespace" json:"gatewayNamespace,omitempty"`
 }
 
 // HAProxy names the runtime API socket and the backend whose two servers are the slots.

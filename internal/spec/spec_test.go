@@ -156,7 +156,7 @@ func TestSyntaxErrorHasALine(t *testing.T) {
 }
 
 func TestShippedSpecsAreValid(t *testing.T) {
-	for _, path := range []string{"../../deployments/demo.yaml", "../../deployments/api-haproxy.yaml", "../../deployments/api-docker.yaml"} {
+	for _, path := range []string{"../../deployments/demo.yaml", "../../deployments/api-haproxy.yaml", "../../deployments/api-docker.yaml", "../../deployments/api-kubernetes.yaml"} {
 		f, err := Load(path)
 		if err != nil {
 			t.Fatalf("%s: %v", path, err)
@@ -241,5 +241,42 @@ func TestDockerValidationNamesEachField(t *testing.T) {
 	}
 	if strings.Contains(ps.Error(), "hunter2") {
 		t.Fatalf("a problem repeats the secret:\n%s", ps.Error())
+	}
+}
+
+func TestKubernetesRoutersNeedTheirPlatformAndTheSelectorFlipHasNoSteps(t *testing.T) {
+	src := `service: api
+platform: kubernetes
+kubernetes: {namespace: shop, image: registry.example.com/api}
+router: {kind: kubernetes-service}
+environments:
+  flip: {}
+  stepped:
+    rollout: {steps: [50, 100]}
+  gateway:
+    router: {kind: gateway-api}
+`
+	f, err := Parse("api.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := f.Resolve("flip")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Rollout.Steps) != 1 || s.Rollout.Steps[0] != 100 || s.SlotAddrs("green")[0] != "api-green.shop.svc:80" {
+		t.Fatalf("selector flip: steps %v, green at %v", s.Rollout.Steps, s.SlotAddrs("green"))
+	}
+	ps := problems(t, func() error { _, err := f.Resolve("stepped"); return err }())
+	if !strings.Contains(ps.Error(), "flips the whole Service selector") {
+		t.Fatalf("explicit steps with a selector flip: %v", ps)
+	}
+	ps = problems(t, func() error { _, err := f.Resolve("gateway"); return err }())
+	if !strings.Contains(ps.Error(), "router.gatewayAPI.gateway: required") {
+		t.Fatalf("gateway-api without a gateway: %v", ps)
+	}
+	g, _ := Parse("api.yaml", []byte(strings.Replace(src, "platform: kubernetes", "platform: process\nrun: {command: [x], ports: {blue: 1, green: 2}}", 1)))
+	if ps := g.ValidateAll(); !strings.Contains(ps.Error(), "needs platform: kubernetes") {
+		t.Fatalf("a kubernetes router on processes: %v", ps)
 	}
 }

@@ -51,6 +51,34 @@ func (s *Service) applyDefaults(written func(path string) bool) {
 			d.KeepImages = 3
 		}
 	}
+	if s.Platform == "kubernetes" {
+		k := &s.Kubernetes
+		if k.Namespace == "" {
+			k.Namespace = "default"
+		}
+		if k.ContainerPort == 0 {
+			k.ContainerPort = 8080
+		}
+		if k.ServicePort == 0 {
+			k.ServicePort = 80
+		}
+		if k.Replicas == 0 {
+			k.Replicas = 1
+		}
+		if k.ProgressDeadline == 0 {
+			k.ProgressDeadline = Duration(5 * time.Minute)
+		}
+		if k.SlotAddress == "" {
+			k.SlotAddress = "{{service}}-{{slot}}.{{namespace}}.svc:{{port}}"
+		}
+		if s.Router.GatewayAPI.Route == "" {
+			s.Router.GatewayAPI.Route = s.Name
+		}
+		// a selector flip has no steps between 0 and 100
+		if s.Router.Kind == "kubernetes-service" && s.Rollout.Steps == nil {
+			s.Rollout.Steps = []int{100}
+		}
+	}
 	if s.Run.Host == "" {
 		s.Run.Host = "127.0.0.1"
 	}
@@ -191,10 +219,12 @@ func (s *Service) validate() Problems {
 		}
 	case "docker":
 		s.validateDocker(add)
-	case "kubernetes", "ecs":
-		add("platform", "%q is not available yet in this build (use process or docker)", s.Platform)
+	case "kubernetes":
+		s.validateKubernetes(add)
+	case "ecs":
+		add("platform", "%q is not available yet in this build (use process, docker or kubernetes)", s.Platform)
 	default:
-		add("platform", "unknown platform %q (use process or docker)", s.Platform)
+		add("platform", "unknown platform %q (use process, docker or kubernetes)", s.Platform)
 	}
 	if s.Build.Timeout < 0 {
 		add("build.timeout", "must be positive")
@@ -229,10 +259,14 @@ func (s *Service) validate() Problems {
 			add(field, "must be a port between 1 and 65535 (got %d)", p)
 		}
 	}
-	checkPort("run.ports.blue", s.Run.Ports.Blue)
-	checkPort("run.ports.green", s.Run.Ports.Green)
-	if s.Run.Ports.Blue != 0 && s.Run.Ports.Blue == s.Run.Ports.Green {
-		add("run.ports", "blue and green must differ (both %d)", s.Run.Ports.Blue)
+	// on kubernetes each slot is a Service of its own; run.ports only
+	// serve a slotAddress that names {{slotPort}}
+	if s.Platform != "kubernetes" || strings.Contains(s.Kubernetes.SlotAddress, "{{slotPort}}") {
+		checkPort("run.ports.blue", s.Run.Ports.Blue)
+		checkPort("run.ports.green", s.Run.Ports.Green)
+		if s.Run.Ports.Blue != 0 && s.Run.Ports.Blue == s.Run.Ports.Green {
+			add("run.ports", "blue and green must differ (both %d)", s.Run.Ports.Blue)
+		}
 	}
 	if s.Run.StartTimeout <= 0 {
 		add("run.startTimeout", "must be positive")
@@ -254,10 +288,20 @@ func (s *Service) validate() Problems {
 		if !strings.HasPrefix(s.Router.Caddy.Admin, "http://") {
 			add("router.caddy.admin", "must be an http:// URL, like http://127.0.0.1:2019")
 		}
-	case "kubernetes", "gateway-api", "alb":
-		add("router.kind", "%q is not available yet in this build (use haproxy, caddy or embedded)", s.Router.Kind)
+	case "gateway-api", "kubernetes-service":
+		if s.Platform != "kubernetes" {
+			add("router.kind", "%s routes to Kubernetes Services: it needs platform: kubernetes", s.Router.Kind)
+		}
+		if s.Router.Kind == "gateway-api" && s.Router.GatewayAPI.Gateway == "" {
+			add("router.gatewayAPI.gateway", "required: the Gateway the HTTPRoute attaches to")
+		}
+		if s.Router.Kind == "kubernetes-service" && !slices.Equal(s.Rollout.Steps, []int{100}) {
+			add("rollout.steps", "the kubernetes-service router flips the whole Service selector, so traffic goes 0 → 100 at once: remove rollout.steps, or use router kind gateway-api for steps")
+		}
+	case "alb":
+		add("router.kind", "%q is not available yet in this build (use haproxy, caddy, embedded, gateway-api or kubernetes-service)", s.Router.Kind)
 	default:
-		add("router.kind", "unknown router %q (use haproxy, caddy or embedded)", s.Router.Kind)
+		add("router.kind", "unknown router %q (use haproxy, caddy, embedded, gateway-api or kubernetes-service)", s.Router.Kind)
 	}
 	h := s.Checks.Health
 	if !strings.HasPrefix(h.Path, "/") {
@@ -450,6 +494,50 @@ func (s *Service) validateDocker(add func(field, format string, args ...any)) {
 	for _, k := range slices.Sorted(maps.Keys(d.BuildArgs)) {
 		if secretRe.MatchString(k) && d.BuildArgs[k] != "" {
 			add("docker.buildArgs."+k, "looks like a secret: build arguments are stored in the image's history; pass secrets at run time with run.secretEnv")
+		}
+	}
+}
+
+var k8sNameRe = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+
+func (s *Service) validateKubernetes(add func(field, format string, args ...any)) {
+	k := s.Kubernetes
+	if !k8sNameRe.MatchString(k.Namespace) {
+		add("kubernetes.namespace", "%q is not a namespace name", k.Namespace)
+	}
+	if k.Image == "" && s.Docker.Image == "" {
+		add("kubernetes.image", "required unless docker.image builds one: the image repository (the tag is the version)")
+	}
+	if k.Replicas < 0 || k.Replicas > 1000 {
+		add("kubernetes.replicas", "must be between 0 and 1000 (got %d)", k.Replicas)
+	}
+	for _, f := range []struct {
+		field string
+		p     int
+	}{{"kubernetes.containerPort", k.ContainerPort}, {"kubernetes.servicePort", k.ServicePort}} {
+		if f.p < 1 || f.p > 65535 {
+			add(f.field, "must be a port between 1 and 65535 (got %d)", f.p)
+		}
+	}
+	if k.ProgressDeadline < Duration(time.Second) {
+		add("kubernetes.progressDeadline", "must be at least 1s")
+	}
+	for kind, m := range k.Resources {
+		if kind != "requests" && kind != "limits" {
+			add("kubernetes.resources."+kind, "unknown: use requests and limits")
+		}
+		for name := range m {
+			if name != "cpu" && name != "memory" && name != "ephemeral-storage" {
+				add("kubernetes.resources."+kind+"."+name, "unknown resource (use cpu, memory or ephemeral-storage)")
+			}
+		}
+	}
+	if len(s.Run.SecretEnv) > 0 {
+		add("run.secretEnv", "on kubernetes secrets come from Secrets, read by the kubelet: use kubernetes.secretEnv {VAR: secret-name/key}")
+	}
+	for _, v := range slices.Sorted(maps.Keys(k.SecretEnv)) {
+		if n, key, ok := strings.Cut(k.SecretEnv[v], "/"); !ok || !k8sNameRe.MatchString(n) || key == "" {
+			add("kubernetes.secretEnv."+v, "must be secret-name/key, naming a Secret in the namespace")
 		}
 	}
 }

@@ -1,0 +1,277 @@
+package test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/switchyard/switchyard/internal/rollout"
+	"github.com/switchyard/switchyard/internal/router"
+	"github.com/switchyard/switchyard/internal/spec"
+	"github.com/switchyard/switchyard/starter"
+	"github.com/switchyard/switchyard/worker"
+	"github.com/switchyard/switchyard/workflows"
+)
+
+// kubeEnv is a service on the kubernetes platform against the real API
+// server, deployed by an in-process worker whose client has only the
+// shipped Role.
+func kubeEnv(t *testing.T, k *kubeAPI, routerYAML, extra string) (*env, *standIn) {
+	t.Helper()
+	dir := t.TempDir()
+	blue, green := freePort(t), freePort(t)
+	src := fmt.Sprintf(`service: api
+platform: kubernetes
+kubernetes:
+  namespace: shop
+  kubeconfig: %s
+  image: registry.example.com/shop/api
+  replicas: 2
+  resources: {requests: {cpu: 50m, memory: 32Mi}}
+  progressDeadline: 3s
+  # the "Pods" are the stand-in's demo apps on 127.0.0.1
+  slotAddress: "127.0.0.1:{{slotPort}}"
+run:
+  ports: {blue: %d, green: %d}
+%s
+checks:
+  health: {successes: 2, interval: 100ms, timeout: 20s}
+  smoke: [{path: /version, bodyContains: "{{version}}"}]
+  performance: {requests: 20, concurrency: 2, maxP95: 500ms}
+rollout:
+  bake: 1s
+  analysis: {interval: 1s, maxErrorRate: 0.05, metricsPath: /metrics}
+  scaleDownDelay: 0s
+rollback:
+  gradual: {duration: 4s}
+%s
+environments:
+  test: {}
+`, k.workerKC, blue, green, routerYAML, extra)
+	path := filepath.Join(dir, "api.yaml")
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := starter.ResolveSpec(path, "test")
+	if err != nil {
+		t.Fatalf("spec: %v\n%s", err, src)
+	}
+	e := &env{t: t, svc: svc, file: path, queue: "q-" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")), address: server.HostPort}
+	if e.router, err = router.New(svc); err != nil {
+		t.Fatal(err)
+	}
+	c := dial(t)
+	e.starter = &starter.Starter{C: c, TaskQueue: e.queue}
+	w := worker.New(c, worker.Config{TaskQueue: e.queue, StateDir: filepath.Join(dir, "state")})
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Stop)
+	return e, k.startStandIn(map[string]int{"blue": blue, "green": green})
+}
+
+// weightWatch records every distinct split the router reports while a rollout runs.
+func weightWatch(e *env) (stop func() []rollout.Weights) {
+	var mu sync.Mutex
+	var seen []rollout.Weights
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		for {
+			if w, err := e.router.Weights(context.Background()); err == nil {
+				mu.Lock()
+				if len(seen) == 0 || seen[len(seen)-1] != w {
+					seen = append(seen, w)
+				}
+				mu.Unlock()
+			}
+			select {
+			case <-done:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
+	return func() []rollout.Weights {
+		close(done)
+		<-finished
+		mu.Lock()
+		defer mu.Unlock()
+		return seen
+	}
+}
+
+func TestKubernetesGatewayAPIRolloutAbortAndEveryRollbackOnARealAPIServer(t *testing.T) {
+	k := startKube(t, true)
+	e, _ := kubeEnv(t, k, "router: {kind: gateway-api, gatewayAPI: {route: api, gateway: public, gatewayNamespace: gateways}}", "")
+	ctx := context.Background()
+	if o := e.deploy("v1"); o.Kind != "" {
+		t.Fatalf("v1: %s: %s", o.Kind, o.Reason)
+	}
+	d, err := k.admin.AppsV1().Deployments("shop").Get(ctx, "api-blue", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := d.Spec.Template.Spec.Containers[0]
+	if c.Image != "registry.example.com/shop/api:v1" || *d.Spec.Replicas != 2 || d.Labels["switchyard.io/version"] != "v1" ||
+		c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet.Path != "/healthz" || c.Resources.Requests.Cpu().String() != "50m" {
+		t.Fatalf("deployment shop/api-blue: image %s, replicas %d, labels %v, probe %+v, requests %v", c.Image, *d.Spec.Replicas, d.Labels, c.ReadinessProbe, c.Resources.Requests)
+	}
+	s, err := k.admin.CoreV1().Services("shop").Get(ctx, "api-blue", metav1.GetOptions{})
+	if err != nil || s.Spec.Selector["switchyard.io/slot"] != "blue" || s.Spec.Ports[0].Port != 80 {
+		t.Fatalf("service shop/api-blue: %v %+v", err, s)
+	}
+	if w := e.weights(); w != (rollout.Weights{Blue: 100}) {
+		t.Fatalf("after v1 the HTTPRoute says %s", w)
+	}
+	route, err := k.admin.Discovery().ServerResourcesForGroupVersion("gateway.networking.k8s.io/v1")
+	if err != nil || route == nil {
+		t.Fatalf("gateway API not served: %v", err)
+	}
+
+	// every step, as the HTTPRoute reports it
+	watch := weightWatch(e)
+	o := e.deploy("v2")
+	seen := watch()
+	if o.Kind != "" {
+		t.Fatalf("v2: %s: %s", o.Kind, o.Reason)
+	}
+	want := []rollout.Weights{{Blue: 100}, {Blue: 90, Green: 10}, {Blue: 75, Green: 25}, {Blue: 50, Green: 50}, {Blue: 25, Green: 75}, {Green: 100}}
+	if !slices.Equal(seen, want) {
+		t.Fatalf("the HTTPRoute went through %v, want %v", seen, want)
+	}
+	old, _ := k.admin.AppsV1().Deployments("shop").Get(ctx, "api-blue", metav1.GetOptions{})
+	if *old.Spec.Replicas != 0 {
+		t.Fatalf("the retired slot still has %d replicas", *old.Spec.Replicas)
+	}
+	t.Logf("v2: HTTPRoute weights %v; api-blue scaled to 0", seen)
+
+	// abort mid-bake: back to 100 % on green at once
+	e.svc.Rollout.Bake = spec.Duration(time.Minute)
+	e.start("v3-abort")
+	e.waitFor("v3-abort shifting", func(st *starterStatus) bool { return st.Phase == rollout.PhaseShifting && st.Step >= 0 })
+	if _, err := e.starter.Control(ctx, "api", "test", workflows.Abort, workflows.AbortRequest{Reason: "test abort", By: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	if w := e.weights(); w != (rollout.Weights{Green: 100}) {
+		t.Fatalf("after the abort the HTTPRoute says %s", w)
+	}
+
+	// each rollback strategy from a promoted v4 (green → blue) whose old slot is kept warm
+	warm := spec.Duration(10 * time.Minute)
+	e.svc.Rollout.Bake, e.svc.Rollout.ScaleDownDelay = 0, &warm
+	for i, strategy := range workflows.Strategies {
+		version := fmt.Sprintf("v%d", 4+i)
+		e.start(version)
+		e.waitFor(version+" promoted, old slot warm", func(st *starterStatus) bool { return st.Version == version && st.Phase == rollout.PhaseScalingDown })
+		live, prev := e.weights().Live(), e.weights().Live().Other()
+		watch := weightWatch(e)
+		rb, err := e.starter.Rollback(ctx, e.svc, strategy, "test "+strategy, "test")
+		if err != nil {
+			t.Fatalf("%s: %v", strategy, err)
+		}
+		rctx, cancel := context.WithTimeout(ctx, time.Minute)
+		rep, err := e.starter.WaitRollback(rctx, rb)
+		cancel()
+		seen := watch()
+		if err != nil {
+			t.Fatalf("%s: %v", strategy, err)
+		}
+		if w := e.weights(); w.Of(prev) != 100 {
+			t.Fatalf("%s: after the rollback the HTTPRoute says %s, want 100%% on %s", strategy, w, prev)
+		}
+		if strategy == workflows.Gradual && len(seen) < 5 {
+			t.Fatalf("gradual: the HTTPRoute went through only %v", seen)
+		}
+		t.Logf("%s rollback %s → %s: HTTPRoute %v in %s", strategy, live, prev, seen, rep.Duration().Round(time.Millisecond))
+		if strategy == workflows.Swap {
+			if _, err := k.admin.AppsV1().Deployments("shop").Get(ctx, "api-"+string(live), metav1.GetOptions{}); err != nil {
+				t.Fatalf("swap should keep the bad slot: %v", err)
+			}
+		}
+	}
+}
+
+func TestKubernetesServiceRouterFlipsTheSelector(t *testing.T) {
+	k := startKube(t, false)
+	e, _ := kubeEnv(t, k, "router: {kind: kubernetes-service}", "")
+	ctx := context.Background()
+	selector := func() string {
+		s, err := k.admin.CoreV1().Services("shop").Get(ctx, "api", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.Spec.Selector["switchyard.io/slot"]
+	}
+	if o := e.deploy("v1"); o.Kind != "" {
+		t.Fatalf("v1: %s", o.Reason)
+	}
+	if got := selector(); got != "blue" {
+		t.Fatalf("after v1 the stable Service selects %q", got)
+	}
+	if o := e.deploy("v2"); o.Kind != "" {
+		t.Fatalf("v2: %s", o.Reason)
+	}
+	if got := selector(); got != "green" {
+		t.Fatalf("after v2 the stable Service selects %q", got)
+	}
+	if _, err := e.starter.Rollback(ctx, e.svc, workflows.Gradual, "no", "test"); err == nil || !strings.Contains(err.Error(), "cannot split traffic") {
+		t.Fatalf("a gradual rollback through a selector flip: want a refusal, got %v", err)
+	}
+	t.Logf("stable Service shop/api: blue after v1, green after v2; a gradual rollback refused")
+}
+
+func TestKubernetesBadInput(t *testing.T) {
+	k := startKube(t, false)
+	gw := "router: {kind: gateway-api, gatewayAPI: {route: api, gateway: public}}"
+	e, _ := kubeEnv(t, k, gw, "")
+	variant := func(old, new string) string {
+		b, _ := os.ReadFile(e.file)
+		if !strings.Contains(string(b), old) {
+			t.Fatalf("the spec has no %q", old)
+		}
+		path := filepath.Join(t.TempDir(), "api.yaml")
+		if err := os.WriteFile(path, []byte(strings.Replace(string(b), old, new, 1)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	deploy := func(file, version string, code int, wants ...string) string {
+		t.Helper()
+		out, got := cli(t, e, "deploy", "api", "-f", file, "--env", "test", "--version", version)
+		expect(t, out, got, code, wants...)
+		return reasonLine(out)
+	}
+	// the Gateway API CRDs are not installed yet
+	t.Logf("CRDs absent: %s", deploy(e.file, "v1", 4, "Gateway API CRDs"))
+	k.InstallGatewayCRDs()
+	t.Logf("no kubeconfig: %s", deploy(variant("kubeconfig: "+k.workerKC, "kubeconfig: /nonexistent/kubeconfig"), "v1", 4, "kubeconfig /nonexistent/kubeconfig"))
+	unreachable := k.kubeconfig("unreachable", "x")
+	b, _ := os.ReadFile(unreachable)
+	_ = os.WriteFile(unreachable, []byte(strings.Replace(string(b), k.url, fmt.Sprintf("https://127.0.0.1:%d", freePort(t)), 1)), 0o600)
+	t.Logf("API server unreachable: %s", deploy(variant("kubeconfig: "+k.workerKC, "kubeconfig: "+unreachable), "v1", 4, "cannot reach the API server"))
+	t.Logf("forbidden: %s", deploy(variant("kubeconfig: "+k.workerKC, "kubeconfig: "+k.nobodyKC), "v1", 4, "forbidden", "deployments/kubernetes/rbac.yaml"))
+	// a namespace that does not exist: the worker's Role cannot even see that, so it hears "forbidden"
+	t.Logf("namespace missing (worker): %s", deploy(variant("namespace: shop", "namespace: nope"), "v1", 4, `in the namespace "nope"`, "check kubernetes.namespace"))
+	admin := variant("kubeconfig: "+k.workerKC, "kubeconfig: "+k.adminKC)
+	b, _ = os.ReadFile(admin)
+	_ = os.WriteFile(admin, []byte(strings.Replace(string(b), "namespace: shop", "namespace: nope", 1)), 0o644)
+	t.Logf("namespace missing (admin): %s", deploy(admin, "v1", 4, `namespaces "nope" not found`, "kubectl create namespace"))
+	// a live v1, then a v2 whose rollout never becomes available
+	if o := e.deploy("v1"); o.Kind != "" {
+		t.Fatalf("v1: %s", o.Reason)
+	}
+	t.Logf("progress deadline: %s", deploy(e.file, "stuck-2", 4, "missed its progress deadline"))
+	if w := e.weights(); w != (rollout.Weights{Blue: 100}) {
+		t.Fatalf("after the failures the HTTPRoute says %s, want blue=100 untouched", w)
+	}
+}
