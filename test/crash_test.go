@@ -106,17 +106,7 @@ func TestWorkerKilledMidBakeResumesAndFinishesWithoutReplayingASteps(t *testing.
 	run := e.start("v2")
 	e.waitFor("the bake of step 2", func(st *starterStatus) bool { return st.Step == 1 && !st.BakeEndsAt.IsZero() })
 	killAndRestart(t, e, w, "during the bake of step 2")
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	o, err := e.starter.Wait(ctx, run)
-	res := gen.Stop()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if o.Kind != "" {
-		t.Fatalf("v2 after the crash: %s: %s", o.Kind, o.Reason)
-	}
-	requireNoFailures(t, res, 500)
+	e.promotedUnderLoad(run, gen, 500)
 	if w := e.weights(); w != (rollout.Weights{Green: 100}) {
 		t.Fatalf("router says %s, want green=100", w)
 	}

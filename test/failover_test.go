@@ -87,17 +87,7 @@ func TestTwoWorkersOnPostgresTheOtherFinishesWhenOneIsKilledMidBake(t *testing.T
 	}
 	_ = victim.Wait()
 	t.Logf("SIGKILLed worker pid %d, which ran the rollout; worker pid %d carries on", victim.Process.Pid, other.Process.Pid)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	o, err := e.starter.Wait(ctx, run)
-	res := gen.Stop()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if o.Kind != "" {
-		t.Fatalf("v2: %s: %s", o.Kind, o.Reason)
-	}
-	requireNoFailures(t, res, 300)
+	e.promotedUnderLoad(run, gen, 300)
 	h := history(t, e, run)
 	requireEachStepOnce(t, h)
 	var after []string
@@ -196,17 +186,7 @@ func TestPostgresRestartMidRolloutPausesAndResumes(t *testing.T) {
 	run := e.start("v2")
 	e.waitFor("the bake of step 2", func(st *starterStatus) bool { return st.Step == 1 && !st.BakeEndsAt.IsZero() })
 	pg.RestartPostgres(5 * time.Second)
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	o, err := e.starter.Wait(ctx, run)
-	res := gen.Stop()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if o.Kind != "" {
-		t.Fatalf("v2: %s: %s", o.Kind, o.Reason)
-	}
-	requireNoFailures(t, res, 300)
+	o := e.promotedUnderLoad(run, gen, 300)
 	requireEachStepOnce(t, history(t, e, run))
 	if w := e.weights(); w != (rollout.Weights{Green: 100}) {
 		t.Fatalf("router says %s", w)

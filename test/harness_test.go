@@ -19,6 +19,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/switchyard/switchyard/internal/devserver"
+	"github.com/switchyard/switchyard/internal/load"
 	"github.com/switchyard/switchyard/internal/platform"
 	"github.com/switchyard/switchyard/internal/rollout"
 	"github.com/switchyard/switchyard/internal/router"
@@ -323,6 +324,24 @@ func freePortRange(t testing.TB, n int) int {
 	}
 	t.Fatalf("no %d consecutive free ports", n)
 	return 0
+}
+
+// promotedUnderLoad waits for a rollout, stops the load, and fails the test
+// unless the rollout was promoted and no request failed.
+func (e *env) promotedUnderLoad(run client.WorkflowRun, gen *load.Generator, minRequests int) *starter.Outcome {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	o, err := e.starter.Wait(ctx, run)
+	res := gen.Stop()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if o.Kind != "" {
+		e.t.Fatalf("%s: %s: %s", o.Status.Version, o.Kind, o.Reason)
+	}
+	requireNoFailures(e.t, res, minRequests)
+	return o
 }
 
 // deploy runs a rollout to its end.

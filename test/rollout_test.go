@@ -12,7 +12,7 @@ import (
 )
 
 // requireNoFailures fails the test with the first failed requests.
-func requireNoFailures(t *testing.T, r load.Result, min int) {
+func requireNoFailures(t testing.TB, r load.Result, min int) {
 	t.Helper()
 	t.Logf("load: %s", r)
 	if r.Failed != 0 {

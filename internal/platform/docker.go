@@ -525,7 +525,7 @@ func (d *Docker) Provision(ctx context.Context, slot rollout.Slot, version, arti
 	if err := d.ensureImage(ctx, artifact, heartbeat); err != nil {
 		return in, err
 	}
-	env, err := d.env(slot, version)
+	env, err := slotEnv(d.svc, slot, version)
 	if err != nil {
 		return in, err
 	}
@@ -597,22 +597,6 @@ func (d *Docker) ensureImage(ctx context.Context, artifact string, heartbeat fun
 	return nil
 }
 
-func (d *Docker) env(slot rollout.Slot, version string) ([]string, error) {
-	env := []string{"VERSION=" + version, "SWITCHYARD_SLOT=" + string(slot),
-		"SWITCHYARD_SERVICE=" + d.svc.Name, "SWITCHYARD_ENVIRONMENT=" + d.svc.Environment}
-	for _, k := range slices.Sorted(maps.Keys(d.svc.Run.Env)) {
-		env = append(env, k+"="+strings.ReplaceAll(d.svc.Run.Env[k], "{{version}}", version))
-	}
-	for _, k := range slices.Sorted(maps.Keys(d.svc.Run.SecretEnv)) {
-		from := d.svc.Run.SecretEnv[k]
-		v, ok := os.LookupEnv(from)
-		if !ok {
-			return nil, &BadInputError{fmt.Errorf("docker: run.secretEnv.%s: the worker has no environment variable %s", k, from)}
-		}
-		env = append(env, k+"="+v)
-	}
-	return env, nil
-}
 
 func (d *Docker) create(ctx context.Context, slot rollout.Slot, i int, version, artifact string, env []string) (string, error) {
 	dk := d.svc.Docker

@@ -5,6 +5,10 @@ package platform
 import (
 	"context"
 	"fmt"
+	"maps"
+	"os"
+	"slices"
+	"strings"
 
 	"github.com/switchyard/switchyard/internal/rollout"
 	"github.com/switchyard/switchyard/internal/spec"
@@ -63,3 +67,23 @@ type BadInputError struct{ Err error }
 
 func (e *BadInputError) Error() string { return e.Err.Error() }
 func (e *BadInputError) Unwrap() error { return e.Err }
+
+// slotEnv is what every platform tells a slot: VERSION, SWITCHYARD_*, the
+// spec's run.env, and run.secretEnv read from the worker's environment
+// (named in errors, never shown).
+func slotEnv(s *spec.Service, slot rollout.Slot, version string) ([]string, error) {
+	env := []string{"VERSION=" + version, "SWITCHYARD_SLOT=" + string(slot),
+		"SWITCHYARD_SERVICE=" + s.Name, "SWITCHYARD_ENVIRONMENT=" + s.Environment}
+	for _, k := range slices.Sorted(maps.Keys(s.Run.Env)) {
+		env = append(env, k+"="+strings.ReplaceAll(s.Run.Env[k], "{{version}}", version))
+	}
+	for _, k := range slices.Sorted(maps.Keys(s.Run.SecretEnv)) {
+		from := s.Run.SecretEnv[k]
+		v, ok := os.LookupEnv(from)
+		if !ok {
+			return nil, &BadInputError{fmt.Errorf("%s: run.secretEnv.%s: the worker has no environment variable %s", s.Platform, k, from)}
+		}
+		env = append(env, k+"="+v)
+	}
+	return env, nil
+}

@@ -5,12 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -183,26 +181,14 @@ func (p *Process) Provision(ctx context.Context, slot rollout.Slot, version, _ s
 }
 
 func (p *Process) env(slot rollout.Slot, version string) ([]string, error) {
-	env := []string{"PORT=" + strconv.Itoa(p.port(slot)), "VERSION=" + version, "HOST=" + p.svc.Run.Host,
-		"SWITCHYARD_SLOT=" + string(slot), "SWITCHYARD_SERVICE=" + p.svc.Name, "SWITCHYARD_ENVIRONMENT=" + p.svc.Environment}
+	env := []string{"PORT=" + strconv.Itoa(p.port(slot)), "HOST=" + p.svc.Run.Host}
 	for _, k := range []string{"PATH", "HOME", "TMPDIR", "LANG"} {
 		if v, ok := os.LookupEnv(k); ok {
 			env = append(env, k+"="+v)
 		}
 	}
-	for _, k := range slices.Sorted(maps.Keys(p.svc.Run.Env)) {
-		env = append(env, k+"="+strings.ReplaceAll(p.svc.Run.Env[k], "{{version}}", version))
-	}
-	for _, k := range slices.Sorted(maps.Keys(p.svc.Run.SecretEnv)) {
-		from := p.svc.Run.SecretEnv[k]
-		v, ok := os.LookupEnv(from)
-		if !ok {
-			// name the variable, never a value
-			return nil, &BadInputError{fmt.Errorf("process: run.secretEnv.%s: the worker has no environment variable %s", k, from)}
-		}
-		env = append(env, k+"="+v)
-	}
-	return env, nil
+	common, err := slotEnv(p.svc, slot, version)
+	return append(env, common...), err
 }
 
 // waitReady waits until the slot accepts connections, failing at once if its
