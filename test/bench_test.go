@@ -143,4 +143,7 @@ func BenchmarkManualImmediateRollback(b *testing.B) {
 	b.ReportMetric(float64(a99.Microseconds())/1000, "applied-p99-ms")
 	fmt.Printf("manual immediate rollback: %d runs; request → 100%% on the previous slot p50 %s, p99 %s; → workflow done p50 %s, p99 %s; load meanwhile: %d requests, %d failed\n",
 		runs, a50.Round(100*time.Microsecond), a99.Round(100*time.Microsecond), d50.Round(100*time.Microsecond), d99.Round(100*time.Microsecond), res.Requests, res.Failed)
+	if res.Failed > 0 {
+		fmt.Printf("  failed requests: %+v\n", res.Failures)
+	}
 }

@@ -73,14 +73,15 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
+// freePort returns a free port on 127.0.0.1 outside the ephemeral range,
+// never the same twice in this process.
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := devserver.FreePort("127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 func dial(t testing.TB) client.Client { return dialAt(t, server.HostPort) }

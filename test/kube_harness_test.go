@@ -56,7 +56,7 @@ func startKube(t *testing.T, withCRDs bool) *kubeAPI {
 		t.Skip("etcd is not installed (apt-get install etcd-server); .ci/run installs it")
 	}
 	k := &kubeAPI{t: t, dir: t.TempDir()}
-	ec, ep := lowFreePort(t), lowFreePort(t)
+	ec, ep := freePort(t), freePort(t)
 	run := func(name string, bin string, args ...string) {
 		cmd := exec.Command(bin, args...)
 		log, _ := os.Create(filepath.Join(k.dir, name+".log"))
@@ -78,7 +78,7 @@ func startKube(t *testing.T, withCRDs bool) *kubeAPI {
 	k.write("sa.key", pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}))
 	k.write("sa.pub", pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}))
 	k.write("tokens.csv", []byte("admin-token,admin,admin,\"system:masters\"\nnobody-token,nobody,nobody\n"))
-	sp := lowFreePort(t)
+	sp := freePort(t)
 	k.url = fmt.Sprintf("https://127.0.0.1:%d", sp)
 	run("apiserver", apiserver, fmt.Sprintf("--etcd-servers=http://127.0.0.1:%d", ec), "--bind-address=127.0.0.1",
 		"--advertise-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", sp), "--cert-dir="+filepath.Join(k.dir, "certs"),

@@ -3,7 +3,6 @@ package test
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -183,10 +182,6 @@ func (p *pgTemporal) writeConfig() {
 	for i := range ports {
 		ports[i] = freePort(p.t)
 	}
-	// the SQL schema keeps membership ports in a smallint: below 32768
-	for _, i := range []int{1, 3, 5, 7} {
-		ports[i] = lowFreePort(p.t)
-	}
 	p.hostPort = fmt.Sprintf("127.0.0.1:%d", ports[0])
 	store := func(db string, conns int) string {
 		return fmt.Sprintf(`      sql:
@@ -306,18 +301,4 @@ func (p *pgTemporal) serverTail() string {
 		lines = lines[len(lines)-30:]
 	}
 	return strings.Join(lines, "\n")
-}
-
-// lowFreePort returns a free port below 32768, outside Linux's ephemeral range.
-func lowFreePort(t testing.TB) int {
-	t.Helper()
-	for try := 0; try < 200; try++ {
-		port := 20000 + rand.IntN(12000)
-		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-			l.Close()
-			return port
-		}
-	}
-	t.Fatal("no free port below 32768")
-	return 0
 }

@@ -41,19 +41,8 @@ func BenchmarkScale200ConcurrentRollouts(b *testing.B) {
 	var cfg strings.Builder
 	fmt.Fprintf(&cfg, "global\n    stats socket %s mode 600 level admin\n    maxconn 4000\ndefaults\n    mode http\n    timeout connect 2s\n    timeout client 30s\n    timeout server 30s\n", sock)
 	svcs := make([]*spec.Service, n)
-	// slot ports below Linux's ephemeral range: 200 rollouts open enough
-	// outgoing connections to take an ephemeral one before its slot starts
-	taken := map[int]bool{}
-	port := func() int {
-		for {
-			if p := lowFreePort(b); !taken[p] {
-				taken[p] = true
-				return p
-			}
-		}
-	}
 	for i := range n {
-		blue, green := port(), port()
+		blue, green := freePort(b), freePort(b)
 		name := fmt.Sprintf("scale-%03d", i)
 		fmt.Fprintf(&cfg, "backend %s\n    server blue 127.0.0.1:%d weight 0\n    server green 127.0.0.1:%d weight 0\n", name, blue, green)
 		src := fmt.Sprintf(`service: %s

@@ -8,10 +8,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -267,14 +269,34 @@ func internalPorts(o Options) ([]int, error) {
 	return ports, nil
 }
 
-func freePort(ip string) (int, error) {
-	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
-	if err != nil {
-		return 0, fmt.Errorf("devserver: find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+// handedOut keeps FreePort from giving one port twice in a process.
+var handedOut struct {
+	sync.Mutex
+	ports map[int]bool
 }
+
+// FreePort returns a port free on ip, below Linux's ephemeral range
+// (32768-60999): a port from that range, closed again, can be taken by any
+// outgoing connection before its server binds it, which happened here under
+// load. Ports below 32768 also fit the SQL schemas' smallint.
+func FreePort(ip string) (int, error) {
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	if handedOut.ports == nil {
+		handedOut.ports = map[int]bool{}
+	}
+	for try := 0; try < 500; try++ {
+		p := 20000 + rand.IntN(12700)
+		if handedOut.ports[p] || portFree(ip, p) != nil {
+			continue
+		}
+		handedOut.ports[p] = true
+		return p, nil
+	}
+	return 0, fmt.Errorf("devserver: no free port on %s between 20000 and 32700", ip)
+}
+
+func freePort(ip string) (int, error) { return FreePort(ip) }
 
 func portFree(ip string, port int) error {
 	l, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(port)))

@@ -597,7 +597,6 @@ func (d *Docker) ensureImage(ctx context.Context, artifact string, heartbeat fun
 	return nil
 }
 
-
 func (d *Docker) create(ctx context.Context, slot rollout.Slot, i int, version, artifact string, env []string) (string, error) {
 	dk := d.svc.Docker
 	port := d.port(slot) + i
