@@ -74,6 +74,9 @@ func For(s *spec.Service) (*Clients, error) {
 		return nil, ErrNoConfig
 	}
 	cfg.UserAgent = "switchyard"
+	// client-go's default of 5 requests/s (burst 10) is shared by every
+	// rollout this worker runs: an immediate rollback waited ~2 s behind it
+	cfg.QPS, cfg.Burst = 50, 100
 	core, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes: client for %s: %w", cfg.Host, err)
