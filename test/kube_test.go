@@ -110,7 +110,7 @@ func weightWatch(e *env) (stop func() []rollout.Weights) {
 	}
 }
 
-func TestKubernetesGatewayAPIRolloutAbortAndEveryRollbackOnARealAPIServer(t *testing.T) {
+func TestKubernetesGatewayAPIRolloutAbortAndEveryRollbackOnARealAPIServerWithStandInPods(t *testing.T) {
 	k := startKube(t, true)
 	e, _ := kubeEnv(t, k, "router: {kind: gateway-api, gatewayAPI: {route: api, gateway: public, gatewayNamespace: gateways}}", "")
 	ctx := context.Background()
@@ -201,7 +201,7 @@ func TestKubernetesGatewayAPIRolloutAbortAndEveryRollbackOnARealAPIServer(t *tes
 	}
 }
 
-func TestKubernetesServiceRouterFlipsTheSelector(t *testing.T) {
+func TestKubernetesServiceRouterFlipsTheSelectorWithStandInPods(t *testing.T) {
 	k := startKube(t, false)
 	e, _ := kubeEnv(t, k, "router: {kind: kubernetes-service}", "")
 	ctx := context.Background()
@@ -230,7 +230,7 @@ func TestKubernetesServiceRouterFlipsTheSelector(t *testing.T) {
 	t.Logf("stable Service shop/api: blue after v1, green after v2; a gradual rollback refused")
 }
 
-func TestKubernetesBadInput(t *testing.T) {
+func TestKubernetesBadInputWithStandInPods(t *testing.T) {
 	k := startKube(t, false)
 	gw := "router: {kind: gateway-api, gatewayAPI: {route: api, gateway: public}}"
 	e, _ := kubeEnv(t, k, gw, "")
