@@ -8,6 +8,7 @@ import (
 
 	"github.com/switchyard/switchyard/internal/load"
 	"github.com/switchyard/switchyard/internal/rollout"
+	"github.com/switchyard/switchyard/starter"
 	"github.com/switchyard/switchyard/workflows"
 )
 
@@ -23,6 +24,24 @@ func requireNoFailures(t testing.TB, r load.Result, min int) {
 	}
 }
 
+// deployUnderLoad rolls version out under 100 requests/s through the router
+// and fails the test unless it was promoted, no request failed, and both
+// the previous version and the new one served.
+func (e *env) deployUnderLoad(previous, version string) *starter.Outcome {
+	e.t.Helper()
+	gen := load.Start(e.url, 100, 2*time.Minute)
+	o := e.deploy(version)
+	res := gen.Stop()
+	if o.Kind != "" {
+		e.t.Fatalf("%s: %s: %s", version, o.Kind, o.Reason)
+	}
+	requireNoFailures(e.t, res, 300)
+	if res.ByVersion[previous] == 0 || res.ByVersion[version] == 0 {
+		e.t.Fatalf("traffic did not move from %s to %s: %v", previous, version, res.ByVersion)
+	}
+	return o
+}
+
 func rolloutUnderLoad(t *testing.T, routerKind string) {
 	e := newEnv(t, opts{router: routerKind})
 	if o := e.deploy("v1"); o.Kind != "" {
@@ -31,16 +50,7 @@ func rolloutUnderLoad(t *testing.T, routerKind string) {
 	if w := e.weights(); w != (rollout.Weights{Blue: 100}) {
 		t.Fatalf("after v1 the router says %s, want blue=100", w)
 	}
-	gen := load.Start(e.url, 100, 2*time.Minute)
-	o := e.deploy("v2")
-	res := gen.Stop()
-	if o.Kind != "" {
-		t.Fatalf("v2: %s: %s", o.Kind, o.Reason)
-	}
-	requireNoFailures(t, res, 300)
-	if res.ByVersion["v1"] == 0 || res.ByVersion["v2"] == 0 {
-		t.Fatalf("traffic did not move from v1 to v2: %v", res.ByVersion)
-	}
+	o := e.deployUnderLoad("v1", "v2")
 	if w := e.weights(); w != (rollout.Weights{Green: 100}) {
 		t.Fatalf("after v2 the router says %s, want green=100", w)
 	}
