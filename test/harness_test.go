@@ -255,6 +255,9 @@ defaults
     timeout connect 2s
     timeout client 30s
     timeout server 30s
+    # without it a check waits only "inter" (200ms) for an answer: a slot
+    # stalled that long on a busy 2-core CI machine was marked down
+    timeout check 1s
     retries 3
     option redispatch 1
     retry-on conn-failure empty-response response-timeout

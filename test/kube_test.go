@@ -84,18 +84,22 @@ func weightWatch(e *env) (stop func() []rollout.Weights) {
 	var seen []rollout.Weights
 	done := make(chan struct{})
 	finished := make(chan struct{})
+	read := func() {
+		if w, err := e.router.Weights(context.Background()); err == nil {
+			mu.Lock()
+			if len(seen) == 0 || seen[len(seen)-1] != w {
+				seen = append(seen, w)
+			}
+			mu.Unlock()
+		}
+	}
 	go func() {
 		defer close(finished)
 		for {
-			if w, err := e.router.Weights(context.Background()); err == nil {
-				mu.Lock()
-				if len(seen) == 0 || seen[len(seen)-1] != w {
-					seen = append(seen, w)
-				}
-				mu.Unlock()
-			}
+			read()
 			select {
 			case <-done:
+				read() // the state the rollout ended in, which the last poll may have missed
 				return
 			case <-time.After(50 * time.Millisecond):
 			}
