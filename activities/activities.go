@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -29,8 +28,8 @@ import (
 
 // Activities holds what the activities share.
 type Activities struct {
-	// StateDir is where an embedded router keeps its saved config.
-	StateDir string
+	// Embedded is the worker's in-process Caddy, for router kind embedded.
+	Embedded *router.Embedded
 	// Client lets monitoring read past runs and abort a rollout.
 	Client client.Client
 }
@@ -55,12 +54,15 @@ func classify(err error) error {
 }
 
 func (a *Activities) router(ctx context.Context, s *spec.Service) (router.Router, error) {
-	if s.Router.Kind == "embedded" {
-		if err := router.StartEmbedded(ctx, s.Router.Caddy.Admin, filepath.Join(a.StateDir, "router")); err != nil {
+	if s.Router.Kind == spec.RouterEmbedded {
+		if a.Embedded == nil {
+			return nil, badInput(errors.New("router kind embedded: this worker runs no embedded router"))
+		}
+		if err := a.Embedded.Start(ctx, s.Router.Caddy.Admin); err != nil {
 			return nil, err
 		}
 	}
-	r, err := router.New(s)
+	r, err := router.New(s, a.Embedded)
 	if err != nil {
 		return nil, badInput(err)
 	}
@@ -256,6 +258,7 @@ func (a *Activities) Provision(ctx context.Context, in ProvisionInput) (*platfor
 	if err != nil {
 		return nil, classify(err)
 	}
+	inst.Summary = p.Describe(inst)
 	return &inst, nil
 }
 
@@ -359,7 +362,7 @@ func (a *Activities) Shift(ctx context.Context, in ShiftInput) (*ShiftResult, er
 func (a *Activities) counters(ctx context.Context, s *spec.Service, r router.Router) (map[rollout.Slot]rollout.Counters, string) {
 	c, err := r.Counters(ctx)
 	if err == nil {
-		return c, s.Router.Kind + "-stats"
+		return c, string(s.Router.Kind) + "-stats"
 	}
 	if s.Rollout.Analysis.MetricsPath != "" {
 		c := map[rollout.Slot]rollout.Counters{}
@@ -465,6 +468,16 @@ func (a *Activities) Retire(ctx context.Context, in RetireInput) error {
 		return badInput(err)
 	}
 	return p.Retire(ctx, in.Slot)
+}
+
+// StopSlots stops both slots of a service whatever the router says: for a
+// clean start (the demo), never on a live service.
+func StopSlots(ctx context.Context, s *spec.Service) error {
+	p, err := platform.New(s)
+	if err != nil {
+		return err
+	}
+	return errors.Join(p.Retire(ctx, rollout.Blue), p.Retire(ctx, rollout.Green))
 }
 
 // tailBuffer keeps the last bytes of a command's output; the heartbeat

@@ -12,7 +12,6 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/activity"
-	"go.temporal.io/sdk/client"
 
 	"github.com/switchyard/switchyard/internal/alert"
 	"github.com/switchyard/switchyard/internal/check"
@@ -149,14 +148,14 @@ func certNote(resp *http.Response) string {
 	return ""
 }
 
-// LastMonitorState reads the result of the service's latest completed
-// Monitor run: incidents live in Temporal, not in a worker's memory.
-func (a *Activities) LastMonitorState(ctx context.Context, service, env string) (*incident.State, error) {
+// LastMonitorState reads the result of the latest completed run the
+// visibility query finds (the workflow writes it: it owns the names):
+// incidents live in Temporal, not in a worker's memory.
+func (a *Activities) LastMonitorState(ctx context.Context, query string) (*incident.State, error) {
 	if a.Client == nil {
 		return nil, errors.New("monitor: the worker has no Temporal client for reading past runs")
 	}
-	q := fmt.Sprintf("WorkflowType = 'Monitor' AND SwitchyardService = %q AND SwitchyardEnvironment = %q AND ExecutionStatus = 'Completed'", service, env)
-	resp, err := a.Client.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: 20})
+	resp, err := a.Client.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query, PageSize: 20})
 	if err != nil {
 		return nil, err
 	}
@@ -205,29 +204,4 @@ func (a *Activities) Notify(ctx context.Context, in NotifyInput) (string, error)
 	ref, err := ch.Send(ctx, in.Action, in.In, in.In.RefFor(name))
 	m.alert(name, err == nil)
 	return ref, err
-}
-
-// AbortForMonitor aborts the service's rollout while it is still in its
-// rollback window, with the rollout's own immediate rollback. It says what
-// it did; no rollout in the window is not an error.
-func (a *Activities) AbortForMonitor(ctx context.Context, service, env, reason string) (string, error) {
-	if a.Client == nil {
-		return "", errors.New("monitor: the worker has no Temporal client")
-	}
-	id := "deploy/" + service + "/" + env
-	d, err := a.Client.DescribeWorkflowExecution(ctx, id, "")
-	if err != nil || d.WorkflowExecutionInfo.Status != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
-		return "no rollout in its rollback window: nothing to roll back to", nil
-	}
-	h, err := a.Client.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID: id, UpdateName: "abort", WaitForStage: client.WorkflowUpdateStageCompleted,
-		Args: []any{map[string]any{"reason": reason, "by": "monitor"}},
-	})
-	if err != nil {
-		return "", err
-	}
-	if err := h.Get(ctx, nil); err != nil {
-		return "abort refused: " + err.Error(), nil
-	}
-	return "rolled back " + id, nil
 }

@@ -24,7 +24,7 @@ func MonitorSchedule(svc *spec.Service, every time.Duration, taskQueue string) c
 		Spec:    client.ScheduleSpec{Intervals: []client.ScheduleIntervalSpec{{Every: every}}},
 		Overlap: enumspb.SCHEDULE_OVERLAP_POLICY_SKIP,
 		Action: &client.ScheduleWorkflowAction{
-			ID: id, Workflow: "Monitor", TaskQueue: taskQueue,
+			ID: id, Workflow: workflows.MonitorWorkflow, TaskQueue: taskQueue,
 			Args:               []any{workflows.MonitorInput{Spec: *svc}},
 			WorkflowRunTimeout: every + 2*time.Minute,
 			TypedSearchAttributes: temporal.NewSearchAttributes(
@@ -96,7 +96,7 @@ func (s *Starter) RunMonitor(ctx context.Context, svc *spec.Service) (*incident.
 	id := fmt.Sprintf("%s-now-%d", workflows.MonitorID(svc.Name, svc.Environment), time.Now().UnixMilli())
 	run, err := s.C.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: s.TaskQueue,
 		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.SAService.ValueSet(svc.Name), workflows.SAEnvironment.ValueSet(svc.Environment)),
-	}, "Monitor", workflows.MonitorInput{Spec: *svc})
+	}, workflows.MonitorWorkflow, workflows.MonitorInput{Spec: *svc})
 	if err != nil {
 		return nil, fmt.Errorf("monitor: %w", err)
 	}

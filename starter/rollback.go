@@ -49,8 +49,8 @@ func (s *Starter) Rollback(ctx context.Context, svc *spec.Service, strategy, rea
 	if err != nil {
 		return nil, &BadInputError{err}
 	}
-	if strategy == workflows.Gradual && svc.Router.Kind == "kubernetes-service" {
-		return nil, &BadInputError{fmt.Errorf("--strategy gradual: the kubernetes-service router flips the whole Service and cannot split traffic; use immediate or swap, or router kind gateway-api")}
+	if strategy == workflows.Gradual && !svc.Router.Kind.CanSplit() {
+		return nil, &BadInputError{fmt.Errorf("--strategy gradual: the %s router flips all traffic at once and cannot split traffic; use immediate or swap, or a router that splits (gateway-api)", svc.Router.Kind)}
 	}
 	if rb := s.runningRollback(ctx, svc.Name, svc.Environment); rb != nil {
 		return nil, &AlreadyRunningError{WorkflowID: workflows.RollbackID(svc.Name, svc.Environment), RunID: rb.runID,
@@ -84,7 +84,7 @@ func (s *Starter) Rollback(ctx context.Context, svc *spec.Service, strategy, rea
 			workflows.SAVersion.ValueSet(st.PreviousVersion), workflows.SAPhase.ValueSet(string(rollout.PhaseRollingBack)),
 			workflows.SATraffic.ValueSet(int64(st.Weights.Of(in.To))),
 		),
-	}, "Rollback", in)
+	}, workflows.RollbackWorkflow, in)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &started) {
 		return nil, &AlreadyRunningError{WorkflowID: id, RunID: started.RunId, What: "a rollback is already running"}
@@ -147,7 +147,7 @@ func (s *Starter) Retire(ctx context.Context, svc *spec.Service, slot rollout.Sl
 	run, err := s.C.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID: workflows.RetireID(svc.Name, svc.Environment), TaskQueue: s.TaskQueue,
 		WorkflowExecutionTimeout: 5 * time.Minute,
-	}, "Retire", activities.RetireInput{Spec: *svc, Slot: slot})
+	}, workflows.RetireWorkflow, activities.RetireInput{Spec: *svc, Slot: slot})
 	if err != nil {
 		return err
 	}

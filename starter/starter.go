@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/switchyard/switchyard/internal/rollout"
 	"github.com/switchyard/switchyard/internal/spec"
 	"github.com/switchyard/switchyard/workflows"
 )
@@ -87,10 +88,10 @@ func (s *Starter) Deploy(ctx context.Context, svc *spec.Service, version, by str
 			workflows.SAService.ValueSet(svc.Name),
 			workflows.SAEnvironment.ValueSet(svc.Environment),
 			workflows.SAVersion.ValueSet(version),
-			workflows.SAPhase.ValueSet("validating"),
+			workflows.SAPhase.ValueSet(string(rollout.PhaseValidating)),
 			workflows.SATraffic.ValueSet(0),
 		),
-	}, "Deployment", workflows.DeploymentInput{Spec: *svc, Version: version, By: by})
+	}, workflows.DeploymentWorkflow, workflows.DeploymentInput{Spec: *svc, Version: version, By: by})
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &started) {
 		e := &AlreadyRunningError{WorkflowID: id, RunID: started.RunId}
@@ -202,7 +203,7 @@ type RunSummary struct {
 
 // History lists the service's rollouts in an environment, newest first.
 func (s *Starter) History(ctx context.Context, service, env string, limit int) ([]RunSummary, error) {
-	q := fmt.Sprintf("SwitchyardService = %q AND SwitchyardEnvironment = %q", service, env)
+	q := fmt.Sprintf("%s = %q AND %s = %q", workflows.SAService.GetName(), service, workflows.SAEnvironment.GetName(), env)
 	resp, err := s.C.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: int32(limit)})
 	if err != nil {
 		return nil, fmt.Errorf("history: %w", err)
@@ -216,8 +217,8 @@ func (s *Starter) History(ctx context.Context, service, env string, limit int) (
 		if e.CloseTime != nil {
 			r.Close = e.CloseTime.AsTime()
 		}
-		r.Version, r.Phase = keyword(e.SearchAttributes, "SwitchyardVersion"), keyword(e.SearchAttributes, "SwitchyardPhase")
-		if p, ok := e.SearchAttributes.GetIndexedFields()["SwitchyardTrafficPercent"]; ok {
+		r.Version, r.Phase = keyword(e.SearchAttributes, workflows.SAVersion.GetName()), keyword(e.SearchAttributes, workflows.SAPhase.GetName())
+		if p, ok := e.SearchAttributes.GetIndexedFields()[workflows.SATraffic.GetName()]; ok {
 			_ = converter.GetDefaultDataConverter().FromPayload(p, &r.Traffic)
 		}
 		out = append(out, r)

@@ -43,7 +43,8 @@ func (s Stats) SuccessRate() float64 {
 // Stats lists every service's figures over runs started since `since` ago.
 func (s *Starter) Stats(ctx context.Context, since time.Duration) ([]Stats, error) {
 	from := time.Now().Add(-since).UTC().Format(time.RFC3339)
-	q := fmt.Sprintf("(WorkflowType = 'Deployment' OR WorkflowType = 'Rollback') AND StartTime > '%s' AND ExecutionStatus != 'Running'", from)
+	q := fmt.Sprintf("(WorkflowType = '%s' OR WorkflowType = '%s') AND StartTime > '%s' AND ExecutionStatus != 'Running'",
+		workflows.DeploymentWorkflow, workflows.RollbackWorkflow, from)
 	by := map[string]*Stats{}
 	durations := map[string][]time.Duration{}
 	toStable := map[string][]time.Duration{}
@@ -54,7 +55,7 @@ func (s *Starter) Stats(ctx context.Context, since time.Duration) ([]Stats, erro
 			return nil, fmt.Errorf("history --stats: %w", err)
 		}
 		for _, e := range resp.Executions {
-			svc, env := keyword(e.SearchAttributes, "SwitchyardService"), keyword(e.SearchAttributes, "SwitchyardEnvironment")
+			svc, env := keyword(e.SearchAttributes, workflows.SAService.GetName()), keyword(e.SearchAttributes, workflows.SAEnvironment.GetName())
 			k := svc + "/" + env
 			st := by[k]
 			if st == nil {
@@ -62,7 +63,7 @@ func (s *Starter) Stats(ctx context.Context, since time.Duration) ([]Stats, erro
 				by[k] = st
 			}
 			run := s.C.GetWorkflow(ctx, e.Execution.WorkflowId, e.Execution.RunId)
-			if e.Type.Name == "Rollback" {
+			if e.Type.Name == workflows.RollbackWorkflow {
 				var rep workflows.RollbackReport
 				if run.Get(ctx, &rep) == nil && !rep.EndedAt.IsZero() {
 					st.Rollbacks++

@@ -35,6 +35,9 @@ var (
 
 	server *devserver.Server
 	bins   string // built binaries: switchyard, good/demo-app, bad/demo-app
+	// embedded is the in-process Caddy every test worker shares: Caddy's
+	// config is process-wide
+	embedded *router.Embedded
 )
 
 func TestMain(m *testing.M) {
@@ -53,6 +56,7 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	bins = dir
+	embedded = router.NewEmbedded(filepath.Join(dir, "router"))
 	for _, b := range [][]string{
 		{"build", "-o", filepath.Join(dir, "switchyard"), "../cmd/switchyard"},
 		{"build", "-o", filepath.Join(dir, "good", "demo-app"), "../cmd/demo-app"},
@@ -63,13 +67,13 @@ func run(m *testing.M) int {
 			return 1
 		}
 	}
-	server, err = devserver.Start(devserver.Options{LogLevel: "fatal"})
+	server, err = devserver.Start(devserver.Options{SearchAttributes: workflows.SearchAttributes, LogLevel: "fatal"})
 	if err != nil {
 		fmt.Println("test: start embedded Temporal server:", err)
 		return 1
 	}
 	defer server.Stop()
-	defer router.StopEmbedded()
+	defer embedded.Stop()
 	return m.Run()
 }
 
@@ -215,13 +219,13 @@ environments:
 		t.Fatalf("spec: %v\n%s", err, src)
 	}
 	e.svc, e.file = svc, path
-	if e.router, err = router.New(svc); err != nil {
+	if e.router, err = router.New(svc, embedded); err != nil {
 		t.Fatal(err)
 	}
 	c := dialAt(t, e.address)
 	e.starter = &starter.Starter{C: c, TaskQueue: e.queue}
 	if !o.noWorker {
-		w := worker.New(c, worker.Config{TaskQueue: e.queue, StateDir: filepath.Join(dir, "state")})
+		w := worker.New(c, worker.Config{TaskQueue: e.queue, StateDir: filepath.Join(dir, "state"), Embedded: embedded})
 		if err := w.Start(); err != nil {
 			t.Fatal(err)
 		}

@@ -65,12 +65,12 @@ environments:
 		t.Fatalf("spec: %v\n%s", err, src)
 	}
 	e := &env{t: t, svc: svc, file: path, queue: "q-" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")), address: server.HostPort}
-	if e.router, err = router.New(svc); err != nil {
+	if e.router, err = router.New(svc, embedded); err != nil {
 		t.Fatal(err)
 	}
 	c := dial(t)
 	e.starter = &starter.Starter{C: c, TaskQueue: e.queue}
-	w := worker.New(c, worker.Config{TaskQueue: e.queue, StateDir: filepath.Join(dir, "state")})
+	w := worker.New(c, worker.Config{TaskQueue: e.queue, StateDir: filepath.Join(dir, "state"), Embedded: embedded})
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}

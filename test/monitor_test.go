@@ -112,7 +112,7 @@ alerts:
 		t.Fatal(err)
 	}
 	defer c.Close()
-	w := worker.New(c, worker.Config{TaskQueue: e.queue, StateDir: filepath.Join(t.TempDir(), "state")})
+	w := worker.New(c, worker.Config{TaskQueue: e.queue, StateDir: filepath.Join(t.TempDir(), "state"), Embedded: embedded})
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -16,7 +17,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/switchyard/switchyard/activities"
-	"github.com/switchyard/switchyard/internal/devserver"
+	"github.com/switchyard/switchyard/internal/router"
 	"github.com/switchyard/switchyard/workflows"
 )
 
@@ -26,6 +27,10 @@ type Config struct {
 	Namespace string
 	// StateDir is where an embedded router keeps its saved config.
 	StateDir string
+	// Embedded is the in-process Caddy for router kind embedded; nil makes
+	// one in StateDir. Caddy's config is process-wide, so workers in one
+	// process (tests) share one.
+	Embedded *router.Embedded
 	// StickyCacheSize bounds the workflows this process keeps in memory
 	// between tasks (0: the SDK's 10,000); an evicted one is replayed from
 	// its history when it next runs, so the bound costs CPU, never correctness.
@@ -44,17 +49,29 @@ func New(c client.Client, cfg Config) sdkworker.Worker {
 		sdkworker.SetStickyWorkflowCacheSize(cfg.StickyCacheSize)
 	}
 	w := sdkworker.New(c, cfg.TaskQueue, sdkworker.Options{MaxConcurrentActivityExecutionSize: cfg.MaxConcurrentActivities})
-	w.RegisterWorkflowWithOptions(workflows.Deployment, workflow.RegisterOptions{Name: "Deployment"})
-	w.RegisterWorkflowWithOptions(workflows.Rollback, workflow.RegisterOptions{Name: "Rollback"})
-	w.RegisterWorkflowWithOptions(workflows.Retire, workflow.RegisterOptions{Name: "Retire"})
-	w.RegisterWorkflowWithOptions(workflows.Monitor, workflow.RegisterOptions{Name: "Monitor"})
-	w.RegisterActivity(&activities.Activities{StateDir: cfg.StateDir, Client: c})
+	w.RegisterWorkflowWithOptions(workflows.Deployment, workflow.RegisterOptions{Name: workflows.DeploymentWorkflow})
+	w.RegisterWorkflowWithOptions(workflows.Rollback, workflow.RegisterOptions{Name: workflows.RollbackWorkflow})
+	w.RegisterWorkflowWithOptions(workflows.Retire, workflow.RegisterOptions{Name: workflows.RetireWorkflow})
+	w.RegisterWorkflowWithOptions(workflows.Monitor, workflow.RegisterOptions{Name: workflows.MonitorWorkflow})
+	if cfg.Embedded == nil {
+		cfg.Embedded = router.NewEmbedded(filepath.Join(cfg.StateDir, "router"))
+	}
+	w.RegisterActivity(&activities.Activities{Embedded: cfg.Embedded, Client: c})
 	return w
 }
 
-// Run registers the search attributes, then runs a worker until ctx ends.
+// Run registers the search attributes, resumes the embedded router from its
+// saved config (so a restarted worker serves at once, not at the next
+// activity), then runs a worker until ctx ends, and stops the router.
 func Run(ctx context.Context, c client.Client, cfg Config) error {
 	if err := EnsureSearchAttributes(ctx, c, cfg.Namespace); err != nil {
+		return err
+	}
+	if cfg.Embedded == nil {
+		cfg.Embedded = router.NewEmbedded(filepath.Join(cfg.StateDir, "router"))
+		defer cfg.Embedded.Stop()
+	}
+	if err := cfg.Embedded.Resume(ctx); err != nil {
 		return err
 	}
 	w := New(c, cfg)
@@ -77,7 +94,7 @@ func EnsureSearchAttributes(ctx context.Context, c client.Client, namespace stri
 		return fmt.Errorf("worker: list search attributes of namespace %s: %w", namespace, err)
 	}
 	missing := map[string]enumspb.IndexedValueType{}
-	for name, typ := range devserver.SearchAttributes {
+	for name, typ := range workflows.SearchAttributes {
 		if _, ok := list.CustomAttributes[name]; !ok {
 			missing[name] = typ
 		}

@@ -304,10 +304,9 @@ func (d *deployment) run(ctx workflow.Context) (*Status, error) {
 		d.event(fmt.Sprintf("live slot %s runs %s; deploying %s to %s", d.st.Stable, orUnknown(prev.Version), d.in.Version, d.st.Target))
 	}
 
-	// Histories recorded before docker, kubernetes and gates existed took
-	// neither branch below (process platform, no gates), so they replay
-	// unchanged without a GetVersion.
-	if len(s.Build.Command) > 0 || s.Platform == "docker" || s.Platform == "kubernetes" {
+	// The spec answers from the same input the recorded histories started
+	// with, so they replay unchanged.
+	if s.NeedsBuild() {
 		d.setPhase(ctx, rollout.PhaseBuilding)
 		if err := workflow.ExecuteActivity(activityCtx(d.work, s.Build.Timeout.D()+time.Minute, 30*time.Second, 2), acts.Build,
 			activities.BuildInput{Spec: *s, Version: d.in.Version}).Get(ctx, &d.st.Artifact); err != nil {
@@ -318,7 +317,7 @@ func (d *deployment) run(ctx workflow.Context) (*Status, error) {
 		}
 	}
 
-	if len(s.Gates) > 0 || s.Platform == "docker" {
+	if s.HasGates() {
 		d.setPhase(ctx, rollout.PhaseGating)
 		timeout := time.Minute
 		for _, g := range s.Gates {
@@ -350,14 +349,14 @@ func (d *deployment) run(ctx workflow.Context) (*Status, error) {
 		activities.ProvisionInput{Spec: *s, Slot: d.st.Target, Version: d.in.Version, Artifact: d.st.Artifact}).Get(ctx, &inst); err != nil {
 		return d.fail(ctx, "provisioning slot "+string(d.st.Target), err)
 	}
-	what := fmt.Sprintf("pid %d", inst.PID)
-	if len(inst.Containers) > 0 {
-		what = fmt.Sprintf("%d container(s)", len(inst.Containers))
+	what := ""
+	if inst.Summary != "" {
+		what = " (" + inst.Summary + ")"
 	}
 	if inst.Reattached {
-		d.event(fmt.Sprintf("slot %s already runs %s (%s): kept", d.st.Target, d.in.Version, what))
+		d.event(fmt.Sprintf("slot %s already runs %s%s: kept", d.st.Target, d.in.Version, what))
 	} else {
-		d.event(fmt.Sprintf("slot %s started %s (%s)", d.st.Target, d.in.Version, what))
+		d.event(fmt.Sprintf("slot %s started %s%s", d.st.Target, d.in.Version, what))
 	}
 
 	d.setPhase(ctx, rollout.PhaseVerifying)

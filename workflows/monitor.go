@@ -12,9 +12,6 @@ import (
 	"github.com/switchyard/switchyard/internal/spec"
 )
 
-// MonitorID is the ID of a service's monitoring Schedule (and the prefix of its runs).
-func MonitorID(service, env string) string { return "monitor/" + service + "/" + env }
-
 // MonitorInput is what each Schedule tick runs with.
 type MonitorInput struct {
 	Spec spec.Service `json:"spec"`
@@ -31,7 +28,7 @@ func Monitor(ctx workflow.Context, in MonitorInput) (*incident.State, error) {
 	short := activityCtx(ctx, 30*time.Second, 0, 3)
 	var prev incident.State
 	var last *incident.State
-	if err := workflow.ExecuteActivity(short, acts.LastMonitorState, s.Name, s.Environment).Get(ctx, &last); err != nil {
+	if err := workflow.ExecuteActivity(short, acts.LastMonitorState, lastMonitorQuery(s.Name, s.Environment)).Get(ctx, &last); err != nil {
 		return nil, err
 	}
 	if last != nil {
@@ -85,15 +82,30 @@ func Monitor(ctx workflow.Context, in MonitorInput) (*incident.State, error) {
 	if s.Monitor.RollbackOnCritical {
 		for _, r := range checks.Results {
 			if r.Critical && !r.Passed {
-				var what string
-				reason := fmt.Sprintf("critical check %s failing: %s", r.Name, r.Detail)
-				if err := workflow.ExecuteActivity(short, acts.AbortForMonitor, s.Name, s.Environment, reason).Get(ctx, &what); err != nil {
-					what = "rollback failed: " + rootMessage(err)
-				}
-				st.Rollback = what
+				st.Rollback = abortForMonitor(ctx, s.Name, s.Environment, fmt.Sprintf("critical check %s failing: %s", r.Name, r.Detail))
 				break
 			}
 		}
 	}
 	return st, nil
+}
+
+// lastMonitorQuery finds the service's completed Monitor runs, whose
+// results hold the incidents still open.
+func lastMonitorQuery(service, env string) string {
+	return fmt.Sprintf("WorkflowType = '%s' AND %s = %q AND %s = %q AND ExecutionStatus = 'Completed'",
+		MonitorWorkflow, SAService.GetName(), service, SAEnvironment.GetName(), env)
+}
+
+// abortForMonitor signals the service's rollout to abort: while it is still
+// in its rollback window (the old slot warm) it goes back at once with its
+// own immediate rollback. A rollout that has ended is not an error; it says
+// so. The rollout records a signal its validator refuses, with the reason.
+func abortForMonitor(ctx workflow.Context, service, env, reason string) string {
+	id := DeploymentID(service, env)
+	err := workflow.SignalExternalWorkflow(ctx, id, "", Abort, AbortRequest{Reason: reason, By: "monitor"}).Get(ctx, nil)
+	if err != nil {
+		return "no rollout in its rollback window: nothing to roll back to"
+	}
+	return "abort signalled to " + id
 }

@@ -3,6 +3,8 @@ package workflows
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -43,8 +45,13 @@ func newMonitor(t *testing.T) *monFixture {
 	env := f.env
 	env.RegisterWorkflow(Monitor)
 	env.RegisterActivity(&activities.Activities{})
-	env.OnActivity(acts.LastMonitorState, mock.Anything, mock.Anything, mock.Anything).Return(
-		func(context.Context, string, string) (*incident.State, error) { return f.last, nil })
+	env.OnActivity(acts.LastMonitorState, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, query string) (*incident.State, error) {
+			if !strings.Contains(query, "SwitchyardService = \"api\"") {
+				return nil, fmt.Errorf("query %q does not name the service", query)
+			}
+			return f.last, nil
+		})
 	env.OnActivity(acts.MonitorChecks, mock.Anything, mock.Anything).Return(
 		func(context.Context, activities.MonitorChecksInput) (*activities.MonitorChecksResult, error) {
 			return &activities.MonitorChecksResult{Results: f.results, Live: rollout.Blue}, nil
@@ -56,10 +63,10 @@ func newMonitor(t *testing.T) *monFixture {
 			f.mu.Unlock()
 			return f.notify(in)
 		})
-	env.OnActivity(acts.AbortForMonitor, mock.Anything, mock.Anything, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, _, _, reason string) (string, error) {
-			f.aborts = append(f.aborts, reason)
-			return "rolled back deploy/api/production", nil
+	env.OnSignalExternalWorkflow(mock.Anything, "deploy/api/production", "", Abort, mock.Anything).Return(
+		func(_, _, _, _ string, arg any) error {
+			f.aborts = append(f.aborts, arg.(AbortRequest).Reason)
+			return nil
 		})
 	return f
 }
@@ -90,7 +97,7 @@ func TestCriticalCheckTriggersTheRollbackWhenTheSpecAllows(t *testing.T) {
 	st := f.run(t)
 	require.Len(t, f.aborts, 1)
 	require.Contains(t, f.aborts[0], "critical check health:root failing")
-	require.Equal(t, "rolled back deploy/api/production", st.Rollback)
+	require.Equal(t, "abort signalled to deploy/api/production", st.Rollback)
 
 	g := newMonitor(t)
 	g.results = f.results // same failure, but the spec does not allow it

@@ -318,9 +318,6 @@ func ValidStrategy(s string) (string, error) {
 	return "", fmt.Errorf("unknown strategy %q (use %s)", s, strings.Join(Strategies, ", "))
 }
 
-// RetireID is the workflow ID of a request to stop a slot.
-func RetireID(service, env string) string { return "retire/" + service + "/" + env }
-
 // Retire stops one slot on the worker that runs the service's slots, after
 // the activity has checked the router sends it no traffic.
 func Retire(ctx workflow.Context, in activities.RetireInput) error {

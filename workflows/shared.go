@@ -17,46 +17,6 @@ import (
 	"github.com/switchyard/switchyard/internal/spec"
 )
 
-// TaskQueue is the default task queue of workers and rollouts.
-const TaskQueue = "switchyard"
-
-// Names that cross the wire. Each control is both an Update (validated and
-// acknowledged, used by the CLI) and a Signal of the same name (for the Web
-// UI's "Send a Signal" and `temporal workflow signal`).
-const (
-	// QueryStatus returns a Status.
-	QueryStatus = "status"
-	// Pause holds the rollout at its current step; the bake clock stops.
-	Pause = "pause"
-	// Resume continues a paused rollout.
-	Resume = "resume"
-	// Abort puts 100 % back on the stable slot and ends the rollout rolled back. Takes an AbortRequest.
-	Abort = "abort"
-	// Promote skips the current bake, or with Full goes straight to 100 %. Takes a PromoteRequest.
-	Promote = "promote"
-	// Escalate turns a gradual rollback into an immediate one.
-	Escalate = "escalate"
-)
-
-// Search attributes every run carries, so the Web UI and `temporal workflow
-// list` can find it.
-var (
-	// SAService is the service name.
-	SAService = temporal.NewSearchAttributeKeyKeyword("SwitchyardService")
-	// SAEnvironment is the environment (staging, production, ...).
-	SAEnvironment = temporal.NewSearchAttributeKeyKeyword("SwitchyardEnvironment")
-	// SAVersion is the version being rolled out.
-	SAVersion = temporal.NewSearchAttributeKeyKeyword("SwitchyardVersion")
-	// SAPhase is the rollout's phase.
-	SAPhase = temporal.NewSearchAttributeKeyKeyword("SwitchyardPhase")
-	// SATraffic is the new version's share of traffic, in percent.
-	SATraffic = temporal.NewSearchAttributeKeyInt64("SwitchyardTrafficPercent")
-)
-
-// DeploymentID is the workflow ID of a service's rollout in one environment:
-// one at a time, by construction.
-func DeploymentID(service, env string) string { return "deploy/" + service + "/" + env }
-
 // DeploymentInput starts a rollout.
 type DeploymentInput struct {
 	Spec    spec.Service `json:"spec"`
@@ -120,9 +80,6 @@ func (s *Status) Traffic() int {
 	}
 	return s.Weights.Of(s.Target)
 }
-
-// RollbackID is the workflow ID of a service's rollback in one environment.
-func RollbackID(service, env string) string { return "rollback/" + service + "/" + env }
 
 // Rollback strategies.
 const (

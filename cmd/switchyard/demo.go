@@ -12,11 +12,10 @@ import (
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
 
+	"github.com/switchyard/switchyard/activities"
 	"github.com/switchyard/switchyard/internal/devserver"
 	"github.com/switchyard/switchyard/internal/load"
-	"github.com/switchyard/switchyard/internal/platform"
 	"github.com/switchyard/switchyard/internal/rollout"
-	"github.com/switchyard/switchyard/internal/router"
 	"github.com/switchyard/switchyard/starter"
 	"github.com/switchyard/switchyard/worker"
 	"github.com/switchyard/switchyard/workflows"
@@ -55,28 +54,20 @@ func runDemo(ctx context.Context, file, env string, rps, uiPort int) error {
 	}
 	// start from nothing: no slot running, no router config left from a previous run
 	stateDir := filepath.Join(".switchyard", "demo")
-	p := platform.NewProcess(svc)
-	for _, s := range []rollout.Slot{rollout.Blue, rollout.Green} {
-		_ = p.Retire(ctx, s)
-	}
+	_ = activities.StopSlots(ctx, svc)
 	_ = os.RemoveAll(filepath.Join(stateDir, "router"))
-	defer func() {
-		for _, s := range []rollout.Slot{rollout.Blue, rollout.Green} {
-			_ = p.Retire(context.Background(), s)
-		}
-	}()
+	defer func() { _ = activities.StopSlots(context.Background(), svc) }()
 
 	if uiPort != 0 {
 		if err := freeCheck(uiPort); err != nil {
 			uiPort = 0
 		}
 	}
-	srv, err := devserver.Start(devserver.Options{UIPort: uiPort, LogLevel: "fatal"})
+	srv, err := devserver.Start(devserver.Options{SearchAttributes: workflows.SearchAttributes, UIPort: uiPort, LogLevel: "fatal"})
 	if err != nil {
 		return err
 	}
 	defer srv.Stop()
-	defer router.StopEmbedded()
 	cl, err := client.Dial(client.Options{HostPort: srv.HostPort, Logger: quietLogger()})
 	if err != nil {
 		return err
@@ -87,7 +78,7 @@ func runDemo(ctx context.Context, file, env string, rps, uiPort int) error {
 	go func() { _ = worker.Run(wctx, cl, worker.Config{StateDir: stateDir}) }()
 	fmt.Printf("embedded Temporal server on %s", srv.HostPort)
 	if srv.UIURL != "" {
-		fmt.Printf(", Web UI %s (search SwitchyardService=\"demo\")", srv.UIURL)
+		fmt.Printf(", Web UI %s (search %s=\"%s\")", srv.UIURL, workflows.SAService.GetName(), svc.Name)
 	}
 	fmt.Printf("\nservice %s served on http://%s through the embedded router\n\n", svc.Name, svc.Router.Caddy.Listen)
 

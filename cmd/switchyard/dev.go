@@ -12,8 +12,8 @@ import (
 	sdklog "go.temporal.io/sdk/log"
 
 	"github.com/switchyard/switchyard/internal/devserver"
-	"github.com/switchyard/switchyard/internal/router"
 	"github.com/switchyard/switchyard/worker"
+	"github.com/switchyard/switchyard/workflows"
 )
 
 func devCmd(c *conn) *cobra.Command {
@@ -33,12 +33,11 @@ is "embedded", an in-process Caddy.`,
 			if ephemeral {
 				db = ""
 			}
-			srv, err := devserver.Start(devserver.Options{DBFile: db, Port: port, UIPort: uiPort, Namespace: c.namespace})
+			srv, err := devserver.Start(devserver.Options{SearchAttributes: workflows.SearchAttributes, DBFile: db, Port: port, UIPort: uiPort, Namespace: c.namespace})
 			if err != nil {
 				return err
 			}
 			defer srv.Stop()
-			defer router.StopEmbedded()
 			mh, stopMetrics, err := worker.ServeMetrics(metricsAddr)
 			if err != nil {
 				return err
@@ -53,9 +52,6 @@ is "embedded", an in-process Caddy.`,
 			fmt.Printf("metrics          http://%s/metrics\n", metricsAddr)
 			if srv.UIURL != "" {
 				fmt.Printf("Web UI           %s\n", srv.UIURL)
-			}
-			if err := router.ResumeEmbedded(cmd.Context(), filepath.Join(stateDir, "router")); err != nil {
-				return err
 			}
 			fmt.Printf("worker           task queue %s\n", c.taskQueue)
 			fmt.Println("ready: switchyard deploy SERVICE --env ENV --version V   (Ctrl-C stops)")
@@ -98,7 +94,6 @@ func workerCmd(c *conn) *cobra.Command {
 				return err
 			}
 			defer cl.Close()
-			defer router.StopEmbedded()
 			fmt.Printf("worker on %s, namespace %s, task queue %s\n", c.address, c.namespace, c.taskQueue)
 			return worker.Run(cmd.Context(), cl, worker.Config{TaskQueue: c.taskQueue, Namespace: c.namespace, StateDir: stateDir,
 				StickyCacheSize: stickyCache, MaxConcurrentActivities: maxActivities})

@@ -128,7 +128,7 @@ func follow(ctx context.Context, s *starter.Starter, service, env, runID, output
 			}
 		}
 	}()
-	run := s.C.GetWorkflow(ctx, "deploy/"+service+"/"+env, runID)
+	run := s.C.GetWorkflow(ctx, workflows.DeploymentID(service, env), runID)
 	o, err := s.Wait(ctx, run)
 	close(done)
 	if err != nil {

@@ -33,15 +33,6 @@ import (
 	uioptions "github.com/temporalio/ui-server/v2/server/server_options"
 )
 
-// SearchAttributes are the custom search attributes Switchyard's workflows set.
-var SearchAttributes = map[string]enumspb.IndexedValueType{
-	"SwitchyardService":        enumspb.INDEXED_VALUE_TYPE_KEYWORD,
-	"SwitchyardEnvironment":    enumspb.INDEXED_VALUE_TYPE_KEYWORD,
-	"SwitchyardVersion":        enumspb.INDEXED_VALUE_TYPE_KEYWORD,
-	"SwitchyardPhase":          enumspb.INDEXED_VALUE_TYPE_KEYWORD,
-	"SwitchyardTrafficPercent": enumspb.INDEXED_VALUE_TYPE_INT,
-}
-
 // Options configure a Server.
 type Options struct {
 	// DBFile is the SQLite file; empty keeps everything in memory.
@@ -54,6 +45,8 @@ type Options struct {
 	Namespace string
 	// LogLevel of the server's own log (default error: it is chatty).
 	LogLevel string
+	// SearchAttributes are created in the namespace at start.
+	SearchAttributes map[string]enumspb.IndexedValueType
 }
 
 // Server is a running embedded Temporal server.
@@ -109,7 +102,7 @@ func Start(o Options) (*Server, error) {
 			}
 		}
 	}
-	ns, err := sqlite.NewNamespaceConfig("active", o.Namespace, false, SearchAttributes)
+	ns, err := sqlite.NewNamespaceConfig("active", o.Namespace, false, o.SearchAttributes)
 	if err != nil {
 		return nil, fmt.Errorf("devserver: namespace: %w", err)
 	}

@@ -791,3 +791,8 @@ func (d *Docker) pruneImages(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Describe counts the slot's containers.
+func (d *Docker) Describe(in Instance) string {
+	return fmt.Sprintf("%d container(s)", len(in.Containers))
+}

@@ -273,3 +273,8 @@ func (k *Kubernetes) Retire(ctx context.Context, slot rollout.Slot) error {
 	}
 	return nil
 }
+
+// Describe names the slot's Deployment.
+func (k *Kubernetes) Describe(in Instance) string {
+	return fmt.Sprintf("deployment %s/%s, %d replica(s)", k.svc.Kubernetes.Namespace, SlotName(k.svc, in.Slot), k.svc.Kubernetes.Replicas)
+}

@@ -27,6 +27,9 @@ type Instance struct {
 	Containers []string `json:"containers,omitempty"`
 	// Reattached is true when Provision found the version already running.
 	Reattached bool `json:"reattached,omitempty"`
+	// Summary is the platform's one-line description of what runs ("pid
+	// 4242", "2 container(s)"), for the rollout's events.
+	Summary string `json:"summary,omitempty"`
 }
 
 // Platform is what a rollout needs from the place slots run.
@@ -47,19 +50,21 @@ type Platform interface {
 	Inspect(ctx context.Context, slot rollout.Slot) (Instance, error)
 	// Retire stops the slot. Retiring a stopped slot is not an error.
 	Retire(ctx context.Context, slot rollout.Slot) error
+	// Describe says in a few words what runs in a slot, for the events.
+	Describe(in Instance) string
 }
 
 // New returns the platform the spec names.
 func New(s *spec.Service) (Platform, error) {
 	switch s.Platform {
-	case "process":
+	case spec.PlatformProcess:
 		return NewProcess(s), nil
-	case "docker":
+	case spec.PlatformDocker:
 		return NewDocker(s)
-	case "kubernetes":
+	case spec.PlatformKubernetes:
 		return NewKubernetes(s)
 	}
-	return nil, fmt.Errorf("platform: unknown platform %q (use process, docker or kubernetes)", s.Platform)
+	return nil, fmt.Errorf("platform: unknown platform %q", s.Platform)
 }
 
 // BadInputError marks an error that retrying cannot fix.

@@ -268,3 +268,6 @@ func tail(path string, n int) string {
 	}
 	return "  " + strings.Join(lines, "\n  ")
 }
+
+// Describe names the slot's process.
+func (p *Process) Describe(in Instance) string { return fmt.Sprintf("pid %d", in.PID) }

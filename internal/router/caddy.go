@@ -7,17 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	_ "github.com/caddyserver/caddy/v2/modules/caddyhttp"              // the http app and static_response
 	_ "github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy" // reverse_proxy
 
@@ -34,9 +29,12 @@ type Caddy struct {
 	ID     string // @id of the handler, and the server's name
 	// Blue and Green are the slots' replica addresses (host:port).
 	Blue, Green []string
-	// Embedded is the Caddy inside this process: it listens on a socket the
-	// process holds, so that config changes never close it.
-	Embedded bool
+	// Held is the worker's embedded Caddy when this is router kind
+	// embedded: the service listens on a socket it holds, so that config
+	// changes never close it. Nil for a Caddy of its own.
+	Held *Embedded
+	// embedded: router kind embedded, which needs Held to write a listener.
+	embedded bool
 }
 
 var caddyClient = &http.Client{Timeout: 10 * time.Second}
@@ -108,12 +106,12 @@ func (c *Caddy) weightList(w rollout.Weights) []int {
 
 func (c *Caddy) server(w rollout.Weights) (map[string]any, error) {
 	listen := c.Listen
-	if c.Embedded {
+	if c.embedded {
+		if c.Held == nil {
+			return nil, errors.New("caddy: router kind embedded needs the worker's embedded router, and this process runs none")
+		}
 		var err error
-		embedded.Lock()
-		dir := embedded.stateDir
-		embedded.Unlock()
-		if listen, err = heldSocket(c.ID, c.Listen, dir); err != nil {
+		if listen, err = c.Held.socket(c.ID, c.Listen); err != nil {
 			return nil, err
 		}
 	}
@@ -284,171 +282,4 @@ func (c *Caddy) read(ctx context.Context) (rollout.Weights, bool, error) {
 // Counters: Caddy keeps no per-upstream error counters.
 func (c *Caddy) Counters(context.Context) (map[rollout.Slot]rollout.Counters, error) {
 	return nil, ErrNoCounters
-}
-
-var embedded struct {
-	sync.Mutex
-	admin    string
-	stateDir string
-}
-
-// Every Caddy config change starts a new server that opens a new
-// SO_REUSEPORT socket and closes the old one; Linux resets the connections
-// still queued on the closed socket, so a weight change under load could
-// fail a request now and then (measured: 1 in ~5,700 over 120 changes). The
-// embedded Caddy instead listens on "fd/N", a socket this process opens once
-// and holds: each new server dups it, and closing a dup closes nothing.
-var held struct {
-	sync.Mutex
-	byAddr map[string]*os.File
-}
-
-// heldSocket returns "fd/N" for a socket on addr held by this process,
-// opening it on first use and recording addr for the server name, so a
-// restarted process can open it again for the saved config.
-func heldSocket(name, addr, dir string) (string, error) {
-	held.Lock()
-	defer held.Unlock()
-	if f, ok := held.byAddr[addr]; ok {
-		return fmt.Sprintf("fd/%d", f.Fd()), nil
-	}
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return "", fmt.Errorf("caddy: listen %s: %w", addr, err)
-	}
-	f, err := l.(*net.TCPListener).File()
-	l.Close() // the dup in f keeps the socket open
-	if err != nil {
-		return "", fmt.Errorf("caddy: listen %s: %w", addr, err)
-	}
-	if held.byAddr == nil {
-		held.byAddr = map[string]*os.File{}
-	}
-	held.byAddr[addr] = f
-	if dir != "" {
-		names := map[string]string{}
-		path := filepath.Join(dir, "listeners.json")
-		if b, err := os.ReadFile(path); err == nil {
-			_ = json.Unmarshal(b, &names)
-		}
-		names[name] = addr
-		b, _ := json.Marshal(names)
-		_ = os.WriteFile(path, b, 0o600)
-	}
-	return fmt.Sprintf("fd/%d", f.Fd()), nil
-}
-
-// reopenHeld rewrites a saved config's "fd/N" listeners, which meant
-// something only to the process that saved it, to sockets held by this one.
-func reopenHeld(saved []byte, stateDir string) ([]byte, error) {
-	var cfg map[string]any
-	if err := json.Unmarshal(saved, &cfg); err != nil {
-		return nil, err
-	}
-	names := map[string]string{}
-	if b, err := os.ReadFile(filepath.Join(stateDir, "listeners.json")); err == nil {
-		_ = json.Unmarshal(b, &names)
-	}
-	servers, _ := dig(cfg, "apps", "http", "servers").(map[string]any)
-	for name, v := range servers {
-		srv, _ := v.(map[string]any)
-		ls, _ := srv["listen"].([]any)
-		for i, l := range ls {
-			if s, _ := l.(string); strings.HasPrefix(s, "fd/") {
-				addr, ok := names[name]
-				if !ok {
-					return nil, fmt.Errorf("caddy: no address recorded for server %s", name)
-				}
-				fd, err := heldSocket(name, addr, stateDir)
-				if err != nil {
-					return nil, err
-				}
-				ls[i] = fd
-			}
-		}
-	}
-	return json.Marshal(cfg)
-}
-
-// StartEmbedded runs Caddy inside this process with its admin API at admin
-// (http://host:port), resuming the config it last saved in stateDir, unless
-// something already answers there. It is what router kind "embedded" uses,
-// so a demo needs nothing but Go.
-func StartEmbedded(ctx context.Context, admin, stateDir string) error {
-	embedded.Lock()
-	defer embedded.Unlock()
-	if embedded.admin == admin {
-		return nil
-	}
-	if embedded.admin != "" {
-		return fmt.Errorf("caddy: this worker's embedded router already runs with admin %s; give every spec with router kind embedded that router.caddy.admin (got %s)", embedded.admin, admin)
-	}
-	c := &Caddy{Admin: admin}
-	if _, _, err := c.call(ctx, http.MethodGet, "/config/", nil); err == nil {
-		return nil // a Caddy is there already
-	}
-	u, err := url.Parse(admin)
-	if err != nil || u.Host == "" {
-		return fmt.Errorf("caddy: admin address %q: want http://host:port", admin)
-	}
-	if err := os.MkdirAll(stateDir, 0o700); err != nil {
-		return fmt.Errorf("caddy: state dir: %w", err)
-	}
-	caddy.ConfigAutosavePath = filepath.Join(stateDir, "caddy-autosave.json")
-	embedded.stateDir = stateDir
-	cfg := embeddedConfig(u.Host)
-	if saved, err := os.ReadFile(caddy.ConfigAutosavePath); err == nil && len(saved) > 0 {
-		if re, err := reopenHeld(saved, stateDir); err == nil {
-			cfg = re
-		}
-	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("caddy: read saved config: %w", err)
-	}
-	if err := caddy.Load(cfg, true); err != nil {
-		if err2 := caddy.Load(embeddedConfig(u.Host), true); err2 != nil {
-			return fmt.Errorf("caddy: start embedded router: %w", err2)
-		}
-	}
-	embedded.admin = admin
-	return nil
-}
-
-// ResumeEmbedded restarts the embedded Caddy from the config it saved in
-// stateDir, if there is one, so a restarted `switchyard dev` serves again at
-// once rather than at the next activity.
-func ResumeEmbedded(ctx context.Context, stateDir string) error {
-	saved, err := os.ReadFile(filepath.Join(stateDir, "caddy-autosave.json"))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("caddy: read saved config: %w", err)
-	}
-	var cfg struct {
-		Admin struct {
-			Listen string `json:"listen"`
-		} `json:"admin"`
-	}
-	if err := json.Unmarshal(saved, &cfg); err != nil || cfg.Admin.Listen == "" {
-		// a process killed while Caddy rewrote the file leaves it cut short:
-		// the next activity starts the router afresh and rebuilds its route
-		return nil
-	}
-	return StartEmbedded(ctx, "http://"+cfg.Admin.Listen, stateDir)
-}
-
-// embeddedConfig is a fresh embedded Caddy: only its admin API. Its own log
-// is kept to errors: the rollout's story is in Temporal.
-func embeddedConfig(adminHost string) []byte {
-	return []byte(fmt.Sprintf(`{"admin":{"listen":%q},"logging":{"logs":{"default":{"level":"ERROR","exclude":["admin.api"]}}}}`, adminHost))
-}
-
-// StopEmbedded stops the embedded Caddy, if this process runs one.
-func StopEmbedded() {
-	embedded.Lock()
-	defer embedded.Unlock()
-	if embedded.admin != "" {
-		_ = caddy.Stop()
-		embedded.admin = ""
-	}
 }

@@ -31,22 +31,27 @@ type Router interface {
 // reads the slots' own metrics or probes them.
 var ErrNoCounters = errors.New("router keeps no per-slot counters")
 
-// New returns the router the spec names.
-func New(s *spec.Service) (Router, error) {
+// New returns the router the spec names. emb is the worker's embedded
+// Caddy, used by router kind embedded (nil where the process runs none).
+func New(s *spec.Service, emb *Embedded) (Router, error) {
 	blue, green := s.SlotAddrs("blue"), s.SlotAddrs("green")
 	switch s.Router.Kind {
-	case "haproxy":
+	case spec.RouterHAProxy:
 		return &HAProxy{Socket: s.Router.HAProxy.Socket, Backend: s.Router.HAProxy.Backend, Blue: blue, Green: green}, nil
-	case "caddy", "embedded":
-		return &Caddy{Admin: s.Router.Caddy.Admin, Listen: s.Router.Caddy.Listen, Embedded: s.Router.Kind == "embedded",
-			ID: "switchyard-" + s.Name + "-" + s.Environment, Blue: blue, Green: green}, nil
-	case "gateway-api", "kubernetes-service":
+	case spec.RouterCaddy, spec.RouterEmbedded:
+		c := &Caddy{Admin: s.Router.Caddy.Admin, Listen: s.Router.Caddy.Listen,
+			ID: "switchyard-" + s.Name + "-" + s.Environment, Blue: blue, Green: green}
+		if s.Router.Kind == spec.RouterEmbedded {
+			c.Held, c.embedded = emb, true
+		}
+		return c, nil
+	case spec.RouterGatewayAPI, spec.RouterKubernetesService:
 		c, err := kube.For(s)
 		if err != nil {
 			return nil, err
 		}
 		ns := s.Kubernetes.Namespace
-		if s.Router.Kind == "kubernetes-service" {
+		if s.Router.Kind == spec.RouterKubernetesService {
 			return &KubeService{c: c, Namespace: ns, Name: s.Name, Env: s.Environment,
 				Port: int32(s.Kubernetes.ServicePort), TargetPort: int32(s.Kubernetes.ContainerPort)}, nil
 		}
@@ -54,5 +59,5 @@ func New(s *spec.Service) (Router, error) {
 		return &GatewayAPI{c: c, Namespace: ns, Route: g.Route, Gateway: g.Gateway, GatewayNamespace: g.GatewayNamespace,
 			Blue: s.Name + "-blue", Green: s.Name + "-green", Port: int32(s.Kubernetes.ServicePort)}, nil
 	}
-	return nil, fmt.Errorf("router: unknown kind %q (use haproxy, caddy, embedded, gateway-api or kubernetes-service)", s.Router.Kind)
+	return nil, fmt.Errorf("router: unknown kind %q", s.Router.Kind)
 }

@@ -21,10 +21,10 @@ import (
 // Deployment workflow receives as input, so it holds no secret values: only
 // the names of the environment variables that carry them.
 type Service struct {
-	Name        string `yaml:"service" json:"name"`
-	Environment string `yaml:"-" json:"environment"`
-	Platform    string `yaml:"platform" json:"platform"`
-	Build       Build  `yaml:"build" json:"build"`
+	Name        string       `yaml:"service" json:"name"`
+	Environment string       `yaml:"-" json:"environment"`
+	Platform    PlatformKind `yaml:"platform" json:"platform"`
+	Build       Build        `yaml:"build" json:"build"`
 	// Gates run after the build and before any slot is touched.
 	Gates      []Gate     `yaml:"gates" json:"gates,omitempty"`
 	Docker     Docker     `yaml:"docker" json:"docker"`
@@ -140,7 +140,7 @@ func (s *Service) SlotAddrs(slot string) []string {
 	if slot == "green" {
 		port = s.Run.Ports.Green
 	}
-	if s.Platform == "kubernetes" {
+	if s.Platform == PlatformKubernetes {
 		// one address: the slot's Service spreads over its Pods
 		return []string{strings.NewReplacer("{{service}}", s.Name, "{{slot}}", slot, "{{namespace}}", s.Kubernetes.Namespace,
 			"{{port}}", strconv.Itoa(s.Kubernetes.ServicePort), "{{slotPort}}", strconv.Itoa(port)).Replace(s.Kubernetes.SlotAddress)}
@@ -154,7 +154,7 @@ func (s *Service) SlotAddrs(slot string) []string {
 
 // Replicas is the number of instances behind each slot.
 func (s *Service) Replicas() int {
-	if s.Platform == "docker" && s.Docker.Replicas > 1 {
+	if s.Platform == PlatformDocker && s.Docker.Replicas > 1 {
 		return s.Docker.Replicas
 	}
 	return 1
@@ -188,7 +188,7 @@ type SlotPorts struct {
 type Router struct {
 	// Kind is haproxy, caddy, embedded (a Caddy run inside the worker),
 	// gateway-api (HTTPRoute weights) or kubernetes-service (a selector flip).
-	Kind       string     `yaml:"kind" json:"kind"`
+	Kind       RouterKind `yaml:"kind" json:"kind"`
 	HAProxy    HAProxy    `yaml:"haproxy" json:"haproxy"`
 	Caddy      Caddy      `yaml:"caddy" json:"caddy"`
 	GatewayAPI GatewayAPI `yaml:"gatewayAPI" json:"gatewayAPI"`

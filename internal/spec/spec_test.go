@@ -268,7 +268,7 @@ environments:
 		t.Fatalf("selector flip: steps %v, green at %v", s.Rollout.Steps, s.SlotAddrs("green"))
 	}
 	ps := problems(t, func() error { _, err := f.Resolve("stepped"); return err }())
-	if !strings.Contains(ps.Error(), "flips the whole Service selector") {
+	if !strings.Contains(ps.Error(), "flips all traffic at once") {
 		t.Fatalf("explicit steps with a selector flip: %v", ps)
 	}
 	ps = problems(t, func() error { _, err := f.Resolve("gateway"); return err }())

@@ -16,7 +16,7 @@ var DefaultSteps = []int{10, 25, 50, 75, 100}
 // was written at all, for the fields where 0 is a choice.
 func (s *Service) applyDefaults(written func(path string) bool) {
 	if s.Platform == "" {
-		s.Platform = "process"
+		s.Platform = PlatformProcess
 	}
 	if s.Build.Timeout == 0 {
 		s.Build.Timeout = Duration(10 * time.Minute)
@@ -30,7 +30,7 @@ func (s *Service) applyDefaults(written func(path string) bool) {
 			g.Name = g.Command[0]
 		}
 	}
-	if s.Platform == "docker" {
+	if s.Platform == PlatformDocker {
 		d := &s.Docker
 		if d.Context == "" {
 			d.Context = "."
@@ -51,7 +51,7 @@ func (s *Service) applyDefaults(written func(path string) bool) {
 			d.KeepImages = 3
 		}
 	}
-	if s.Platform == "kubernetes" {
+	if s.Platform == PlatformKubernetes {
 		k := &s.Kubernetes
 		if k.Namespace == "" {
 			k.Namespace = "default"
@@ -74,8 +74,8 @@ func (s *Service) applyDefaults(written func(path string) bool) {
 		if s.Router.GatewayAPI.Route == "" {
 			s.Router.GatewayAPI.Route = s.Name
 		}
-		// a selector flip has no steps between 0 and 100
-		if s.Router.Kind == "kubernetes-service" && s.Rollout.Steps == nil {
+		// a router that cannot split has no steps between 0 and 100
+		if !s.Router.Kind.CanSplit() && s.Router.Kind.Known() && s.Rollout.Steps == nil {
 			s.Rollout.Steps = []int{100}
 		}
 	}
@@ -89,7 +89,7 @@ func (s *Service) applyDefaults(written func(path string) bool) {
 		s.Run.StopTimeout = Duration(10 * time.Second)
 	}
 	if s.Router.Kind == "" {
-		s.Router.Kind = "embedded"
+		s.Router.Kind = RouterEmbedded
 	}
 	if s.Router.HAProxy.Backend == "" {
 		s.Router.HAProxy.Backend = s.Name
@@ -159,7 +159,7 @@ func (s *Service) applyDefaults(written func(path string) bool) {
 	if m.Every == 0 {
 		m.Every = Duration(5 * time.Minute)
 	}
-	if len(m.Endpoints) == 0 && (s.Router.Kind == "caddy" || s.Router.Kind == "embedded") && s.Router.Caddy.Listen != "" {
+	if len(m.Endpoints) == 0 && (s.Router.Kind == RouterCaddy || s.Router.Kind == RouterEmbedded) && s.Router.Caddy.Listen != "" {
 		m.Endpoints = []Endpoint{{Name: "health", URL: "http://" + s.Router.Caddy.Listen + h.Path}}
 	}
 	for i := range m.Endpoints {
@@ -213,18 +213,18 @@ func (s *Service) validate() Problems {
 		add("service", "%q is not a valid name (lower-case letters, digits and '-', at most 63)", s.Name)
 	}
 	switch s.Platform {
-	case "process":
+	case PlatformProcess:
 		if len(s.Run.Command) == 0 {
 			add("run.command", "required: the command that starts one slot, like [./bin/api]")
 		}
-	case "docker":
+	case PlatformDocker:
 		s.validateDocker(add)
-	case "kubernetes":
+	case PlatformKubernetes:
 		s.validateKubernetes(add)
 	case "ecs":
-		add("platform", "%q is not available yet in this build (use process, docker or kubernetes)", s.Platform)
+		add("platform", "%q is not available yet in this build (use %s)", s.Platform, platformList())
 	default:
-		add("platform", "unknown platform %q (use process, docker or kubernetes)", s.Platform)
+		add("platform", "unknown platform %q (use %s)", s.Platform, platformList())
 	}
 	if s.Build.Timeout < 0 {
 		add("build.timeout", "must be positive")
@@ -261,7 +261,7 @@ func (s *Service) validate() Problems {
 	}
 	// on kubernetes each slot is a Service of its own; run.ports only
 	// serve a slotAddress that names {{slotPort}}
-	if s.Platform != "kubernetes" || strings.Contains(s.Kubernetes.SlotAddress, "{{slotPort}}") {
+	if s.Platform != PlatformKubernetes || strings.Contains(s.Kubernetes.SlotAddress, "{{slotPort}}") {
 		checkPort("run.ports.blue", s.Run.Ports.Blue)
 		checkPort("run.ports.green", s.Run.Ports.Green)
 		if s.Run.Ports.Blue != 0 && s.Run.Ports.Blue == s.Run.Ports.Green {
@@ -275,11 +275,11 @@ func (s *Service) validate() Problems {
 		add("run.stopTimeout", "must be positive")
 	}
 	switch s.Router.Kind {
-	case "haproxy":
+	case RouterHAProxy:
 		if s.Router.HAProxy.Socket == "" {
 			add("router.haproxy.socket", "required: the path of HAProxy's runtime API socket ('stats socket PATH level admin')")
 		}
-	case "caddy", "embedded":
+	case RouterCaddy, RouterEmbedded:
 		if s.Router.Caddy.Listen == "" {
 			add("router.caddy.listen", "required: the address the service is served on, like 127.0.0.1:8080")
 		} else if port := portOf(s.Router.Caddy.Listen); port == s.Run.Ports.Blue || port == s.Run.Ports.Green {
@@ -288,20 +288,20 @@ func (s *Service) validate() Problems {
 		if !strings.HasPrefix(s.Router.Caddy.Admin, "http://") {
 			add("router.caddy.admin", "must be an http:// URL, like http://127.0.0.1:2019")
 		}
-	case "gateway-api", "kubernetes-service":
-		if s.Platform != "kubernetes" {
+	case RouterGatewayAPI, RouterKubernetesService:
+		if s.Platform != PlatformKubernetes {
 			add("router.kind", "%s routes to Kubernetes Services: it needs platform: kubernetes", s.Router.Kind)
 		}
-		if s.Router.Kind == "gateway-api" && s.Router.GatewayAPI.Gateway == "" {
+		if s.Router.Kind == RouterGatewayAPI && s.Router.GatewayAPI.Gateway == "" {
 			add("router.gatewayAPI.gateway", "required: the Gateway the HTTPRoute attaches to")
 		}
-		if s.Router.Kind == "kubernetes-service" && !slices.Equal(s.Rollout.Steps, []int{100}) {
-			add("rollout.steps", "the kubernetes-service router flips the whole Service selector, so traffic goes 0 → 100 at once: remove rollout.steps, or use router kind gateway-api for steps")
+		if !s.Router.Kind.CanSplit() && !slices.Equal(s.Rollout.Steps, []int{100}) {
+			add("rollout.steps", "the %s router flips all traffic at once, so it goes 0 → 100 in one step: remove rollout.steps, or use a router that splits (gateway-api) for steps", s.Router.Kind)
 		}
 	case "alb":
-		add("router.kind", "%q is not available yet in this build (use haproxy, caddy, embedded, gateway-api or kubernetes-service)", s.Router.Kind)
+		add("router.kind", "%q is not available yet in this build (use %s)", s.Router.Kind, routerList())
 	default:
-		add("router.kind", "unknown router %q (use haproxy, caddy, embedded, gateway-api or kubernetes-service)", s.Router.Kind)
+		add("router.kind", "unknown router %q (use %s)", s.Router.Kind, routerList())
 	}
 	h := s.Checks.Health
 	if !strings.HasPrefix(h.Path, "/") {
