@@ -30,8 +30,10 @@ import (
 type Activities struct {
 	// Embedded is the worker's in-process Caddy, for router kind embedded.
 	Embedded *router.Embedded
-	// Client lets monitoring read past runs and abort a rollout.
+	// Client reads a run's spec from its input, and past Monitor runs.
 	Client client.Client
+
+	specs specCache
 }
 
 // Error types the workflow and the CLI recognise.
@@ -78,14 +80,18 @@ type State struct {
 
 // ReadStateInput names the service.
 type ReadStateInput struct {
-	Spec spec.Service `json:"spec"`
+	Spec *spec.Service `json:"spec,omitempty"` // nil: the run\'s own (see spec.go)
 }
 
 // ReadState makes sure the router knows both slots, then reads the weights
 // and what runs in each slot: which slot is live comes from the router, not
 // from memory.
 func (a *Activities) ReadState(ctx context.Context, in ReadStateInput) (*State, error) {
-	r, err := a.router(ctx, &in.Spec)
+	svc, err := a.spec(ctx, in.Spec)
+	if err != nil {
+		return nil, err
+	}
+	r, err := a.router(ctx, svc)
 	if err != nil {
 		return nil, err
 	}
@@ -96,7 +102,7 @@ func (a *Activities) ReadState(ctx context.Context, in ReadStateInput) (*State, 
 	if err != nil {
 		return nil, classify(err)
 	}
-	p, err := platform.New(&in.Spec)
+	p, err := platform.New(svc)
 	if err != nil {
 		return nil, badInput(err)
 	}
@@ -112,7 +118,7 @@ func (a *Activities) ReadState(ctx context.Context, in ReadStateInput) (*State, 
 
 // BuildInput names the version to build.
 type BuildInput struct {
-	Spec    spec.Service `json:"spec"`
+	Spec    *spec.Service `json:"spec,omitempty"` // nil: the run\'s own (see spec.go)
 	Version string       `json:"version"`
 }
 
@@ -120,7 +126,11 @@ type BuildInput struct {
 // output line (a failing build returns the tail of its output), then has the
 // platform make its artifact: on docker, the image, pushed, by digest.
 func (a *Activities) Build(ctx context.Context, in BuildInput) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, in.Spec.Build.Timeout.D())
+	svc, err := a.spec(ctx, in.Spec)
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, svc.Build.Timeout.D())
 	defer cancel()
 	// a build step can be silent for minutes: heartbeat its last line on a clock
 	var mu sync.Mutex
@@ -139,10 +149,10 @@ func (a *Activities) Build(ctx context.Context, in BuildInput) (string, error) {
 			}
 		}
 	}()
-	if err := runBuildCommand(ctx, &in.Spec, in.Version, hb); err != nil {
+	if err := runBuildCommand(ctx, svc, in.Version, hb); err != nil {
 		return "", err
 	}
-	p, err := platform.New(&in.Spec)
+	p, err := platform.New(svc)
 	if err != nil {
 		return "", badInput(err)
 	}
@@ -183,7 +193,7 @@ func runBuildCommand(ctx context.Context, s *spec.Service, version string, hb fu
 
 // GatesInput names the artifact to check.
 type GatesInput struct {
-	Spec     spec.Service `json:"spec"`
+	Spec     *spec.Service `json:"spec,omitempty"` // nil: the run\'s own (see spec.go)
 	Version  string       `json:"version"`
 	Artifact string       `json:"artifact"`
 }
@@ -192,12 +202,16 @@ type GatesInput struct {
 // platform's artifact checks — and returns each result; all run, so one
 // report shows every problem. A failed gate is a result, not an error.
 func (a *Activities) Gates(ctx context.Context, in GatesInput) ([]rollout.CheckResult, error) {
-	var res []rollout.CheckResult
-	for _, g := range in.Spec.Gates {
-		activity.RecordHeartbeat(ctx, "gate "+g.Name)
-		res = append(res, runGate(ctx, &in.Spec, g, in.Version, in.Artifact))
+	svc, err := a.spec(ctx, in.Spec)
+	if err != nil {
+		return nil, err
 	}
-	p, err := platform.New(&in.Spec)
+	var res []rollout.CheckResult
+	for _, g := range svc.Gates {
+		activity.RecordHeartbeat(ctx, "gate "+g.Name)
+		res = append(res, runGate(ctx, svc, g, in.Version, in.Artifact))
+	}
+	p, err := platform.New(svc)
 	if err != nil {
 		return nil, badInput(err)
 	}
@@ -241,7 +255,7 @@ func runGate(ctx context.Context, s *spec.Service, g spec.Gate, version, artifac
 
 // ProvisionInput names the slot and version.
 type ProvisionInput struct {
-	Spec    spec.Service `json:"spec"`
+	Spec    *spec.Service `json:"spec,omitempty"` // nil: the run\'s own (see spec.go)
 	Slot    rollout.Slot `json:"slot"`
 	Version string       `json:"version"`
 	// Artifact is what Build made (an image digest), "" on the process platform.
@@ -250,7 +264,11 @@ type ProvisionInput struct {
 
 // Provision starts the version in the idle slot, or re-attaches to it.
 func (a *Activities) Provision(ctx context.Context, in ProvisionInput) (*platform.Instance, error) {
-	p, err := platform.New(&in.Spec)
+	svc, err := a.spec(ctx, in.Spec)
+	if err != nil {
+		return nil, err
+	}
+	p, err := platform.New(svc)
 	if err != nil {
 		return nil, badInput(err)
 	}
@@ -265,7 +283,7 @@ func (a *Activities) Provision(ctx context.Context, in ProvisionInput) (*platfor
 // VerifyInput names the candidate slot and, if there is one, the live slot
 // to compare its performance with.
 type VerifyInput struct {
-	Spec    spec.Service `json:"spec"`
+	Spec    *spec.Service `json:"spec,omitempty"` // nil: the run\'s own (see spec.go)
 	Slot    rollout.Slot `json:"slot"`
 	Version string       `json:"version"`
 	Live    rollout.Slot `json:"live"`
@@ -274,8 +292,12 @@ type VerifyInput struct {
 // Verify runs health, smoke and performance checks on the idle slot, which
 // has no traffic yet. A failed check is a result, not an error.
 func (a *Activities) Verify(ctx context.Context, in VerifyInput) ([]rollout.CheckResult, error) {
+	svc, err := a.spec(ctx, in.Spec)
+	if err != nil {
+		return nil, err
+	}
 	hb := func(msg string) { activity.RecordHeartbeat(ctx, msg) }
-	addrs := in.Spec.SlotAddrs(string(in.Slot))
+	addrs := svc.SlotAddrs(string(in.Slot))
 	base := "http://" + addrs[0]
 	var res []rollout.CheckResult
 	add := func(name string, err error, detail string) bool {
@@ -286,26 +308,26 @@ func (a *Activities) Verify(ctx context.Context, in VerifyInput) ([]rollout.Chec
 		res = append(res, r)
 		return err == nil
 	}
-	healthDetail := fmt.Sprintf("%d consecutive 2xx on %s", in.Spec.Checks.Health.Successes, in.Spec.Checks.Health.Path)
+	healthDetail := fmt.Sprintf("%d consecutive 2xx on %s", svc.Checks.Health.Successes, svc.Checks.Health.Path)
 	if len(addrs) > 1 {
 		healthDetail += fmt.Sprintf(" of each of %d replicas", len(addrs))
 	}
 	var healthErr error
 	for _, addr := range addrs {
-		if healthErr = check.Health(ctx, "http://"+addr, in.Spec.Checks.Health, hb); healthErr != nil {
+		if healthErr = check.Health(ctx, "http://"+addr, svc.Checks.Health, hb); healthErr != nil {
 			break
 		}
 	}
 	if !add("health", healthErr, healthDetail) {
 		return res, ctx.Err()
 	}
-	for _, sm := range in.Spec.Checks.Smoke {
+	for _, sm := range svc.Checks.Smoke {
 		hb("smoke " + sm.Name)
 		if !add("smoke "+sm.Name, check.Smoke(ctx, base, in.Version, sm), fmt.Sprintf("status %d", sm.Status)) {
 			return res, ctx.Err()
 		}
 	}
-	perf := in.Spec.Checks.Performance
+	perf := svc.Checks.Performance
 	if perf.Disabled {
 		return res, nil
 	}
@@ -314,7 +336,7 @@ func (a *Activities) Verify(ctx context.Context, in VerifyInput) ([]rollout.Chec
 	var live *check.Stats
 	detail := "candidate: " + cand.String()
 	if in.Live != rollout.None {
-		l := check.Probe(ctx, "http://"+slotAddr(&in.Spec, in.Live)+perf.Path, perf.Requests, perf.Concurrency)
+		l := check.Probe(ctx, "http://"+slotAddr(svc, in.Live)+perf.Path, perf.Requests, perf.Concurrency)
 		live = &l
 		detail += "; live: " + l.String()
 	}
@@ -330,7 +352,7 @@ func slotAddr(s *spec.Service, slot rollout.Slot) string { return s.SlotAddrs(st
 
 // ShiftInput is the absolute split to apply.
 type ShiftInput struct {
-	Spec    spec.Service    `json:"spec"`
+	Spec    *spec.Service    `json:"spec,omitempty"` // nil: the run\'s own (see spec.go)
 	Weights rollout.Weights `json:"weights"`
 }
 
@@ -344,16 +366,20 @@ type ShiftResult struct {
 
 // Shift sets the router's weights, reads them back, and snapshots counters.
 func (a *Activities) Shift(ctx context.Context, in ShiftInput) (*ShiftResult, error) {
-	r, err := a.router(ctx, &in.Spec)
+	svc, err := a.spec(ctx, in.Spec)
+	if err != nil {
+		return nil, err
+	}
+	r, err := a.router(ctx, svc)
 	if err != nil {
 		return nil, err
 	}
 	if err := r.SetWeights(ctx, in.Weights); err != nil {
 		return nil, classify(err)
 	}
-	a.metrics(ctx, in.Spec.Name, in.Spec.Environment).weights(in.Weights)
+	a.metrics(ctx, svc.Name, svc.Environment).weights(in.Weights)
 	res := &ShiftResult{Weights: in.Weights}
-	res.Counters, res.Source = a.counters(ctx, &in.Spec, r)
+	res.Counters, res.Source = a.counters(ctx, svc, r)
 	return res, nil
 }
 
@@ -386,27 +412,31 @@ func (a *Activities) counters(ctx context.Context, s *spec.Service, r router.Rou
 
 // AnalyzeInput is the slot to judge and the counters at the step's start.
 type AnalyzeInput struct {
-	Spec     spec.Service                      `json:"spec"`
+	Spec     *spec.Service                      `json:"spec,omitempty"` // nil: the run\'s own (see spec.go)
 	Slot     rollout.Slot                      `json:"slot"`
 	Baseline map[rollout.Slot]rollout.Counters `json:"baseline,omitempty"`
 }
 
 // Analyze judges the new slot on the traffic it served since the step began.
 func (a *Activities) Analyze(ctx context.Context, in AnalyzeInput) (*rollout.CheckResult, error) {
-	an := in.Spec.Rollout.Analysis
-	res := &rollout.CheckResult{Name: "analysis", Slot: in.Slot, At: time.Now(), Passed: true}
-	r, err := a.router(ctx, &in.Spec)
+	svc, err := a.spec(ctx, in.Spec)
 	if err != nil {
 		return nil, err
 	}
-	now, source := a.counters(ctx, &in.Spec, r)
+	an := svc.Rollout.Analysis
+	res := &rollout.CheckResult{Name: "analysis", Slot: in.Slot, At: time.Now(), Passed: true}
+	r, err := a.router(ctx, svc)
+	if err != nil {
+		return nil, err
+	}
+	now, source := a.counters(ctx, svc, r)
 	res.Source = source
-	defer func() { a.metrics(ctx, in.Spec.Name, in.Spec.Environment).check("analysis", res.Passed) }()
+	defer func() { a.metrics(ctx, svc.Name, svc.Environment).check("analysis", res.Passed) }()
 	cur, okNow := now[in.Slot]
 	base, okBase := in.Baseline[in.Slot]
 	if source == "probe" || !okNow || !okBase {
 		res.Source = "probe"
-		st := check.Probe(ctx, "http://"+slotAddr(&in.Spec, in.Slot)+in.Spec.Checks.Health.Path, an.ProbeRequests, 2)
+		st := check.Probe(ctx, "http://"+slotAddr(svc, in.Slot)+svc.Checks.Health.Path, an.ProbeRequests, 2)
 		res.Detail = "direct probe: " + st.String()
 		if st.ErrorRate() > an.MaxErrorRate {
 			res.Passed = false
@@ -445,14 +475,18 @@ func (a *Activities) Analyze(ctx context.Context, in AnalyzeInput) (*rollout.Che
 
 // RetireInput names the slot to stop.
 type RetireInput struct {
-	Spec spec.Service `json:"spec"`
+	Spec *spec.Service `json:"spec,omitempty"` // nil: the run\'s own (see spec.go)
 	Slot rollout.Slot `json:"slot"`
 }
 
 // Retire stops a slot, after checking the router sends it no traffic: a
 // retired slot must never be a live one.
 func (a *Activities) Retire(ctx context.Context, in RetireInput) error {
-	r, err := a.router(ctx, &in.Spec)
+	svc, err := a.spec(ctx, in.Spec)
+	if err != nil {
+		return err
+	}
+	r, err := a.router(ctx, svc)
 	if err != nil {
 		return err
 	}
@@ -463,7 +497,7 @@ func (a *Activities) Retire(ctx context.Context, in RetireInput) error {
 	if w.Of(in.Slot) != 0 {
 		return badInput(fmt.Errorf("retire: slot %s still has %d%% of traffic (%s); refusing to stop it", in.Slot, w.Of(in.Slot), w))
 	}
-	p, err := platform.New(&in.Spec)
+	p, err := platform.New(svc)
 	if err != nil {
 		return badInput(err)
 	}

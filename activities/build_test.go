@@ -21,14 +21,14 @@ func TestBuildRunsTheSpecCommandWithTheVersionAndKeepsAFailuresOutput(t *testing
 	dir := t.TempDir()
 	s := spec.Service{Name: "api", Platform: "process", Dir: dir, Build: spec.Build{Timeout: spec.Duration(time.Minute),
 		Command: []string{"sh", "-c", "echo building $VERSION > built-{{version}}.txt"}}}
-	if _, err := env.ExecuteActivity(a.Build, BuildInput{Spec: s, Version: "v7"}); err != nil {
+	if _, err := env.ExecuteActivity(a.Build, BuildInput{Spec: &s, Version: "v7"}); err != nil {
 		t.Fatal(err)
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, "built-v7.txt")); err != nil || string(b) != "building v7\n" {
 		t.Fatalf("the build ran in the spec's dir with VERSION set: %q %v", b, err)
 	}
 	s.Build.Command = []string{"sh", "-c", "echo compiling; echo 'main.go:3: undefined: foo' >&2; exit 3"}
-	_, err := env.ExecuteActivity(a.Build, BuildInput{Spec: s, Version: "v8"})
+	_, err := env.ExecuteActivity(a.Build, BuildInput{Spec: &s, Version: "v8"})
 	if err == nil || !strings.Contains(err.Error(), "build v8 failed: exit status 3") || !strings.Contains(err.Error(), "main.go:3: undefined: foo") {
 		t.Fatalf("got %v", err)
 	}
@@ -44,7 +44,7 @@ func TestGatesRunEveryCommandAndReportEachWithItsOutput(t *testing.T) {
 		{Name: "scan", Command: []string{"sh", "-c", "echo 'CVE-2099-1 critical in {{artifact}}' >&2; exit 4"}, Timeout: spec.Duration(time.Minute)},
 		{Name: "slow", Command: []string{"sleep", "5"}, Timeout: spec.Duration(200 * time.Millisecond)},
 	}}
-	v, err := env.ExecuteActivity(a.Gates, GatesInput{Spec: s, Version: "v2", Artifact: "img@sha256:1"})
+	v, err := env.ExecuteActivity(a.Gates, GatesInput{Spec: &s, Version: "v2", Artifact: "img@sha256:1"})
 	if err != nil {
 		t.Fatal(err)
 	}

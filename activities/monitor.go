@@ -23,7 +23,7 @@ import (
 // MonitorChecksInput is the live environment to check, and the router's
 // counters at the previous run (the window of the traffic analysis).
 type MonitorChecksInput struct {
-	Spec     spec.Service                      `json:"spec"`
+	Spec     *spec.Service                      `json:"spec,omitempty"` // nil: the run\'s own (see spec.go)
 	Previous map[rollout.Slot]rollout.Counters `json:"previous,omitempty"`
 }
 
@@ -38,7 +38,11 @@ type MonitorChecksResult struct {
 // bounded probe and the router's per-slot counters against the limits, and
 // security headers and certificate expiry. A failing check is a result.
 func (a *Activities) MonitorChecks(ctx context.Context, in MonitorChecksInput) (*MonitorChecksResult, error) {
-	m := in.Spec.Monitor
+	svc, err := a.spec(ctx, in.Spec)
+	if err != nil {
+		return nil, err
+	}
+	m := svc.Monitor
 	res := &MonitorChecksResult{}
 	add := func(name string, critical bool, err error, ok string) {
 		r := rollout.CheckResult{Name: name, Passed: err == nil, Critical: critical, Detail: ok, At: time.Now(), Slot: res.Live}
@@ -46,9 +50,9 @@ func (a *Activities) MonitorChecks(ctx context.Context, in MonitorChecksInput) (
 			r.Detail = err.Error()
 		}
 		res.Results = append(res.Results, r)
-		a.metrics(ctx, in.Spec.Name, in.Spec.Environment).check(name, r.Passed)
+		a.metrics(ctx, svc.Name, svc.Environment).check(name, r.Passed)
 	}
-	if r, err := a.router(ctx, &in.Spec); err == nil {
+	if r, err := a.router(ctx, svc); err == nil {
 		if w, err := r.Weights(ctx); err == nil {
 			res.Live = w.Live()
 		}
@@ -181,7 +185,7 @@ func (a *Activities) LastMonitorState(ctx context.Context, query string) (*incid
 
 // NotifyInput is one notice for one channel.
 type NotifyInput struct {
-	Spec    spec.Service      `json:"spec"`
+	Spec    *spec.Service      `json:"spec,omitempty"` // nil: the run\'s own (see spec.go)
 	Channel int               `json:"channel"` // index into Spec.Alerts
 	Action  incident.Action   `json:"action"`
 	In      incident.Incident `json:"incident"`
@@ -190,12 +194,16 @@ type NotifyInput struct {
 // Notify sends a notice to one channel and returns the ref to keep. Each
 // attempt is counted, so a channel that is down shows in the metrics.
 func (a *Activities) Notify(ctx context.Context, in NotifyInput) (string, error) {
-	if in.Channel < 0 || in.Channel >= len(in.Spec.Alerts) {
+	svc, err := a.spec(ctx, in.Spec)
+	if err != nil {
+		return "", err
+	}
+	if in.Channel < 0 || in.Channel >= len(svc.Alerts) {
 		return "", badInput(fmt.Errorf("notify: no alert channel %d", in.Channel))
 	}
-	al := in.Spec.Alerts[in.Channel]
+	al := svc.Alerts[in.Channel]
 	name := incident.ChannelName(al.Kind, in.Channel)
-	m := a.metrics(ctx, in.Spec.Name, in.Spec.Environment)
+	m := a.metrics(ctx, svc.Name, svc.Environment)
 	ch, err := alert.New(al)
 	if err != nil {
 		m.alert(name, false)

@@ -147,7 +147,7 @@ func (s *Starter) Retire(ctx context.Context, svc *spec.Service, slot rollout.Sl
 	run, err := s.C.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID: workflows.RetireID(svc.Name, svc.Environment), TaskQueue: s.TaskQueue,
 		WorkflowExecutionTimeout: 5 * time.Minute,
-	}, workflows.RetireWorkflow, activities.RetireInput{Spec: *svc, Slot: slot})
+	}, workflows.RetireWorkflow, activities.RetireInput{Spec: svc, Slot: slot})
 	if err != nil {
 		return err
 	}

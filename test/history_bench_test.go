@@ -3,6 +3,9 @@ package test
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -29,6 +32,7 @@ func BenchmarkRolloutHistorySize(b *testing.B) {
 	}
 	h := &historypb.History{}
 	scheduled := 0
+	byType := map[string]int{}
 	it := e.starter.C.GetWorkflowHistory(ctx, run.GetID(), run.GetRunID(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	for it.HasNext() {
 		ev, err := it.Next()
@@ -39,9 +43,14 @@ func BenchmarkRolloutHistorySize(b *testing.B) {
 			scheduled++
 		}
 		h.Events = append(h.Events, ev)
+		byType[strings.TrimPrefix(ev.GetEventType().String(), "EVENT_TYPE_")] += proto.Size(ev)
 	}
 	size := proto.Size(h)
 	b.ReportMetric(float64(len(h.Events)), "events")
 	b.ReportMetric(float64(size), "history-bytes")
 	fmt.Printf("5-step rollout history: %d events, %d bytes, %d activities scheduled\n", len(h.Events), size, scheduled)
+	types := slices.SortedFunc(maps.Keys(byType), func(a, b string) int { return byType[b] - byType[a] })
+	for _, t := range types[:min(5, len(types))] {
+		fmt.Printf("  %-40s %6d bytes\n", t, byType[t])
+	}
 }

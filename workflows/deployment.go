@@ -281,7 +281,7 @@ func (d *deployment) run(ctx workflow.Context) (*Status, error) {
 	s := &d.in.Spec
 	var state activities.State
 	if err := workflow.ExecuteActivity(activityCtx(d.work, 30*time.Second, 0, 5), acts.ReadState,
-		activities.ReadStateInput{Spec: *s}).Get(ctx, &state); err != nil {
+		activities.ReadStateInput{}).Get(ctx, &state); err != nil {
 		return d.fail(ctx, "reading the router and slots", err)
 	}
 	w := state.Weights
@@ -309,7 +309,7 @@ func (d *deployment) run(ctx workflow.Context) (*Status, error) {
 	if s.NeedsBuild() {
 		d.setPhase(ctx, rollout.PhaseBuilding)
 		if err := workflow.ExecuteActivity(activityCtx(d.work, s.Build.Timeout.D()+time.Minute, 30*time.Second, 2), acts.Build,
-			activities.BuildInput{Spec: *s, Version: d.in.Version}).Get(ctx, &d.st.Artifact); err != nil {
+			activities.BuildInput{Version: d.in.Version}).Get(ctx, &d.st.Artifact); err != nil {
 			return d.fail(ctx, "building "+d.in.Version, err)
 		}
 		if d.st.Artifact != "" {
@@ -325,7 +325,7 @@ func (d *deployment) run(ctx workflow.Context) (*Status, error) {
 		}
 		var gates []rollout.CheckResult
 		err := workflow.ExecuteActivity(activityCtx(d.work, timeout, 30*time.Second, 2), acts.Gates,
-			activities.GatesInput{Spec: *s, Version: d.in.Version, Artifact: d.st.Artifact}).Get(ctx, &gates)
+			activities.GatesInput{Version: d.in.Version, Artifact: d.st.Artifact}).Get(ctx, &gates)
 		for _, c := range gates {
 			d.recordCheck(c)
 		}
@@ -346,7 +346,7 @@ func (d *deployment) run(ctx workflow.Context) (*Status, error) {
 	d.setPhase(ctx, rollout.PhaseProvisioning)
 	var inst platform.Instance
 	if err := workflow.ExecuteActivity(activityCtx(d.work, s.Run.StartTimeout.D()+s.Run.StopTimeout.D()+time.Minute, 10*time.Second, 3), acts.Provision,
-		activities.ProvisionInput{Spec: *s, Slot: d.st.Target, Version: d.in.Version, Artifact: d.st.Artifact}).Get(ctx, &inst); err != nil {
+		activities.ProvisionInput{Slot: d.st.Target, Version: d.in.Version, Artifact: d.st.Artifact}).Get(ctx, &inst); err != nil {
 		return d.fail(ctx, "provisioning slot "+string(d.st.Target), err)
 	}
 	what := ""
@@ -363,7 +363,7 @@ func (d *deployment) run(ctx workflow.Context) (*Status, error) {
 	var checks []rollout.CheckResult
 	verifyTimeout := s.Checks.Health.Timeout.D() + 2*time.Minute
 	err := workflow.ExecuteActivity(activityCtx(d.work, verifyTimeout, 30*time.Second, 2), acts.Verify,
-		activities.VerifyInput{Spec: *s, Slot: d.st.Target, Version: d.in.Version, Live: d.st.Stable}).Get(ctx, &checks)
+		activities.VerifyInput{Slot: d.st.Target, Version: d.in.Version, Live: d.st.Stable}).Get(ctx, &checks)
 	for _, c := range checks {
 		d.recordCheck(c)
 	}
@@ -434,7 +434,7 @@ func (d *deployment) run(ctx workflow.Context) (*Status, error) {
 		}
 		d.setPhase(ctx, rollout.PhaseRetiring)
 		if err := workflow.ExecuteActivity(activityCtx(ctx, s.Run.StopTimeout.D()+time.Minute, 0, 5), acts.Retire,
-			activities.RetireInput{Spec: *s, Slot: prev}).Get(ctx, nil); err != nil {
+			activities.RetireInput{Slot: prev}).Get(ctx, nil); err != nil {
 			d.event("retiring slot " + string(prev) + " failed: " + err.Error())
 		} else {
 			d.event("retired slot " + string(prev))
@@ -450,7 +450,7 @@ func (d *deployment) run(ctx workflow.Context) (*Status, error) {
 func (d *deployment) shift(ctx workflow.Context, w rollout.Weights, label string) (*activities.ShiftResult, error) {
 	var res activities.ShiftResult
 	if err := workflow.ExecuteActivity(shiftCtx(ctx), acts.Shift,
-		activities.ShiftInput{Spec: d.in.Spec, Weights: w}).Get(ctx, &res); err != nil {
+		activities.ShiftInput{Weights: w}).Get(ctx, &res); err != nil {
 		return nil, err
 	}
 	d.st.Weights = res.Weights
@@ -492,7 +492,7 @@ func (d *deployment) bake(ctx workflow.Context, base *activities.ShiftResult) st
 			sinceAnalysis = 0
 			var res rollout.CheckResult
 			err := workflow.ExecuteActivity(activityCtx(d.work, 20*time.Second, 0, 3), acts.Analyze,
-				activities.AnalyzeInput{Spec: *s, Slot: d.st.Target, Baseline: base.Counters}).Get(ctx, &res)
+				activities.AnalyzeInput{Slot: d.st.Target, Baseline: base.Counters}).Get(ctx, &res)
 			if d.abort != nil {
 				return ""
 			}
@@ -548,7 +548,7 @@ func (d *deployment) rollback(ctx workflow.Context, reason, by string) (*Status,
 	if s.Rollout.RetireOnFailure {
 		bad := stable.Other()
 		if err := workflow.ExecuteActivity(activityCtx(ctx, s.Run.StopTimeout.D()+time.Minute, 0, 5), acts.Retire,
-			activities.RetireInput{Spec: *s, Slot: bad}).Get(ctx, nil); err != nil {
+			activities.RetireInput{Slot: bad}).Get(ctx, nil); err != nil {
 			d.event("retiring slot " + string(bad) + " failed: " + err.Error())
 		}
 	} else {
@@ -581,7 +581,7 @@ func (d *deployment) fail(ctx workflow.Context, what string, err error) (*Status
 	s := &d.in.Spec
 	if s.Rollout.RetireOnFailure && d.st.Target != rollout.None && d.st.Weights.Of(d.st.Target) == 0 {
 		_ = workflow.ExecuteActivity(activityCtx(ctx, s.Run.StopTimeout.D()+time.Minute, 0, 3), acts.Retire,
-			activities.RetireInput{Spec: *s, Slot: d.st.Target}).Get(ctx, nil)
+			activities.RetireInput{Slot: d.st.Target}).Get(ctx, nil)
 	}
 	d.setPhase(ctx, rollout.PhaseFailed)
 	countOutcome(ctx, "deployment", s.Name, s.Environment, "failed")

@@ -36,7 +36,7 @@ func Monitor(ctx workflow.Context, in MonitorInput) (*incident.State, error) {
 	}
 	var checks activities.MonitorChecksResult
 	if err := workflow.ExecuteActivity(activityCtx(ctx, 2*time.Minute, 30*time.Second, 2), acts.MonitorChecks,
-		activities.MonitorChecksInput{Spec: *s, Previous: prev.Counters}).Get(ctx, &checks); err != nil {
+		activities.MonitorChecksInput{Previous: prev.Counters}).Get(ctx, &checks); err != nil {
 		return nil, err
 	}
 	now := workflow.Now(ctx)
@@ -58,7 +58,7 @@ func Monitor(ctx workflow.Context, in MonitorInput) (*incident.State, error) {
 	var sent []pending
 	for i, n := range notices {
 		for c, al := range s.Alerts {
-			f := workflow.ExecuteActivity(nctx, acts.Notify, activities.NotifyInput{Spec: *s, Channel: c, Action: n.Action, In: n.Incident})
+			f := workflow.ExecuteActivity(nctx, acts.Notify, activities.NotifyInput{Channel: c, Action: n.Action, In: n.Incident})
 			sent = append(sent, pending{i, incident.ChannelName(al.Kind, c), f})
 		}
 	}

@@ -37,7 +37,7 @@ func newMonitor(t *testing.T) *monFixture {
 	s.Alerts = []spec.Alert{{Kind: "webhook"}, {Kind: "github"}}
 	f.in = MonitorInput{Spec: s}
 	f.notify = func(in activities.NotifyInput) (string, error) {
-		if in.Spec.Alerts[in.Channel].Kind == "github" && in.Action == incident.Open {
+		if f.in.Spec.Alerts[in.Channel].Kind == "github" && in.Action == incident.Open {
 			return "42", nil
 		}
 		return "", nil
@@ -109,7 +109,7 @@ func TestAChannelThatIsDownNeverStopsTheRun(t *testing.T) {
 	f := newMonitor(t)
 	f.in.Spec.Monitor.RollbackOnCritical = true
 	f.notify = func(in activities.NotifyInput) (string, error) {
-		if in.Spec.Alerts[in.Channel].Kind == "webhook" {
+		if f.in.Spec.Alerts[in.Channel].Kind == "webhook" {
 			return "", errors.New("connection refused")
 		}
 		return "7", nil

@@ -24,7 +24,7 @@ func rollbackNow(ctx workflow.Context, s *spec.Service, to rollout.Slot) (*activ
 	})
 	var res activities.ShiftResult
 	if err := workflow.ExecuteLocalActivity(lctx, acts.Shift,
-		activities.ShiftInput{Spec: *s, Weights: rollout.Split(to, 100)}).Get(ctx, &res); err != nil {
+		activities.ShiftInput{Weights: rollout.Split(to, 100)}).Get(ctx, &res); err != nil {
 		return nil, err
 	}
 	return &res, nil
@@ -182,9 +182,9 @@ func (r *rollbackRun) run(ctx workflow.Context) (*RollbackReport, error) {
 			StartToCloseTimeout: 30 * time.Second,
 			RetryPolicy: &temporal.RetryPolicy{InitialInterval: 200 * time.Millisecond, MaximumAttempts: 5,
 				NonRetryableErrorTypes: []string{activities.ErrBadInput}},
-		}), acts.ReadState, activities.ReadStateInput{Spec: *s})
+		}), acts.ReadState, activities.ReadStateInput{})
 	} else {
-		read = workflow.ExecuteActivity(activityCtx(ctx, 30*time.Second, 0, 5), acts.ReadState, activities.ReadStateInput{Spec: *s})
+		read = workflow.ExecuteActivity(activityCtx(ctx, 30*time.Second, 0, 5), acts.ReadState, activities.ReadStateInput{})
 	}
 	if err := read.Get(ctx, &state); err != nil {
 		return r.fail(ctx, "reading the router and slots: "+rootMessage(err))
@@ -225,7 +225,7 @@ func (r *rollbackRun) run(ctx workflow.Context) (*RollbackReport, error) {
 			r.in.From, r.in.BadVersion, r.rep.BadSlotAddr, s.Name, s.Environment))
 	case s.Rollout.RetireOnFailure:
 		if err := workflow.ExecuteActivity(activityCtx(ctx, s.Run.StopTimeout.D()+time.Minute, 0, 5), acts.Retire,
-			activities.RetireInput{Spec: *s, Slot: r.in.From}).Get(ctx, nil); err != nil {
+			activities.RetireInput{Slot: r.in.From}).Get(ctx, nil); err != nil {
 			r.event("retiring slot " + string(r.in.From) + " failed: " + rootMessage(err))
 		} else {
 			r.event("retired slot " + string(r.in.From))
@@ -289,7 +289,7 @@ func (r *rollbackRun) gradual(ctx workflow.Context) error {
 			// the previous slot took more since the last step: judge it on what it served
 			var chk rollout.CheckResult
 			if err := workflow.ExecuteActivity(activityCtx(ctx, 20*time.Second, 0, 3), acts.Analyze,
-				activities.AnalyzeInput{Spec: *s, Slot: r.in.To, Baseline: base}).Get(ctx, &chk); err == nil {
+				activities.AnalyzeInput{Slot: r.in.To, Baseline: base}).Get(ctx, &chk); err == nil {
 				r.rep.Checks = append(r.rep.Checks, chk)
 				if !chk.Passed {
 					r.event("previous slot analysis: " + chk.Detail + " (going on: it is the way back)")
@@ -298,7 +298,7 @@ func (r *rollbackRun) gradual(ctx workflow.Context) error {
 		}
 		var res activities.ShiftResult
 		if err := workflow.ExecuteActivity(shiftCtx(ctx), acts.Shift,
-			activities.ShiftInput{Spec: *s, Weights: rollout.Split(r.in.From, pct)}).Get(ctx, &res); err != nil {
+			activities.ShiftInput{Weights: rollout.Split(r.in.From, pct)}).Get(ctx, &res); err != nil {
 			return err
 		}
 		r.applied(ctx, &res)

@@ -195,7 +195,7 @@ func notifyEvent(ctx workflow.Context, s *spec.Service, summary, detail string) 
 		Check: "event", Summary: summary, Detail: detail, OpenedAt: workflow.Now(ctx)}
 	var fs []workflow.Future
 	for c := range s.Alerts {
-		fs = append(fs, workflow.ExecuteActivity(nctx, acts.Notify, activities.NotifyInput{Spec: *s, Channel: c, Action: incident.Event, In: in}))
+		fs = append(fs, workflow.ExecuteActivity(nctx, acts.Notify, activities.NotifyInput{Channel: c, Action: incident.Event, In: in}))
 	}
 	for _, f := range fs {
 		_ = f.Get(ctx, nil)

@@ -1,0 +1,99 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	commonpb "go.temporal.io/api/common/v1"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
+
+	"github.com/switchyard/switchyard/internal/spec"
+)
+
+// A rollout's spec is in its history once, in the workflow's input. Its
+// activities are not given it again (it would be written into the history
+// with every one of them: ~2.5 KB each); each reads it from the input of
+// the run that scheduled it, once per run and worker, and keeps it.
+
+// specCache holds the specs of the runs this worker has served lately.
+type specCache struct {
+	mu    sync.Mutex
+	byRun map[string]*spec.Service
+	order []string // oldest first, for a bounded size
+}
+
+// specCacheSize bounds the specs kept: a worker serving more runs at once
+// than this reads some inputs again, which costs a round trip, not correctness.
+const specCacheSize = 2000
+
+func (c *specCache) get(run string) *spec.Service {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.byRun[run]
+}
+
+func (c *specCache) put(run string, s *spec.Service) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.byRun == nil {
+		c.byRun = map[string]*spec.Service{}
+	}
+	if _, ok := c.byRun[run]; ok {
+		return
+	}
+	c.byRun[run] = s
+	c.order = append(c.order, run)
+	if len(c.order) > specCacheSize {
+		delete(c.byRun, c.order[0])
+		c.order = c.order[1:]
+	}
+}
+
+// runInput is the part every Switchyard workflow input shares.
+type runInput struct {
+	Spec *spec.Service `json:"spec"`
+}
+
+// spec returns the spec an activity works on: the one it was given (older
+// histories, the Retire workflow, tests), else its run's.
+func (a *Activities) spec(ctx context.Context, given *spec.Service) (*spec.Service, error) {
+	if given != nil {
+		return given, nil
+	}
+	we := activity.GetInfo(ctx).WorkflowExecution
+	key := we.ID + "/" + we.RunID
+	if s := a.specs.get(key); s != nil {
+		return s, nil
+	}
+	if a.Client == nil {
+		return nil, badInput(errors.New("the activity was given no spec and the worker has no Temporal client to read its run's"))
+	}
+	resp, err := a.Client.WorkflowService().GetWorkflowExecutionHistory(ctx, &workflowservice.GetWorkflowExecutionHistoryRequest{
+		Namespace:              activity.GetInfo(ctx).WorkflowNamespace,
+		Execution:              &commonpb.WorkflowExecution{WorkflowId: we.ID, RunId: we.RunID},
+		MaximumPageSize:        1,
+		HistoryEventFilterType: enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the spec of run %s: %w", key, err)
+	}
+	events := resp.GetHistory().GetEvents()
+	if len(events) == 0 || events[0].GetWorkflowExecutionStartedEventAttributes() == nil {
+		return nil, badInput(fmt.Errorf("read the spec of run %s: its history does not start with the workflow's input", key))
+	}
+	var in runInput
+	payloads := events[0].GetWorkflowExecutionStartedEventAttributes().GetInput().GetPayloads()
+	if len(payloads) == 0 {
+		return nil, badInput(fmt.Errorf("read the spec of run %s: the workflow had no input", key))
+	}
+	if err := converter.GetDefaultDataConverter().FromPayload(payloads[0], &in); err != nil || in.Spec == nil {
+		return nil, badInput(fmt.Errorf("read the spec of run %s: its input holds no spec (%v)", key, err))
+	}
+	a.specs.put(key, in.Spec)
+	return in.Spec, nil
+}
