@@ -119,7 +119,7 @@ func (a *Activities) ReadState(ctx context.Context, in ReadStateInput) (*State, 
 // BuildInput names the version to build.
 type BuildInput struct {
 	Spec    *spec.Service `json:"spec,omitempty"` // nil: the run\'s own (see spec.go)
-	Version string       `json:"version"`
+	Version string        `json:"version"`
 }
 
 // Build runs the spec's build command with VERSION set, heartbeating its last
@@ -194,8 +194,8 @@ func runBuildCommand(ctx context.Context, s *spec.Service, version string, hb fu
 // GatesInput names the artifact to check.
 type GatesInput struct {
 	Spec     *spec.Service `json:"spec,omitempty"` // nil: the run\'s own (see spec.go)
-	Version  string       `json:"version"`
-	Artifact string       `json:"artifact"`
+	Version  string        `json:"version"`
+	Artifact string        `json:"artifact"`
 }
 
 // Gates runs every pre-deployment gate — the spec's commands, then the
@@ -256,8 +256,8 @@ func runGate(ctx context.Context, s *spec.Service, g spec.Gate, version, artifac
 // ProvisionInput names the slot and version.
 type ProvisionInput struct {
 	Spec    *spec.Service `json:"spec,omitempty"` // nil: the run\'s own (see spec.go)
-	Slot    rollout.Slot `json:"slot"`
-	Version string       `json:"version"`
+	Slot    rollout.Slot  `json:"slot"`
+	Version string        `json:"version"`
 	// Artifact is what Build made (an image digest), "" on the process platform.
 	Artifact string `json:"artifact,omitempty"`
 }
@@ -284,9 +284,9 @@ func (a *Activities) Provision(ctx context.Context, in ProvisionInput) (*platfor
 // to compare its performance with.
 type VerifyInput struct {
 	Spec    *spec.Service `json:"spec,omitempty"` // nil: the run\'s own (see spec.go)
-	Slot    rollout.Slot `json:"slot"`
-	Version string       `json:"version"`
-	Live    rollout.Slot `json:"live"`
+	Slot    rollout.Slot  `json:"slot"`
+	Version string        `json:"version"`
+	Live    rollout.Slot  `json:"live"`
 }
 
 // Verify runs health, smoke and performance checks on the idle slot, which
@@ -352,7 +352,7 @@ func slotAddr(s *spec.Service, slot rollout.Slot) string { return s.SlotAddrs(st
 
 // ShiftInput is the absolute split to apply.
 type ShiftInput struct {
-	Spec    *spec.Service    `json:"spec,omitempty"` // nil: the run\'s own (see spec.go)
+	Spec    *spec.Service   `json:"spec,omitempty"` // nil: the run\'s own (see spec.go)
 	Weights rollout.Weights `json:"weights"`
 }
 
@@ -412,7 +412,7 @@ func (a *Activities) counters(ctx context.Context, s *spec.Service, r router.Rou
 
 // AnalyzeInput is the slot to judge and the counters at the step's start.
 type AnalyzeInput struct {
-	Spec     *spec.Service                      `json:"spec,omitempty"` // nil: the run\'s own (see spec.go)
+	Spec     *spec.Service                     `json:"spec,omitempty"` // nil: the run\'s own (see spec.go)
 	Slot     rollout.Slot                      `json:"slot"`
 	Baseline map[rollout.Slot]rollout.Counters `json:"baseline,omitempty"`
 }
@@ -476,7 +476,7 @@ func (a *Activities) Analyze(ctx context.Context, in AnalyzeInput) (*rollout.Che
 // RetireInput names the slot to stop.
 type RetireInput struct {
 	Spec *spec.Service `json:"spec,omitempty"` // nil: the run\'s own (see spec.go)
-	Slot rollout.Slot `json:"slot"`
+	Slot rollout.Slot  `json:"slot"`
 }
 
 // Retire stops a slot, after checking the router sends it no traffic: a
