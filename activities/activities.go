@@ -80,7 +80,7 @@ type State struct {
 
 // ReadStateInput names the service.
 type ReadStateInput struct {
-	Spec *spec.Service `json:"spec,omitempty"` // nil: the run\'s own (see spec.go)
+	Spec *spec.Service `json:"spec,omitempty"` // nil: the run's own (see spec.go)
 }
 
 // ReadState makes sure the router knows both slots, then reads the weights
@@ -118,7 +118,7 @@ func (a *Activities) ReadState(ctx context.Context, in ReadStateInput) (*State, 
 
 // BuildInput names the version to build.
 type BuildInput struct {
-	Spec    *spec.Service `json:"spec,omitempty"` // nil: the run\'s own (see spec.go)
+	Spec    *spec.Service `json:"spec,omitempty"` // nil: the run's own (see spec.go)
 	Version string        `json:"version"`
 }
 
@@ -193,7 +193,7 @@ func runBuildCommand(ctx context.Context, s *spec.Service, version string, hb fu
 
 // GatesInput names the artifact to check.
 type GatesInput struct {
-	Spec     *spec.Service `json:"spec,omitempty"` // nil: the run\'s own (see spec.go)
+	Spec     *spec.Service `json:"spec,omitempty"` // nil: the run's own (see spec.go)
 	Version  string        `json:"version"`
 	Artifact string        `json:"artifact"`
 }
@@ -255,7 +255,7 @@ func runGate(ctx context.Context, s *spec.Service, g spec.Gate, version, artifac
 
 // ProvisionInput names the slot and version.
 type ProvisionInput struct {
-	Spec    *spec.Service `json:"spec,omitempty"` // nil: the run\'s own (see spec.go)
+	Spec    *spec.Service `json:"spec,omitempty"` // nil: the run's own (see spec.go)
 	Slot    rollout.Slot  `json:"slot"`
 	Version string        `json:"version"`
 	// Artifact is what Build made (an image digest), "" on the process platform.
@@ -283,7 +283,7 @@ func (a *Activities) Provision(ctx context.Context, in ProvisionInput) (*platfor
 // VerifyInput names the candidate slot and, if there is one, the live slot
 // to compare its performance with.
 type VerifyInput struct {
-	Spec    *spec.Service `json:"spec,omitempty"` // nil: the run\'s own (see spec.go)
+	Spec    *spec.Service `json:"spec,omitempty"` // nil: the run's own (see spec.go)
 	Slot    rollout.Slot  `json:"slot"`
 	Version string        `json:"version"`
 	Live    rollout.Slot  `json:"live"`
@@ -352,7 +352,7 @@ func slotAddr(s *spec.Service, slot rollout.Slot) string { return s.SlotAddrs(st
 
 // ShiftInput is the absolute split to apply.
 type ShiftInput struct {
-	Spec    *spec.Service   `json:"spec,omitempty"` // nil: the run\'s own (see spec.go)
+	Spec    *spec.Service   `json:"spec,omitempty"` // nil: the run's own (see spec.go)
 	Weights rollout.Weights `json:"weights"`
 }
 
@@ -412,7 +412,7 @@ func (a *Activities) counters(ctx context.Context, s *spec.Service, r router.Rou
 
 // AnalyzeInput is the slot to judge and the counters at the step's start.
 type AnalyzeInput struct {
-	Spec     *spec.Service                     `json:"spec,omitempty"` // nil: the run\'s own (see spec.go)
+	Spec     *spec.Service                     `json:"spec,omitempty"` // nil: the run's own (see spec.go)
 	Slot     rollout.Slot                      `json:"slot"`
 	Baseline map[rollout.Slot]rollout.Counters `json:"baseline,omitempty"`
 }
@@ -475,7 +475,7 @@ func (a *Activities) Analyze(ctx context.Context, in AnalyzeInput) (*rollout.Che
 
 // RetireInput names the slot to stop.
 type RetireInput struct {
-	Spec *spec.Service `json:"spec,omitempty"` // nil: the run\'s own (see spec.go)
+	Spec *spec.Service `json:"spec,omitempty"` // nil: the run's own (see spec.go)
 	Slot rollout.Slot  `json:"slot"`
 }
 

@@ -23,7 +23,7 @@ import (
 // MonitorChecksInput is the live environment to check, and the router's
 // counters at the previous run (the window of the traffic analysis).
 type MonitorChecksInput struct {
-	Spec     *spec.Service                     `json:"spec,omitempty"` // nil: the run\'s own (see spec.go)
+	Spec     *spec.Service                     `json:"spec,omitempty"` // nil: the run's own (see spec.go)
 	Previous map[rollout.Slot]rollout.Counters `json:"previous,omitempty"`
 }
 
@@ -185,7 +185,7 @@ func (a *Activities) LastMonitorState(ctx context.Context, query string) (*incid
 
 // NotifyInput is one notice for one channel.
 type NotifyInput struct {
-	Spec    *spec.Service     `json:"spec,omitempty"` // nil: the run\'s own (see spec.go)
+	Spec    *spec.Service     `json:"spec,omitempty"` // nil: the run's own (see spec.go)
 	Channel int               `json:"channel"`        // index into Spec.Alerts
 	Action  incident.Action   `json:"action"`
 	In      incident.Incident `json:"incident"`
