@@ -277,17 +277,40 @@ func shiftCtx(ctx workflow.Context) workflow.Context {
 	return activityCtx(ctx, 15*time.Second, 0, 0)
 }
 
+// run is the rollout, phase by phase. A phase before any traffic moves
+// fails the rollout with the live slot untouched; from the first shift on,
+// a problem rolls back.
 func (d *deployment) run(ctx workflow.Context) (*Status, error) {
+	for _, phase := range []func(workflow.Context) *failure{d.readState, d.build, d.gate, d.provision, d.verify} {
+		if f := phase(ctx); f != nil {
+			return d.fail(ctx, f.what, f.err)
+		}
+	}
+	if st, err := d.shiftSteps(ctx); st != nil || err != nil {
+		return st, err
+	}
+	return d.promoteAndRetire(ctx)
+}
+
+// failure is why a phase before the first shift stopped the rollout.
+type failure struct {
+	what string
+	err  error
+}
+
+// readState learns from the router which slot is live, and from the
+// platform what it runs: the target is the other one.
+func (d *deployment) readState(ctx workflow.Context) *failure {
 	s := &d.in.Spec
 	var state activities.State
 	if err := workflow.ExecuteActivity(activityCtx(d.work, 30*time.Second, 0, 5), acts.ReadState,
 		activities.ReadStateInput{}).Get(ctx, &state); err != nil {
-		return d.fail(ctx, "reading the router and slots", err)
+		return &failure{"reading the router and slots", err}
 	}
 	w := state.Weights
 	if w.Blue != 0 && w.Green != 0 {
-		return d.fail(ctx, "checking the router", fmt.Errorf(
-			"traffic is split (%s): an earlier rollout was interrupted; roll back first (switchyard rollback %s --env %s)", w, s.Name, s.Environment))
+		return &failure{"checking the router", fmt.Errorf(
+			"traffic is split (%s): an earlier rollout was interrupted; roll back first (switchyard rollback %s --env %s)", w, s.Name, s.Environment)}
 	}
 	d.st.Weights = w
 	d.st.Stable = w.Live()
@@ -295,59 +318,77 @@ func (d *deployment) run(ctx workflow.Context) (*Status, error) {
 	if d.st.Stable == rollout.None {
 		d.st.Target = rollout.Blue
 		d.event("no live slot: first deployment, to blue")
-	} else {
-		prev := state.Blue
-		if d.st.Stable == rollout.Green {
-			prev = state.Green
-		}
-		d.st.PreviousVersion = prev.Version
-		d.event(fmt.Sprintf("live slot %s runs %s; deploying %s to %s", d.st.Stable, orUnknown(prev.Version), d.in.Version, d.st.Target))
+		return nil
 	}
+	prev := state.Blue
+	if d.st.Stable == rollout.Green {
+		prev = state.Green
+	}
+	d.st.PreviousVersion = prev.Version
+	d.event(fmt.Sprintf("live slot %s runs %s; deploying %s to %s", d.st.Stable, orUnknown(prev.Version), d.in.Version, d.st.Target))
+	return nil
+}
 
-	// The spec answers from the same input the recorded histories started
-	// with, so they replay unchanged.
-	if s.NeedsBuild() {
-		d.setPhase(ctx, rollout.PhaseBuilding)
-		if err := workflow.ExecuteActivity(activityCtx(d.work, s.Build.Timeout.D()+time.Minute, 30*time.Second, 2), acts.Build,
-			activities.BuildInput{Version: d.in.Version}).Get(ctx, &d.st.Artifact); err != nil {
-			return d.fail(ctx, "building "+d.in.Version, err)
-		}
-		if d.st.Artifact != "" {
-			d.event("built " + d.st.Artifact)
+// build makes the version's artifact, where the spec needs one. The spec
+// answers from the same input the recorded histories started with, so they
+// replay unchanged.
+func (d *deployment) build(ctx workflow.Context) *failure {
+	s := &d.in.Spec
+	if !s.NeedsBuild() {
+		return nil
+	}
+	d.setPhase(ctx, rollout.PhaseBuilding)
+	if err := workflow.ExecuteActivity(activityCtx(d.work, s.Build.Timeout.D()+time.Minute, 30*time.Second, 2), acts.Build,
+		activities.BuildInput{Version: d.in.Version}).Get(ctx, &d.st.Artifact); err != nil {
+		return &failure{"building " + d.in.Version, err}
+	}
+	if d.st.Artifact != "" {
+		d.event("built " + d.st.Artifact)
+	}
+	return nil
+}
+
+// gate runs the pre-deployment gates; all run, and any failure stops the
+// rollout before a slot is touched.
+func (d *deployment) gate(ctx workflow.Context) *failure {
+	s := &d.in.Spec
+	if !s.HasGates() {
+		return nil
+	}
+	d.setPhase(ctx, rollout.PhaseGating)
+	timeout := time.Minute
+	for _, g := range s.Gates {
+		timeout += g.Timeout.D()
+	}
+	var gates []rollout.CheckResult
+	err := workflow.ExecuteActivity(activityCtx(d.work, timeout, 30*time.Second, 2), acts.Gates,
+		activities.GatesInput{Version: d.in.Version, Artifact: d.st.Artifact}).Get(ctx, &gates)
+	for _, c := range gates {
+		d.recordCheck(c)
+	}
+	if err != nil {
+		return &failure{"running the gates", err}
+	}
+	var failed []string
+	for _, c := range gates {
+		if !c.Passed {
+			failed = append(failed, c.Name+": "+c.Detail)
 		}
 	}
-
-	if s.HasGates() {
-		d.setPhase(ctx, rollout.PhaseGating)
-		timeout := time.Minute
-		for _, g := range s.Gates {
-			timeout += g.Timeout.D()
-		}
-		var gates []rollout.CheckResult
-		err := workflow.ExecuteActivity(activityCtx(d.work, timeout, 30*time.Second, 2), acts.Gates,
-			activities.GatesInput{Version: d.in.Version, Artifact: d.st.Artifact}).Get(ctx, &gates)
-		for _, c := range gates {
-			d.recordCheck(c)
-		}
-		if err != nil {
-			return d.fail(ctx, "running the gates", err)
-		}
-		var failed []string
-		for _, c := range gates {
-			if !c.Passed {
-				failed = append(failed, c.Name+": "+c.Detail)
-			}
-		}
-		if len(failed) > 0 {
-			return d.fail(ctx, "gates", fmt.Errorf("%d of %d failed: %s", len(failed), len(gates), strings.Join(failed, "; ")))
-		}
+	if len(failed) > 0 {
+		return &failure{"gates", fmt.Errorf("%d of %d failed: %s", len(failed), len(gates), strings.Join(failed, "; "))}
 	}
+	return nil
+}
 
+// provision starts the version in the target slot, or finds it running.
+func (d *deployment) provision(ctx workflow.Context) *failure {
+	s := &d.in.Spec
 	d.setPhase(ctx, rollout.PhaseProvisioning)
 	var inst platform.Instance
 	if err := workflow.ExecuteActivity(activityCtx(d.work, s.Run.StartTimeout.D()+s.Run.StopTimeout.D()+time.Minute, 10*time.Second, 3), acts.Provision,
 		activities.ProvisionInput{Slot: d.st.Target, Version: d.in.Version, Artifact: d.st.Artifact}).Get(ctx, &inst); err != nil {
-		return d.fail(ctx, "provisioning slot "+string(d.st.Target), err)
+		return &failure{"provisioning slot " + string(d.st.Target), err}
 	}
 	what := ""
 	if inst.Summary != "" {
@@ -358,7 +399,13 @@ func (d *deployment) run(ctx workflow.Context) (*Status, error) {
 	} else {
 		d.event(fmt.Sprintf("slot %s started %s%s", d.st.Target, d.in.Version, what))
 	}
+	return nil
+}
 
+// verify runs health, smoke and performance checks on the target slot,
+// which has no traffic yet.
+func (d *deployment) verify(ctx workflow.Context) *failure {
+	s := &d.in.Spec
 	d.setPhase(ctx, rollout.PhaseVerifying)
 	var checks []rollout.CheckResult
 	verifyTimeout := s.Checks.Health.Timeout.D() + 2*time.Minute
@@ -367,18 +414,26 @@ func (d *deployment) run(ctx workflow.Context) (*Status, error) {
 	for _, c := range checks {
 		d.recordCheck(c)
 	}
+	what := "verifying slot " + string(d.st.Target)
 	if err != nil {
-		return d.fail(ctx, "verifying slot "+string(d.st.Target), err)
+		return &failure{what, err}
 	}
 	for _, c := range checks {
 		if !c.Passed {
-			return d.fail(ctx, "verifying slot "+string(d.st.Target), errors.New(c.Detail))
+			return &failure{what, errors.New(c.Detail)}
 		}
 	}
 	if d.abort != nil {
-		return d.fail(ctx, "before any traffic moved", errors.New(d.abort.Reason))
+		return &failure{"before any traffic moved", errors.New(d.abort.Reason)}
 	}
+	return nil
+}
 
+// shiftSteps moves traffic to the target step by step, baking and
+// analysing each. It returns nil, nil once the target has 100 %, or how the
+// rollout ended when it rolled back.
+func (d *deployment) shiftSteps(ctx workflow.Context) (*Status, error) {
+	s := &d.in.Spec
 	d.setPhase(ctx, rollout.PhaseShifting)
 	notifyEvent(ctx, s, fmt.Sprintf("rollout of %s started (previous %s)", d.in.Version, orUnknown(d.st.PreviousVersion)), "")
 	steps := s.Rollout.Steps
@@ -415,7 +470,14 @@ func (d *deployment) run(ctx workflow.Context) (*Status, error) {
 			return d.rollback(ctx, d.abort.Reason, d.abort.By)
 		}
 	}
+	return nil, nil
+}
 
+// promoteAndRetire makes the target the stable slot, keeps the old one warm
+// for the scale-down delay (an abort inside it rolls back at once), then
+// retires it.
+func (d *deployment) promoteAndRetire(ctx workflow.Context) (*Status, error) {
+	s := &d.in.Spec
 	prev := d.st.Stable
 	d.st.Stable, d.st.BakeEndsAt = d.st.Target, time.Time{}
 	d.setPhase(ctx, rollout.PhaseScalingDown)
@@ -464,49 +526,56 @@ func (d *deployment) shift(ctx workflow.Context, w rollout.Weights, label string
 // interval; pausing stops the clock. It returns a reason to roll back, or "".
 func (d *deployment) bake(ctx workflow.Context, base *activities.ShiftResult) string {
 	s := &d.in.Spec
+	interval := s.Rollout.Analysis.Interval.D()
 	remaining := s.Rollout.Bake.D()
 	sinceAnalysis := time.Duration(0)
 	for remaining > 0 {
 		if d.abort != nil || d.promote != nil || ctx.Err() != nil {
 			return ""
 		}
-		if d.st.Paused {
-			d.st.BakeEndsAt = time.Time{}
-			_ = workflow.Await(ctx, func() bool { return !d.st.Paused || d.abort != nil })
+		wait := min(interval-sinceAnalysis, remaining)
+		after := remaining - wait // of the bake, once this wait is over
+		ran, err := countdown{
+			paused: func() bool { return d.st.Paused },
+			stop:   func() bool { return d.abort != nil || d.promote != nil },
+			ends: func(at time.Time) {
+				d.st.BakeEndsAt = time.Time{}
+				if !at.IsZero() {
+					d.st.BakeEndsAt = at.Add(after)
+				}
+			},
+		}.run(ctx, wait)
+		remaining -= ran
+		sinceAnalysis += ran
+		if err != nil || d.abort != nil || d.promote != nil {
 			continue
 		}
-		wait := s.Rollout.Analysis.Interval.D() - sinceAnalysis
-		if wait > remaining {
-			wait = remaining
-		}
-		start := workflow.Now(ctx)
-		d.st.BakeEndsAt = start.Add(remaining)
-		_, _ = workflow.AwaitWithTimeout(ctx, wait, func() bool { return d.abort != nil || d.promote != nil || d.st.Paused })
-		elapsed := workflow.Now(ctx).Sub(start)
-		remaining -= elapsed
-		sinceAnalysis += elapsed
-		if d.abort != nil || d.promote != nil || d.st.Paused {
-			continue
-		}
-		if sinceAnalysis >= s.Rollout.Analysis.Interval.D() || remaining <= 0 {
-			sinceAnalysis = 0
-			var res rollout.CheckResult
-			err := workflow.ExecuteActivity(activityCtx(d.work, 20*time.Second, 0, 3), acts.Analyze,
-				activities.AnalyzeInput{Slot: d.st.Target, Baseline: base.Counters}).Get(ctx, &res)
-			if d.abort != nil {
-				return ""
-			}
-			if err != nil {
-				return "analysis could not run: " + err.Error()
-			}
-			d.recordCheck(res)
-			d.st.AnalysisSource = res.Source
-			if !res.Passed {
-				return "analysis failed at " + fmt.Sprint(d.st.Weights.Of(d.st.Target)) + "%: " + res.Detail
-			}
+		sinceAnalysis = 0
+		if reason := d.analyze(ctx, base); reason != "" {
+			return reason
 		}
 	}
 	d.st.BakeEndsAt = time.Time{}
+	return ""
+}
+
+// analyze judges the target on the traffic it served since the step began,
+// and returns a reason to roll back, or "".
+func (d *deployment) analyze(ctx workflow.Context, base *activities.ShiftResult) string {
+	var res rollout.CheckResult
+	err := workflow.ExecuteActivity(activityCtx(d.work, 20*time.Second, 0, 3), acts.Analyze,
+		activities.AnalyzeInput{Slot: d.st.Target, Baseline: base.Counters}).Get(ctx, &res)
+	if d.abort != nil {
+		return ""
+	}
+	if err != nil {
+		return "analysis could not run: " + err.Error()
+	}
+	d.recordCheck(res)
+	d.st.AnalysisSource = res.Source
+	if !res.Passed {
+		return "analysis failed at " + fmt.Sprint(d.st.Weights.Of(d.st.Target)) + "%: " + res.Detail
+	}
 	return ""
 }
 

@@ -264,23 +264,14 @@ func (r *rollbackRun) gradual(ctx workflow.Context) error {
 	r.rep.Remaining = g.Duration.D()
 	var base map[rollout.Slot]rollout.Counters
 	for _, pct := range steps {
-		wait := interval
-		for wait > 0 && !r.escalated {
-			if r.rep.Paused {
-				r.rep.NextStepAt = time.Time{}
-				if err := workflow.Await(ctx, func() bool { return !r.rep.Paused || r.escalated }); err != nil {
-					return err
-				}
-				continue
-			}
-			start := workflow.Now(ctx)
-			r.rep.NextStepAt = start.Add(wait)
-			if _, err := workflow.AwaitWithTimeout(ctx, wait, func() bool { return r.rep.Paused || r.escalated }); err != nil {
-				return err
-			}
-			elapsed := workflow.Now(ctx).Sub(start)
-			wait -= elapsed
-			r.rep.Remaining -= elapsed
+		_, err := countdown{
+			paused: func() bool { return r.rep.Paused },
+			stop:   func() bool { return r.escalated },
+			ends:   func(at time.Time) { r.rep.NextStepAt = at },
+			spent:  func(d time.Duration) { r.rep.Remaining -= d },
+		}.run(ctx, interval)
+		if err != nil {
+			return err
 		}
 		if r.escalated {
 			return nil

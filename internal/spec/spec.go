@@ -460,7 +460,7 @@ func Parse(path string, data []byte) (*File, error) {
 		switch {
 		case errors.As(err, &te):
 			for _, msg := range te.Errors {
-				probs = append(probs, yamlProblem(path, msg))
+				probs = append(probs, namedType(doc.Content[0], yamlProblem(path, msg)))
 			}
 		case errors.As(err, &p):
 			p.File = path
@@ -489,6 +489,79 @@ func yamlProblem(path, msg string) *Problem {
 		p.Msg = fmt.Sprintf("unknown field %q (check its spelling and indentation)", m[1])
 	}
 	return p
+}
+
+var mistypedRe = regexp.MustCompile("^cannot unmarshal !!(\\w+)(?: `(.*)`)? into (\\S+)$")
+
+// namedType rewrites the parser's "cannot unmarshal !!str `three` into
+// int" to name the field and the kind of value it wants.
+func namedType(root *yaml.Node, p *Problem) *Problem {
+	m := mistypedRe.FindStringSubmatch(p.Msg)
+	if m == nil {
+		return p
+	}
+	got, value, into := m[1], m[2], m[3]
+	want := "a mapping"
+	switch {
+	case strings.HasPrefix(into, "[]"):
+		want = "a list"
+	case strings.HasPrefix(into, "int") || strings.HasPrefix(into, "uint"):
+		want = "a whole number"
+	case strings.HasPrefix(into, "float"):
+		want = "a number"
+	case into == "bool":
+		want = "true or false"
+	case into == "string":
+		want = "a string"
+	}
+	what := fmt.Sprintf("%q", value)
+	switch got {
+	case "map":
+		what = "a mapping"
+	case "seq":
+		what = "a list"
+	}
+	p.Field = fieldAt(root, "", p.Line, value)
+	p.Msg = fmt.Sprintf("%s is not %s", what, want)
+	if p.Field == "" {
+		p.Msg += " (" + into + ")"
+	}
+	return p
+}
+
+// fieldAt finds the dotted path of the value at line whose text is value
+// (a mapping or list value has none: the first on the line then).
+func fieldAt(n *yaml.Node, path string, line int, value string) string {
+	join := func(k string) string {
+		if path == "" {
+			return k
+		}
+		return path + "." + k
+	}
+	switch n.Kind {
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			// the deepest match: a mapping's first key shares its line
+			if f := fieldAt(v, join(k.Value), line, value); f != "" {
+				return f
+			}
+			if v.Line == line && (v.Kind == yaml.ScalarNode && v.Value == value || v.Kind != yaml.ScalarNode && value == "") {
+				return join(k.Value)
+			}
+		}
+	case yaml.SequenceNode:
+		for i, v := range n.Content {
+			p := fmt.Sprintf("%s[%d]", path, i)
+			if v.Line == line && v.Kind == yaml.ScalarNode && v.Value == value {
+				return p
+			}
+			if f := fieldAt(v, p, line, value); f != "" {
+				return f
+			}
+		}
+	}
+	return ""
 }
 
 // Resolve returns the spec for one environment: the top-level settings with

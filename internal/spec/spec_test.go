@@ -280,3 +280,42 @@ environments:
 		t.Fatalf("a kubernetes router on processes: %v", ps)
 	}
 }
+
+func TestAWrongTypeNamesTheFieldAndTheTypeWanted(t *testing.T) {
+	src := strings.Replace(good, "bake: 30s", "bake: 30s\n  steps: [10, three, 100]\n  retireOnFailure: maybe", 1)
+	src = strings.Replace(src, "command: [", "host: [a, b]\n  command: [", 1)
+	_, err := Parse("api.yaml", []byte(src))
+	joined := problems(t, err).Error()
+	for _, want := range []string{
+		`api.yaml:12: rollout.steps[1]: "three" is not a whole number`,
+		`api.yaml:13: rollout.retireOnFailure: "maybe" is not true or false`,
+		`api.yaml:3: run.host: a list is not a string`,
+	} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("want %q in:\n%s", want, joined)
+		}
+	}
+	if strings.Contains(joined, "cannot unmarshal") {
+		t.Errorf("the parser's own words leaked: %s", joined)
+	}
+}
+
+func TestAnAnalysisIntervalOfZeroIsRefusedSayingWhatItMeans(t *testing.T) {
+	src := strings.Replace(good, "bake: 30s", "bake: 30s\n  analysis: {interval: 0s}", 1)
+	f, err := Parse("api.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.Resolve("production")
+	joined := problems(t, err).Error()
+	if !strings.Contains(joined, "api.yaml:11: rollout.analysis.interval: must be positive (got 0s)") || !strings.Contains(joined, "leave it out") {
+		t.Fatalf("got %s", joined)
+	}
+	// left out, it is the bake: judged once per step
+	src = strings.Replace(good, "bake: 30s", "bake: 30s\n  analysis: {maxErrorRate: 0.02}", 1)
+	f, _ = Parse("api.yaml", []byte(src))
+	s, err := f.Resolve("production")
+	if err != nil || s.Rollout.Analysis.Interval.D() != 30*time.Second {
+		t.Fatalf("default interval: %v %v", s, err)
+	}
+}

@@ -30,6 +30,17 @@ func (s *Service) applyDefaults(written func(path string) bool) {
 			g.Name = g.Command[0]
 		}
 	}
+	s.defaultDocker()
+	s.defaultKubernetes()
+	s.defaultRunAndRouter()
+	s.defaultChecks()
+	s.defaultRollout(written)
+	s.defaultMonitor()
+	s.defaultRollback()
+}
+
+// defaultDocker fills in the docker platform.
+func (s *Service) defaultDocker() {
 	if s.Platform == PlatformDocker {
 		d := &s.Docker
 		if d.Context == "" {
@@ -51,6 +62,10 @@ func (s *Service) applyDefaults(written func(path string) bool) {
 			d.KeepImages = 3
 		}
 	}
+}
+
+// defaultKubernetes fills in the kubernetes platform.
+func (s *Service) defaultKubernetes() {
 	if s.Platform == PlatformKubernetes {
 		k := &s.Kubernetes
 		if k.Namespace == "" {
@@ -79,6 +94,10 @@ func (s *Service) applyDefaults(written func(path string) bool) {
 			s.Rollout.Steps = []int{100}
 		}
 	}
+}
+
+// defaultRunAndRouter fills in how a slot runs and how traffic reaches it.
+func (s *Service) defaultRunAndRouter() {
 	if s.Run.Host == "" {
 		s.Run.Host = "127.0.0.1"
 	}
@@ -97,6 +116,10 @@ func (s *Service) applyDefaults(written func(path string) bool) {
 	if s.Router.Caddy.Admin == "" {
 		s.Router.Caddy.Admin = "http://127.0.0.1:2019"
 	}
+}
+
+// defaultChecks fills in the checks.
+func (s *Service) defaultChecks() {
 	h := &s.Checks.Health
 	if h.Path == "" {
 		h.Path = "/healthz"
@@ -138,6 +161,10 @@ func (s *Service) applyDefaults(written func(path string) bool) {
 	if p.MaxErrorRate == 0 {
 		p.MaxErrorRate = 0.01
 	}
+}
+
+// defaultRollout fills in the traffic plan and its analysis.
+func (s *Service) defaultRollout(written func(path string) bool) {
 	r := &s.Rollout
 	if r.Steps == nil {
 		r.Steps = append([]int(nil), DefaultSteps...)
@@ -146,7 +173,9 @@ func (s *Service) applyDefaults(written func(path string) bool) {
 		r.Bake = Duration(30 * time.Second)
 	}
 	a := &r.Analysis
-	if (a.Interval == 0 || a.Interval > r.Bake) && r.Bake > 0 {
+	// left out, or longer than the bake: once per step, at the bake's end;
+	// written as 0 it is refused (it would mean analysing without pause)
+	if ((a.Interval == 0 && !written("rollout.analysis.interval")) || a.Interval > r.Bake) && r.Bake > 0 {
 		a.Interval = r.Bake
 	}
 	if a.MaxErrorRate == 0 {
@@ -155,12 +184,21 @@ func (s *Service) applyDefaults(written func(path string) bool) {
 	if a.ProbeRequests == 0 {
 		a.ProbeRequests = 20
 	}
+	// 0 is a choice (retire at once), so only a missing value is defaulted.
+	if r.ScaleDownDelay == nil {
+		d := Duration(10 * time.Minute)
+		r.ScaleDownDelay = &d
+	}
+}
+
+// defaultMonitor fills in periodic monitoring.
+func (s *Service) defaultMonitor() {
 	m := &s.Monitor
 	if m.Every == 0 {
 		m.Every = Duration(5 * time.Minute)
 	}
 	if len(m.Endpoints) == 0 && (s.Router.Kind == RouterCaddy || s.Router.Kind == RouterEmbedded) && s.Router.Caddy.Listen != "" {
-		m.Endpoints = []Endpoint{{Name: "health", URL: "http://" + s.Router.Caddy.Listen + h.Path}}
+		m.Endpoints = []Endpoint{{Name: "health", URL: "http://" + s.Router.Caddy.Listen + s.Checks.Health.Path}}
 	}
 	for i := range m.Endpoints {
 		if m.Endpoints[i].Status == 0 {
@@ -182,17 +220,16 @@ func (s *Service) applyDefaults(written func(path string) bool) {
 	if m.Security.TLSExpiryDays == 0 {
 		m.Security.TLSExpiryDays = 14
 	}
+}
+
+// defaultRollback fills in the gradual rollback.
+func (s *Service) defaultRollback() {
 	g := &s.Rollback.Gradual
 	if g.Duration == 0 {
 		g.Duration = Duration(10 * time.Minute)
 	}
 	if g.Steps == nil {
 		g.Steps = []int{75, 50, 25, 0}
-	}
-	// 0 is a choice (retire at once), so only a missing value is defaulted.
-	if r.ScaleDownDelay == nil {
-		d := Duration(10 * time.Minute)
-		r.ScaleDownDelay = &d
 	}
 }
 
@@ -212,6 +249,20 @@ func (s *Service) validate() Problems {
 	} else if !nameRe.MatchString(s.Name) {
 		add("service", "%q is not a valid name (lower-case letters, digits and '-', at most 63)", s.Name)
 	}
+	s.validatePlatform(add)
+	s.validateBuild(add)
+	s.validateRun(add)
+	s.validateRouter(add)
+	s.validateChecks(add)
+	s.validateRollout(add)
+	s.validateRollback(add)
+	s.validateMonitor(add)
+	s.validateAlerts(add)
+	return ps
+}
+
+// validatePlatform checks the platform and what it needs.
+func (s *Service) validatePlatform(add adder) {
 	switch s.Platform {
 	case PlatformProcess:
 		if len(s.Run.Command) == 0 {
@@ -226,6 +277,10 @@ func (s *Service) validate() Problems {
 	default:
 		add("platform", "unknown platform %q (use %s)", s.Platform, platformList())
 	}
+}
+
+// validateBuild checks the build and the gates.
+func (s *Service) validateBuild(add adder) {
 	if s.Build.Timeout < 0 {
 		add("build.timeout", "must be positive")
 	}
@@ -238,6 +293,10 @@ func (s *Service) validate() Problems {
 			add(f+".timeout", "must be positive")
 		}
 	}
+}
+
+// validateRun checks how a slot runs: its environment, ports and timeouts.
+func (s *Service) validateRun(add adder) {
 	for _, k := range slices.Sorted(maps.Keys(s.Run.Env)) {
 		if !envVarRe.MatchString(k) {
 			add("run.env", "%q is not a valid environment variable name", k)
@@ -274,6 +333,10 @@ func (s *Service) validate() Problems {
 	if s.Run.StopTimeout <= 0 {
 		add("run.stopTimeout", "must be positive")
 	}
+}
+
+// validateRouter checks the router.
+func (s *Service) validateRouter(add adder) {
 	switch s.Router.Kind {
 	case RouterHAProxy:
 		if s.Router.HAProxy.Socket == "" {
@@ -303,6 +366,10 @@ func (s *Service) validate() Problems {
 	default:
 		add("router.kind", "unknown router %q (use %s)", s.Router.Kind, routerList())
 	}
+}
+
+// validateChecks checks the checks run before a slot gets traffic.
+func (s *Service) validateChecks(add adder) {
 	h := s.Checks.Health
 	if !strings.HasPrefix(h.Path, "/") {
 		add("checks.health.path", "must start with / (got %q)", h.Path)
@@ -335,15 +402,14 @@ func (s *Service) validate() Problems {
 	if p.MaxP95 <= 0 {
 		add("checks.performance.maxP95", "must be positive")
 	}
-	checkRate := func(field string, r float64) {
-		if r < 0 || r > 1 {
-			add(field, "must be a fraction between 0 and 1 (got %v)", r)
-		}
-	}
-	checkRate("checks.performance.maxErrorRate", p.MaxErrorRate)
+	checkRate(add, "checks.performance.maxErrorRate", p.MaxErrorRate)
 	if p.MaxP95Ratio < 0 {
 		add("checks.performance.maxP95Ratio", "must not be negative")
 	}
+}
+
+// validateRollout checks the traffic plan and its analysis.
+func (s *Service) validateRollout(add adder) {
 	r := s.Rollout
 	if len(r.Steps) == 0 {
 		add("rollout.steps", "must list at least one step, ending at 100")
@@ -364,6 +430,27 @@ func (s *Service) validate() Problems {
 	if *r.ScaleDownDelay < 0 {
 		add("rollout.scaleDownDelay", "must not be negative")
 	}
+	a := r.Analysis
+	if a.Interval <= 0 && r.Bake > 0 {
+		add("rollout.analysis.interval", "must be positive (got %s): how often a step's traffic is judged during its bake; leave it out to judge once, at the end of each bake", a.Interval)
+	}
+	checkRate(add, "rollout.analysis.maxErrorRate", a.MaxErrorRate)
+	if a.MaxP95 < 0 {
+		add("rollout.analysis.maxP95", "must not be negative")
+	}
+	if a.MinRequests < 0 {
+		add("rollout.analysis.minRequests", "must not be negative")
+	}
+	if a.MetricsPath != "" && !strings.HasPrefix(a.MetricsPath, "/") {
+		add("rollout.analysis.metricsPath", "must start with / (got %q)", a.MetricsPath)
+	}
+	if a.ProbeRequests < 1 || a.ProbeRequests > 10000 {
+		add("rollout.analysis.probeRequests", "must be between 1 and 10000 (got %d)", a.ProbeRequests)
+	}
+}
+
+// validateRollback checks the gradual rollback.
+func (s *Service) validateRollback(add adder) {
 	g := s.Rollback.Gradual
 	if g.Duration <= 0 {
 		add("rollback.gradual.duration", "must be positive")
@@ -378,6 +465,10 @@ func (s *Service) validate() Problems {
 	if n := len(g.Steps); n == 0 || g.Steps[n-1] != 0 {
 		add("rollback.gradual.steps", "the last step must be 0 (all traffic back on the previous slot)")
 	}
+}
+
+// validateMonitor checks periodic monitoring.
+func (s *Service) validateMonitor(add adder) {
 	m := s.Monitor
 	if m.Every.D() < time.Second {
 		add("monitor.every", "must be at least 1s")
@@ -391,6 +482,10 @@ func (s *Service) validate() Problems {
 	if m.Performance.Requests < 1 || m.Performance.Requests > 1000 {
 		add("monitor.performance.requests", "must be between 1 and 1000")
 	}
+}
+
+// validateAlerts checks the alert channels.
+func (s *Service) validateAlerts(add adder) {
 	for i, al := range s.Alerts {
 		f := fmt.Sprintf("alerts[%d]", i)
 		need := func(field, val, what string) {
@@ -425,29 +520,20 @@ func (s *Service) validate() Problems {
 			add(f+".kind", "unknown alert channel %q (use slack, webhook, pagerduty, github or email)", al.Kind)
 		}
 	}
-	a := r.Analysis
-	if a.Interval <= 0 && r.Bake > 0 {
-		add("rollout.analysis.interval", "must be positive")
+}
+
+// adder records one problem with a field.
+type adder func(field, format string, args ...any)
+
+func checkRate(add adder, field string, r float64) {
+	if r < 0 || r > 1 {
+		add(field, "must be a fraction between 0 and 1 (got %v)", r)
 	}
-	checkRate("rollout.analysis.maxErrorRate", a.MaxErrorRate)
-	if a.MaxP95 < 0 {
-		add("rollout.analysis.maxP95", "must not be negative")
-	}
-	if a.MinRequests < 0 {
-		add("rollout.analysis.minRequests", "must not be negative")
-	}
-	if a.MetricsPath != "" && !strings.HasPrefix(a.MetricsPath, "/") {
-		add("rollout.analysis.metricsPath", "must start with / (got %q)", a.MetricsPath)
-	}
-	if a.ProbeRequests < 1 || a.ProbeRequests > 10000 {
-		add("rollout.analysis.probeRequests", "must be between 1 and 10000 (got %d)", a.ProbeRequests)
-	}
-	return ps
 }
 
 var imageRe = regexp.MustCompile(`^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*$`)
 
-func (s *Service) validateDocker(add func(field, format string, args ...any)) {
+func (s *Service) validateDocker(add adder) {
 	d := s.Docker
 	if d.Image == "" {
 		add("docker.image", "required: the image repository, like registry.example.com/team/%s (the tag is the version)", s.Name)
@@ -500,7 +586,7 @@ func (s *Service) validateDocker(add func(field, format string, args ...any)) {
 
 var k8sNameRe = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 
-func (s *Service) validateKubernetes(add func(field, format string, args ...any)) {
+func (s *Service) validateKubernetes(add adder) {
 	k := s.Kubernetes
 	if !k8sNameRe.MatchString(k.Namespace) {
 		add("kubernetes.namespace", "%q is not a namespace name", k.Namespace)
