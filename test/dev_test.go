@@ -65,7 +65,8 @@ func TestDevRestartResumesTheRolloutInFlight(t *testing.T) {
 		}
 		return string(out)
 	}
-	run("deploy", e.svc.Name, "-f", e.file, "--env", "test", "--version", "v1")
+	out := run("deploy", e.svc.Name, "-f", e.file, "--env", "test", "--version", "v1")
+	eventsOnce(t, out, "deploy v1 read from a pipe")
 	run("deploy", e.svc.Name, "-f", e.file, "--env", "test", "--version", "v2", "--detach")
 	c, err := client.Dial(client.Options{HostPort: addr, Logger: quiet{}})
 	if err != nil {
@@ -117,8 +118,36 @@ func TestDevRestartResumesTheRolloutInFlight(t *testing.T) {
 	if w := e.weights(); w != (rollout.Weights{Green: 100}) {
 		t.Fatalf("the resumed embedded router says %s, want green=100", w)
 	}
-	out := run("history", e.svc.Name, "--env", "test")
+	out = run("watch", e.svc.Name, "--env", "test")
+	eventsOnce(t, out, "watch of an ended rollout, read from a pipe")
+	devLog, _ := os.ReadFile(filepath.Join(state, "dev.log"))
+	if strings.Contains(string(devLog), "level=DEBUG") || !strings.Contains(string(devLog), "level=INFO") {
+		t.Errorf("switchyard dev logs at INFO by default; its log:\n%s", devLog)
+	}
+	out = run("history", e.svc.Name, "--env", "test")
 	if strings.Count(out, "promoted") != 2 {
 		t.Fatalf("history should show both rollouts promoted:\n%s", out)
+	}
+}
+
+// eventsOnce checks that a rollout's piped CLI output prints its events
+// ("15:04:05.000  message" lines), each once.
+func eventsOnce(t *testing.T, out, what string) {
+	t.Helper()
+	seen := map[string]int{}
+	n := 0
+	for _, line := range strings.Split(out, "\n") {
+		if len(line) > 14 && line[2] == ':' && line[5] == ':' && line[8] == '.' && strings.HasPrefix(line[12:], "  ") {
+			seen[line]++
+			n++
+		}
+	}
+	if n < 5 {
+		t.Fatalf("%s: only %d event lines:\n%s", what, n, out)
+	}
+	for line, c := range seen {
+		if c > 1 {
+			t.Errorf("%s: printed %d times: %s", what, c, line)
+		}
 	}
 }

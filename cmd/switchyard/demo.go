@@ -83,13 +83,7 @@ func runDemo(ctx context.Context, file, env string, rps, uiPort int) error {
 	fmt.Printf("\nservice %s served on http://%s through the embedded router\n\n", svc.Name, svc.Router.Caddy.Listen)
 
 	s := &starter.Starter{C: cl, TaskQueue: workflows.TaskQueue}
-	type result struct {
-		version string
-		out     *starter.Outcome
-		load    load.Result
-		took    time.Duration
-	}
-	var results []result
+	var results []demoResult
 	var gen *load.Generator
 	deploy := func(version string) error {
 		fmt.Printf("── deploy %s ──\n", version)
@@ -102,41 +96,18 @@ func runDemo(ctx context.Context, file, env string, rps, uiPort int) error {
 		if err != nil {
 			return err
 		}
-		p := &progress{w: os.Stdout}
-		tick := time.NewTicker(200 * time.Millisecond)
-		defer tick.Stop()
-		done := make(chan *starter.Outcome, 1)
-		errc := make(chan error, 1)
-		go func() {
-			o, err := s.Wait(ctx, run)
-			if err != nil {
-				errc <- err
-				return
-			}
-			done <- o
-		}()
-		for {
-			select {
-			case err := <-errc:
-				return err
-			case o := <-done:
-				if o.Status != nil {
-					p.events(o.Status)
-				}
-				r := result{version: version, out: o, took: time.Since(t)}
-				if gen != nil {
-					after := gen.Snapshot()
-					r.load = load.Result{Requests: after.Requests - before.Requests, Failed: after.Failed - before.Failed}
-				}
-				results = append(results, r)
-				fmt.Printf("→ %s: %s\n\n", version, outcomeWord(o))
-				return nil
-			case <-tick.C:
-				if st, err := s.Status(ctx, svc.Name, svc.Environment); err == nil {
-					p.events(st)
-				}
-			}
+		o, err := watchRun(ctx, s, svc.Name, svc.Environment, run.GetRunID(), os.Stdout, false)
+		if err != nil {
+			return err
 		}
+		r := demoResult{version: version, out: o, took: time.Since(t)}
+		if gen != nil {
+			after := gen.Snapshot()
+			r.load = load.Result{Requests: after.Requests - before.Requests, Failed: after.Failed - before.Failed}
+		}
+		results = append(results, r)
+		fmt.Printf("→ %s: %s\n\n", version, outcomeWord(o))
+		return nil
 	}
 	if err := deploy("v1"); err != nil {
 		return err
@@ -152,6 +123,20 @@ func runDemo(ctx context.Context, file, env string, rps, uiPort int) error {
 	}
 	total := gen.Stop()
 
+	return printDemoSummary(total, results)
+}
+
+// demoResult is how one deploy of the demo went.
+type demoResult struct {
+	version string
+	out     *starter.Outcome
+	load    load.Result
+	took    time.Duration
+}
+
+// printDemoSummary prints the figures of the story and checks it went as
+// told: v1 and v2 promoted, v3 rolled back.
+func printDemoSummary(total load.Result, results []demoResult) error {
 	fmt.Println("══ summary ══")
 	fmt.Printf("load through the router: %s\n", total)
 	for _, r := range results {

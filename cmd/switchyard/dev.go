@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
@@ -43,7 +44,7 @@ is "embedded", an in-process Caddy.`,
 				return err
 			}
 			defer stopMetrics()
-			cl, err := client.Dial(client.Options{HostPort: srv.HostPort, Namespace: c.namespace, MetricsHandler: mh})
+			cl, err := client.Dial(client.Options{HostPort: srv.HostPort, Namespace: c.namespace, MetricsHandler: mh, Logger: c.logger})
 			if err != nil {
 				return err
 			}
@@ -63,6 +64,7 @@ is "embedded", an in-process Caddy.`,
 	cmd.Flags().IntVar(&uiPort, "ui-port", 8233, "Web UI port (0: no UI)")
 	cmd.Flags().BoolVar(&ephemeral, "ephemeral", false, "keep the server's state in memory only")
 	cmd.Flags().StringVar(&metricsAddr, "metrics", "127.0.0.1:9464", "serve Prometheus /metrics here")
+	logLevelFlag(cmd, c)
 	return cmd
 }
 
@@ -103,6 +105,7 @@ func workerCmd(c *conn) *cobra.Command {
 	cmd.Flags().StringVar(&metricsAddr, "metrics", "", "serve Prometheus /metrics here, like 127.0.0.1:9464")
 	cmd.Flags().IntVar(&stickyCache, "sticky-cache", 1000, "workflows kept in memory between tasks (bounds memory; evicted ones replay)")
 	cmd.Flags().IntVar(&maxActivities, "max-activities", 200, "activities run at once by this worker")
+	logLevelFlag(cmd, c)
 	return cmd
 }
 
@@ -112,6 +115,20 @@ func freeCheck(port int) error {
 		return err
 	}
 	return l.Close()
+}
+
+// logLevelFlag adds --log-level to a command that runs a worker and sets
+// c.logger from it before the command runs.
+func logLevelFlag(cmd *cobra.Command, c *conn) {
+	level := cmd.Flags().String("log-level", "info", "the worker's log: debug (every timer and activity), info, warn or error")
+	cmd.PreRunE = func(*cobra.Command, []string) error {
+		var l slog.Level
+		if err := l.UnmarshalText([]byte(*level)); err != nil {
+			return withCode(exitBadInput, fmt.Errorf("--log-level: %q is not a level (use debug, info, warn or error)", *level))
+		}
+		c.logger = sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})))
+		return nil
+	}
 }
 
 func quietLogger() sdklog.Logger {

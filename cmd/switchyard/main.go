@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
 
 	"github.com/switchyard/switchyard/internal/spec"
 	"github.com/switchyard/switchyard/starter"
@@ -53,6 +54,9 @@ type conn struct {
 	tlsCert, tlsKey, tlsCA        string
 	apiKey                        string
 	metrics                       client.MetricsHandler // set by commands that serve /metrics
+	// logger is the SDK's log; commands that run a worker set it from
+	// --log-level, the others keep the SDK quiet.
+	logger sdklog.Logger
 }
 
 func envOr(k, def string) string {
@@ -76,7 +80,10 @@ func (c *conn) flags(cmd *cobra.Command) {
 
 func (c *conn) dial() (client.Client, error) {
 	opts := client.Options{HostPort: c.address, Namespace: c.namespace,
-		Logger: quietLogger(), MetricsHandler: c.metrics}
+		Logger: c.logger, MetricsHandler: c.metrics}
+	if opts.Logger == nil {
+		opts.Logger = quietLogger()
+	}
 	if c.tlsCert != "" || c.tlsKey != "" || c.tlsCA != "" || c.apiKey != "" {
 		t := &tls.Config{MinVersion: tls.VersionTLS12}
 		if c.tlsCert != "" || c.tlsKey != "" {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"github.com/switchyard/switchyard/starter"
+	"github.com/switchyard/switchyard/workflows"
 
 	"fmt"
 	"time"
@@ -16,6 +17,12 @@ func monitorCmd(c *conn) *cobra.Command {
 		Use:   "monitor",
 		Short: "Periodic monitoring of a live service on a Temporal Schedule (enable, disable, status, run)",
 	}
+	cmd.AddCommand(monitorEnableCmd(c), monitorDisableCmd(c), monitorStatusCmd(c), monitorRunCmd(c))
+	return cmd
+}
+
+// monitorEnableCmd creates or updates the Schedule.
+func monitorEnableCmd(c *conn) *cobra.Command {
 	var t target
 	var every time.Duration
 	enable := &cobra.Command{
@@ -38,15 +45,19 @@ func monitorCmd(c *conn) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				fmt.Printf("monitoring of %s in %s %s: every %s (schedule monitor/%s/%s; pause it from the Web UI's Schedules page)\n",
-					svc.Name, svc.Environment, what, every, svc.Name, svc.Environment)
+				fmt.Printf("monitoring of %s in %s %s: every %s (schedule %s; pause it from the Web UI's Schedules page)\n",
+					svc.Name, svc.Environment, what, every, workflows.MonitorID(svc.Name, svc.Environment))
 				return nil
 			})
 		},
 	}
 	t.flags(enable, true)
 	enable.Flags().DurationVar(&every, "every", 0, "interval (default: the spec's monitor.every, 5m)")
+	return enable
+}
 
+// monitorDisableCmd deletes the Schedule.
+func monitorDisableCmd(c *conn) *cobra.Command {
 	var td target
 	disable := &cobra.Command{
 		Use:   "disable SERVICE",
@@ -63,7 +74,11 @@ func monitorCmd(c *conn) *cobra.Command {
 		},
 	}
 	td.flags(disable, false)
+	return disable
+}
 
+// monitorStatusCmd shows the last runs and open incidents.
+func monitorStatusCmd(c *conn) *cobra.Command {
 	var ts target
 	status := &cobra.Command{
 		Use:   "status SERVICE",
@@ -79,7 +94,7 @@ func monitorCmd(c *conn) *cobra.Command {
 				if d.Schedule.State.Paused {
 					paused = " (paused)"
 				}
-				fmt.Printf("schedule     monitor/%s/%s%s, %d runs so far\n", args[0], ts.env, paused, d.Info.NumActions)
+				fmt.Printf("schedule     %s%s, %d runs so far\n", workflows.MonitorID(args[0], ts.env), paused, d.Info.NumActions)
 				for _, a := range d.Info.RecentActions {
 					fmt.Printf("run          %s\n", a.ActualTime.Local().Format("15:04:05"))
 				}
@@ -94,7 +109,11 @@ func monitorCmd(c *conn) *cobra.Command {
 		},
 	}
 	ts.flags(status, false)
+	return status
+}
 
+// monitorRunCmd runs the checks once now.
+func monitorRunCmd(c *conn) *cobra.Command {
 	var tr target
 	run := &cobra.Command{
 		Use:   "run SERVICE",
@@ -119,8 +138,7 @@ func monitorCmd(c *conn) *cobra.Command {
 		},
 	}
 	tr.flags(run, true)
-	cmd.AddCommand(enable, disable, status, run)
-	return cmd
+	return run
 }
 
 func printMonitorState(st *incident.State) {

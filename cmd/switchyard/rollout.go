@@ -107,14 +107,38 @@ traffic moved, 5 another rollout of the service is running, 1 other errors.`,
 
 // follow shows progress until the run ends and turns its outcome into an exit code.
 func follow(ctx context.Context, s *starter.Starter, service, env, runID, output string) error {
-	tty := output == "text" && isTTY(os.Stdout)
-	done := make(chan struct{})
 	var out io.Writer = os.Stdout
 	if output == "json" {
 		out = io.Discard
 	}
+	o, err := watchRun(ctx, s, service, env, runID, out, output == "text" && isTTY(os.Stdout))
+	if err != nil {
+		return err
+	}
+	if output == "json" {
+		_ = json.NewEncoder(os.Stdout).Encode(map[string]any{"outcome": outcomeWord(o), "reason": o.Reason, "status": o.Status})
+	}
+	switch o.Kind {
+	case "":
+		if output == "text" {
+			fmt.Printf("✔ promoted %s %s in %s\n", service, o.Status.Version, env)
+		}
+		return nil
+	case workflows.ErrRolledBack:
+		return withCode(exitRolledBack, errors.New(o.Reason))
+	default:
+		return withCode(exitFailed, errors.New(o.Reason))
+	}
+}
+
+// watchRun prints a rollout's events to w as they happen (and, on a
+// terminal, a live status line) until the run ends, then the events it had
+// not printed yet: each event once, however the run ends.
+func watchRun(ctx context.Context, s *starter.Starter, service, env, runID string, w io.Writer, tty bool) (*starter.Outcome, error) {
+	p := &progress{w: w, tty: tty}
+	done, stopped := make(chan struct{}), make(chan struct{})
 	go func() {
-		p := &progress{w: out, tty: tty}
+		defer close(stopped)
 		tick := time.NewTicker(250 * time.Millisecond)
 		defer tick.Stop()
 		for {
@@ -131,26 +155,14 @@ func follow(ctx context.Context, s *starter.Starter, service, env, runID, output
 	run := s.C.GetWorkflow(ctx, workflows.DeploymentID(service, env), runID)
 	o, err := s.Wait(ctx, run)
 	close(done)
+	<-stopped // the printer is done with p before the last events go out
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if o.Status != nil && output == "text" {
-		(&progress{w: os.Stdout}).events(o.Status)
+	if o.Status != nil {
+		p.events(o.Status)
 	}
-	if output == "json" {
-		_ = json.NewEncoder(os.Stdout).Encode(map[string]any{"outcome": outcomeWord(o), "reason": o.Reason, "status": o.Status})
-	}
-	switch o.Kind {
-	case "":
-		if output == "text" {
-			fmt.Printf("✔ promoted %s %s in %s\n", service, o.Status.Version, env)
-		}
-		return nil
-	case workflows.ErrRolledBack:
-		return withCode(exitRolledBack, errors.New(o.Reason))
-	default:
-		return withCode(exitFailed, errors.New(o.Reason))
-	}
+	return o, nil
 }
 
 func outcomeWord(o *starter.Outcome) string {
