@@ -73,9 +73,9 @@ func (a *Activities) router(ctx context.Context, s *spec.Service) (router.Router
 
 // State is what the router and the platform say about a service now.
 type State struct {
-	Weights rollout.Weights   `json:"weights"`
-	Blue    platform.Instance `json:"blue"`
-	Green   platform.Instance `json:"green"`
+	Weights rollout.Weights  `json:"weights"`
+	Blue    rollout.Instance `json:"blue"`
+	Green   rollout.Instance `json:"green"`
 }
 
 // ReadStateInput names the service.
@@ -263,7 +263,7 @@ type ProvisionInput struct {
 }
 
 // Provision starts the version in the idle slot, or re-attaches to it.
-func (a *Activities) Provision(ctx context.Context, in ProvisionInput) (*platform.Instance, error) {
+func (a *Activities) Provision(ctx context.Context, in ProvisionInput) (*rollout.Instance, error) {
 	svc, err := a.spec(ctx, in.Spec)
 	if err != nil {
 		return nil, err

@@ -397,7 +397,7 @@ func (e *env) waitFor(what string, cond func(st *starterStatus) bool) {
 	e.t.Fatalf("timed out waiting for %s", what)
 }
 
-func (e *env) instance(slot rollout.Slot) platform.Instance {
+func (e *env) instance(slot rollout.Slot) rollout.Instance {
 	p, err := platform.New(e.svc)
 	if err != nil {
 		e.t.Fatal(err)

@@ -10,7 +10,6 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/switchyard/switchyard/activities"
-	"github.com/switchyard/switchyard/internal/platform"
 	"github.com/switchyard/switchyard/internal/rollout"
 )
 
@@ -385,7 +384,7 @@ func (d *deployment) gate(ctx workflow.Context) *failure {
 func (d *deployment) provision(ctx workflow.Context) *failure {
 	s := &d.in.Spec
 	d.setPhase(ctx, rollout.PhaseProvisioning)
-	var inst platform.Instance
+	var inst rollout.Instance
 	if err := workflow.ExecuteActivity(activityCtx(d.work, s.Run.StartTimeout.D()+s.Run.StopTimeout.D()+time.Minute, 10*time.Second, 3), acts.Provision,
 		activities.ProvisionInput{Slot: d.st.Target, Version: d.in.Version, Artifact: d.st.Artifact}).Get(ctx, &inst); err != nil {
 		return &failure{"provisioning slot " + string(d.st.Target), err}

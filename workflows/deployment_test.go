@@ -12,7 +12,6 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/switchyard/switchyard/activities"
-	"github.com/switchyard/switchyard/internal/platform"
 	"github.com/switchyard/switchyard/internal/rollout"
 	"github.com/switchyard/switchyard/internal/spec"
 )
@@ -64,11 +63,11 @@ func newFixture(t *testing.T) *fixture {
 	env.RegisterActivity(&activities.Activities{})
 	env.OnActivity(acts.ReadState, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, _ activities.ReadStateInput) (*activities.State, error) {
-			return &activities.State{Weights: f.weights, Blue: platform.Instance{Slot: rollout.Blue, Running: true, Version: "v1"}}, nil
+			return &activities.State{Weights: f.weights, Blue: rollout.Instance{Slot: rollout.Blue, Running: true, Version: "v1"}}, nil
 		})
 	env.OnActivity(acts.Provision, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.ProvisionInput) (*platform.Instance, error) {
-			return &platform.Instance{Slot: in.Slot, Running: true, Version: in.Version, PID: 42}, nil
+		func(_ context.Context, in activities.ProvisionInput) (*rollout.Instance, error) {
+			return &rollout.Instance{Slot: in.Slot, Running: true, Version: in.Version, PID: 42}, nil
 		})
 	env.OnActivity(acts.Verify, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, _ activities.VerifyInput) ([]rollout.CheckResult, error) { return f.verify, nil })

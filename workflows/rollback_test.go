@@ -11,7 +11,6 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/switchyard/switchyard/activities"
-	"github.com/switchyard/switchyard/internal/platform"
 	"github.com/switchyard/switchyard/internal/rollout"
 	"github.com/switchyard/switchyard/internal/spec"
 )
@@ -42,8 +41,8 @@ func newRB(t *testing.T, strategy string) *rbFixture {
 	env.OnActivity(acts.ReadState, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, _ activities.ReadStateInput) (*activities.State, error) {
 			return &activities.State{Weights: f.weights,
-				Blue:  platform.Instance{Slot: rollout.Blue, Running: f.blueUp, Version: "v1", Addr: "127.0.0.1:9001"},
-				Green: platform.Instance{Slot: rollout.Green, Running: true, Version: "v2", Addr: "127.0.0.1:9002"}}, nil
+				Blue:  rollout.Instance{Slot: rollout.Blue, Running: f.blueUp, Version: "v1", Addr: "127.0.0.1:9001"},
+				Green: rollout.Instance{Slot: rollout.Green, Running: true, Version: "v2", Addr: "127.0.0.1:9002"}}, nil
 		})
 	env.OnActivity(acts.Shift, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.ShiftInput) (*activities.ShiftResult, error) {

@@ -14,23 +14,8 @@ import (
 	"github.com/switchyard/switchyard/internal/spec"
 )
 
-// Instance is what runs in a slot.
-type Instance struct {
-	Slot    rollout.Slot `json:"slot"`
-	Running bool         `json:"running"`
-	Version string       `json:"version"`
-	Addr    string       `json:"addr"` // host:port the slot serves on (its first replica's)
-	PID     int          `json:"pid,omitempty"`
-	// Artifact is what runs: an image digest on docker, empty for processes.
-	Artifact string `json:"artifact,omitempty"`
-	// Containers are the slot's container IDs on docker, one per replica.
-	Containers []string `json:"containers,omitempty"`
-	// Reattached is true when Provision found the version already running.
-	Reattached bool `json:"reattached,omitempty"`
-	// Summary is the platform's one-line description of what runs ("pid
-	// 4242", "2 container(s)"), for the rollout's events.
-	Summary string `json:"summary,omitempty"`
-}
+// Instance is what runs in a slot (a domain type: the workflows read it too).
+type Instance = rollout.Instance
 
 // Platform is what a rollout needs from the place slots run.
 type Platform interface {

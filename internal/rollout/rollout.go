@@ -108,3 +108,21 @@ type Counters struct {
 	// AvgResponseMs is the router's running average response time, if it has one.
 	AvgResponseMs int64 `json:"avgResponseMs"`
 }
+
+// Instance is what runs in a slot, as its platform reports it.
+type Instance struct {
+	Slot    Slot   `json:"slot"`
+	Running bool   `json:"running"`
+	Version string `json:"version"`
+	Addr    string `json:"addr"` // host:port the slot serves on (its first replica's)
+	PID     int    `json:"pid,omitempty"`
+	// Artifact is what runs: an image digest on docker, empty for processes.
+	Artifact string `json:"artifact,omitempty"`
+	// Containers are the slot's container IDs on docker, one per replica.
+	Containers []string `json:"containers,omitempty"`
+	// Reattached is true when Provision found the version already running.
+	Reattached bool `json:"reattached,omitempty"`
+	// Summary is the platform's one-line description of what runs ("pid
+	// 4242", "2 container(s)"), for the rollout's events.
+	Summary string `json:"summary,omitempty"`
+}
