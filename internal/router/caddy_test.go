@@ -152,7 +152,7 @@ func findID(c any, id string) (any, string, bool) {
 	return nil, "", false
 }
 
-func TestCaddyCreatesItsServerAnswering503UntilASlotIsLive(t *testing.T) {
+func TestCaddyAdminStandInCreatesItsServerAnswering503UntilASlotIsLive(t *testing.T) {
 	a, admin := startStandInCaddy(t)
 	c := &Caddy{Admin: admin, Listen: "127.0.0.1:8080", ID: "switchyard-api-prod", Blue: []string{"127.0.0.1:9001"}, Green: []string{"127.0.0.1:9002"}}
 	ctx := context.Background()
@@ -178,7 +178,7 @@ func TestCaddyCreatesItsServerAnswering503UntilASlotIsLive(t *testing.T) {
 	}
 }
 
-func TestCaddyChangesOnlyTheWeightsOnceASlotIsLive(t *testing.T) {
+func TestCaddyAdminStandInChangesOnlyTheWeightsOnceASlotIsLive(t *testing.T) {
 	a, admin := startStandInCaddy(t)
 	c := &Caddy{Admin: admin, Listen: "127.0.0.1:8080", ID: "switchyard-api-prod",
 		Blue: []string{"127.0.0.1:9001", "127.0.0.1:9002"}, Green: []string{"127.0.0.1:9011", "127.0.0.1:9012"}}
@@ -211,7 +211,7 @@ func TestCaddyChangesOnlyTheWeightsOnceASlotIsLive(t *testing.T) {
 	}
 }
 
-func TestCaddyRefusesAHandlerChangedByHand(t *testing.T) {
+func TestCaddyAdminStandInRefusesAHandlerChangedByHand(t *testing.T) {
 	_, admin := startStandInCaddy(t)
 	c := &Caddy{Admin: admin, Listen: "127.0.0.1:8080", ID: "svc", Blue: []string{"127.0.0.1:9001"}, Green: []string{"127.0.0.1:9002"}}
 	if err := c.SetWeights(context.Background(), rollout.Weights{Blue: 100}); err != nil {
@@ -227,7 +227,7 @@ func TestCaddyRefusesAHandlerChangedByHand(t *testing.T) {
 	}
 }
 
-func TestEmbeddedRouterKindNeedsTheWorkersRouter(t *testing.T) {
+func TestCaddyAdminStandInEmbeddedRouterKindNeedsTheWorkersRouter(t *testing.T) {
 	_, admin := startStandInCaddy(t)
 	c := &Caddy{Admin: admin, Listen: "127.0.0.1:8080", ID: "svc", embedded: true, Blue: []string{"a:1"}, Green: []string{"a:2"}}
 	if err := c.Ensure(context.Background()); err == nil || !strings.Contains(err.Error(), "needs the worker's embedded router") {

@@ -109,7 +109,7 @@ func (h *standInHAProxy) do(cmd string) string {
 	return "Unknown command: '" + cmd + "'\n\n"
 }
 
-func TestHAProxySetsWeightsRaisingBeforeLoweringSoNoInstantHasNoServer(t *testing.T) {
+func TestHAProxyStandInSetsWeightsRaisingBeforeLoweringSoNoInstantHasNoServer(t *testing.T) {
 	h, sock := startStandIn(t, "blue", "green")
 	r := &HAProxy{Socket: sock, Backend: "app", Blue: []string{"127.0.0.1:9001"}, Green: []string{"127.0.0.1:9002"}}
 	ctx := context.Background()
@@ -142,7 +142,7 @@ func TestHAProxySetsWeightsRaisingBeforeLoweringSoNoInstantHasNoServer(t *testin
 	}
 }
 
-func TestHAProxyReadBackCatchesAWeightThatDidNotLand(t *testing.T) {
+func TestHAProxyStandInReadBackCatchesAWeightThatDidNotLand(t *testing.T) {
 	h, sock := startStandIn(t, "blue", "green", "green-2")
 	h.stuck["green-2"] = true
 	r := &HAProxy{Socket: sock, Backend: "app", Blue: []string{"127.0.0.1:9001"}, Green: []string{"127.0.0.1:9002", "127.0.0.1:9003"}}
@@ -152,7 +152,7 @@ func TestHAProxyReadBackCatchesAWeightThatDidNotLand(t *testing.T) {
 	}
 }
 
-func TestHAProxyNamesTheServersABackendLacks(t *testing.T) {
+func TestHAProxyStandInNamesTheServersABackendLacks(t *testing.T) {
 	_, sock := startStandIn(t, "blue", "green")
 	r := &HAProxy{Socket: sock, Backend: "app", Blue: []string{"127.0.0.1:9001", "127.0.0.1:9002"}, Green: []string{"127.0.0.1:9003", "127.0.0.1:9004"}}
 	err := r.Ensure(context.Background())
@@ -164,7 +164,7 @@ func TestHAProxyNamesTheServersABackendLacks(t *testing.T) {
 	}
 }
 
-func TestHAProxyCountersSumReplicasAndCountFailedResponses(t *testing.T) {
+func TestHAProxyStandInCountersSumReplicasAndCountFailedResponses(t *testing.T) {
 	h, sock := startStandIn(t, "blue", "green", "green-2")
 	h.stat = "# pxname,svname,hrsp_1xx,hrsp_2xx,hrsp_3xx,hrsp_4xx,hrsp_5xx,hrsp_other,eresp,rtime,\n" +
 		"front,FRONTEND,0,500,0,0,0,0,0,0,\n" +
@@ -186,7 +186,7 @@ func TestHAProxyCountersSumReplicasAndCountFailedResponses(t *testing.T) {
 	}
 }
 
-func TestHAProxyNotRunningSaysHowToConfigureIt(t *testing.T) {
+func TestHAProxyStandInNotRunningSaysHowToConfigureIt(t *testing.T) {
 	r := &HAProxy{Socket: filepath.Join(t.TempDir(), "none.sock"), Backend: "app", Blue: []string{"a:1"}, Green: []string{"a:2"}}
 	_, err := r.Weights(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "is HAProxy running with 'stats socket") {

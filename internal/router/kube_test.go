@@ -21,7 +21,7 @@ func fakeClients() *kube.Clients {
 	return &kube.Clients{Core: corefake.NewSimpleClientset(), Gateway: gwfake.NewSimpleClientset(), Host: "fake"}
 }
 
-func TestGatewayAPIRouteCarriesTheWeightsOnItsTwoBackendRefs(t *testing.T) {
+func TestGatewayAPIOnFakeClientsetRouteCarriesTheWeightsOnItsTwoBackendRefs(t *testing.T) {
 	c := fakeClients()
 	g := &GatewayAPI{c: c, Namespace: "shop", Route: "api", Gateway: "public", GatewayNamespace: "infra",
 		Blue: "api-blue", Green: "api-green", Port: 80}
@@ -58,7 +58,7 @@ func TestGatewayAPIRouteCarriesTheWeightsOnItsTwoBackendRefs(t *testing.T) {
 	}
 }
 
-func TestKubernetesServiceFlipsItsSelectorAndRefusesASplit(t *testing.T) {
+func TestKubernetesServiceOnFakeClientsetFlipsItsSelectorAndRefusesASplit(t *testing.T) {
 	c := fakeClients()
 	k := &KubeService{c: c, Namespace: "shop", Name: "api", Env: "production", Port: 80, TargetPort: 8080}
 	ctx := context.Background()
