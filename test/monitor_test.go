@@ -20,6 +20,7 @@ import (
 	"github.com/switchyard/switchyard/internal/alert"
 	"github.com/switchyard/switchyard/internal/incident"
 	"github.com/switchyard/switchyard/worker"
+	"github.com/switchyard/switchyard/workflows"
 )
 
 // hookReceiver is a real webhook endpoint on 127.0.0.1 that checks the
@@ -221,4 +222,53 @@ func TestMonitorVerbsFromTheCLI(t *testing.T) {
 	expect(t, out, code, 0, "disabled")
 	out, code = cli(t, e, args("monitor", "disable")...)
 	expect(t, out, code, 2, "no schedule monitor/"+e.svc.Name+"/test to disable")
+}
+
+// A critical check failing on the new version while the old slot is still
+// warm: the Monitor signals the rollout to abort, and it goes back at once.
+func TestACriticalCheckFailingInTheWarmWindowRollsTheRolloutBack(t *testing.T) {
+	e := newEnv(t, opts{router: "embedded", noBake: true, scaleDown: time.Minute, extra: `monitor:
+  rollbackOnCritical: true
+  endpoints: [{name: live, url: "http://127.0.0.1:1/healthz", critical: true}]`}) // the URL is the router's, set below
+	ctx := context.Background()
+	e.svc.Monitor.Endpoints[0].URL = e.url + "healthz"
+	if o := e.deploy("v1"); o.Kind != "" {
+		t.Fatal(o.Reason)
+	}
+	run := e.start("v2")
+	e.waitFor("the scale-down window", func(st *starterStatus) bool { return st.Phase == "scaling-down" })
+	green := fmt.Sprintf("http://127.0.0.1:%d", e.svc.Run.Ports.Green)
+	if _, err := http.Get(green + "/admin/fail?health=1"); err != nil {
+		t.Fatal(err)
+	}
+	mon, err := e.starter.C.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "monitor-now-" + e.svc.Name, TaskQueue: e.queue},
+		workflows.MonitorWorkflow, workflows.MonitorInput{Spec: *e.svc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st *incident.State
+	if err := mon.Get(ctx, &st); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(st.Rollback, "abort signalled to deploy/") {
+		t.Fatalf("the monitor's rollback: %q", st.Rollback)
+	}
+	o, err := e.starter.Wait(ctx, run)
+	if err != nil || o.Kind != "RolledBack" || !strings.Contains(o.Reason, "critical check health:live failing") {
+		t.Fatalf("the rollout: %v %+v", err, o)
+	}
+	if w := e.weights(); w.Blue != 100 {
+		t.Fatalf("router says %s, want blue=100", w)
+	}
+	// the old version breaks too: the next run finds no rollout in its
+	// window, says so, and fails nothing
+	if _, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/admin/fail?health=1", e.svc.Run.Ports.Blue)); err != nil {
+		t.Fatal(err)
+	}
+	st, err = e.starter.RunMonitor(ctx, e.svc)
+	if err != nil || !strings.HasPrefix(st.Rollback, "no rollout in its rollback window") {
+		t.Fatalf("a second run: %q %v", st.Rollback, err)
+	}
+	record(t, history(t, e, run), "deployment_aborted_by_monitor_signal.json")
+	record(t, history(t, e, mon), "monitor_critical_check_signals_abort.json")
 }

@@ -23,8 +23,10 @@ func TestReplayRecordedHistories(t *testing.T) {
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			r := worker.NewWorkflowReplayer()
-			r.RegisterWorkflowWithOptions(Deployment, workflow.RegisterOptions{Name: "Deployment"})
-			r.RegisterWorkflowWithOptions(Rollback, workflow.RegisterOptions{Name: "Rollback"})
+			r.RegisterWorkflowWithOptions(Deployment, workflow.RegisterOptions{Name: DeploymentWorkflow})
+			r.RegisterWorkflowWithOptions(Rollback, workflow.RegisterOptions{Name: RollbackWorkflow})
+			r.RegisterWorkflowWithOptions(Monitor, workflow.RegisterOptions{Name: MonitorWorkflow})
+			r.RegisterWorkflowWithOptions(Retire, workflow.RegisterOptions{Name: RetireWorkflow})
 			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {
 				t.Fatal(err)
 			}
