@@ -438,7 +438,7 @@ func Load(path string) (*File, error) {
 
 var (
 	lineRe    = regexp.MustCompile(`^line (\d+): (.*)$`)
-	unknownRe = regexp.MustCompile(`field (\S+) not found in type spec\.(\w+)`)
+	unknownRe = regexp.MustCompile(`field (\S+) not found in type [\w.]+`)
 )
 
 // Parse is Load on bytes already read.
@@ -697,4 +697,18 @@ func childKV(n *yaml.Node, key string) (k, v *yaml.Node) {
 		}
 	}
 	return nil, nil
+}
+
+// LineOf returns the line of a dotted path ("environments[1].approval") in
+// a YAML mapping, or 0 when the path is absent: for other files' errors.
+func LineOf(root *yaml.Node, path string) int { return lineIn(root, path) }
+
+// YAMLProblem turns a YAML parser's message into a Problem with its line,
+// naming the field and the type wanted for a mistyped value.
+func YAMLProblem(root *yaml.Node, path, msg string) *Problem {
+	p := yamlProblem(path, msg)
+	if root != nil {
+		p = namedType(root, p)
+	}
+	return p
 }
