@@ -60,6 +60,10 @@ func (e *AlreadyRunningError) Error() string {
 	msg := fmt.Sprintf("a rollout is already running: workflow %s (run %s)", e.WorkflowID, e.RunID)
 	if st := e.Status; st != nil {
 		msg += fmt.Sprintf(", version %s, phase %s, %d%% traffic", st.Version, st.Phase, st.Traffic())
+		if st.Release != "" {
+			msg += fmt.Sprintf("; it is part of release %s, which owns it (switchyard release status %s)", st.Release, st.Release)
+			return msg
+		}
 		msg += fmt.Sprintf("; wait for it (switchyard watch %s --env %s) or abort it (switchyard abort %s --env %s --reason ...)",
 			st.Service, st.Environment, st.Service, st.Environment)
 	}

@@ -53,6 +53,7 @@ func New(c client.Client, cfg Config) sdkworker.Worker {
 	w.RegisterWorkflowWithOptions(workflows.Rollback, workflow.RegisterOptions{Name: workflows.RollbackWorkflow})
 	w.RegisterWorkflowWithOptions(workflows.Retire, workflow.RegisterOptions{Name: workflows.RetireWorkflow})
 	w.RegisterWorkflowWithOptions(workflows.Monitor, workflow.RegisterOptions{Name: workflows.MonitorWorkflow})
+	w.RegisterWorkflowWithOptions(workflows.Release, workflow.RegisterOptions{Name: workflows.ReleaseWorkflow})
 	if cfg.Embedded == nil {
 		cfg.Embedded = router.NewEmbedded(filepath.Join(cfg.StateDir, "router"))
 	}

@@ -45,15 +45,17 @@ type deployment struct {
 	work       workflow.Context
 	cancelWork workflow.CancelFunc
 	abort      *AbortRequest
-	promote    *PromoteRequest
-	rolledBack bool
+	// releaseDone: the release this held rollout belongs to is done
+	releaseDone bool
+	promote     *PromoteRequest
+	rolledBack  bool
 }
 
 func (d *deployment) setup(ctx workflow.Context) error {
 	s := &d.in.Spec
 	now := workflow.Now(ctx)
 	d.st = Status{
-		Service: s.Name, Environment: s.Environment, Version: d.in.Version,
+		Service: s.Name, Environment: s.Environment, Version: d.in.Version, Release: d.in.Release,
 		Steps: s.Rollout.Steps, Step: -1, StartedAt: now, UpdatedAt: now,
 	}
 	d.work, d.cancelWork = workflow.WithCancel(ctx)
@@ -105,6 +107,7 @@ func (d *deployment) signals(ctx workflow.Context) {
 	resume := workflow.GetSignalChannel(ctx, Resume)
 	abort := workflow.GetSignalChannel(ctx, Abort)
 	promote := workflow.GetSignalChannel(ctx, Promote)
+	releaseDone := workflow.GetSignalChannel(ctx, ReleaseDone)
 	ignored := func(name string, err error) { d.event(fmt.Sprintf("signal %s ignored: %v", name, err)) }
 	for {
 		sel := workflow.NewSelector(ctx)
@@ -146,6 +149,14 @@ func (d *deployment) signals(ctx workflow.Context) {
 				return
 			}
 			d.requestPromote(r)
+		})
+		sel.AddReceive(releaseDone, func(c workflow.ReceiveChannel, _ bool) {
+			c.Receive(ctx, nil)
+			if !d.in.Hold {
+				d.event("signal " + ReleaseDone + " ignored: this rollout is not held by a release")
+				return
+			}
+			d.releaseDone = true
 		})
 		sel.Select(ctx)
 	}
@@ -480,7 +491,15 @@ func (d *deployment) promoteAndRetire(ctx workflow.Context) (*Status, error) {
 	prev := d.st.Stable
 	d.st.Stable, d.st.BakeEndsAt = d.st.Target, time.Time{}
 	d.setPhase(ctx, rollout.PhaseScalingDown)
-	if prev != rollout.None {
+	if d.in.Hold {
+		if ok, err := d.holdForRelease(ctx, prev); err != nil || ok {
+			if err != nil {
+				return nil, err
+			}
+			d.st.Stable = prev
+			return d.rollback(ctx, d.abort.Reason, d.abort.By)
+		}
+	} else if prev != rollout.None {
 		delay := s.Rollout.ScaleDownDelay.D()
 		if delay > 0 {
 			d.event(fmt.Sprintf("promoted; slot %s kept warm for %s for an instant rollback", prev, delay))
@@ -493,6 +512,8 @@ func (d *deployment) promoteAndRetire(ctx workflow.Context) (*Status, error) {
 				return d.rollback(ctx, d.abort.Reason, d.abort.By)
 			}
 		}
+	}
+	if prev != rollout.None {
 		d.setPhase(ctx, rollout.PhaseRetiring)
 		if err := workflow.ExecuteActivity(activityCtx(ctx, s.Run.StopTimeout.D()+time.Minute, 0, 5), acts.Retire,
 			activities.RetireInput{Slot: prev}).Get(ctx, nil); err != nil {
@@ -674,4 +695,25 @@ func rootMessage(err error) string {
 		return "timed out (" + timeout.TimeoutType().String() + ")"
 	}
 	return err.Error()
+}
+
+// holdForRelease tells the parent release that this rollout promoted, then
+// keeps the old slot warm until the release is done with the environment
+// (false) or aborts the rollout (true) to undo the environment as a unit.
+func (d *deployment) holdForRelease(ctx workflow.Context, prev rollout.Slot) (bool, error) {
+	msg := ServicePromoted{Service: d.st.Service, Environment: d.st.Environment, Version: d.in.Version,
+		PreviousVersion: d.st.PreviousVersion, First: prev == rollout.None}
+	if p := workflow.GetInfo(ctx).ParentWorkflowExecution; p != nil {
+		if err := workflow.SignalExternalWorkflow(ctx, p.ID, p.RunID, ServicePromotedSignal, msg).Get(ctx, nil); err != nil {
+			d.event("telling release " + d.in.Release + " failed: " + rootMessage(err))
+		}
+	}
+	if prev == rollout.None {
+		return false, nil // a first deployment has nothing to go back to
+	}
+	d.event(fmt.Sprintf("promoted; slot %s kept warm until release %s is done with %s", prev, d.in.Release, d.st.Environment))
+	if err := workflow.Await(ctx, func() bool { return d.abort != nil || d.releaseDone }); err != nil {
+		return false, err
+	}
+	return d.abort != nil, nil
 }

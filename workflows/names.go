@@ -23,6 +23,8 @@ const (
 	RetireWorkflow = "Retire"
 	// MonitorWorkflow is one monitoring run of a Schedule (Monitor).
 	MonitorWorkflow = "Monitor"
+	// ReleaseWorkflow rolls several services out through environments (Release).
+	ReleaseWorkflow = "Release"
 )
 
 // DeploymentID is the workflow ID of a service's rollout in one environment:
@@ -34,6 +36,9 @@ func RollbackID(service, env string) string { return "rollback/" + service + "/"
 
 // RetireID is the workflow ID of a request to stop a slot.
 func RetireID(service, env string) string { return "retire/" + service + "/" + env }
+
+// ReleaseID is the workflow ID of a release: one run of it at a time.
+func ReleaseID(name string) string { return "release/" + name }
 
 // MonitorID is the ID of a service's monitoring Schedule (and the prefix of its runs).
 func MonitorID(service, env string) string { return "monitor/" + service + "/" + env }
@@ -54,6 +59,16 @@ const (
 	Promote = "promote"
 	// Escalate turns a gradual rollback into an immediate one.
 	Escalate = "escalate"
+	// ReleaseDone tells a held rollout that its release's environment is
+	// done: retire the old slot.
+	ReleaseDone = "release-done"
+	// ServicePromotedSignal is a held rollout telling its release it
+	// promoted. Takes a ServicePromoted.
+	ServicePromotedSignal = "service-promoted"
+	// Approve lets a release into an environment. Takes an ApprovalRequest.
+	Approve = "approve"
+	// Reject ends a release waiting for approval. Takes an ApprovalRequest.
+	Reject = "reject"
 )
 
 // Search attributes every run carries, so the Web UI and `temporal workflow
@@ -69,6 +84,8 @@ var (
 	SAPhase = temporal.NewSearchAttributeKeyKeyword("SwitchyardPhase")
 	// SATraffic is the new version's share of traffic, in percent.
 	SATraffic = temporal.NewSearchAttributeKeyInt64("SwitchyardTrafficPercent")
+	// SARelease is the release a run belongs to (set on the release and its children).
+	SARelease = temporal.NewSearchAttributeKeyKeyword("SwitchyardRelease")
 )
 
 // SearchAttributes is what a namespace must register for the keys above:
@@ -79,4 +96,5 @@ var SearchAttributes = map[string]enumspb.IndexedValueType{
 	SAVersion.GetName():     enumspb.INDEXED_VALUE_TYPE_KEYWORD,
 	SAPhase.GetName():       enumspb.INDEXED_VALUE_TYPE_KEYWORD,
 	SATraffic.GetName():     enumspb.INDEXED_VALUE_TYPE_INT,
+	SARelease.GetName():     enumspb.INDEXED_VALUE_TYPE_KEYWORD,
 }

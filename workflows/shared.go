@@ -23,6 +23,23 @@ type DeploymentInput struct {
 	Version string       `json:"version"`
 	// By says who or what asked (user@host, CI job), for the events.
 	By string `json:"by,omitempty"`
+	// Release names the release this rollout is part of, if any.
+	Release string `json:"release,omitempty"`
+	// Hold keeps the old slot warm after promotion, whatever the scale-down
+	// delay, until the parent release signals ReleaseDone (retire it) or
+	// Abort (roll back at once): a release undoes a whole environment.
+	Hold bool `json:"hold,omitempty"`
+}
+
+// ServicePromoted is what a held rollout tells its release once its new
+// version has all the traffic (signal ServicePromotedSignal).
+type ServicePromoted struct {
+	Service         string `json:"service"`
+	Environment     string `json:"environment"`
+	Version         string `json:"version"`
+	PreviousVersion string `json:"previousVersion,omitempty"`
+	// First is true when there was no previous version: nothing to go back to.
+	First bool `json:"first,omitempty"`
 }
 
 // AbortRequest asks to roll back.
@@ -53,6 +70,8 @@ type Status struct {
 	Environment     string `json:"environment"`
 	Version         string `json:"version"`
 	PreviousVersion string `json:"previousVersion,omitempty"`
+	// Release names the release this rollout is part of, if any.
+	Release string `json:"release,omitempty"`
 	// Artifact is what was built, checked and runs: an image digest on docker.
 	Artifact       string                `json:"artifact,omitempty"`
 	Phase          rollout.Phase         `json:"phase"`

@@ -166,7 +166,7 @@ func main() {
 		controlCmd(&c, workflows.Pause, "Hold a rollout at its current step (the bake clock stops)"),
 		controlCmd(&c, workflows.Resume, "Continue a paused rollout"),
 		abortCmd(&c), promoteCmd(&c), validateCmd(), historyCmd(&c), demoCmd(),
-		rollbackCmd(&c), rollbackControlCmd(&c), retireCmd(&c), monitorCmd(&c))
+		rollbackCmd(&c), rollbackControlCmd(&c), retireCmd(&c), monitorCmd(&c), releaseCmd(&c))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := root.ExecuteContext(ctx)
 	stop()
@@ -183,10 +183,12 @@ func exitCode(err error) int {
 	}
 	var probs spec.Problems
 	var ar *starter.AlreadyRunningError
+	var fz *starter.FrozenError
+	var bad *starter.BadInputError
 	switch {
-	case errors.As(err, &probs):
+	case errors.As(err, &probs), errors.As(err, &bad):
 		return exitBadInput
-	case errors.As(err, &ar):
+	case errors.As(err, &ar), errors.As(err, &fz):
 		return exitConflict
 	}
 	if isUsage(err) {

@@ -1,0 +1,564 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/switchyard/switchyard/internal/release"
+	"github.com/switchyard/switchyard/internal/spec"
+)
+
+// ReleaseInput starts a release: the versions to ship and, per
+// environment in order, the plan the release spec made.
+type ReleaseInput struct {
+	Name string `json:"name"`
+	// Versions by service; the same versions go through every environment.
+	Versions     map[string]string    `json:"versions"`
+	Environments []ReleaseEnvironment `json:"environments"`
+	Windows      release.WindowsSpec  `json:"windows,omitempty"`
+	By           string               `json:"by,omitempty"`
+}
+
+// ReleaseEnvironment is one environment of a release: its gate and the
+// services' specs, in dependency levels.
+type ReleaseEnvironment struct {
+	Name     string           `json:"name"`
+	Approval release.Approval `json:"approval,omitempty"`
+	Soak     spec.Duration    `json:"soak,omitempty"`
+	// Levels are the services by dependency depth (sorted in each level).
+	Levels [][]string `json:"levels"`
+	// Specs by service, resolved for this environment. Read through Levels,
+	// never by ranging over the map: the workflow's order must not depend on it.
+	Specs map[string]spec.Service `json:"specs"`
+}
+
+// ApprovalRequest approves or rejects the environment a release waits at.
+type ApprovalRequest struct {
+	Environment string `json:"environment"`
+	Reason      string `json:"reason,omitempty"`
+	By          string `json:"by,omitempty"`
+}
+
+// Release phases.
+const (
+	ReleaseRunning          = "running"
+	ReleaseWaitingWindow    = "waiting-for-window"
+	ReleaseSoaking          = "soaking"
+	ReleaseAwaitingApproval = "awaiting-approval"
+	ReleaseDeploying        = "deploying"
+	ReleaseRollingBack      = "rolling-back"
+	ReleasePromoted         = "promoted"
+	ReleaseRolledBack       = "rolled-back"
+	ReleaseRejected         = "rejected"
+	ReleaseFailed           = "failed"
+)
+
+// ReleaseService is one service in one environment of a release.
+type ReleaseService struct {
+	Service         string `json:"service"`
+	Environment     string `json:"environment"`
+	Version         string `json:"version"`
+	PreviousVersion string `json:"previousVersion,omitempty"`
+	// Phase: pending, deploying, promoted (held warm), done, rolled-back, failed, aborted.
+	Phase  string `json:"phase"`
+	Reason string `json:"reason,omitempty"`
+	// First: there was no previous version to go back to.
+	First bool `json:"first,omitempty"`
+}
+
+// ReleaseApproval is the state of an environment's approval.
+type ReleaseApproval struct {
+	Environment string    `json:"environment"`
+	Deadline    time.Time `json:"deadline,omitempty"`
+	Decision    string    `json:"decision,omitempty"` // approved, rejected, timed-out
+	By          string    `json:"by,omitempty"`
+	Reason      string    `json:"reason,omitempty"`
+}
+
+// ReleaseStatus is what a release's status Query returns, and its result.
+type ReleaseStatus struct {
+	Name         string            `json:"name"`
+	Phase        string            `json:"phase"`
+	Environment  string            `json:"environment"`
+	Versions     map[string]string `json:"versions"`
+	Services     []ReleaseService  `json:"services"`
+	Approvals    []ReleaseApproval `json:"approvals,omitempty"`
+	WaitingUntil time.Time         `json:"waitingUntil,omitempty"`
+	Reason       string            `json:"reason,omitempty"`
+	StartedAt    time.Time         `json:"startedAt"`
+	EndedAt      time.Time         `json:"endedAt,omitempty"`
+	Events       []Event           `json:"events"`
+}
+
+// Release rolls several services out, environment by environment: in each,
+// the services' Deployments run as children in dependency order (a level
+// in parallel), each holding its old slot warm until the whole environment
+// promoted; if any fails, the ones already promoted roll back, in reverse
+// order, and the release ends rolled back. Between environments it waits
+// for the soak, the allowed window and the approval.
+func Release(ctx workflow.Context, in ReleaseInput) (*ReleaseStatus, error) {
+	r := &releaseRun{in: in, root: ctx}
+	if err := r.setup(ctx); err != nil {
+		return nil, err
+	}
+	return r.run(ctx)
+}
+
+type releaseRun struct {
+	in   ReleaseInput
+	st   ReleaseStatus
+	root workflow.Context
+	// waiting is the environment waiting for approval, "" when none is.
+	waiting  string
+	decision *ApprovalRequest
+	approved bool
+	// promoted are the held children of the current environment, by service.
+	promoted map[string]ServicePromoted
+}
+
+func (r *releaseRun) setup(ctx workflow.Context) error {
+	r.st = ReleaseStatus{Name: r.in.Name, Phase: ReleaseRunning, Versions: r.in.Versions, StartedAt: workflow.Now(ctx)}
+	for _, e := range r.in.Environments {
+		for _, level := range e.Levels {
+			for _, svc := range level {
+				r.st.Services = append(r.st.Services, ReleaseService{Service: svc, Environment: e.Name, Version: r.in.Versions[svc], Phase: "pending"})
+			}
+		}
+	}
+	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (*ReleaseStatus, error) { return &r.st, nil }); err != nil {
+		return err
+	}
+	for _, c := range []struct {
+		name    string
+		approve bool
+	}{{Approve, true}, {Reject, false}} {
+		c := c
+		if err := workflow.SetUpdateHandlerWithOptions(ctx, c.name,
+			func(ctx workflow.Context, req ApprovalRequest) (*ReleaseStatus, error) {
+				r.decide(req, c.approve)
+				return &r.st, nil
+			},
+			workflow.UpdateHandlerOptions{Validator: func(_ workflow.Context, req ApprovalRequest) error { return r.canDecide(req) }},
+		); err != nil {
+			return err
+		}
+	}
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		sel := workflow.NewSelector(ctx)
+		for _, c := range []struct {
+			name    string
+			approve bool
+		}{{Approve, true}, {Reject, false}} {
+			c := c
+			sel.AddReceive(workflow.GetSignalChannel(ctx, c.name), func(ch workflow.ReceiveChannel, _ bool) {
+				var req ApprovalRequest
+				ch.Receive(ctx, &req)
+				if req.By == "" {
+					req.By = "signal"
+				}
+				if err := r.canDecide(req); err != nil {
+					r.event(fmt.Sprintf("signal %s ignored: %v", c.name, err))
+					return
+				}
+				r.decide(req, c.approve)
+			})
+		}
+		for {
+			sel.Select(ctx)
+		}
+	})
+	_ = workflow.UpsertTypedSearchAttributes(ctx, SARelease.ValueSet(r.in.Name), SAPhase.ValueSet(ReleaseRunning))
+	r.event(fmt.Sprintf("release %s of %s started by %s", r.in.Name, versionList(r.in.Versions), orUnknown(r.in.By)))
+	return nil
+}
+
+func versionList(v map[string]string) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(v)) {
+		parts = append(parts, k+"="+v[k])
+	}
+	return strings.Join(parts, ",")
+}
+
+func (r *releaseRun) canDecide(req ApprovalRequest) error {
+	for _, a := range r.st.Approvals {
+		if a.Environment == req.Environment && a.Decision != "" {
+			return fmt.Errorf("%s was already %s by %s", a.Environment, a.Decision, orUnknown(a.By))
+		}
+	}
+	if r.decision != nil && r.waiting == req.Environment {
+		return fmt.Errorf("%s was already decided by %s", r.waiting, orUnknown(r.decision.By))
+	}
+	switch {
+	case r.waiting == "":
+		return fmt.Errorf("release %s is not waiting for an approval (phase %s)", r.in.Name, r.st.Phase)
+	case req.Environment != r.waiting:
+		return fmt.Errorf("release %s waits for approval of %s, not %s", r.in.Name, r.waiting, req.Environment)
+	}
+	e := r.env(r.waiting)
+	if len(e.Approval.Approvers) > 0 && !slices.Contains(e.Approval.Approvers, req.By) {
+		return fmt.Errorf("%s may not approve %s (approvers: %s)", orUnknown(req.By), r.waiting, strings.Join(e.Approval.Approvers, ", "))
+	}
+	return nil
+}
+
+func (r *releaseRun) decide(req ApprovalRequest, approve bool) {
+	r.decision, r.approved = &req, approve
+	word := "rejected"
+	if approve {
+		word = "approved"
+	}
+	r.event(fmt.Sprintf("%s %s by %s: %s", req.Environment, word, orUnknown(req.By), req.Reason))
+}
+
+func (r *releaseRun) env(name string) *ReleaseEnvironment {
+	for i := range r.in.Environments {
+		if r.in.Environments[i].Name == name {
+			return &r.in.Environments[i]
+		}
+	}
+	return nil
+}
+
+func (r *releaseRun) event(msg string) {
+	r.st.Events = append(r.st.Events, Event{At: workflow.Now(r.root), Message: msg})
+}
+
+func (r *releaseRun) setPhase(ctx workflow.Context, p string) {
+	r.st.Phase = p
+	r.event("phase " + p)
+	_ = workflow.UpsertTypedSearchAttributes(ctx, SAPhase.ValueSet(p))
+}
+
+func (r *releaseRun) service(svc, env string) *ReleaseService {
+	for i := range r.st.Services {
+		if s := &r.st.Services[i]; s.Service == svc && s.Environment == env {
+			return s
+		}
+	}
+	return nil
+}
+
+// end closes the release with a phase; an outcome other than promoted is
+// an error carrying the status, as a rollout's is.
+func (r *releaseRun) end(ctx workflow.Context, phase, reason string) (*ReleaseStatus, error) {
+	r.st.Reason, r.st.EndedAt = reason, workflow.Now(ctx)
+	r.setPhase(ctx, phase)
+	_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
+	if phase == ReleasePromoted {
+		return &r.st, nil
+	}
+	return nil, temporal.NewNonRetryableApplicationError(phase+": "+reason, phase, nil, &r.st)
+}
+
+func (r *releaseRun) run(ctx workflow.Context) (*ReleaseStatus, error) {
+	windows, err := r.in.Windows.Parse()
+	if err != nil {
+		return r.end(ctx, ReleaseFailed, err.Error())
+	}
+	for i := range r.in.Environments {
+		e := &r.in.Environments[i]
+		r.st.Environment = e.Name
+		r.event("environment " + e.Name)
+		if i > 0 && e.Soak > 0 {
+			r.setPhase(ctx, ReleaseSoaking)
+			r.st.WaitingUntil = workflow.Now(ctx).Add(e.Soak.D())
+			if err := workflow.Sleep(ctx, e.Soak.D()); err != nil {
+				return nil, err
+			}
+			r.st.WaitingUntil = time.Time{}
+		}
+		if f, frozen := windows.Frozen(workflow.Now(ctx)); frozen {
+			return r.end(ctx, ReleaseFailed, fmt.Sprintf("%s is frozen (%s)", e.Name, f.Text))
+		}
+		if ok, next := windows.Allowed(workflow.Now(ctx)); !ok {
+			if next.IsZero() {
+				return r.end(ctx, ReleaseFailed, "no allowed window ever opens")
+			}
+			r.setPhase(ctx, ReleaseWaitingWindow)
+			r.st.WaitingUntil = next
+			r.event(fmt.Sprintf("outside the allowed windows: waiting until %s", next.UTC().Format(time.RFC3339)))
+			if err := workflow.Sleep(ctx, next.Sub(workflow.Now(ctx))); err != nil {
+				return nil, err
+			}
+			r.st.WaitingUntil = time.Time{}
+		}
+		if e.Approval.Required {
+			if st, err, stop := r.approval(ctx, e); stop {
+				return st, err
+			}
+		}
+		if st, err, stop := r.deploy(ctx, e); stop {
+			return st, err
+		}
+	}
+	return r.end(ctx, ReleasePromoted, "")
+}
+
+// approval waits for an environment's approval until its deadline; stop is
+// true when the release ends here.
+func (r *releaseRun) approval(ctx workflow.Context, e *ReleaseEnvironment) (*ReleaseStatus, error, bool) {
+	r.waiting, r.decision = e.Name, nil
+	defer func() { r.waiting = "" }()
+	a := ReleaseApproval{Environment: e.Name}
+	if t := e.Approval.Timeout.D(); t > 0 {
+		a.Deadline = workflow.Now(ctx).Add(t)
+	}
+	r.st.Approvals = append(r.st.Approvals, a)
+	cur := &r.st.Approvals[len(r.st.Approvals)-1]
+	r.setPhase(ctx, ReleaseAwaitingApproval)
+	decided := func() bool { return r.decision != nil }
+	var err error
+	if t := e.Approval.Timeout.D(); t > 0 {
+		var ok bool
+		ok, err = workflow.AwaitWithTimeout(ctx, t, decided)
+		if err == nil && !ok {
+			cur.Decision = "timed-out"
+			r.event(fmt.Sprintf("approval of %s timed out after %s: %s", e.Name, e.Approval.Timeout, orDefault(e.Approval.OnTimeout, release.OnTimeoutAbort)))
+			switch e.Approval.OnTimeout {
+			case release.OnTimeoutProceed:
+				return nil, nil, false
+			case release.OnTimeoutRollback:
+				st, err := r.rollBackEarlier(ctx, e.Name, "approval of "+e.Name+" timed out")
+				return st, err, true
+			default:
+				st, err := r.end(ctx, ReleaseFailed, "approval of "+e.Name+" timed out")
+				return st, err, true
+			}
+		}
+	} else {
+		err = workflow.Await(ctx, decided)
+	}
+	if err != nil {
+		return nil, err, true
+	}
+	cur.By, cur.Reason = r.decision.By, r.decision.Reason
+	if !r.approved {
+		cur.Decision = "rejected"
+		st, err := r.end(ctx, ReleaseRejected, fmt.Sprintf("%s rejected by %s: %s", e.Name, orUnknown(r.decision.By), r.decision.Reason))
+		return st, err, true
+	}
+	cur.Decision = "approved"
+	return nil, nil, false
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// childResult is how one child Deployment ended.
+type childResult struct {
+	service string
+	err     error
+}
+
+// deploy runs an environment's services level by level as held child
+// Deployments. Once all promoted, it lets them retire their old slots; if
+// one fails, it rolls back the ones that promoted, in reverse order.
+func (r *releaseRun) deploy(ctx workflow.Context, e *ReleaseEnvironment) (*ReleaseStatus, error, bool) {
+	r.setPhase(ctx, ReleaseDeploying)
+	r.promoted = map[string]ServicePromoted{}
+	var order []string // services in the order they promoted
+	futures := map[string]workflow.ChildWorkflowFuture{}
+	var started []string
+	promotedCh := workflow.GetSignalChannel(ctx, ServicePromotedSignal)
+	results := workflow.NewChannel(ctx)
+	var failure *childResult
+	for li, level := range e.Levels {
+		r.event(fmt.Sprintf("%s level %d: %s", e.Name, li+1, strings.Join(level, ", ")))
+		waiting := map[string]bool{}
+		for _, svc := range level {
+			f := r.startChild(ctx, e, svc)
+			futures[svc], started = f, append(started, svc)
+			waiting[svc] = true
+			workflow.Go(ctx, func(gctx workflow.Context) {
+				err := f.Get(gctx, nil)
+				results.Send(gctx, childResult{svc, err})
+			})
+		}
+		for len(waiting) > 0 && failure == nil {
+			sel := workflow.NewSelector(ctx)
+			sel.AddReceive(promotedCh, func(c workflow.ReceiveChannel, _ bool) {
+				var p ServicePromoted
+				c.Receive(ctx, &p)
+				if p.Environment != e.Name || !waiting[p.Service] {
+					return
+				}
+				delete(waiting, p.Service)
+				r.promoted[p.Service] = p
+				order = append(order, p.Service)
+				s := r.service(p.Service, e.Name)
+				s.Phase, s.PreviousVersion, s.First = "promoted", p.PreviousVersion, p.First
+				r.event(fmt.Sprintf("%s promoted %s in %s (previous %s)", p.Service, p.Version, e.Name, orUnknown(p.PreviousVersion)))
+			})
+			sel.AddReceive(results, func(c workflow.ReceiveChannel, _ bool) {
+				var res childResult
+				c.Receive(ctx, &res)
+				s := r.service(res.service, e.Name)
+				if res.err == nil {
+					// a first deployment holds nothing: it ends promoted at once
+					if s.Phase == "promoted" {
+						s.Phase = "done"
+					}
+					return
+				}
+				s.Phase, s.Reason = "failed", rootMessage(res.err)
+				if kind := errorKind(res.err); kind == ErrRolledBack {
+					s.Phase = "rolled-back"
+				}
+				delete(waiting, res.service)
+				if failure == nil {
+					failure = &res
+				}
+			})
+			sel.Select(ctx)
+		}
+		if failure != nil {
+			break
+		}
+	}
+	if failure != nil {
+		st, err := r.undo(ctx, e, failure.service, order, started, futures)
+		return st, err, true
+	}
+	for _, svc := range order {
+		_ = workflow.SignalExternalWorkflow(ctx, DeploymentID(svc, e.Name), "", ReleaseDone, nil).Get(ctx, nil)
+	}
+	for _, svc := range started {
+		err := futures[svc].Get(ctx, nil)
+		s := r.service(svc, e.Name)
+		if err != nil {
+			s.Phase, s.Reason = "failed", rootMessage(err)
+			continue
+		}
+		s.Phase = "done"
+	}
+	r.event("environment " + e.Name + " promoted")
+	return nil, nil, false
+}
+
+// undo rolls an environment back as a unit after a service failed: the
+// children still running are aborted, the promoted ones (held warm) roll
+// back in the reverse of the order they promoted.
+func (r *releaseRun) undo(ctx workflow.Context, e *ReleaseEnvironment, failed string, order, started []string,
+	futures map[string]workflow.ChildWorkflowFuture) (*ReleaseStatus, error) {
+	reason := fmt.Sprintf("%s in %s: %s", failed, e.Name, r.service(failed, e.Name).Reason)
+	r.setPhase(ctx, ReleaseRollingBack)
+	r.event("rolling back the environment as a unit: " + reason)
+	// the children still running are stopped too (they roll back or fail)
+	for _, svc := range started {
+		if _, ok := r.promoted[svc]; !ok && svc != failed {
+			_ = workflow.SignalExternalWorkflow(ctx, DeploymentID(svc, e.Name), "", Abort,
+				AbortRequest{Reason: "release " + r.in.Name + ": " + reason, By: "release"}).Get(ctx, nil)
+		}
+	}
+	for i := len(order) - 1; i >= 0; i-- {
+		svc := order[i]
+		s := r.service(svc, e.Name)
+		if s.First {
+			s.Phase, s.Reason = "done", "first deployment: nothing to go back to"
+			continue
+		}
+		err := workflow.SignalExternalWorkflow(ctx, DeploymentID(svc, e.Name), "", Abort,
+			AbortRequest{Reason: "release " + r.in.Name + ": " + reason, By: "release"}).Get(ctx, nil)
+		if err == nil {
+			err = futures[svc].Get(ctx, nil)
+		}
+		if errorKind(err) == ErrRolledBack {
+			s.Phase, s.Reason = "rolled-back", "back on "+s.PreviousVersion
+			r.event(fmt.Sprintf("%s rolled back to %s in %s", svc, s.PreviousVersion, e.Name))
+		} else {
+			s.Phase, s.Reason = "failed", "rollback: "+rootMessage(errOr(err, "the rollout ended promoted"))
+		}
+	}
+	// wait for every child, so none is left behind the release
+	for _, svc := range started {
+		err := futures[svc].Get(ctx, nil)
+		if s := r.service(svc, e.Name); s.Phase == "deploying" {
+			s.Phase, s.Reason = "aborted", "stopped with the release"
+			if err != nil {
+				s.Reason = rootMessage(err)
+			}
+		}
+	}
+	return r.end(ctx, ReleaseRolledBack, reason)
+}
+
+func errOr(err error, msg string) error {
+	if err != nil {
+		return err
+	}
+	return errors.New(msg)
+}
+
+// errorKind is the type of an application error a child ended with.
+func errorKind(err error) string {
+	var app *temporal.ApplicationError
+	if errors.As(err, &app) {
+		return app.Type()
+	}
+	return ""
+}
+
+func (r *releaseRun) startChild(ctx workflow.Context, e *ReleaseEnvironment, svc string) workflow.ChildWorkflowFuture {
+	s := r.service(svc, e.Name)
+	s.Phase = "deploying"
+	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+		WorkflowID: DeploymentID(svc, e.Name),
+		// a release cancelled from the Web UI cancels its rollouts, which
+		// roll back rather than leave traffic split
+		ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_REQUEST_CANCEL,
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			SAService.ValueSet(svc), SAEnvironment.ValueSet(e.Name), SAVersion.ValueSet(r.in.Versions[svc]),
+			SAPhase.ValueSet("validating"), SATraffic.ValueSet(0), SARelease.ValueSet(r.in.Name)),
+	})
+	r.event(fmt.Sprintf("deploying %s %s to %s", svc, r.in.Versions[svc], e.Name))
+	return workflow.ExecuteChildWorkflow(cctx, DeploymentWorkflow, DeploymentInput{
+		Spec: e.Specs[svc], Version: r.in.Versions[svc], By: "release " + r.in.Name, Release: r.in.Name, Hold: true})
+}
+
+// rollBackEarlier ends a release whose approval timed out with rollback:
+// the environments before this one get their previous versions again.
+func (r *releaseRun) rollBackEarlier(ctx workflow.Context, env, reason string) (*ReleaseStatus, error) {
+	r.setPhase(ctx, ReleaseRollingBack)
+	for i := len(r.in.Environments) - 1; i >= 0; i-- {
+		e := &r.in.Environments[i]
+		if e.Name == env {
+			continue
+		}
+		for li := len(e.Levels) - 1; li >= 0; li-- {
+			for _, svc := range e.Levels[li] {
+				s := r.service(svc, e.Name)
+				if s.Phase != "done" || s.First || s.PreviousVersion == "" {
+					continue
+				}
+				cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+					WorkflowID:        DeploymentID(svc, e.Name),
+					ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_REQUEST_CANCEL,
+					TypedSearchAttributes: temporal.NewSearchAttributes(SAService.ValueSet(svc), SAEnvironment.ValueSet(e.Name),
+						SAVersion.ValueSet(s.PreviousVersion), SAPhase.ValueSet("validating"), SATraffic.ValueSet(0), SARelease.ValueSet(r.in.Name)),
+				})
+				r.event(fmt.Sprintf("redeploying %s %s to %s", svc, s.PreviousVersion, e.Name))
+				err := workflow.ExecuteChildWorkflow(cctx, DeploymentWorkflow, DeploymentInput{
+					Spec: e.Specs[svc], Version: s.PreviousVersion, By: "release " + r.in.Name + " rollback", Release: r.in.Name}).Get(ctx, nil)
+				if err != nil {
+					s.Phase, s.Reason = "failed", "redeploying "+s.PreviousVersion+": "+rootMessage(err)
+					continue
+				}
+				s.Phase, s.Reason = "rolled-back", "redeployed "+s.PreviousVersion
+			}
+		}
+	}
+	return r.end(ctx, ReleaseRolledBack, reason)
+}

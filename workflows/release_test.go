@@ -1,0 +1,285 @@
+package workflows
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/switchyard/switchyard/internal/release"
+	"github.com/switchyard/switchyard/internal/spec"
+)
+
+// relFixture runs the Release workflow under the SDK's test suite with a
+// stand-in for its Deployment children (the Deployment workflow itself is
+// tested on its own, and end to end): each takes deployFor, then fails if
+// it is in bad, else tells the release it promoted and holds until the
+// release is done (or aborts it).
+type relFixture struct {
+	t   *testing.T
+	env *testsuite.TestWorkflowEnvironment
+	in  ReleaseInput
+
+	mu        sync.Mutex
+	bad       map[string]bool // service/env that roll back by themselves
+	first     map[string]bool // service/env deployed for the first time
+	started   map[string]time.Time
+	promoted  map[string]time.Time
+	ended     map[string]string // service/env → done, rolled-back (aborted), failed
+	versions  map[string]string // service/env → version deployed last
+	deployFor time.Duration
+	pending   int
+}
+
+func newRelease(t *testing.T) *relFixture {
+	var ts testsuite.WorkflowTestSuite
+	f := &relFixture{t: t, env: ts.NewTestWorkflowEnvironment(), bad: map[string]bool{}, first: map[string]bool{},
+		started: map[string]time.Time{}, promoted: map[string]time.Time{}, ended: map[string]string{}, versions: map[string]string{},
+		deployFor: 5 * time.Minute}
+	envs := []ReleaseEnvironment{}
+	for _, name := range []string{"staging", "production"} {
+		specs := map[string]spec.Service{}
+		for _, svc := range []string{"backend", "frontend"} {
+			s := testSpec()
+			s.Name, s.Environment = svc, name
+			specs[svc] = s
+		}
+		envs = append(envs, ReleaseEnvironment{Name: name, Levels: [][]string{{"backend"}, {"frontend"}}, Specs: specs})
+	}
+	f.in = ReleaseInput{Name: "shop", Versions: map[string]string{"backend": "v2", "frontend": "v7"}, Environments: envs, By: "test"}
+	f.env.RegisterWorkflowWithOptions(Release, workflow.RegisterOptions{Name: ReleaseWorkflow})
+	f.env.RegisterWorkflowWithOptions(f.deployment, workflow.RegisterOptions{Name: DeploymentWorkflow})
+	return f
+}
+
+func (f *relFixture) deployment(ctx workflow.Context, in DeploymentInput) (*Status, error) {
+	key := in.Spec.Name + "/" + in.Spec.Environment
+	f.mu.Lock()
+	f.started[key] = workflow.Now(ctx)
+	f.versions[key] = in.Version
+	bad, first := f.bad[key], f.first[key]
+	f.mu.Unlock()
+	end := func(how string) {
+		f.mu.Lock()
+		f.ended[key] = how
+		f.mu.Unlock()
+	}
+	st := &Status{Service: in.Spec.Name, Environment: in.Spec.Environment, Version: in.Version, PreviousVersion: "v1"}
+	if err := workflow.Sleep(ctx, f.deployFor); err != nil {
+		return nil, err
+	}
+	if bad {
+		end("rolled-back")
+		return nil, temporal.NewNonRetryableApplicationError("rolled back: analysis failed at 10%", ErrRolledBack, nil, st)
+	}
+	if !in.Hold {
+		end("done")
+		return st, nil
+	}
+	p := workflow.GetInfo(ctx).ParentWorkflowExecution
+	msg := ServicePromoted{Service: in.Spec.Name, Environment: in.Spec.Environment, Version: in.Version, PreviousVersion: "v1", First: first}
+	if first {
+		msg.PreviousVersion = ""
+	}
+	require.NoError(f.t, workflow.SignalExternalWorkflow(ctx, p.ID, p.RunID, ServicePromotedSignal, msg).Get(ctx, nil))
+	f.mu.Lock()
+	f.promoted[key] = workflow.Now(ctx)
+	f.mu.Unlock()
+	if first {
+		end("done")
+		return st, nil
+	}
+	var abort AbortRequest
+	done := false
+	sel := workflow.NewSelector(ctx)
+	sel.AddReceive(workflow.GetSignalChannel(ctx, Abort), func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, &abort) })
+	sel.AddReceive(workflow.GetSignalChannel(ctx, ReleaseDone), func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); done = true })
+	sel.Select(ctx)
+	if !done {
+		end("rolled-back")
+		return nil, temporal.NewNonRetryableApplicationError("rolled back: "+abort.Reason, ErrRolledBack, nil, st)
+	}
+	end("done")
+	return st, nil
+}
+
+func (f *relFixture) run() *ReleaseStatus {
+	f.env.ExecuteWorkflow(ReleaseWorkflow, f.in)
+	require.True(f.t, f.env.IsWorkflowCompleted())
+	require.Zero(f.t, f.pending, "an update callback never ran")
+	var st ReleaseStatus
+	if err := f.env.GetWorkflowError(); err != nil {
+		var app *temporal.ApplicationError
+		require.ErrorAs(f.t, err, &app)
+		require.NoError(f.t, app.Details(&st))
+		return &st
+	}
+	require.NoError(f.t, f.env.GetWorkflowResult(&st))
+	return &st
+}
+
+func (f *relFixture) update(name string, req ApprovalRequest, want string) {
+	f.pending++
+	check := func(err error) {
+		f.pending--
+		if want == "" {
+			require.NoError(f.t, err, "update %s", name)
+		} else {
+			require.ErrorContains(f.t, err, want, "update %s", name)
+		}
+	}
+	f.env.UpdateWorkflow(name, "", &testsuite.TestUpdateCallback{OnReject: check, OnAccept: func() {},
+		OnComplete: func(_ any, err error) { check(err) }}, req)
+}
+
+func TestAReleaseDeploysInDependencyOrderThroughEachEnvironment(t *testing.T) {
+	f := newRelease(t)
+	st := f.run()
+	require.Equal(t, ReleasePromoted, st.Phase, st.Reason)
+	for _, env := range []string{"staging", "production"} {
+		// the frontend starts only once the backend promoted
+		require.False(t, f.started["frontend/"+env].Before(f.promoted["backend/"+env]), env)
+		require.Equal(t, "done", f.ended["backend/"+env])
+		require.Equal(t, "done", f.ended["frontend/"+env])
+	}
+	// production starts only after staging is done, with the same versions
+	require.False(t, f.started["backend/production"].Before(f.promoted["frontend/staging"]))
+	require.Equal(t, "v7", f.versions["frontend/production"])
+	for _, s := range st.Services {
+		require.Equal(t, "done", s.Phase, s.Service+"/"+s.Environment)
+	}
+}
+
+func TestAFailedServiceRollsBackItsPromotedSiblingsAndStopsTheRelease(t *testing.T) {
+	f := newRelease(t)
+	f.bad["frontend/staging"] = true
+	st := f.run()
+	require.Equal(t, ReleaseRolledBack, st.Phase)
+	require.Contains(t, st.Reason, "frontend in staging: rolled back: analysis failed at 10%")
+	require.Equal(t, "rolled-back", f.ended["backend/staging"], "the backend went back after the frontend failed")
+	require.NotContains(t, f.started, "backend/production", "production is never touched")
+	byKey := map[string]ReleaseService{}
+	for _, s := range st.Services {
+		byKey[s.Service+"/"+s.Environment] = s
+	}
+	require.Equal(t, "rolled-back", byKey["backend/staging"].Phase)
+	require.Equal(t, "back on v1", byKey["backend/staging"].Reason)
+	require.Equal(t, "pending", byKey["backend/production"].Phase)
+}
+
+func TestAFirstDeploymentHasNothingToGoBackTo(t *testing.T) {
+	f := newRelease(t)
+	f.first["backend/staging"] = true
+	f.bad["frontend/staging"] = true
+	st := f.run()
+	require.Equal(t, ReleaseRolledBack, st.Phase)
+	require.Equal(t, "done", f.ended["backend/staging"])
+	for _, s := range st.Services {
+		if s.Service == "backend" && s.Environment == "staging" {
+			require.Contains(t, s.Reason, "nothing to go back to")
+		}
+	}
+}
+
+func approvalFixture(t *testing.T, onTimeout string) *relFixture {
+	f := newRelease(t)
+	f.in.Environments[1].Approval = release.Approval{Required: true, Timeout: spec.Duration(4 * time.Hour), OnTimeout: onTimeout,
+		Approvers: []string{"alice", "bob"}}
+	return f
+}
+
+func TestAnApprovalInTimeLetsTheReleaseIntoProduction(t *testing.T) {
+	f := approvalFixture(t, release.OnTimeoutAbort)
+	f.env.RegisterDelayedCallback(func() {
+		f.update(Approve, ApprovalRequest{Environment: "staging", By: "alice"}, "waits for approval of production, not staging")
+		f.update(Approve, ApprovalRequest{Environment: "production", By: "mallory"}, "mallory may not approve production")
+		f.update(Approve, ApprovalRequest{Environment: "production", By: "alice", Reason: "CAB-123"}, "")
+		f.update(Approve, ApprovalRequest{Environment: "production", By: "bob"}, "production was already approved by alice")
+	}, time.Hour)
+	st := f.run()
+	require.Equal(t, ReleasePromoted, st.Phase, st.Reason)
+	require.Len(t, st.Approvals, 1)
+	require.Equal(t, "approved", st.Approvals[0].Decision)
+	require.Equal(t, "alice", st.Approvals[0].By)
+	// production waited for the approval, an hour after staging was done
+	require.True(t, f.started["backend/production"].Sub(f.promoted["frontend/staging"]) >= 50*time.Minute)
+}
+
+func TestAnApprovalBeforeTheReleaseWaitsIsRefused(t *testing.T) {
+	f := approvalFixture(t, release.OnTimeoutAbort)
+	f.env.RegisterDelayedCallback(func() {
+		f.update(Approve, ApprovalRequest{Environment: "production", By: "alice"}, "is not waiting for an approval")
+		f.update(Reject, ApprovalRequest{Environment: "production", By: "bob", Reason: "not today"}, "is not waiting for an approval")
+	}, time.Minute)
+	f.env.RegisterDelayedCallback(func() {
+		f.update(Reject, ApprovalRequest{Environment: "production", By: "bob", Reason: "not today"}, "")
+	}, time.Hour)
+	st := f.run()
+	require.Equal(t, ReleaseRejected, st.Phase)
+	require.Contains(t, st.Reason, "production rejected by bob: not today")
+	require.NotContains(t, f.started, "backend/production")
+}
+
+func TestAnApprovalThatTimesOutDoesWhatTheSpecSays(t *testing.T) {
+	for _, c := range []struct {
+		onTimeout, phase string
+		production       bool   // production deployed
+		staging          string // how staging's services end
+	}{
+		{release.OnTimeoutAbort, ReleaseFailed, false, "v2"},
+		{release.OnTimeoutProceed, ReleasePromoted, true, "v2"},
+		{release.OnTimeoutRollback, ReleaseRolledBack, false, "v1"},
+	} {
+		t.Run(c.onTimeout, func(t *testing.T) {
+			f := approvalFixture(t, c.onTimeout)
+			st := f.run()
+			require.Equal(t, c.phase, st.Phase, st.Reason)
+			require.Equal(t, "timed-out", st.Approvals[0].Decision)
+			_, deployed := f.started["backend/production"]
+			require.Equal(t, c.production, deployed)
+			// rollback redeploys the previous version in staging
+			require.Equal(t, map[string]string{"v2": "v2", "v1": "v1"}[c.staging], f.versions["backend/staging"])
+			require.True(t, f.env.Now().Sub(f.started["backend/staging"]) >= 4*time.Hour || c.onTimeout == release.OnTimeoutRollback)
+		})
+	}
+}
+
+func TestAClosedWindowWaitsForItToOpenAndAFreezeRefuses(t *testing.T) {
+	f := newRelease(t)
+	f.in.Windows = release.WindowsSpec{Allow: []string{"Mon-Fri 09:00-16:00 UTC"}}
+	saturday := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	f.env.SetStartTime(saturday)
+	st := f.run()
+	require.Equal(t, ReleasePromoted, st.Phase, st.Reason)
+	require.Equal(t, time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC), f.started["backend/staging"].UTC(), "Monday 09:00")
+
+	g := newRelease(t)
+	g.in.Windows = release.WindowsSpec{Freeze: []string{"2026-12-20/2027-01-04"}}
+	g.env.SetStartTime(time.Date(2026, 12, 24, 10, 0, 0, 0, time.UTC))
+	st = g.run()
+	require.Equal(t, ReleaseFailed, st.Phase)
+	require.Contains(t, st.Reason, "staging is frozen (2026-12-20/2027-01-04)")
+	require.Empty(t, g.started)
+}
+
+func TestReleaseStatusNamesEveryServiceInEveryEnvironment(t *testing.T) {
+	f := newRelease(t)
+	f.env.RegisterDelayedCallback(func() {
+		v, err := f.env.QueryWorkflow(QueryStatus)
+		require.NoError(t, err)
+		var st ReleaseStatus
+		require.NoError(t, v.Get(&st))
+		require.Equal(t, ReleaseDeploying, st.Phase)
+		got := ""
+		for _, s := range st.Services {
+			got += fmt.Sprintf("%s/%s=%s ", s.Service, s.Environment, s.Phase)
+		}
+		require.Equal(t, "backend/staging=deploying frontend/staging=pending backend/production=pending frontend/production=pending ", got)
+	}, time.Minute)
+	f.run()
+}
