@@ -24,6 +24,11 @@ func (e *FrozenError) Error() string {
 	return fmt.Sprintf("refused: frozen (%s); wait for it to end, or bypass it with --emergency --reason", e.Freeze)
 }
 
+// RefusedError is a release's validator refusing an approval or rejection.
+type RefusedError struct{ Err error }
+
+func (e *RefusedError) Error() string { return e.Err.Error() }
+
 // ParseVersions reads "backend=v2,frontend=v7" and checks it names every
 // service of the release and no other.
 func ParseVersions(r *release.Release, set string) (map[string]string, error) {
@@ -131,7 +136,7 @@ func (s *Starter) DecideRelease(ctx context.Context, name, update string, req wo
 	}
 	var app *temporal.ApplicationError
 	if errors.As(err, &app) {
-		return nil, &BadInputError{fmt.Errorf("%s refused: %s", update, app.Message())}
+		return nil, &RefusedError{fmt.Errorf("%s refused: %s", update, app.Message())}
 	}
 	return nil, fmt.Errorf("%s: %w", update, err)
 }

@@ -397,14 +397,18 @@ func (e *env) waitFor(what string, cond func(st *starterStatus) bool) {
 	e.t.Fatalf("timed out waiting for %s", what)
 }
 
-func (e *env) instance(slot rollout.Slot) rollout.Instance {
-	p, err := platform.New(e.svc)
+func (e *env) instance(slot rollout.Slot) rollout.Instance { return inspect(e.t, e.svc, slot) }
+
+// inspect asks a service's platform what runs in a slot.
+func inspect(t testing.TB, s *spec.Service, slot rollout.Slot) rollout.Instance {
+	t.Helper()
+	p, err := platform.New(s)
 	if err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
 	in, err := p.Inspect(context.Background(), slot)
 	if err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return in
 }

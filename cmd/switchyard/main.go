@@ -184,11 +184,12 @@ func exitCode(err error) int {
 	var probs spec.Problems
 	var ar *starter.AlreadyRunningError
 	var fz *starter.FrozenError
+	var refused *starter.RefusedError
 	var bad *starter.BadInputError
 	switch {
 	case errors.As(err, &probs), errors.As(err, &bad):
 		return exitBadInput
-	case errors.As(err, &ar), errors.As(err, &fz):
+	case errors.As(err, &ar), errors.As(err, &fz), errors.As(err, &refused):
 		return exitConflict
 	}
 	if isUsage(err) {

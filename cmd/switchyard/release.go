@@ -217,10 +217,6 @@ func releaseDecideCmd(c *conn, update, short string) *cobra.Command {
 			return c.withStarter(func(s *starter.Starter) error {
 				st, err := s.DecideRelease(cmd.Context(), args[0], update, workflows.ApprovalRequest{Environment: env, Reason: reason, By: who()})
 				if err != nil {
-					var bad *starter.BadInputError
-					if errors.As(err, &bad) {
-						return withCode(exitConflict, err)
-					}
 					return err
 				}
 				fmt.Printf("release %s: %s %sd (phase %s)\n", st.Name, env, update, st.Phase)

@@ -184,3 +184,13 @@ func TestAFreezeCoversWholeDaysBothIncluded(t *testing.T) {
 		}
 	}
 }
+
+func TestTheShippedReleaseIsValid(t *testing.T) {
+	r, err := Load("../../deployments/shop.release.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := r.Levels(); len(l) != 2 || l[0][0] != "shop-backend" || l[1][0] != "shop-frontend" {
+		t.Fatalf("levels: %v", l)
+	}
+}

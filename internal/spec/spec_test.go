@@ -156,7 +156,7 @@ func TestSyntaxErrorHasALine(t *testing.T) {
 }
 
 func TestShippedSpecsAreValid(t *testing.T) {
-	for _, path := range []string{"../../deployments/demo.yaml", "../../deployments/api-haproxy.yaml", "../../deployments/api-docker.yaml", "../../deployments/api-kubernetes.yaml"} {
+	for _, path := range []string{"../../deployments/demo.yaml", "../../deployments/api-haproxy.yaml", "../../deployments/api-docker.yaml", "../../deployments/api-kubernetes.yaml", "../../deployments/shop-backend.yaml", "../../deployments/shop-frontend.yaml"} {
 		f, err := Load(path)
 		if err != nil {
 			t.Fatalf("%s: %v", path, err)
