@@ -51,7 +51,13 @@ func killAndRestart(t *testing.T, e *env, w *exec.Cmd, when string) {
 // history reads a run's events.
 func history(t *testing.T, e *env, run client.WorkflowRun) *historypb.History {
 	t.Helper()
-	it := e.starter.C.GetWorkflowHistory(context.Background(), run.GetID(), run.GetRunID(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	return historyOf(t, e.starter.C, run)
+}
+
+// historyOf reads a run's whole history.
+func historyOf(t *testing.T, c client.Client, run client.WorkflowRun) *historypb.History {
+	t.Helper()
+	it := c.GetWorkflowHistory(context.Background(), run.GetID(), run.GetRunID(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	h := &historypb.History{}
 	for it.HasNext() {
 		ev, err := it.Next()

@@ -33,7 +33,12 @@ type releaseEnv struct {
 
 func newReleaseEnv(t *testing.T, releaseExtra string) *releaseEnv {
 	t.Helper()
-	dir := t.TempDir()
+	// short: a unix socket's path must fit in 108 bytes, and test names are long
+	dir, err := os.MkdirTemp("", "rel")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
 	name := fmt.Sprintf("r%d", time.Now().UnixNano()%100000)
 	e := &releaseEnv{t: t, dir: dir, routers: map[string]router.Router{}, urls: map[string]string{}}
 	if err := os.WriteFile(filepath.Join(dir, "run.sh"), []byte(fmt.Sprintf(`#!/bin/sh
@@ -171,6 +176,8 @@ func TestAReleaseGoesThroughStagingAndProductionInDependencyOrderUnderLoad(t *te
 		t.Fatalf("v2: %s: %s", st.Phase, st.Reason)
 	}
 	t.Logf("load on the four routers through the release: %d requests, %d failed", total.Requests, total.Failed)
+	record(t, historyOf(t, e.starter.C, e.starter.C.GetWorkflow(context.Background(), workflows.ReleaseID(e.release().Name), "")),
+		"release_promoted_through_two_environments.json")
 	if total.Failed != 0 || total.Requests < 200 {
 		t.Fatalf("load: %d requests, %d failed", total.Requests, total.Failed)
 	}
@@ -187,10 +194,14 @@ func TestAReleaseGoesThroughStagingAndProductionInDependencyOrderUnderLoad(t *te
 				t.Fatalf("%s/%s ran %s for release %q", svc, env, o.Status.Version, o.Status.Release)
 			}
 			at[svc+"/"+env+"/start"] = o.Status.StartedAt
+			// promoted: all traffic on the new version, the old slot held for the release
 			for _, ev := range o.Status.Events {
-				if strings.HasPrefix(ev.Message, "phase promoted") {
+				if strings.HasPrefix(ev.Message, "promoted; slot") && strings.Contains(ev.Message, "kept warm until release") {
 					at[svc+"/"+env+"/promoted"] = ev.At
 				}
+			}
+			if at[svc+"/"+env+"/promoted"].IsZero() {
+				t.Fatalf("%s/%s never held its old slot for the release: %v", svc, env, o.Status.Events)
 			}
 			if w := e.weights(svc, env); w.Live() != o.Status.Stable || w.Of(o.Status.Stable) != 100 {
 				t.Fatalf("%s/%s: router %s, rollout says %s is live", svc, env, w, o.Status.Stable)
@@ -232,6 +243,8 @@ func TestABadFrontendRollsTheBackendBackWithIt(t *testing.T) {
 	for _, s := range st.Services {
 		t.Logf("%s/%s: %s %s", s.Service, s.Environment, s.Phase, s.Reason)
 	}
+	record(t, historyOf(t, e.starter.C, e.starter.C.GetWorkflow(context.Background(), workflows.ReleaseID(e.release().Name), "")),
+		"release_rolled_back_with_its_bad_frontend.json")
 	for _, svc := range []string{"backend", "frontend"} {
 		w := e.weights(svc, "staging")
 		if w.Of(w.Live()) != 100 {
