@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
@@ -23,6 +25,10 @@ type FrozenError struct{ Freeze string }
 func (e *FrozenError) Error() string {
 	return fmt.Sprintf("refused: frozen (%s); wait for it to end, or bypass it with --emergency --reason", e.Freeze)
 }
+
+// Emergency is the reason a release or rollout bypasses a freeze; its
+// reason and who gave it are recorded in the run's events.
+type Emergency struct{ Reason string }
 
 // RefusedError is a release's validator refusing an approval or rejection.
 type RefusedError struct{ Err error }
@@ -59,18 +65,37 @@ func ParseVersions(r *release.Release, set string) (map[string]string, error) {
 }
 
 // StartRelease starts the Release workflow: every service's spec resolved
-// for every environment, in dependency levels. A freeze in force refuses it.
-func (s *Starter) StartRelease(ctx context.Context, r *release.Release, versions map[string]string, by string) (client.WorkflowRun, error) {
+// for every environment from the one named by from (all when ""), in
+// dependency levels. A freeze in force refuses it.
+func (s *Starter) StartRelease(ctx context.Context, r *release.Release, versions map[string]string, from, by string, em *Emergency) (client.WorkflowRun, error) {
 	ws, err := r.Windows.Parse()
 	if err != nil {
 		return nil, &BadInputError{err}
 	}
-	if f, frozen := ws.Frozen(time.Now()); frozen {
-		return nil, &FrozenError{Freeze: f.Text}
+	if em == nil {
+		if f, frozen := ws.Frozen(time.Now()); frozen {
+			return nil, &FrozenError{Freeze: f.Text}
+		}
+		if f, frozen := s.frozen(ctx, r.Name); frozen {
+			return nil, &FrozenError{Freeze: fmt.Sprintf("release %s frozen by %s: %s", r.Name, f.By, f.Reason)}
+		}
+	} else {
+		by += " (emergency: " + em.Reason + ")"
+		in := r.Windows
+		in.Freeze = nil // an emergency goes through the calendar's freezes too
+		r = &release.Release{Name: r.Name, Services: r.Services, Environments: r.Environments, Windows: in, Dir: r.Dir}
 	}
 	in := workflows.ReleaseInput{Name: r.Name, Versions: versions, Windows: r.Windows, By: by}
 	levels := r.Levels()
-	for _, e := range r.Environments {
+	envs := r.Environments
+	if from != "" {
+		_, i := r.Environment(from)
+		if i < 0 {
+			return nil, &BadInputError{fmt.Errorf("release %s has no environment %s", r.Name, from)}
+		}
+		envs = envs[i:]
+	}
+	for _, e := range envs {
 		specs, err := r.ResolveSpecs(e.Name)
 		if err != nil {
 			return nil, &BadInputError{err}
@@ -153,4 +178,124 @@ func (s *Starter) WaitRelease(ctx context.Context, run client.WorkflowRun) (*wor
 		return &st, nil
 	}
 	return nil, err
+}
+
+// PassedVersions finds the newest run of a release in which every service
+// promoted in env, and returns its versions: what passed there is what the
+// next environments get.
+func (s *Starter) PassedVersions(ctx context.Context, name, env string) (map[string]string, error) {
+	q := fmt.Sprintf("WorkflowType = '%s' AND %s = %q AND ExecutionStatus != 'Running'",
+		workflows.ReleaseWorkflow, workflows.SARelease.GetName(), name)
+	var token []byte
+	for {
+		resp, err := s.C.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: 50, NextPageToken: token})
+		if err != nil {
+			return nil, fmt.Errorf("releases of %s: %w", name, err)
+		}
+		for _, e := range resp.Executions {
+			st, err := s.WaitRelease(ctx, s.C.GetWorkflow(ctx, e.Execution.WorkflowId, e.Execution.RunId))
+			if err != nil || !passed(st, env) {
+				continue
+			}
+			return st.Versions, nil
+		}
+		if token = resp.NextPageToken; len(token) == 0 {
+			return nil, &BadInputError{fmt.Errorf("--set-from %s: no run of release %s promoted every service in %s", env, name, env)}
+		}
+	}
+}
+
+func passed(st *workflows.ReleaseStatus, env string) bool {
+	n := 0
+	for _, sv := range st.Services {
+		if sv.Environment != env {
+			continue
+		}
+		if sv.Phase != "done" {
+			return false
+		}
+		n++
+	}
+	return n > 0
+}
+
+// Freeze freezes a release: new releases of it and deploys of its services
+// are refused until Unfreeze, and a release running now pauses its
+// rollouts before their next traffic step.
+func (s *Starter) Freeze(ctx context.Context, r *release.Release, reason, by string) error {
+	id := workflows.FreezeID(r.Name)
+	_, err := s.C.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID: id, TaskQueue: s.TaskQueue,
+		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		TypedSearchAttributes:                    temporal.NewSearchAttributes(workflows.SARelease.ValueSet(r.Name)),
+	}, workflows.FreezeWorkflow, workflows.FreezeState{Release: r.Name, Services: r.ServiceNames(), Reason: reason, By: by})
+	var started *serviceerror.WorkflowExecutionAlreadyStarted
+	if errors.As(err, &started) {
+		if f, ok := s.frozen(ctx, r.Name); ok {
+			return &AlreadyRunningError{WorkflowID: id, RunID: started.RunId, What: fmt.Sprintf("release %s is already frozen by %s: %s", r.Name, f.By, f.Reason)}
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("freeze %s: %w", r.Name, err)
+	}
+	err = s.C.SignalWorkflow(ctx, workflows.ReleaseID(r.Name), "", workflows.FreezeSignal,
+		workflows.FreezeState{Release: r.Name, Services: r.ServiceNames(), Reason: reason, By: by})
+	var nf *serviceerror.NotFound
+	if err != nil && !errors.As(err, &nf) {
+		return fmt.Errorf("freeze %s: tell the running release: %w", r.Name, err)
+	}
+	return nil
+}
+
+// Unfreeze ends a release's freeze and resumes a release it paused.
+func (s *Starter) Unfreeze(ctx context.Context, name, by string) error {
+	err := s.C.SignalWorkflow(ctx, workflows.FreezeID(name), "", workflows.Unfreeze, by)
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return &BadInputError{fmt.Errorf("unfreeze: release %s is not frozen", name)}
+	}
+	if err != nil {
+		return fmt.Errorf("unfreeze %s: %w", name, err)
+	}
+	err = s.C.SignalWorkflow(ctx, workflows.ReleaseID(name), "", workflows.Unfreeze, by)
+	if err != nil && !errors.As(err, &nf) {
+		return fmt.Errorf("unfreeze %s: tell the running release: %w", name, err)
+	}
+	return nil
+}
+
+// frozen returns a release's freeze, if one is in force.
+func (s *Starter) frozen(ctx context.Context, name string) (*workflows.FreezeState, bool) {
+	d, err := s.C.DescribeWorkflowExecution(ctx, workflows.FreezeID(name), "")
+	if err != nil || d.WorkflowExecutionInfo.Status != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		return nil, false
+	}
+	v, err := s.C.QueryWorkflow(ctx, workflows.FreezeID(name), "", workflows.QueryStatus)
+	var f workflows.FreezeState
+	if err != nil || v.Get(&f) != nil {
+		return &workflows.FreezeState{Release: name, Reason: "(its reason could not be read)"}, true
+	}
+	return &f, true
+}
+
+// serviceFrozen finds a freeze in force that covers a service.
+func (s *Starter) serviceFrozen(ctx context.Context, service string) (*workflows.FreezeState, bool) {
+	q := fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus = 'Running'", workflows.FreezeWorkflow)
+	resp, err := s.C.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: 100})
+	if err != nil {
+		return nil, false
+	}
+	for _, e := range resp.Executions {
+		v, err := s.C.QueryWorkflow(ctx, e.Execution.WorkflowId, e.Execution.RunId, workflows.QueryStatus)
+		var f workflows.FreezeState
+		if err != nil || v.Get(&f) != nil {
+			continue
+		}
+		if slices.Contains(f.Services, service) {
+			return &f, true
+		}
+	}
+	return nil, false
 }

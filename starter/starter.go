@@ -72,9 +72,14 @@ func (e *AlreadyRunningError) Error() string {
 
 // Deploy starts a rollout. It fails at once, naming the running one, when
 // the service already has a rollout in progress in that environment.
-func (s *Starter) Deploy(ctx context.Context, svc *spec.Service, version, by string) (client.WorkflowRun, error) {
+func (s *Starter) Deploy(ctx context.Context, svc *spec.Service, version, by string, em *Emergency) (client.WorkflowRun, error) {
 	if version == "" {
 		return nil, errors.New("deploy: a version is required (--version)")
+	}
+	if em != nil {
+		by += " (emergency: " + em.Reason + ")"
+	} else if f, frozen := s.serviceFrozen(ctx, svc.Name); frozen {
+		return nil, &FrozenError{Freeze: fmt.Sprintf("release %s frozen by %s: %s", f.Release, f.By, f.Reason)}
 	}
 	if rb := s.runningRollback(ctx, svc.Name, svc.Environment); rb != nil {
 		return nil, &AlreadyRunningError{WorkflowID: workflows.RollbackID(svc.Name, svc.Environment), RunID: rb.runID,

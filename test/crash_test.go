@@ -36,8 +36,8 @@ func startWorker(t testing.TB, e *env) *exec.Cmd {
 
 // killAndRestart SIGKILLs a worker process, leaves the service without one
 // for 2s (its slots are their own processes and keep serving), and starts a
-// new one.
-func killAndRestart(t *testing.T, e *env, w *exec.Cmd, when string) {
+// new one, which it returns.
+func killAndRestart(t *testing.T, e *env, w *exec.Cmd, when string) *exec.Cmd {
 	t.Helper()
 	if err := w.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -45,7 +45,7 @@ func killAndRestart(t *testing.T, e *env, w *exec.Cmd, when string) {
 	_ = w.Wait()
 	t.Log("worker SIGKILLed " + when)
 	time.Sleep(2 * time.Second)
-	startWorker(t, e)
+	return startWorker(t, e)
 }
 
 // history reads a run's events.

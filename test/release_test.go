@@ -15,7 +15,7 @@ import (
 	"github.com/switchyard/switchyard/internal/rollout"
 	"github.com/switchyard/switchyard/internal/router"
 	"github.com/switchyard/switchyard/starter"
-	"github.com/switchyard/switchyard/worker"
+	workerpkg "github.com/switchyard/switchyard/worker"
 	"github.com/switchyard/switchyard/workflows"
 )
 
@@ -32,6 +32,12 @@ type releaseEnv struct {
 }
 
 func newReleaseEnv(t *testing.T, releaseExtra string) *releaseEnv {
+	return newReleaseEnvBake(t, releaseExtra, "1s", true)
+}
+
+// newReleaseEnvBake is newReleaseEnv with a bake time, and a worker in the
+// test process or none (the test runs its own worker process).
+func newReleaseEnvBake(t *testing.T, releaseExtra, bake string, worker bool) *releaseEnv {
 	t.Helper()
 	// short: a unix socket's path must fit in 108 bytes, and test names are long
 	dir, err := os.MkdirTemp("", "rel")
@@ -70,11 +76,11 @@ checks:
   performance: {requests: 50, concurrency: 2, maxP95: 500ms}
 rollout:
   steps: [25, 100]
-  bake: 1s
+  bake: %s
   analysis: {interval: 1s, maxErrorRate: 0.05}
   scaleDownDelay: 0s
 environments:
-%s`, svc, name, envs.String())
+%s`, svc, name, bake, envs.String())
 		if err := os.WriteFile(filepath.Join(dir, svc+".yaml"), []byte(src), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -94,11 +100,13 @@ environments:
 	c := dial(t)
 	queue := "q-" + name
 	e.starter = &starter.Starter{C: c, TaskQueue: queue}
-	w := worker.New(c, worker.Config{TaskQueue: queue, StateDir: filepath.Join(dir, "state"), Embedded: embedded})
-	if err := w.Start(); err != nil {
-		t.Fatal(err)
+	if worker {
+		w := workerpkg.New(c, workerpkg.Config{TaskQueue: queue, StateDir: filepath.Join(dir, "state"), Embedded: embedded})
+		if err := w.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(w.Stop)
 	}
-	t.Cleanup(w.Stop)
 	r := e.release()
 	for _, env := range []string{"staging", "production"} {
 		specs, err := r.ResolveSpecs(env)
@@ -132,7 +140,7 @@ func (e *releaseEnv) svc(short string) string { return short + "-" + e.release()
 func (e *releaseEnv) run(backend, frontend string) *workflows.ReleaseStatus {
 	e.t.Helper()
 	r := e.release()
-	run, err := e.starter.StartRelease(context.Background(), r, map[string]string{e.svc("backend"): backend, e.svc("frontend"): frontend}, "test")
+	run, err := e.starter.StartRelease(context.Background(), r, map[string]string{e.svc("backend"): backend, e.svc("frontend"): frontend}, "", "test", nil)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -245,6 +253,16 @@ func TestABadFrontendRollsTheBackendBackWithIt(t *testing.T) {
 	}
 	record(t, historyOf(t, e.starter.C, e.starter.C.GetWorkflow(context.Background(), workflows.ReleaseID(e.release().Name), "")),
 		"release_rolled_back_with_its_bad_frontend.json")
+
+	// what passed staging last (v1, v1) goes on to production, from the CLI
+	out, code := cli(t, &env{queue: e.starter.TaskQueue, address: server.HostPort},
+		"release", "start", e.release().Name, "-f", e.file, "--set-from", "staging")
+	expect(t, out, code, 0, fmt.Sprintf("versions that passed staging: %s=v1,%s=v1; starting at production", e.svc("backend"), e.svc("frontend")),
+		"release "+e.release().Name+": promoted")
+	if strings.Contains(out, "deploying "+e.svc("backend")+" v1 to staging") {
+		t.Fatalf("--set-from staging ran staging again:\n%s", out)
+	}
+	eventsOnce(t, out, "release start read from a pipe")
 	for _, svc := range []string{"backend", "frontend"} {
 		w := e.weights(svc, "staging")
 		if w.Of(w.Live()) != 100 {
@@ -304,4 +322,173 @@ func releaseInstance(t *testing.T, e *releaseEnv, svc, env string, slot rollout.
 	}
 	s := specs[e.svc(svc)]
 	return inspect(t, s, slot)
+}
+
+func TestAFreezePausesARunningReleaseAndRefusesNewOnesUntilUnfrozen(t *testing.T) {
+	e := newReleaseEnvBake(t, "", "4s", true)
+	r := e.release()
+	if st := e.run("v1", "v1"); st.Phase != workflows.ReleasePromoted {
+		t.Fatalf("v1: %s: %s", st.Phase, st.Reason)
+	}
+	ctx := context.Background()
+	run, err := e.starter.StartRelease(ctx, r, map[string]string{e.svc("backend"): "v2", e.svc("frontend"): "v2"}, "", "test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// freeze while the backend shifts in staging
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		st, err := e.starter.Status(ctx, e.svc("backend"), "staging")
+		if err == nil && st.Version == "v2" && st.Phase == rollout.PhaseShifting {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the backend never started shifting")
+		}
+	}
+	as := &env{queue: e.starter.TaskQueue, address: server.HostPort}
+	out, code := cli(t, as, "freeze", r.Name, "-f", e.file, "--reason", "incident 42")
+	expect(t, out, code, 0, "release "+r.Name+" frozen (incident 42)")
+	out, code = cli(t, as, "freeze", r.Name, "-f", e.file, "--reason", "again")
+	expect(t, out, code, 5, "already frozen", "incident 42")
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		st, err := e.starter.Status(ctx, e.svc("backend"), "staging")
+		if err == nil && st.Paused {
+			t.Logf("backend paused at step %d/%d, %s", st.Step+1, len(st.Steps), st.Weights)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the freeze did not pause the backend: %+v", st)
+		}
+	}
+	// nothing new goes while frozen: a release, a deploy of one of its services
+	out, code = cli(t, as, "release", "start", r.Name, "-f", e.file, "--set", e.svc("backend")+"=v3,"+e.svc("frontend")+"=v3")
+	expect(t, out, code, 5, "frozen", "incident 42")
+	frontendSpec := filepath.Join(e.dir, "frontend.yaml")
+	out, code = cli(t, as, "deploy", e.svc("frontend"), "-f", frontendSpec, "--env", "production", "--version", "v9")
+	expect(t, out, code, 5, "release "+r.Name+" frozen", "incident 42", "--emergency")
+	out, code = cli(t, as, "deploy", e.svc("frontend"), "-f", frontendSpec, "--env", "production", "--version", "v9", "--emergency")
+	expect(t, out, code, 2, "--emergency needs --reason")
+	time.Sleep(2 * time.Second)
+	if st, _ := e.starter.Status(ctx, e.svc("backend"), "staging"); !st.Paused || st.Phase != rollout.PhaseShifting {
+		t.Fatalf("the backend went on while frozen: %s paused=%v", st.Phase, st.Paused)
+	}
+	out, code = cli(t, as, "unfreeze", r.Name)
+	expect(t, out, code, 0, "unfrozen")
+	ctxw, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	st, err := e.starter.WaitRelease(ctxw, run)
+	if err != nil || st.Phase != workflows.ReleasePromoted {
+		t.Fatalf("after unfreeze: %v %+v", err, st)
+	}
+	var events []string
+	for _, ev := range st.Events {
+		events = append(events, ev.Message)
+	}
+	joined := strings.Join(events, "\n")
+	for _, want := range []string{"frozen by ", ": incident 42", "paused " + e.svc("backend") + " in staging", "unfrozen by "} {
+		if !strings.Contains(joined, want) {
+			t.Fatalf("release events lack %q:\n%s", want, joined)
+		}
+	}
+	out, code = cli(t, as, "unfreeze", r.Name)
+	expect(t, out, code, 2, "is not frozen")
+}
+
+func TestAWorkerKilledMidReleaseFinishesItWithEachServiceDeployedOnce(t *testing.T) {
+	e := newReleaseEnvBake(t, "    approval: {required: true, timeout: 10m, onTimeout: abort}\n", "3s", false)
+	as := &env{queue: e.starter.TaskQueue, address: server.HostPort}
+	w := startWorker(t, as)
+	r := e.release()
+	ctx := context.Background()
+	// v1 everywhere first (production's approval sent as soon as it waits)
+	first, err := e.starter.StartRelease(ctx, r, map[string]string{e.svc("backend"): "v1", e.svc("frontend"): "v1"}, "", "test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	approve := func() {
+		for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
+			st, err := e.starter.ReleaseStatus(ctx, r.Name)
+			if err == nil && st.Phase == workflows.ReleaseAwaitingApproval {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the release never waited for approval: %+v", st)
+			}
+		}
+		out, code := cli(t, as, "release", "approve", r.Name, "--env", "production", "--reason", "CAB-1")
+		expect(t, out, code, 0, "production approved")
+	}
+	approve()
+	if st, err := e.starter.WaitRelease(ctx, first); err != nil || st.Phase != workflows.ReleasePromoted {
+		t.Fatalf("v1: %v %+v", err, st)
+	}
+	var gens []*load.Generator
+	for _, u := range e.urls {
+		gens = append(gens, load.Start(u, 25, 4*time.Minute))
+	}
+	run, err := e.starter.StartRelease(ctx, r, map[string]string{e.svc("backend"): "v2", e.svc("frontend"): "v2"}, "", "test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// kill 1: while the backend bakes its first step in staging
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		st, err := e.starter.Status(ctx, e.svc("backend"), "staging")
+		if err == nil && st.Version == "v2" && st.Step == 0 && !st.BakeEndsAt.IsZero() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the backend never baked in staging")
+		}
+	}
+	w = killAndRestart(t, as, w, "while the backend baked in staging")
+	// kill 2: while the release waits for production's approval
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		st, err := e.starter.ReleaseStatus(ctx, r.Name)
+		if err == nil && st.Phase == workflows.ReleaseAwaitingApproval {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the release never waited for approval: %+v", st)
+		}
+	}
+	killAndRestart(t, as, w, "while the release waited for production's approval")
+	approve()
+	st, err := e.starter.WaitRelease(ctx, run)
+	var total load.Result
+	for _, g := range gens {
+		res := g.Stop()
+		total.Requests += res.Requests
+		total.Failed += res.Failed
+	}
+	if err != nil || st.Phase != workflows.ReleasePromoted {
+		t.Fatalf("after two worker crashes: %v %+v", err, st)
+	}
+	t.Logf("load on the four routers: %d requests, %d failed", total.Requests, total.Failed)
+	if total.Failed != 0 {
+		t.Fatalf("%d requests failed", total.Failed)
+	}
+	// each service deployed once per environment: one child started each
+	h := historyOf(t, e.starter.C, run)
+	children := map[string]int{}
+	for _, ev := range h.Events {
+		if a := ev.GetStartChildWorkflowExecutionInitiatedEventAttributes(); a != nil {
+			children[a.WorkflowId]++
+		}
+	}
+	if len(children) != 4 {
+		t.Fatalf("want 4 children (2 services x 2 environments), got %v", children)
+	}
+	for id, n := range children {
+		if n != 1 {
+			t.Fatalf("%s was started %d times", id, n)
+		}
+	}
+	for _, env := range []string{"staging", "production"} {
+		for _, svc := range []string{"backend", "frontend"} {
+			if w := e.weights(svc, env); w.Of(w.Live()) != 100 || releaseInstance(t, e, svc, env, w.Live()).Version != "v2" {
+				t.Fatalf("%s/%s: %s", svc, env, w)
+			}
+		}
+	}
+	record(t, h, "release_approved_after_worker_crashes.json")
 }

@@ -123,7 +123,7 @@ environments:
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				run, err := st.Deploy(context.Background(), s, version, "bench")
+				run, err := st.Deploy(context.Background(), s, version, "bench", nil)
 				if err != nil {
 					b.Errorf("%s %s: %v", s.Name, version, err)
 					return

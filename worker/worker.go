@@ -54,6 +54,7 @@ func New(c client.Client, cfg Config) sdkworker.Worker {
 	w.RegisterWorkflowWithOptions(workflows.Retire, workflow.RegisterOptions{Name: workflows.RetireWorkflow})
 	w.RegisterWorkflowWithOptions(workflows.Monitor, workflow.RegisterOptions{Name: workflows.MonitorWorkflow})
 	w.RegisterWorkflowWithOptions(workflows.Release, workflow.RegisterOptions{Name: workflows.ReleaseWorkflow})
+	w.RegisterWorkflowWithOptions(workflows.Freeze, workflow.RegisterOptions{Name: workflows.FreezeWorkflow})
 	if cfg.Embedded == nil {
 		cfg.Embedded = router.NewEmbedded(filepath.Join(cfg.StateDir, "router"))
 	}

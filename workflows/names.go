@@ -25,6 +25,8 @@ const (
 	MonitorWorkflow = "Monitor"
 	// ReleaseWorkflow rolls several services out through environments (Release).
 	ReleaseWorkflow = "Release"
+	// FreezeWorkflow runs while a release is frozen (Freeze).
+	FreezeWorkflow = "Freeze"
 )
 
 // DeploymentID is the workflow ID of a service's rollout in one environment:
@@ -39,6 +41,9 @@ func RetireID(service, env string) string { return "retire/" + service + "/" + e
 
 // ReleaseID is the workflow ID of a release: one run of it at a time.
 func ReleaseID(name string) string { return "release/" + name }
+
+// FreezeID is the workflow ID of a release's freeze: it runs while frozen.
+func FreezeID(release string) string { return "freeze/" + release }
 
 // MonitorID is the ID of a service's monitoring Schedule (and the prefix of its runs).
 func MonitorID(service, env string) string { return "monitor/" + service + "/" + env }
@@ -69,6 +74,11 @@ const (
 	Approve = "approve"
 	// Reject ends a release waiting for approval. Takes an ApprovalRequest.
 	Reject = "reject"
+	// FreezeSignal tells a running release it is frozen: it pauses its
+	// rollouts before their next traffic step. Takes a FreezeState.
+	FreezeSignal = "freeze"
+	// Unfreeze ends a freeze, and resumes a release it paused.
+	Unfreeze = "unfreeze"
 )
 
 // Search attributes every run carries, so the Web UI and `temporal workflow

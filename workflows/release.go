@@ -54,6 +54,7 @@ const (
 	ReleaseSoaking          = "soaking"
 	ReleaseAwaitingApproval = "awaiting-approval"
 	ReleaseDeploying        = "deploying"
+	ReleaseFrozen           = "frozen"
 	ReleaseRollingBack      = "rolling-back"
 	ReleasePromoted         = "promoted"
 	ReleaseRolledBack       = "rolled-back"
@@ -122,6 +123,12 @@ type releaseRun struct {
 	approved bool
 	// promoted are the held children of the current environment, by service.
 	promoted map[string]ServicePromoted
+	// frozen is the freeze in force, nil when none; running are the
+	// children deploying now, and paused the ones the freeze paused.
+	frozen  *FreezeState
+	running []string
+	paused  []string
+	current string // the environment deploying
 }
 
 func (r *releaseRun) setup(ctx workflow.Context) error {
@@ -171,6 +178,16 @@ func (r *releaseRun) setup(ctx workflow.Context) error {
 				r.decide(req, c.approve)
 			})
 		}
+		sel.AddReceive(workflow.GetSignalChannel(ctx, FreezeSignal), func(ch workflow.ReceiveChannel, _ bool) {
+			var f FreezeState
+			ch.Receive(ctx, &f)
+			r.freeze(ctx, &f)
+		})
+		sel.AddReceive(workflow.GetSignalChannel(ctx, Unfreeze), func(ch workflow.ReceiveChannel, _ bool) {
+			var by string
+			ch.Receive(ctx, &by)
+			r.unfreeze(ctx, by)
+		})
 		for {
 			sel.Select(ctx)
 		}
@@ -186,6 +203,49 @@ func versionList(v map[string]string) string {
 		parts = append(parts, k+"="+v[k])
 	}
 	return strings.Join(parts, ",")
+}
+
+// freeze pauses the rollouts running now, before their next traffic step;
+// no new one starts until the release is unfrozen.
+func (r *releaseRun) freeze(ctx workflow.Context, f *FreezeState) {
+	if r.frozen != nil {
+		return
+	}
+	r.frozen = f
+	r.event(fmt.Sprintf("frozen by %s: %s", orUnknown(f.By), f.Reason))
+	for _, svc := range r.running {
+		if err := workflow.SignalExternalWorkflow(ctx, DeploymentID(svc, r.current), "", Pause, nil).Get(ctx, nil); err == nil {
+			r.paused = append(r.paused, svc)
+			r.event(fmt.Sprintf("paused %s in %s", svc, r.current))
+		}
+	}
+}
+
+// unfreeze resumes what the freeze paused.
+func (r *releaseRun) unfreeze(ctx workflow.Context, by string) {
+	if r.frozen == nil {
+		return
+	}
+	r.frozen = nil
+	r.event("unfrozen by " + orUnknown(by))
+	for _, svc := range r.paused {
+		_ = workflow.SignalExternalWorkflow(ctx, DeploymentID(svc, r.current), "", Resume, nil).Get(ctx, nil)
+	}
+	r.paused = nil
+}
+
+// thaw waits while the release is frozen.
+func (r *releaseRun) thaw(ctx workflow.Context) error {
+	if r.frozen == nil {
+		return nil
+	}
+	phase := r.st.Phase
+	r.setPhase(ctx, ReleaseFrozen)
+	if err := workflow.Await(ctx, func() bool { return r.frozen == nil }); err != nil {
+		return err
+	}
+	r.setPhase(ctx, phase)
+	return nil
 }
 
 func (r *releaseRun) canDecide(req ApprovalRequest) error {
@@ -275,6 +335,9 @@ func (r *releaseRun) run(ctx workflow.Context) (*ReleaseStatus, error) {
 				return nil, err
 			}
 			r.st.WaitingUntil = time.Time{}
+		}
+		if err := r.thaw(ctx); err != nil {
+			return nil, err
 		}
 		if f, frozen := windows.Frozen(workflow.Now(ctx)); frozen {
 			return r.end(ctx, ReleaseFailed, fmt.Sprintf("%s is frozen (%s)", e.Name, f.Text))
@@ -375,12 +438,17 @@ func (r *releaseRun) deploy(ctx workflow.Context, e *ReleaseEnvironment) (*Relea
 	promotedCh := workflow.GetSignalChannel(ctx, ServicePromotedSignal)
 	results := workflow.NewChannel(ctx)
 	var failure *childResult
+	r.current = e.Name
 	for li, level := range e.Levels {
+		if err := r.thaw(ctx); err != nil {
+			return nil, err, true
+		}
 		r.event(fmt.Sprintf("%s level %d: %s", e.Name, li+1, strings.Join(level, ", ")))
 		waiting := map[string]bool{}
 		for _, svc := range level {
 			f := r.startChild(ctx, e, svc)
 			futures[svc], started = f, append(started, svc)
+			r.running = append(r.running, svc)
 			waiting[svc] = true
 			workflow.Go(ctx, func(gctx workflow.Context) {
 				err := f.Get(gctx, nil)
@@ -396,6 +464,7 @@ func (r *releaseRun) deploy(ctx workflow.Context, e *ReleaseEnvironment) (*Relea
 					return
 				}
 				delete(waiting, p.Service)
+				r.running = slices.DeleteFunc(r.running, func(s string) bool { return s == p.Service })
 				r.promoted[p.Service] = p
 				order = append(order, p.Service)
 				s := r.service(p.Service, e.Name)
@@ -418,6 +487,7 @@ func (r *releaseRun) deploy(ctx workflow.Context, e *ReleaseEnvironment) (*Relea
 					s.Phase = "rolled-back"
 				}
 				delete(waiting, res.service)
+				r.running = slices.DeleteFunc(r.running, func(s string) bool { return s == res.service })
 				if failure == nil {
 					failure = &res
 				}

@@ -92,7 +92,7 @@ func runDemo(ctx context.Context, file, env string, rps, uiPort int) error {
 			before = gen.Snapshot()
 		}
 		t := time.Now()
-		run, err := s.Deploy(ctx, svc, version, "demo")
+		run, err := s.Deploy(ctx, svc, version, "demo", nil)
 		if err != nil {
 			return err
 		}

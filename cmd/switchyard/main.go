@@ -166,7 +166,7 @@ func main() {
 		controlCmd(&c, workflows.Pause, "Hold a rollout at its current step (the bake clock stops)"),
 		controlCmd(&c, workflows.Resume, "Continue a paused rollout"),
 		abortCmd(&c), promoteCmd(&c), validateCmd(), historyCmd(&c), demoCmd(),
-		rollbackCmd(&c), rollbackControlCmd(&c), retireCmd(&c), monitorCmd(&c), releaseCmd(&c))
+		rollbackCmd(&c), rollbackControlCmd(&c), retireCmd(&c), monitorCmd(&c), releaseCmd(&c), freezeCmd(&c), unfreezeCmd(&c))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := root.ExecuteContext(ctx)
 	stop()

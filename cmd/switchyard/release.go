@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -58,8 +60,9 @@ func loadRelease(name, file string) (*release.Release, error) {
 }
 
 func releaseStartCmd(c *conn) *cobra.Command {
-	var file, set string
+	var file, set, setFrom string
 	var detach bool
+	var em emergencyFlags
 	cmd := &cobra.Command{
 		Use:   "start NAME --set svc=version,...",
 		Short: "Start a release and follow it; the exit code says how it ended",
@@ -71,12 +74,40 @@ func releaseStartCmd(c *conn) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			versions, err := starter.ParseVersions(r, set)
+			emergency, err := em.get()
 			if err != nil {
-				return withCode(exitBadInput, err)
+				return err
+			}
+			if set != "" && setFrom != "" {
+				return withCode(exitBadInput, errors.New("--set and --set-from: give one"))
+			}
+			if set == "" && setFrom == "" && len(r.Environments) > 1 {
+				setFrom = r.Environments[0].Name // what passed the first environment goes on
+			}
+			from := ""
+			if setFrom != "" {
+				_, i := r.Environment(setFrom)
+				if i < 0 || i == len(r.Environments)-1 {
+					return withCode(exitBadInput, fmt.Errorf("--set-from %s: not an environment of release %s with one after it", setFrom, r.Name))
+				}
+				from = r.Environments[i+1].Name
+			}
+			var versions map[string]string
+			if set != "" || setFrom == "" {
+				var err error
+				if versions, err = starter.ParseVersions(r, set); err != nil {
+					return withCode(exitBadInput, err)
+				}
 			}
 			return c.withStarter(func(s *starter.Starter) error {
-				run, err := s.StartRelease(cmd.Context(), r, versions, who())
+				if setFrom != "" {
+					var err error
+					if versions, err = s.PassedVersions(cmd.Context(), r.Name, setFrom); err != nil {
+						return err
+					}
+					fmt.Printf("versions that passed %s: %s; starting at %s\n", setFrom, versionsText(versions), from)
+				}
+				run, err := s.StartRelease(cmd.Context(), r, versions, from, who(), emergency)
 				if err != nil {
 					return err
 				}
@@ -95,8 +126,64 @@ func releaseStartCmd(c *conn) *cobra.Command {
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "release file (default deployments/NAME.release.yaml)")
 	cmd.Flags().StringVar(&set, "set", "", "the version of every service: backend=v2,frontend=v7")
+	cmd.Flags().StringVar(&setFrom, "set-from", "", "the versions of the newest run that promoted every service in this environment; start at the next one (the default without --set)")
 	cmd.Flags().BoolVar(&detach, "detach", false, "start the release and return at once")
+	em.flags(cmd)
 	return cmd
+}
+
+func freezeCmd(c *conn) *cobra.Command {
+	var file, reason string
+	cmd := &cobra.Command{
+		Use:   "freeze RELEASE --reason TEXT",
+		Short: "Freeze a release: new releases and deploys of its services are refused, a running one pauses",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if strings.TrimSpace(reason) == "" {
+				return withCode(exitBadInput, errors.New("--reason is required: a freeze is recorded with its reason"))
+			}
+			r, err := loadRelease(args[0], file)
+			if err != nil {
+				return err
+			}
+			return c.withStarter(func(s *starter.Starter) error {
+				if err := s.Freeze(cmd.Context(), r, reason, who()); err != nil {
+					return err
+				}
+				fmt.Printf("release %s frozen (%s): new releases and deploys of %s are refused; unfreeze with: switchyard unfreeze %s\n",
+					r.Name, reason, strings.Join(r.ServiceNames(), ", "), r.Name)
+				return nil
+			})
+		},
+	}
+	cmd.Flags().StringVarP(&file, "file", "f", "", "release file (default deployments/RELEASE.release.yaml)")
+	cmd.Flags().StringVar(&reason, "reason", "", "why (an incident, say); recorded with who froze it")
+	return cmd
+}
+
+func unfreezeCmd(c *conn) *cobra.Command {
+	return &cobra.Command{
+		Use:   "unfreeze RELEASE",
+		Short: "End a release's freeze; a release it paused goes on",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return c.withStarter(func(s *starter.Starter) error {
+				if err := s.Unfreeze(cmd.Context(), args[0], who()); err != nil {
+					return err
+				}
+				fmt.Printf("release %s unfrozen\n", args[0])
+				return nil
+			})
+		},
+	}
+}
+
+func versionsText(v map[string]string) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(v)) {
+		parts = append(parts, k+"="+v[k])
+	}
+	return strings.Join(parts, ",")
 }
 
 // followRelease prints a release's events as they happen, each once, until

@@ -57,6 +57,7 @@ func deployCmd(c *conn) *cobra.Command {
 	var t target
 	var version, output string
 	var detach bool
+	var em emergencyFlags
 	cmd := &cobra.Command{
 		Use:   "deploy SERVICE --version V",
 		Short: "Roll a version out to the idle slot and shift traffic to it",
@@ -78,8 +79,12 @@ traffic moved, 5 another rollout of the service is running, 1 other errors.`,
 			if err != nil {
 				return err
 			}
+			emergency, err := em.get()
+			if err != nil {
+				return err
+			}
 			return c.withStarter(func(s *starter.Starter) error {
-				run, err := s.Deploy(cmd.Context(), svc, version, who())
+				run, err := s.Deploy(cmd.Context(), svc, version, who(), emergency)
 				if err != nil {
 					return err
 				}
@@ -102,7 +107,31 @@ traffic moved, 5 another rollout of the service is running, 1 other errors.`,
 	cmd.Flags().BoolVar(&detach, "detach", false, "start the rollout and return at once")
 	cmd.Flags().Bool("wait", true, "wait for the rollout to end, showing progress (the default)")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
+	em.flags(cmd)
 	return cmd
+}
+
+// emergencyFlags are --emergency and --reason: a bypass of freezes, recorded.
+type emergencyFlags struct {
+	on     bool
+	reason string
+}
+
+func (e *emergencyFlags) flags(cmd *cobra.Command) {
+	cmd.Flags().BoolVar(&e.on, "emergency", false, "go through a freeze; needs --reason, and is recorded with who asked")
+	cmd.Flags().StringVar(&e.reason, "reason", "", "why, with --emergency")
+}
+
+func (e *emergencyFlags) get() (*starter.Emergency, error) {
+	switch {
+	case !e.on && e.reason == "":
+		return nil, nil
+	case !e.on:
+		return nil, withCode(exitBadInput, errors.New("--reason goes with --emergency"))
+	case strings.TrimSpace(e.reason) == "":
+		return nil, withCode(exitBadInput, errors.New("--emergency needs --reason: a bypass of a freeze is recorded with its reason"))
+	}
+	return &starter.Emergency{Reason: e.reason}, nil
 }
 
 // follow shows progress until the run ends and turns its outcome into an exit code.
