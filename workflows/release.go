@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/switchyard/switchyard/internal/incident"
 	"github.com/switchyard/switchyard/internal/release"
 	"github.com/switchyard/switchyard/internal/spec"
 )
@@ -335,6 +336,11 @@ func (r *releaseRun) run(ctx workflow.Context) (*ReleaseStatus, error) {
 				return nil, err
 			}
 			r.st.WaitingUntil = time.Time{}
+			prev := &r.in.Environments[i-1]
+			if reason := r.soakChecks(ctx, prev); reason != "" {
+				return r.end(ctx, ReleaseFailed, fmt.Sprintf("%s did not hold through its soak: %s", prev.Name, reason))
+			}
+			r.event(fmt.Sprintf("%s held through its soak of %s: its monitoring checks pass", prev.Name, e.Soak))
 		}
 		if err := r.thaw(ctx); err != nil {
 			return nil, err
@@ -364,6 +370,41 @@ func (r *releaseRun) run(ctx workflow.Context) (*ReleaseStatus, error) {
 		}
 	}
 	return r.end(ctx, ReleasePromoted, "")
+}
+
+// soakChecks runs every service's monitoring checks on an environment
+// that soaked (a Monitor child each, at once) and returns what fails, or "".
+func (r *releaseRun) soakChecks(ctx workflow.Context, e *ReleaseEnvironment) string {
+	run := workflow.GetInfo(ctx).WorkflowExecution.RunID
+	type pending struct {
+		svc string
+		f   workflow.ChildWorkflowFuture
+	}
+	var ps []pending
+	for _, level := range e.Levels {
+		for _, svc := range level {
+			cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+				WorkflowID: MonitorID(svc, e.Name) + "-soak-" + run,
+				TypedSearchAttributes: temporal.NewSearchAttributes(SAService.ValueSet(svc), SAEnvironment.ValueSet(e.Name),
+					SARelease.ValueSet(r.in.Name)),
+			})
+			ps = append(ps, pending{svc, workflow.ExecuteChildWorkflow(cctx, MonitorWorkflow, MonitorInput{Spec: e.Specs[svc]})})
+		}
+	}
+	var failing []string
+	for _, p := range ps {
+		var st incident.State
+		if err := p.f.Get(ctx, &st); err != nil {
+			failing = append(failing, fmt.Sprintf("%s: the checks could not run: %s", p.svc, rootMessage(err)))
+			continue
+		}
+		for _, c := range st.Results {
+			if !c.Passed {
+				failing = append(failing, fmt.Sprintf("%s: %s: %s", p.svc, c.Name, c.Detail))
+			}
+		}
+	}
+	return strings.Join(failing, "; ")
 }
 
 // approval waits for an environment's approval until its deadline; stop is

@@ -11,7 +11,9 @@ import (
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/switchyard/switchyard/internal/incident"
 	"github.com/switchyard/switchyard/internal/release"
+	"github.com/switchyard/switchyard/internal/rollout"
 	"github.com/switchyard/switchyard/internal/spec"
 )
 
@@ -282,4 +284,32 @@ func TestReleaseStatusNamesEveryServiceInEveryEnvironment(t *testing.T) {
 		require.Equal(t, "backend/staging=deploying frontend/staging=pending backend/production=pending frontend/production=pending ", got)
 	}, time.Minute)
 	f.run()
+}
+
+func TestProductionStartsOnlyAfterStagingHeldThroughItsSoak(t *testing.T) {
+	for _, unhealthy := range []bool{false, true} {
+		t.Run(fmt.Sprintf("unhealthy=%v", unhealthy), func(t *testing.T) {
+			f := newRelease(t)
+			f.in.Environments[1].Soak = spec.Duration(30 * time.Minute)
+			var checkedAt time.Time
+			var checked []string
+			f.env.RegisterWorkflowWithOptions(func(ctx workflow.Context, in MonitorInput) (*incident.State, error) {
+				checkedAt = workflow.Now(ctx)
+				checked = append(checked, in.Spec.Name+"/"+in.Spec.Environment)
+				ok := !(unhealthy && in.Spec.Name == "frontend")
+				return &incident.State{Results: []rollout.CheckResult{{Name: "health:live", Passed: ok, Detail: "GET /healthz: status 503"}}}, nil
+			}, workflow.RegisterOptions{Name: MonitorWorkflow})
+			st := f.run()
+			require.ElementsMatch(t, []string{"backend/staging", "frontend/staging"}, checked)
+			require.True(t, checkedAt.Sub(f.promoted["frontend/staging"]) >= 30*time.Minute, "the checks run after the soak")
+			if unhealthy {
+				require.Equal(t, ReleaseFailed, st.Phase)
+				require.Contains(t, st.Reason, "staging did not hold through its soak: frontend: health:live: GET /healthz: status 503")
+				require.NotContains(t, f.started, "backend/production")
+				return
+			}
+			require.Equal(t, ReleasePromoted, st.Phase, st.Reason)
+			require.False(t, f.started["backend/production"].Before(checkedAt))
+		})
+	}
 }
