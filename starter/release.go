@@ -85,7 +85,7 @@ func (s *Starter) StartRelease(ctx context.Context, r *release.Release, versions
 		in.Freeze = nil // an emergency goes through the calendar's freezes too
 		r = &release.Release{Name: r.Name, Services: r.Services, Environments: r.Environments, Windows: in, Dir: r.Dir}
 	}
-	in := workflows.ReleaseInput{Name: r.Name, Versions: versions, Windows: r.Windows, By: by}
+	in := workflows.ReleaseInput{Name: r.Name, Versions: versions, Windows: r.Windows, Alerts: r.Alerts, By: by}
 	levels := r.Levels()
 	envs := r.Environments
 	if from != "" {

@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/switchyard/switchyard/activities"
 	"github.com/switchyard/switchyard/internal/incident"
 	"github.com/switchyard/switchyard/internal/release"
 	"github.com/switchyard/switchyard/internal/spec"
@@ -25,7 +26,9 @@ type ReleaseInput struct {
 	Versions     map[string]string    `json:"versions"`
 	Environments []ReleaseEnvironment `json:"environments"`
 	Windows      release.WindowsSpec  `json:"windows,omitempty"`
-	By           string               `json:"by,omitempty"`
+	// Alerts hear of approvals: waiting (with the commands and the deadline), then the decision.
+	Alerts []spec.Alert `json:"alerts,omitempty"`
+	By     string       `json:"by,omitempty"`
 }
 
 // ReleaseEnvironment is one environment of a release: its gate and the
@@ -419,6 +422,16 @@ func (r *releaseRun) approval(ctx workflow.Context, e *ReleaseEnvironment) (*Rel
 	r.st.Approvals = append(r.st.Approvals, a)
 	cur := &r.st.Approvals[len(r.st.Approvals)-1]
 	r.setPhase(ctx, ReleaseAwaitingApproval)
+	detail := fmt.Sprintf("switchyard release approve %s --env %s --reason ...\nswitchyard release reject %s --env %s --reason ...", r.in.Name, e.Name, r.in.Name, e.Name)
+	if !a.Deadline.IsZero() {
+		detail += fmt.Sprintf("\ndeadline %s, then: %s", a.Deadline.UTC().Format(time.RFC3339), orDefault(e.Approval.OnTimeout, release.OnTimeoutAbort))
+	}
+	r.announce(ctx, e.Name, fmt.Sprintf("release %s (%s) waits for approval of %s", r.in.Name, versionList(r.in.Versions), e.Name), detail)
+	defer func() {
+		if cur.Decision != "" {
+			r.announce(ctx, e.Name, fmt.Sprintf("release %s: %s %s", r.in.Name, e.Name, cur.Decision), strings.TrimSpace(orUnknown(cur.By)+" "+cur.Reason))
+		}
+	}()
 	decided := func() bool { return r.decision != nil }
 	var err error
 	if t := e.Approval.Timeout.D(); t > 0 {
@@ -452,6 +465,28 @@ func (r *releaseRun) approval(ctx workflow.Context, e *ReleaseEnvironment) (*Rel
 	}
 	cur.Decision = "approved"
 	return nil, nil, false
+}
+
+// announce tells the release's alert channels, at once and best effort: a
+// channel that is down is retried a little and never changes the release.
+func (r *releaseRun) announce(ctx workflow.Context, env, summary, detail string) {
+	if len(r.in.Alerts) == 0 {
+		return
+	}
+	nctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3, NonRetryableErrorTypes: []string{activities.ErrBadInput}},
+	})
+	to := &spec.Service{Name: r.in.Name, Environment: env, Alerts: r.in.Alerts}
+	in := incident.Incident{Key: incident.Key(r.in.Name, env, "approval"), Service: r.in.Name, Environment: env,
+		Check: "approval", Summary: summary, Detail: detail, OpenedAt: workflow.Now(ctx)}
+	var fs []workflow.Future
+	for c := range r.in.Alerts {
+		fs = append(fs, workflow.ExecuteActivity(nctx, acts.Notify, activities.NotifyInput{Spec: to, Channel: c, Action: incident.Event, In: in}))
+	}
+	for _, f := range fs {
+		_ = f.Get(ctx, nil)
+	}
 }
 
 func orDefault(s, def string) string {

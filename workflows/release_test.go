@@ -1,16 +1,19 @@
 package workflows
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/switchyard/switchyard/activities"
 	"github.com/switchyard/switchyard/internal/incident"
 	"github.com/switchyard/switchyard/internal/release"
 	"github.com/switchyard/switchyard/internal/rollout"
@@ -197,6 +200,16 @@ func approvalFixture(t *testing.T, onTimeout string) *relFixture {
 
 func TestAnApprovalInTimeLetsTheReleaseIntoProduction(t *testing.T) {
 	f := approvalFixture(t, release.OnTimeoutAbort)
+	f.in.Alerts = []spec.Alert{{Kind: "webhook", URL: "http://127.0.0.1:1/hook", SecretEnv: "HOOK_KEY"}}
+	var notices []activities.NotifyInput
+	f.env.RegisterActivity(&activities.Activities{})
+	f.env.OnActivity(acts.Notify, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.NotifyInput) (string, error) {
+			f.mu.Lock()
+			notices = append(notices, in)
+			f.mu.Unlock()
+			return "", nil
+		})
 	f.env.RegisterDelayedCallback(func() {
 		f.update(Approve, ApprovalRequest{Environment: "staging", By: "alice"}, "waits for approval of production, not staging")
 		f.update(Approve, ApprovalRequest{Environment: "production", By: "mallory"}, "mallory may not approve production")
@@ -210,6 +223,14 @@ func TestAnApprovalInTimeLetsTheReleaseIntoProduction(t *testing.T) {
 	require.Equal(t, "alice", st.Approvals[0].By)
 	// production waited for the approval, an hour after staging was done
 	require.True(t, f.started["backend/production"].Sub(f.promoted["frontend/staging"]) >= 50*time.Minute)
+	// the channels heard it wait, with the commands and the deadline, then the decision
+	require.Len(t, notices, 2)
+	require.Equal(t, "release shop (backend=v2,frontend=v7) waits for approval of production", notices[0].In.Summary)
+	require.Contains(t, notices[0].In.Detail, "switchyard release approve shop --env production --reason ...")
+	require.Contains(t, notices[0].In.Detail, "then: abort")
+	require.Equal(t, "release shop: production approved", notices[1].In.Summary)
+	require.Equal(t, "alice CAB-123", notices[1].In.Detail)
+	require.Equal(t, "webhook", notices[1].Spec.Alerts[notices[1].Channel].Kind)
 }
 
 func TestAnApprovalBeforeTheReleaseWaitsIsRefused(t *testing.T) {

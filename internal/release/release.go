@@ -28,6 +28,8 @@ type Release struct {
 	Services     map[string]Service `yaml:"services" json:"services"`
 	Environments []Environment      `yaml:"environments" json:"environments"`
 	Windows      WindowsSpec        `yaml:"windows" json:"windows"`
+	// Alerts are told when an environment waits for approval, and how it was decided.
+	Alerts []spec.Alert `yaml:"alerts" json:"alerts,omitempty"`
 	// Dir is the directory of the release file; service specs are relative to it.
 	Dir string `yaml:"-" json:"dir"`
 }
@@ -214,6 +216,7 @@ func (r *Release) check() spec.Problems {
 	if cycle := r.cycle(); len(cycle) > 0 {
 		add("services."+cycle[0]+".after", "a cycle: %s (a release runs in dependency order: remove one edge)", strings.Join(cycle, " → "))
 	}
+	ps = append(ps, spec.CheckAlerts(r.Alerts)...)
 	_, err := r.Windows.Parse()
 	var wps spec.Problems
 	if errors.As(err, &wps) {

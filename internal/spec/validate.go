@@ -522,6 +522,17 @@ func (s *Service) validateAlerts(add adder) {
 	}
 }
 
+// CheckAlerts validates alert channels outside a service spec (a release's),
+// naming each problem's field under alerts[i].
+func CheckAlerts(alerts []Alert) Problems {
+	var ps Problems
+	s := &Service{Alerts: alerts}
+	s.validateAlerts(func(field, format string, args ...any) {
+		ps = append(ps, &Problem{Field: field, Msg: fmt.Sprintf(format, args...)})
+	})
+	return ps
+}
+
 // adder records one problem with a field.
 type adder func(field, format string, args ...any)
 
