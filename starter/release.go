@@ -299,3 +299,58 @@ func (s *Starter) serviceFrozen(ctx context.Context, service string) (*workflows
 	}
 	return nil, false
 }
+
+// RollbackRelease undoes the newest run of a release in one environment,
+// after it ended: a release of each service's previous version there, in
+// the reverse dependency order, with the same unit semantics (if one fails,
+// the others go back to what they ran).
+func (s *Starter) RollbackRelease(ctx context.Context, r *release.Release, env, reason, by string) (client.WorkflowRun, error) {
+	if _, i := r.Environment(env); i < 0 {
+		return nil, &BadInputError{fmt.Errorf("release %s has no environment %s", r.Name, env)}
+	}
+	last, err := s.ReleaseStatus(ctx, r.Name)
+	if err != nil {
+		return nil, &BadInputError{err}
+	}
+	if last.EndedAt.IsZero() {
+		return nil, &AlreadyRunningError{WorkflowID: workflows.ReleaseID(r.Name),
+			What: fmt.Sprintf("release %s is running (phase %s); it rolls back as a unit by itself when a service fails", r.Name, last.Phase)}
+	}
+	prev := map[string]string{}
+	for _, sv := range last.Services {
+		if sv.Environment == env && sv.Phase == "done" && sv.PreviousVersion != "" {
+			prev[sv.Service] = sv.PreviousVersion
+		}
+	}
+	if len(prev) == 0 {
+		return nil, &BadInputError{fmt.Errorf("the last run of release %s promoted nothing in %s with a version before it: nothing to roll back", r.Name, env)}
+	}
+	specs, err := r.ResolveSpecs(env)
+	if err != nil {
+		return nil, &BadInputError{err}
+	}
+	re := workflows.ReleaseEnvironment{Name: env, Specs: map[string]spec.Service{}}
+	levels := r.Levels()
+	for li := len(levels) - 1; li >= 0; li-- { // dependents first
+		var level []string
+		for _, svc := range levels[li] {
+			if _, ok := prev[svc]; ok {
+				level = append(level, svc)
+				re.Specs[svc] = *specs[svc]
+			}
+		}
+		if len(level) > 0 {
+			re.Levels = append(re.Levels, level)
+		}
+	}
+	in := workflows.ReleaseInput{Name: r.Name, Versions: prev, Environments: []workflows.ReleaseEnvironment{re}, Alerts: r.Alerts,
+		By: by + " (rollback of " + env + ": " + reason + ")"}
+	return s.C.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID: workflows.ReleaseID(r.Name), TaskQueue: s.TaskQueue,
+		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.SARelease.ValueSet(r.Name),
+			workflows.SAPhase.ValueSet(workflows.ReleaseRunning)),
+	}, workflows.ReleaseWorkflow, in)
+}

@@ -212,7 +212,16 @@ type RunSummary struct {
 
 // History lists the service's rollouts in an environment, newest first.
 func (s *Starter) History(ctx context.Context, service, env string, limit int) ([]RunSummary, error) {
-	q := fmt.Sprintf("%s = %q AND %s = %q", workflows.SAService.GetName(), service, workflows.SAEnvironment.GetName(), env)
+	return s.history(ctx, fmt.Sprintf("%s = %q AND %s = %q", workflows.SAService.GetName(), service, workflows.SAEnvironment.GetName(), env), limit)
+}
+
+// ReleaseHistory lists a release's runs and everything they ran (rollouts,
+// soak checks, freezes), newest first.
+func (s *Starter) ReleaseHistory(ctx context.Context, name string, limit int) ([]RunSummary, error) {
+	return s.history(ctx, fmt.Sprintf("%s = %q", workflows.SARelease.GetName(), name), limit)
+}
+
+func (s *Starter) history(ctx context.Context, q string, limit int) ([]RunSummary, error) {
 	resp, err := s.C.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: int32(limit)})
 	if err != nil {
 		return nil, fmt.Errorf("history: %w", err)

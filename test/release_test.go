@@ -186,6 +186,7 @@ func TestAReleaseGoesThroughStagingAndProductionInDependencyOrderUnderLoad(t *te
 	t.Logf("load on the four routers through the release: %d requests, %d failed", total.Requests, total.Failed)
 	record(t, historyOf(t, e.starter.C, e.starter.C.GetWorkflow(context.Background(), workflows.ReleaseID(e.release().Name), "")),
 		"release_promoted_through_two_environments.json")
+
 	if total.Failed != 0 || total.Requests < 200 {
 		t.Fatalf("load: %d requests, %d failed", total.Requests, total.Failed)
 	}
@@ -225,6 +226,29 @@ func TestAReleaseGoesThroughStagingAndProductionInDependencyOrderUnderLoad(t *te
 			t.Fatalf("%s (%s) came before %s (%s)", c[1], at[c[1]].Format("15:04:05.000"), c[0], at[c[0]].Format("15:04:05.000"))
 		}
 		t.Logf("%s %s ≤ %s %s", c[0], at[c[0]].Format("15:04:05.000"), c[1], at[c[1]].Format("15:04:05.000"))
+	}
+
+	out, code := cli(t, &env{queue: e.starter.TaskQueue, address: server.HostPort}, "history", e.release().Name)
+	expect(t, out, code, 0, "release ", "deploy ")
+	if strings.Count(out, " release ") != 2 || strings.Count(out, " deploy ") != 8 {
+		t.Fatalf("history of the release: want 2 releases and 8 rollouts:\n%s", out)
+	}
+
+	// by hand, after it ended: production back on v1, the frontend first
+	out, code = cli(t, &env{queue: e.starter.TaskQueue, address: server.HostPort},
+		"release", "rollback", e.release().Name, "-f", e.file, "--env", "production", "--reason", "p99 up")
+	expect(t, out, code, 0, "rolling release "+e.release().Name+" back in production", "release "+e.release().Name+": promoted")
+	if strings.Index(out, "deploying "+e.svc("frontend")+" v1 to production") > strings.Index(out, "deploying "+e.svc("backend")+" v1 to production") {
+		t.Fatalf("the backend went back before the frontend that needs it:\n%s", out)
+	}
+	for _, svc := range []string{"backend", "frontend"} {
+		w := e.weights(svc, "production")
+		if v := releaseInstance(t, e, svc, "production", w.Live()).Version; v != "v1" || w.Of(w.Live()) != 100 {
+			t.Fatalf("%s/production after the rollback: %s runs %s", svc, w, v)
+		}
+		if v := releaseInstance(t, e, svc, "staging", e.weights(svc, "staging").Live()).Version; v != "v2" {
+			t.Fatalf("%s/staging was touched: runs %s", svc, v)
+		}
 	}
 }
 

@@ -30,7 +30,7 @@ times, allowed windows and freezes. Each environment's services roll out as
 child Deployments in dependency order, holding their old slots warm until the
 whole environment promoted; if one fails, the others roll back with it.`,
 	}
-	cmd.AddCommand(releaseStartCmd(c), releaseStatusCmd(c),
+	cmd.AddCommand(releaseStartCmd(c), releaseStatusCmd(c), releaseRollbackCmd(c),
 		releaseDecideCmd(c, workflows.Approve, "Let a release into the environment it waits at"),
 		releaseDecideCmd(c, workflows.Reject, "Refuse a release the environment it waits at; the release ends"))
 	return cmd
@@ -129,6 +129,40 @@ func releaseStartCmd(c *conn) *cobra.Command {
 	cmd.Flags().StringVar(&setFrom, "set-from", "", "the versions of the newest run that promoted every service in this environment; start at the next one (the default without --set)")
 	cmd.Flags().BoolVar(&detach, "detach", false, "start the release and return at once")
 	em.flags(cmd)
+	return cmd
+}
+
+func releaseRollbackCmd(c *conn) *cobra.Command {
+	var file, env, reason string
+	cmd := &cobra.Command{
+		Use:   "rollback NAME --env ENV --reason TEXT",
+		Short: "Put the previous versions back in one environment after a release ended, dependents first",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if env == "" || strings.TrimSpace(reason) == "" {
+				return withCode(exitBadInput, errors.New("--env and --reason are required: the rollback is recorded"))
+			}
+			r, err := loadRelease(args[0], file)
+			if err != nil {
+				return err
+			}
+			return c.withStarter(func(s *starter.Starter) error {
+				run, err := s.RollbackRelease(cmd.Context(), r, env, reason, who())
+				if err != nil {
+					return err
+				}
+				fmt.Printf("rolling release %s back in %s (workflow %s, run %s)\n", r.Name, env, run.GetID(), run.GetRunID())
+				st, err := followRelease(cmd.Context(), s, r.Name, run.GetRunID(), os.Stdout)
+				if err != nil {
+					return err
+				}
+				return releaseExit(st)
+			})
+		},
+	}
+	cmd.Flags().StringVarP(&file, "file", "f", "", "release file (default deployments/NAME.release.yaml)")
+	cmd.Flags().StringVarP(&env, "env", "e", "", "the environment to put back")
+	cmd.Flags().StringVar(&reason, "reason", "", "why; recorded with who asked")
 	return cmd
 }
 

@@ -440,8 +440,8 @@ func historyCmd(c *conn) *cobra.Command {
 	var stats bool
 	var since string
 	cmd := &cobra.Command{
-		Use:   "history SERVICE | --stats [--since 30d]",
-		Short: "List past rollouts of a service, or every service's success metrics",
+		Use:   "history SERVICE|RELEASE | --stats [--since 30d]",
+		Short: "List past rollouts of a service (or a release's runs and rollouts), or every service's success metrics",
 		Args: func(cmd *cobra.Command, args []string) error {
 			if stats {
 				return cobra.NoArgs(cmd, args)
@@ -462,7 +462,13 @@ func historyCmd(c *conn) *cobra.Command {
 					return err
 				}
 				if len(runs) == 0 {
-					fmt.Printf("no rollouts of %s in %s\n", args[0], t.env)
+					// a release's name: its runs and the rollouts they ran
+					if runs, err = s.ReleaseHistory(cmd.Context(), args[0], limit); err != nil {
+						return err
+					}
+				}
+				if len(runs) == 0 {
+					fmt.Printf("no rollouts of %s in %s, and no release %s\n", args[0], t.env, args[0])
 					return nil
 				}
 				fmt.Printf("%-20s %-9s %-10s %-13s %-8s %-10s %s\n", "STARTED", "KIND", "VERSION", "PHASE", "TRAFFIC", "DURATION", "RUN")
