@@ -5,7 +5,7 @@ BIN := bin
 TOOLS := $(BIN)/tools
 TEMPORAL_VERSION := v1.32.1
 
-.PHONY: demo build demo-builds test test-short bench clean temporal-bins kube-bins
+.PHONY: demo demo-release build demo-builds test test-short bench clean temporal-bins kube-bins
 
 build:
 	$(GO) build -o $(BIN)/switchyard ./cmd/switchyard
@@ -18,6 +18,10 @@ demo-builds:
 
 demo: build demo-builds
 	$(BIN)/switchyard demo
+
+# a backend and a frontend through staging and production as one release
+demo-release: build demo-builds
+	$(BIN)/switchyard demo release
 
 # The real Temporal server and its SQL tool, at the version this module
 # pins, for the PostgreSQL-backed tests (they skip, saying so, without them).

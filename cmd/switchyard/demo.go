@@ -38,6 +38,7 @@ time to roll back. Expects the builds in bin/demo/ (make demo makes them).`,
 	cmd.Flags().StringVarP(&env, "env", "e", "production", "environment")
 	cmd.Flags().IntVar(&rps, "rps", 50, "load through the router, requests per second")
 	cmd.Flags().IntVar(&uiPort, "ui-port", 8233, "Web UI port while the demo runs (0: none)")
+	cmd.AddCommand(demoReleaseCmd())
 	return cmd
 }
 
@@ -58,31 +59,17 @@ func runDemo(ctx context.Context, file, env string, rps, uiPort int) error {
 	_ = os.RemoveAll(filepath.Join(stateDir, "router"))
 	defer func() { _ = activities.StopSlots(context.Background(), svc) }()
 
-	if uiPort != 0 {
-		if err := freeCheck(uiPort); err != nil {
-			uiPort = 0
-		}
-	}
-	srv, err := devserver.Start(devserver.Options{SearchAttributes: workflows.SearchAttributes, UIPort: uiPort, LogLevel: "fatal"})
+	s, srv, stop, err := demoServer(ctx, stateDir, uiPort)
 	if err != nil {
 		return err
 	}
-	defer srv.Stop()
-	cl, err := client.Dial(client.Options{HostPort: srv.HostPort, Logger: quietLogger()})
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	wctx, stopWorker := context.WithCancel(ctx)
-	defer stopWorker()
-	go func() { _ = worker.Run(wctx, cl, worker.Config{StateDir: stateDir}) }()
+	defer stop()
 	fmt.Printf("embedded Temporal server on %s", srv.HostPort)
 	if srv.UIURL != "" {
 		fmt.Printf(", Web UI %s (search %s=\"%s\")", srv.UIURL, workflows.SAService.GetName(), svc.Name)
 	}
 	fmt.Printf("\nservice %s served on http://%s through the embedded router\n\n", svc.Name, svc.Router.Caddy.Listen)
 
-	s := &starter.Starter{C: cl, TaskQueue: workflows.TaskQueue}
 	var results []demoResult
 	var gen *load.Generator
 	deploy := func(version string) error {
@@ -124,6 +111,36 @@ func runDemo(ctx context.Context, file, env string, rps, uiPort int) error {
 	total := gen.Stop()
 
 	return printDemoSummary(total, results)
+}
+
+// demoServer starts what a demo runs on: an embedded Temporal server (its
+// Web UI on uiPort if free), a client and a worker with its embedded router
+// state in stateDir. stop ends them all.
+func demoServer(ctx context.Context, stateDir string, uiPort int) (*starter.Starter, *devserver.Server, func(), error) {
+	if uiPort != 0 {
+		if err := freeCheck(uiPort); err != nil {
+			uiPort = 0
+		}
+	}
+	srv, err := devserver.Start(devserver.Options{SearchAttributes: workflows.SearchAttributes, UIPort: uiPort, LogLevel: "fatal"})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cl, err := client.Dial(client.Options{HostPort: srv.HostPort, Logger: quietLogger()})
+	if err != nil {
+		srv.Stop()
+		return nil, nil, nil, err
+	}
+	wctx, stopWorker := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { _ = worker.Run(wctx, cl, worker.Config{StateDir: stateDir}); close(done) }()
+	stop := func() {
+		stopWorker()
+		<-done
+		cl.Close()
+		srv.Stop()
+	}
+	return &starter.Starter{C: cl, TaskQueue: workflows.TaskQueue}, srv, stop, nil
 }
 
 // demoResult is how one deploy of the demo went.

@@ -264,7 +264,7 @@ func printReleaseServices(w io.Writer, st *workflows.ReleaseStatus) {
 	}
 	fmt.Fprintln(w)
 	for _, sv := range st.Services {
-		fmt.Fprintf(w, "  %-12s %-12s %-8s %-12s %s\n", sv.Environment, sv.Service, sv.Version, sv.Phase, sv.Reason)
+		fmt.Fprintf(w, "  %-12s %-20s %-8s %-12s %s\n", sv.Environment, sv.Service, sv.Version, sv.Phase, sv.Reason)
 	}
 }
 
