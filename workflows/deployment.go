@@ -98,6 +98,9 @@ func (d *deployment) setup(ctx workflow.Context) error {
 	// The same controls as Signals, for the Web UI and the temporal CLI: a
 	// signal that its update's validator would refuse is recorded and ignored.
 	workflow.Go(ctx, d.signals)
+	if d.in.By != "" {
+		d.event(fmt.Sprintf("%s of %s requested by %s", d.in.Version, s.Name, d.in.By))
+	}
 	d.setPhase(ctx, rollout.PhaseValidating)
 	return nil
 }

@@ -335,14 +335,21 @@ func (r *releaseRun) run(ctx workflow.Context) (*ReleaseStatus, error) {
 		if i > 0 && e.Soak > 0 {
 			r.setPhase(ctx, ReleaseSoaking)
 			r.st.WaitingUntil = workflow.Now(ctx).Add(e.Soak.D())
-			if err := workflow.Sleep(ctx, e.Soak.D()); err != nil {
-				return nil, err
+			prev := &r.in.Environments[i-1]
+			// the checks run through the soak (at most 4 passes), the last at its end
+			passes := 4
+			if every := soakEvery(prev); every > 0 && int(e.Soak.D()/every) < passes {
+				passes = max(1, int(e.Soak.D()/every))
+			}
+			for p := 0; p < passes; p++ {
+				if err := workflow.Sleep(ctx, e.Soak.D()/time.Duration(passes)); err != nil {
+					return nil, err
+				}
+				if reason := r.soakChecks(ctx, prev); reason != "" {
+					return r.end(ctx, ReleaseFailed, fmt.Sprintf("%s did not hold through its soak: %s", prev.Name, reason))
+				}
 			}
 			r.st.WaitingUntil = time.Time{}
-			prev := &r.in.Environments[i-1]
-			if reason := r.soakChecks(ctx, prev); reason != "" {
-				return r.end(ctx, ReleaseFailed, fmt.Sprintf("%s did not hold through its soak: %s", prev.Name, reason))
-			}
 			r.event(fmt.Sprintf("%s held through its soak of %s: its monitoring checks pass", prev.Name, e.Soak))
 		}
 		if err := r.thaw(ctx); err != nil {
@@ -375,6 +382,20 @@ func (r *releaseRun) run(ctx workflow.Context) (*ReleaseStatus, error) {
 	return r.end(ctx, ReleasePromoted, "")
 }
 
+// soakEvery is how often an environment's services ask to be checked: the
+// shortest monitor.every among them.
+func soakEvery(e *ReleaseEnvironment) time.Duration {
+	var every time.Duration
+	for _, level := range e.Levels {
+		for _, svc := range level {
+			if d := e.Specs[svc].Monitor.Every.D(); d > 0 && (every == 0 || d < every) {
+				every = d
+			}
+		}
+	}
+	return every
+}
+
 // soakChecks runs every service's monitoring checks on an environment
 // that soaked (a Monitor child each, at once) and returns what fails, or "".
 func (r *releaseRun) soakChecks(ctx workflow.Context, e *ReleaseEnvironment) string {
@@ -387,7 +408,7 @@ func (r *releaseRun) soakChecks(ctx workflow.Context, e *ReleaseEnvironment) str
 	for _, level := range e.Levels {
 		for _, svc := range level {
 			cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
-				WorkflowID: MonitorID(svc, e.Name) + "-soak-" + run,
+				WorkflowID: fmt.Sprintf("%s-soak-%s-%d", MonitorID(svc, e.Name), run, workflow.Now(ctx).UnixMilli()),
 				TypedSearchAttributes: temporal.NewSearchAttributes(SAService.ValueSet(svc), SAEnvironment.ValueSet(e.Name),
 					SARelease.ValueSet(r.in.Name)),
 			})

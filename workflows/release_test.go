@@ -320,15 +320,23 @@ func TestProductionStartsOnlyAfterStagingHeldThroughItsSoak(t *testing.T) {
 				ok := !(unhealthy && in.Spec.Name == "frontend")
 				return &incident.State{Results: []rollout.CheckResult{{Name: "health:live", Passed: ok, Detail: "GET /healthz: status 503"}}}, nil
 			}, workflow.RegisterOptions{Name: MonitorWorkflow})
+			for _, svc := range []string{"backend", "frontend"} {
+				sp := f.in.Environments[0].Specs[svc]
+				sp.Monitor.Every = spec.Duration(15 * time.Minute) // two passes through a 30m soak
+				f.in.Environments[0].Specs[svc] = sp
+			}
 			st := f.run()
-			require.ElementsMatch(t, []string{"backend/staging", "frontend/staging"}, checked)
-			require.True(t, checkedAt.Sub(f.promoted["frontend/staging"]) >= 30*time.Minute, "the checks run after the soak")
 			if unhealthy {
+				// the first pass, halfway through the soak, finds it
+				require.ElementsMatch(t, []string{"backend/staging", "frontend/staging"}, checked)
+				require.Equal(t, 15*time.Minute, checkedAt.Sub(f.promoted["frontend/staging"]).Round(time.Minute))
 				require.Equal(t, ReleaseFailed, st.Phase)
 				require.Contains(t, st.Reason, "staging did not hold through its soak: frontend: health:live: GET /healthz: status 503")
 				require.NotContains(t, f.started, "backend/production")
 				return
 			}
+			require.ElementsMatch(t, []string{"backend/staging", "frontend/staging", "backend/staging", "frontend/staging"}, checked)
+			require.True(t, checkedAt.Sub(f.promoted["frontend/staging"]) >= 30*time.Minute, "the last pass ends the soak")
 			require.Equal(t, ReleasePromoted, st.Phase, st.Reason)
 			require.False(t, f.started["backend/production"].Before(checkedAt))
 		})
