@@ -518,3 +518,45 @@ func TestAWorkerKilledMidReleaseFinishesItWithEachServiceDeployedOnce(t *testing
 	}
 	record(t, h, "release_approved_after_worker_crashes.json")
 }
+
+func TestAReleaseOutsideItsWindowWaitsForItToOpen(t *testing.T) {
+	now := time.Now().UTC()
+	open := now.Truncate(time.Minute).Add(time.Minute)
+	if open.Sub(now) < 10*time.Second { // too soon to see it wait
+		open = open.Add(time.Minute)
+	}
+	if open.Hour() == 23 && open.Minute() >= 58 || open.Day() != now.Day() {
+		t.Skip("too close to midnight UTC for a window that opens in a minute and closes the same day")
+	}
+	e := newReleaseEnv(t, fmt.Sprintf("windows:\n  allow: [\"Mon-Sun %s-23:59 UTC\"]\n", open.Format("15:04")))
+	r := e.release()
+	ctx := context.Background()
+	run, err := e.starter.StartRelease(ctx, r, map[string]string{e.svc("backend"): "v1", e.svc("frontend"): "v1"}, "", "test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		st, err := e.starter.ReleaseStatus(ctx, r.Name)
+		if err == nil && st.Phase == workflows.ReleaseWaitingWindow {
+			if !st.WaitingUntil.Equal(open) {
+				t.Fatalf("waiting until %s, want %s", st.WaitingUntil, open)
+			}
+			t.Logf("waiting for the window at %s (now %s)", open.Format("15:04:05"), time.Now().UTC().Format("15:04:05"))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the release did not wait for its window: %+v %v", st, err)
+		}
+	}
+	ctxw, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	st, err := e.starter.WaitRelease(ctxw, run)
+	if err != nil || st.Phase != workflows.ReleasePromoted {
+		t.Fatalf("%v %+v", err, st)
+	}
+	o, _ := e.starter.Wait(ctx, e.starter.Run(e.svc("backend"), "staging"))
+	if o.Status.StartedAt.Before(open) {
+		t.Fatalf("the first rollout started at %s, before the window opened at %s", o.Status.StartedAt, open)
+	}
+	t.Logf("window opened %s; first rollout started %s", open.Format("15:04:05.000"), o.Status.StartedAt.UTC().Format("15:04:05.000"))
+}
