@@ -30,6 +30,46 @@ func (e *FrozenError) Error() string {
 // reason and who gave it are recorded in the run's events.
 type Emergency struct{ Reason string }
 
+// DeployOptions say how a rollout or release treats the calendar.
+type DeployOptions struct {
+	// Emergency goes through freezes (a release's, the spec's).
+	Emergency *Emergency
+	// NoWait refuses, instead of waiting, outside the allowed windows.
+	NoWait bool
+}
+
+// OutsideWindowError refuses a --no-wait start outside the allowed windows.
+type OutsideWindowError struct{ Until time.Time }
+
+func (e *OutsideWindowError) Error() string {
+	if e.Until.IsZero() {
+		return "refused: outside the allowed windows, and none ever opens"
+	}
+	return fmt.Sprintf("refused: outside the allowed windows until %s (--no-wait); without it the rollout waits", e.Until.Local().Format(time.RFC1123))
+}
+
+// checkCalendar refuses a rollout of svc that a freeze stops (a release's
+// or the spec's own) unless it is an emergency, and one outside the spec's
+// windows when told not to wait.
+func (s *Starter) checkCalendar(ctx context.Context, svc *spec.Service, o *DeployOptions) error {
+	if o.Emergency == nil {
+		if f, frozen := s.serviceFrozen(ctx, svc.Name); frozen {
+			return &FrozenError{Freeze: fmt.Sprintf("release %s frozen by %s: %s", f.Release, f.By, f.Reason)}
+		}
+	}
+	ws, errs := svc.Windows.Parse("windows")
+	if len(errs) > 0 {
+		return &BadInputError{fmt.Errorf("%s: %s", errs[0].Field, errs[0].Msg)}
+	}
+	if f, frozen := ws.Frozen(time.Now()); frozen && o.Emergency == nil {
+		return &FrozenError{Freeze: f.Text}
+	}
+	if ok, next := ws.Allowed(time.Now()); !ok && o.NoWait {
+		return &OutsideWindowError{Until: next}
+	}
+	return nil
+}
+
 // RefusedError is a release's validator refusing an approval or rejection.
 type RefusedError struct{ Err error }
 
@@ -67,10 +107,11 @@ func ParseVersions(r *release.Release, set string) (map[string]string, error) {
 // StartRelease starts the Release workflow: every service's spec resolved
 // for every environment from the one named by from (all when ""), in
 // dependency levels. A freeze in force refuses it.
-func (s *Starter) StartRelease(ctx context.Context, r *release.Release, versions map[string]string, from, by string, em *Emergency) (client.WorkflowRun, error) {
-	ws, err := r.Windows.Parse()
-	if err != nil {
-		return nil, &BadInputError{err}
+func (s *Starter) StartRelease(ctx context.Context, r *release.Release, versions map[string]string, from, by string, o DeployOptions) (client.WorkflowRun, error) {
+	em := o.Emergency
+	ws, errs := r.Windows.Parse("windows")
+	if len(errs) > 0 {
+		return nil, &BadInputError{fmt.Errorf("%s: %s", errs[0].Field, errs[0].Msg)}
 	}
 	if em == nil {
 		if f, frozen := ws.Frozen(time.Now()); frozen {
@@ -83,7 +124,10 @@ func (s *Starter) StartRelease(ctx context.Context, r *release.Release, versions
 		by += " (emergency: " + em.Reason + ")"
 		in := r.Windows
 		in.Freeze = nil // an emergency goes through the calendar's freezes too
-		r = &release.Release{Name: r.Name, Services: r.Services, Environments: r.Environments, Windows: in, Dir: r.Dir}
+		r = &release.Release{Name: r.Name, Services: r.Services, Environments: r.Environments, Windows: in, Alerts: r.Alerts, Dir: r.Dir}
+	}
+	if ok, next := ws.Allowed(time.Now()); !ok && o.NoWait {
+		return nil, &OutsideWindowError{Until: next}
 	}
 	in := workflows.ReleaseInput{Name: r.Name, Versions: versions, Windows: r.Windows, Alerts: r.Alerts, By: by}
 	levels := r.Levels()

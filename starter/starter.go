@@ -72,14 +72,17 @@ func (e *AlreadyRunningError) Error() string {
 
 // Deploy starts a rollout. It fails at once, naming the running one, when
 // the service already has a rollout in progress in that environment.
-func (s *Starter) Deploy(ctx context.Context, svc *spec.Service, version, by string, em *Emergency) (client.WorkflowRun, error) {
+func (s *Starter) Deploy(ctx context.Context, svc *spec.Service, version, by string, o DeployOptions) (client.WorkflowRun, error) {
 	if version == "" {
 		return nil, errors.New("deploy: a version is required (--version)")
 	}
-	if em != nil {
-		by += " (emergency: " + em.Reason + ")"
-	} else if f, frozen := s.serviceFrozen(ctx, svc.Name); frozen {
-		return nil, &FrozenError{Freeze: fmt.Sprintf("release %s frozen by %s: %s", f.Release, f.By, f.Reason)}
+	if err := s.checkCalendar(ctx, svc, &o); err != nil {
+		return nil, err
+	}
+	emergency := ""
+	if o.Emergency != nil {
+		emergency = o.Emergency.Reason
+		by += " (emergency: " + emergency + ")"
 	}
 	if rb := s.runningRollback(ctx, svc.Name, svc.Environment); rb != nil {
 		return nil, &AlreadyRunningError{WorkflowID: workflows.RollbackID(svc.Name, svc.Environment), RunID: rb.runID,
@@ -100,7 +103,7 @@ func (s *Starter) Deploy(ctx context.Context, svc *spec.Service, version, by str
 			workflows.SAPhase.ValueSet(string(rollout.PhaseValidating)),
 			workflows.SATraffic.ValueSet(0),
 		),
-	}, workflows.DeploymentWorkflow, workflows.DeploymentInput{Spec: *svc, Version: version, By: by})
+	}, workflows.DeploymentWorkflow, workflows.DeploymentInput{Spec: *svc, Version: version, By: by, Emergency: emergency})
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &started) {
 		e := &AlreadyRunningError{WorkflowID: id, RunID: started.RunId}

@@ -171,3 +171,23 @@ func TestSecondDeployWhileOneRunsIsRefusedNamingIt(t *testing.T) {
 		t.Fatalf("stats line for %s: %q\n%s", e.svc.Name, line, out)
 	}
 }
+
+func TestTheCalendarRefusesWithNoWaitAndAFreezeButForAnEmergency(t *testing.T) {
+	now := time.Now().UTC()
+	if now.Hour() == 0 && now.Minute() < 2 {
+		t.Skip("the test's closed window is 00:00-00:01 UTC: too close to run now")
+	}
+	e := newEnv(t, opts{extra: "windows:\n  allow: [\"Mon-Sun 00:00-00:01 UTC\"]"})
+	out, code := cli(t, e, "deploy", e.svc.Name, "-f", e.file, "--env", "test", "--version", "v1", "--no-wait")
+	expect(t, out, code, 5, "refused: outside the allowed windows until", "(--no-wait)")
+	if w := e.weights(); w != (rollout.Weights{}) {
+		t.Fatalf("the router changed: %s", w)
+	}
+
+	day := now.Format("2006-01-02")
+	g := newEnv(t, opts{noBake: true, extra: fmt.Sprintf("windows:\n  freeze: [\"%s/%s UTC\"]", day, day)})
+	out, code = cli(t, g, "deploy", g.svc.Name, "-f", g.file, "--env", "test", "--version", "v1")
+	expect(t, out, code, 5, fmt.Sprintf("refused: frozen (%s/%s UTC)", day, day), "--emergency --reason")
+	out, code = cli(t, g, "deploy", g.svc.Name, "-f", g.file, "--env", "test", "--version", "v1", "--emergency", "--reason", "hotfix INC-7")
+	expect(t, out, code, 0, "requested by", "(emergency: hotfix INC-7)", fmt.Sprintf("through the freeze %s/%s UTC: emergency: hotfix INC-7", day, day), "promoted")
+}

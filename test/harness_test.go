@@ -367,7 +367,7 @@ func (e *env) deploy(version string) *starter.Outcome {
 
 func (e *env) start(version string) client.WorkflowRun {
 	e.t.Helper()
-	run, err := e.starter.Deploy(context.Background(), e.svc, version, "test", nil)
+	run, err := e.starter.Deploy(context.Background(), e.svc, version, "test", starter.DeployOptions{})
 	if err != nil {
 		e.t.Fatalf("deploy %s: %v", version, err)
 	}

@@ -140,7 +140,7 @@ func (e *releaseEnv) svc(short string) string { return short + "-" + e.release()
 func (e *releaseEnv) run(backend, frontend string) *workflows.ReleaseStatus {
 	e.t.Helper()
 	r := e.release()
-	run, err := e.starter.StartRelease(context.Background(), r, map[string]string{e.svc("backend"): backend, e.svc("frontend"): frontend}, "", "test", nil)
+	run, err := e.starter.StartRelease(context.Background(), r, map[string]string{e.svc("backend"): backend, e.svc("frontend"): frontend}, "", "test", starter.DeployOptions{})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -355,7 +355,7 @@ func TestAFreezePausesARunningReleaseAndRefusesNewOnesUntilUnfrozen(t *testing.T
 		t.Fatalf("v1: %s: %s", st.Phase, st.Reason)
 	}
 	ctx := context.Background()
-	run, err := e.starter.StartRelease(ctx, r, map[string]string{e.svc("backend"): "v2", e.svc("frontend"): "v2"}, "", "test", nil)
+	run, err := e.starter.StartRelease(ctx, r, map[string]string{e.svc("backend"): "v2", e.svc("frontend"): "v2"}, "", "test", starter.DeployOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -427,7 +427,7 @@ func TestAWorkerKilledMidReleaseFinishesItWithEachServiceDeployedOnce(t *testing
 	r := e.release()
 	ctx := context.Background()
 	// v1 everywhere first (production's approval sent as soon as it waits)
-	first, err := e.starter.StartRelease(ctx, r, map[string]string{e.svc("backend"): "v1", e.svc("frontend"): "v1"}, "", "test", nil)
+	first, err := e.starter.StartRelease(ctx, r, map[string]string{e.svc("backend"): "v1", e.svc("frontend"): "v1"}, "", "test", starter.DeployOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -452,7 +452,7 @@ func TestAWorkerKilledMidReleaseFinishesItWithEachServiceDeployedOnce(t *testing
 	for _, u := range e.urls {
 		gens = append(gens, load.Start(u, 25, 4*time.Minute))
 	}
-	run, err := e.starter.StartRelease(ctx, r, map[string]string{e.svc("backend"): "v2", e.svc("frontend"): "v2"}, "", "test", nil)
+	run, err := e.starter.StartRelease(ctx, r, map[string]string{e.svc("backend"): "v2", e.svc("frontend"): "v2"}, "", "test", starter.DeployOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -531,7 +531,7 @@ func TestAReleaseOutsideItsWindowWaitsForItToOpen(t *testing.T) {
 	e := newReleaseEnv(t, fmt.Sprintf("windows:\n  allow: [\"Mon-Sun %s-23:59 UTC\"]\n", open.Format("15:04")))
 	r := e.release()
 	ctx := context.Background()
-	run, err := e.starter.StartRelease(ctx, r, map[string]string{e.svc("backend"): "v1", e.svc("frontend"): "v1"}, "", "test", nil)
+	run, err := e.starter.StartRelease(ctx, r, map[string]string{e.svc("backend"): "v1", e.svc("frontend"): "v1"}, "", "test", starter.DeployOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

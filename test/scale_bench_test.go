@@ -123,7 +123,7 @@ environments:
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				run, err := st.Deploy(context.Background(), s, version, "bench", nil)
+				run, err := st.Deploy(context.Background(), s, version, "bench", starter.DeployOptions{})
 				if err != nil {
 					b.Errorf("%s %s: %v", s.Name, version, err)
 					return

@@ -294,7 +294,7 @@ func shiftCtx(ctx workflow.Context) workflow.Context {
 // fails the rollout with the live slot untouched; from the first shift on,
 // a problem rolls back.
 func (d *deployment) run(ctx workflow.Context) (*Status, error) {
-	for _, phase := range []func(workflow.Context) *failure{d.readState, d.build, d.gate, d.provision, d.verify} {
+	for _, phase := range []func(workflow.Context) *failure{d.window, d.readState, d.build, d.gate, d.provision, d.verify} {
 		if f := phase(ctx); f != nil {
 			return d.fail(ctx, f.what, f.err)
 		}
@@ -309,6 +309,45 @@ func (d *deployment) run(ctx workflow.Context) (*Status, error) {
 type failure struct {
 	what string
 	err  error
+}
+
+// window holds the rollout until the spec's allowed window opens, and
+// stops it in a freeze unless it is an emergency. A release's rollouts
+// skip it: the release keeps its own windows.
+func (d *deployment) window(ctx workflow.Context) *failure {
+	s := &d.in.Spec
+	if s.Windows.Empty() || d.in.Hold {
+		return nil
+	}
+	ws, errs := s.Windows.Parse("windows")
+	if len(errs) > 0 {
+		return &failure{"reading the windows", errors.New(errs[0].Field + ": " + errs[0].Msg)}
+	}
+	if f, frozen := ws.Frozen(workflow.Now(ctx)); frozen {
+		if d.in.Emergency == "" {
+			return &failure{"checking the calendar", fmt.Errorf("frozen (%s)", f.Text)}
+		}
+		d.event(fmt.Sprintf("through the freeze %s: emergency: %s", f.Text, d.in.Emergency))
+	}
+	ok, next := ws.Allowed(workflow.Now(ctx))
+	if ok {
+		return nil
+	}
+	if next.IsZero() {
+		return &failure{"checking the windows", errors.New("no allowed window ever opens")}
+	}
+	d.st.WaitingUntil = next
+	d.event(fmt.Sprintf("outside the allowed windows: waiting until %s", next.UTC().Format(time.RFC3339)))
+	d.setPhase(ctx, rollout.PhaseWaiting)
+	if _, err := workflow.AwaitWithTimeout(ctx, next.Sub(workflow.Now(ctx)), func() bool { return d.abort != nil }); err != nil {
+		return &failure{"waiting for the window", err}
+	}
+	d.st.WaitingUntil = time.Time{}
+	if d.abort != nil {
+		return &failure{"waiting for the window", errors.New(d.abort.Reason)}
+	}
+	d.setPhase(ctx, rollout.PhaseValidating)
+	return nil
 }
 
 // readState learns from the router which slot is live, and from the

@@ -14,6 +14,7 @@ import (
 	"github.com/switchyard/switchyard/activities"
 	"github.com/switchyard/switchyard/internal/rollout"
 	"github.com/switchyard/switchyard/internal/spec"
+	"github.com/switchyard/switchyard/internal/window"
 )
 
 // fixture is a Deployment under the SDK's test environment with mocked
@@ -345,4 +346,35 @@ func TestRolloutEventsGoToTheChannelsWhenTheSpecAsks(t *testing.T) {
 	g.at(90*time.Second, func() { g.update(Abort, AbortRequest{Reason: "p99 up"}, "") })
 	g.run()
 	require.Equal(t, []string{"rollout of v2 started (previous v1)", "v2 rolled back to v1: p99 up"}, g.events)
+}
+
+func TestARolloutOutsideItsWindowWaitsAndAFreezeStopsItButForAnEmergency(t *testing.T) {
+	f := newFixture(t)
+	f.in.Spec.Windows = window.Spec{Allow: []string{"Mon-Fri 09:00-16:00 UTC"}}
+	saturday := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	f.env.SetStartTime(saturday)
+	f.at(time.Hour, func() {
+		st := f.status()
+		require.Equal(t, rollout.PhaseWaiting, st.Phase)
+		require.Equal(t, time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC), st.WaitingUntil.UTC())
+	})
+	f.run()
+	require.NoError(t, f.env.GetWorkflowError())
+	// the first traffic step comes on Monday morning, 45 hours on
+	require.Equal(t, 45*time.Hour, f.shiftAt[0].Round(time.Hour))
+
+	g := newFixture(t)
+	g.in.Spec.Windows = window.Spec{Freeze: []string{"2026-12-20/2027-01-04"}}
+	g.env.SetStartTime(time.Date(2026, 12, 24, 10, 0, 0, 0, time.UTC))
+	g.run()
+	require.ErrorContains(t, g.env.GetWorkflowError(), "checking the calendar: frozen (2026-12-20/2027-01-04)")
+	require.Empty(t, g.shifts)
+
+	h := newFixture(t)
+	h.in.Spec.Windows = g.in.Spec.Windows
+	h.in.Emergency = "hotfix INC-42"
+	h.env.SetStartTime(time.Date(2026, 12, 24, 10, 0, 0, 0, time.UTC))
+	h.run()
+	require.NoError(t, h.env.GetWorkflowError())
+	require.Len(t, h.shifts, 5)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/switchyard/switchyard/internal/incident"
 	"github.com/switchyard/switchyard/internal/release"
 	"github.com/switchyard/switchyard/internal/spec"
+	"github.com/switchyard/switchyard/internal/window"
 )
 
 // ReleaseInput starts a release: the versions to ship and, per
@@ -25,7 +26,7 @@ type ReleaseInput struct {
 	// Versions by service; the same versions go through every environment.
 	Versions     map[string]string    `json:"versions"`
 	Environments []ReleaseEnvironment `json:"environments"`
-	Windows      release.WindowsSpec  `json:"windows,omitempty"`
+	Windows      window.Spec          `json:"windows,omitempty"`
 	// Alerts hear of approvals: waiting (with the commands and the deadline), then the decision.
 	Alerts []spec.Alert `json:"alerts,omitempty"`
 	By     string       `json:"by,omitempty"`
@@ -324,9 +325,9 @@ func (r *releaseRun) end(ctx workflow.Context, phase, reason string) (*ReleaseSt
 }
 
 func (r *releaseRun) run(ctx workflow.Context) (*ReleaseStatus, error) {
-	windows, err := r.in.Windows.Parse()
-	if err != nil {
-		return r.end(ctx, ReleaseFailed, err.Error())
+	windows, errs := r.in.Windows.Parse("windows")
+	if len(errs) > 0 {
+		return r.end(ctx, ReleaseFailed, errs[0].Field+": "+errs[0].Msg)
 	}
 	for i := range r.in.Environments {
 		e := &r.in.Environments[i]

@@ -18,6 +18,7 @@ import (
 	"github.com/switchyard/switchyard/internal/release"
 	"github.com/switchyard/switchyard/internal/rollout"
 	"github.com/switchyard/switchyard/internal/spec"
+	"github.com/switchyard/switchyard/internal/window"
 )
 
 // relFixture runs the Release workflow under the SDK's test suite with a
@@ -274,7 +275,7 @@ func TestAnApprovalThatTimesOutDoesWhatTheSpecSays(t *testing.T) {
 
 func TestAClosedWindowWaitsForItToOpenAndAFreezeRefuses(t *testing.T) {
 	f := newRelease(t)
-	f.in.Windows = release.WindowsSpec{Allow: []string{"Mon-Fri 09:00-16:00 UTC"}}
+	f.in.Windows = window.Spec{Allow: []string{"Mon-Fri 09:00-16:00 UTC"}}
 	saturday := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
 	f.env.SetStartTime(saturday)
 	st := f.run()
@@ -282,7 +283,7 @@ func TestAClosedWindowWaitsForItToOpenAndAFreezeRefuses(t *testing.T) {
 	require.Equal(t, time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC), f.started["backend/staging"].UTC(), "Monday 09:00")
 
 	g := newRelease(t)
-	g.in.Windows = release.WindowsSpec{Freeze: []string{"2026-12-20/2027-01-04"}}
+	g.in.Windows = window.Spec{Freeze: []string{"2026-12-20/2027-01-04"}}
 	g.env.SetStartTime(time.Date(2026, 12, 24, 10, 0, 0, 0, time.UTC))
 	st = g.run()
 	require.Equal(t, ReleaseFailed, st.Phase)

@@ -29,6 +29,8 @@ type DeploymentInput struct {
 	// delay, until the parent release signals ReleaseDone (retire it) or
 	// Abort (roll back at once): a release undoes a whole environment.
 	Hold bool `json:"hold,omitempty"`
+	// Emergency, when set, is why this rollout goes through a freeze.
+	Emergency string `json:"emergency,omitempty"`
 }
 
 // ServicePromoted is what a held rollout tells its release once its new
@@ -87,7 +89,9 @@ type Status struct {
 	StartedAt      time.Time             `json:"startedAt"`
 	UpdatedAt      time.Time             `json:"updatedAt"`
 	BakeEndsAt     time.Time             `json:"bakeEndsAt,omitempty"`
-	Events         []Event               `json:"events"`
+	// WaitingUntil is when the allowed window the rollout waits for opens.
+	WaitingUntil time.Time `json:"waitingUntil,omitempty"`
+	Events       []Event   `json:"events"`
 	// Rollback reports the rollout's own rollback, if it rolled back.
 	Rollback *RollbackReport `json:"rollback,omitempty"`
 }

@@ -79,7 +79,7 @@ func runDemo(ctx context.Context, file, env string, rps, uiPort int) error {
 			before = gen.Snapshot()
 		}
 		t := time.Now()
-		run, err := s.Deploy(ctx, svc, version, "demo", nil)
+		run, err := s.Deploy(ctx, svc, version, "demo", starter.DeployOptions{})
 		if err != nil {
 			return err
 		}

@@ -94,7 +94,7 @@ func runReleaseDemo(ctx context.Context, file string, rps, uiPort int) error {
 			before[k] = g.Snapshot()
 		}
 		t := time.Now()
-		run, err := s.StartRelease(ctx, r, map[string]string{"shop-backend": backend, "shop-frontend": frontend}, "", "demo", nil)
+		run, err := s.StartRelease(ctx, r, map[string]string{"shop-backend": backend, "shop-frontend": frontend}, "", "demo", starter.DeployOptions{})
 		if err != nil {
 			return err
 		}

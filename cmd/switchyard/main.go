@@ -185,11 +185,12 @@ func exitCode(err error) int {
 	var ar *starter.AlreadyRunningError
 	var fz *starter.FrozenError
 	var refused *starter.RefusedError
+	var outside *starter.OutsideWindowError
 	var bad *starter.BadInputError
 	switch {
 	case errors.As(err, &probs), errors.As(err, &bad):
 		return exitBadInput
-	case errors.As(err, &ar), errors.As(err, &fz), errors.As(err, &refused):
+	case errors.As(err, &ar), errors.As(err, &fz), errors.As(err, &refused), errors.As(err, &outside):
 		return exitConflict
 	}
 	if isUsage(err) {

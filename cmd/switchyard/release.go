@@ -107,7 +107,7 @@ func releaseStartCmd(c *conn) *cobra.Command {
 					}
 					fmt.Printf("versions that passed %s: %s; starting at %s\n", setFrom, versionsText(versions), from)
 				}
-				run, err := s.StartRelease(cmd.Context(), r, versions, from, who(), emergency)
+				run, err := s.StartRelease(cmd.Context(), r, versions, from, who(), starter.DeployOptions{Emergency: emergency, NoWait: em.noWait})
 				if err != nil {
 					return err
 				}

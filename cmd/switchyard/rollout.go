@@ -84,7 +84,7 @@ traffic moved, 5 another rollout of the service is running, 1 other errors.`,
 				return err
 			}
 			return c.withStarter(func(s *starter.Starter) error {
-				run, err := s.Deploy(cmd.Context(), svc, version, who(), emergency)
+				run, err := s.Deploy(cmd.Context(), svc, version, who(), starter.DeployOptions{Emergency: emergency, NoWait: em.noWait})
 				if err != nil {
 					return err
 				}
@@ -111,15 +111,18 @@ traffic moved, 5 another rollout of the service is running, 1 other errors.`,
 	return cmd
 }
 
-// emergencyFlags are --emergency and --reason: a bypass of freezes, recorded.
+// emergencyFlags are the calendar's flags: --emergency and --reason (a
+// bypass of freezes, recorded) and --no-wait (refuse outside the windows).
 type emergencyFlags struct {
 	on     bool
 	reason string
+	noWait bool
 }
 
 func (e *emergencyFlags) flags(cmd *cobra.Command) {
 	cmd.Flags().BoolVar(&e.on, "emergency", false, "go through a freeze; needs --reason, and is recorded with who asked")
 	cmd.Flags().StringVar(&e.reason, "reason", "", "why, with --emergency")
+	cmd.Flags().BoolVar(&e.noWait, "no-wait", false, "outside the allowed windows, refuse (exit 5) instead of waiting for the next")
 }
 
 func (e *emergencyFlags) get() (*starter.Emergency, error) {

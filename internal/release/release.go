@@ -19,6 +19,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/switchyard/switchyard/internal/spec"
+	"github.com/switchyard/switchyard/internal/window"
 )
 
 // Release is a release spec, read and checked.
@@ -27,7 +28,7 @@ type Release struct {
 	// Services by name; Order lists them sorted, for a stable order.
 	Services     map[string]Service `yaml:"services" json:"services"`
 	Environments []Environment      `yaml:"environments" json:"environments"`
-	Windows      WindowsSpec        `yaml:"windows" json:"windows"`
+	Windows      window.Spec        `yaml:"windows" json:"windows"`
 	// Alerts are told when an environment waits for approval, and how it was decided.
 	Alerts []spec.Alert `yaml:"alerts" json:"alerts,omitempty"`
 	// Dir is the directory of the release file; service specs are relative to it.
@@ -66,12 +67,6 @@ const (
 	OnTimeoutRollback = "rollback" // the release ends; the environments before go back
 	OnTimeoutProceed  = "proceed"  // the environment goes on as if approved
 )
-
-// WindowsSpec is the windows as written.
-type WindowsSpec struct {
-	Allow  []string `yaml:"allow" json:"allow,omitempty"`
-	Freeze []string `yaml:"freeze" json:"freeze,omitempty"`
-}
 
 var nameRe = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
@@ -217,10 +212,9 @@ func (r *Release) check() spec.Problems {
 		add("services."+cycle[0]+".after", "a cycle: %s (a release runs in dependency order: remove one edge)", strings.Join(cycle, " → "))
 	}
 	ps = append(ps, spec.CheckAlerts(r.Alerts)...)
-	_, err := r.Windows.Parse()
-	var wps spec.Problems
-	if errors.As(err, &wps) {
-		ps = append(ps, wps...)
+	_, werrs := r.Windows.Parse("windows")
+	for _, e := range werrs {
+		ps = append(ps, &spec.Problem{Field: e.Field, Msg: e.Msg})
 	}
 	return ps
 }
@@ -351,32 +345,6 @@ func (r *Release) Levels() [][]string {
 		levels[d] = append(levels[d], n)
 	}
 	return levels
-}
-
-// Parse reads the windows; every problem comes back, naming its field.
-func (w WindowsSpec) Parse() (Windows, error) {
-	var ws Windows
-	var ps spec.Problems
-	for i, s := range w.Allow {
-		win, err := ParseWindow(s)
-		if err != nil {
-			ps = append(ps, &spec.Problem{Field: fmt.Sprintf("windows.allow[%d]", i), Msg: err.Error()})
-			continue
-		}
-		ws.Allow = append(ws.Allow, win)
-	}
-	for i, s := range w.Freeze {
-		f, err := ParseFreeze(s)
-		if err != nil {
-			ps = append(ps, &spec.Problem{Field: fmt.Sprintf("windows.freeze[%d]", i), Msg: err.Error()})
-			continue
-		}
-		ws.Freeze = append(ws.Freeze, f)
-	}
-	if len(ps) > 0 {
-		return ws, ps
-	}
-	return ws, nil
 }
 
 // Environment returns the named environment and its index, or -1.

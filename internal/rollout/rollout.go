@@ -69,6 +69,7 @@ type Phase string
 // The phases of a Deployment, in order, then its three ends.
 const (
 	PhaseValidating   Phase = "validating"
+	PhaseWaiting      Phase = "waiting-for-window" // outside the spec's allowed windows
 	PhaseBuilding     Phase = "building"
 	PhaseGating       Phase = "gating" // pre-deployment gates on the artifact
 	PhaseProvisioning Phase = "provisioning"

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchyard/switchyard/internal/window"
 	"gopkg.in/yaml.v3"
 )
 
@@ -36,6 +37,9 @@ type Service struct {
 	Rollback   Rollback   `yaml:"rollback" json:"rollback"`
 	Monitor    Monitor    `yaml:"monitor" json:"monitor"`
 	Alerts     []Alert    `yaml:"alerts" json:"alerts,omitempty"`
+	// Windows are when a rollout may run; outside them it waits (or is
+	// refused with --no-wait), and a freeze refuses it.
+	Windows window.Spec `yaml:"windows" json:"windows,omitzero"`
 	// Dir is the directory the spec file was read from; relative paths in
 	// commands resolve against it.
 	Dir string `yaml:"-" json:"dir"`

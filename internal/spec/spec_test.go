@@ -319,3 +319,15 @@ func TestAnAnalysisIntervalOfZeroIsRefusedSayingWhatItMeans(t *testing.T) {
 		t.Fatalf("default interval: %v %v", s, err)
 	}
 }
+
+func TestAServiceWindowWithAnUnknownTimeZoneNamesItsLine(t *testing.T) {
+	src := strings.Replace(good, "environments:", "windows:\n  allow: [\"Mon-Fri 09:00-16:00 Europe/Atlantis\"]\nenvironments:", 1)
+	f, err := Parse("api.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.Resolve("production")
+	if err == nil || !strings.Contains(err.Error(), `api.yaml:12: windows.allow[0]: "Mon-Fri 09:00-16:00 Europe/Atlantis": unknown time zone "Europe/Atlantis"`) {
+		t.Fatalf("got %v", err)
+	}
+}

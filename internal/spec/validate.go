@@ -258,6 +258,10 @@ func (s *Service) validate() Problems {
 	s.validateRollback(add)
 	s.validateMonitor(add)
 	s.validateAlerts(add)
+	_, werrs := s.Windows.Parse("windows")
+	for _, e := range werrs {
+		add(e.Field, "%s", e.Msg)
+	}
 	return ps
 }
 

@@ -1,4 +1,7 @@
-package release
+// Package window reads allowed windows ("Mon-Fri 09:00-16:00 Europe/Berlin")
+// and freezes ("2026-12-20/2027-01-04"), and says whether a moment is in
+// them. It is pure: a release, a service spec and the workflows use it.
+package window
 
 import (
 	"fmt"
@@ -168,4 +171,40 @@ func (ws Windows) Allowed(t time.Time) (bool, time.Time) {
 		}
 	}
 	return !next.IsZero() && next.Equal(t), next
+}
+
+// Spec is windows as written in a spec: allowed periods and freezes.
+type Spec struct {
+	Allow  []string `yaml:"allow" json:"allow,omitempty"`
+	Freeze []string `yaml:"freeze" json:"freeze,omitempty"`
+}
+
+// FieldError is one window that does not parse, with its field.
+type FieldError struct{ Field, Msg string }
+
+// Empty says whether the spec sets no window and no freeze.
+func (s Spec) Empty() bool { return len(s.Allow) == 0 && len(s.Freeze) == 0 }
+
+// Parse reads the windows; every problem comes back, naming its field
+// under prefix ("windows").
+func (s Spec) Parse(prefix string) (Windows, []FieldError) {
+	var ws Windows
+	var errs []FieldError
+	for i, a := range s.Allow {
+		w, err := ParseWindow(a)
+		if err != nil {
+			errs = append(errs, FieldError{fmt.Sprintf("%s.allow[%d]", prefix, i), err.Error()})
+			continue
+		}
+		ws.Allow = append(ws.Allow, w)
+	}
+	for i, f := range s.Freeze {
+		fz, err := ParseFreeze(f)
+		if err != nil {
+			errs = append(errs, FieldError{fmt.Sprintf("%s.freeze[%d]", prefix, i), err.Error()})
+			continue
+		}
+		ws.Freeze = append(ws.Freeze, fz)
+	}
+	return ws, errs
 }
