@@ -151,14 +151,8 @@ func (s *Starter) StartRelease(ctx context.Context, r *release.Release, versions
 		in.Environments = append(in.Environments, re)
 	}
 	id := workflows.ReleaseID(r.Name)
-	run, err := s.C.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID: id, TaskQueue: s.TaskQueue,
-		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
-		WorkflowExecutionErrorWhenAlreadyStarted: true,
-		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.SARelease.ValueSet(r.Name),
-			workflows.SAPhase.ValueSet(workflows.ReleaseRunning)),
-	}, workflows.ReleaseWorkflow, in)
+	run, err := s.C.ExecuteWorkflow(ctx, exclusive(id, s.TaskQueue, workflows.SARelease.ValueSet(r.Name),
+		workflows.SAPhase.ValueSet(workflows.ReleaseRunning)), workflows.ReleaseWorkflow, in)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &started) {
 		return nil, &AlreadyRunningError{WorkflowID: id, RunID: started.RunId,
@@ -268,13 +262,7 @@ func passed(st *workflows.ReleaseStatus, env string) bool {
 // rollouts before their next traffic step.
 func (s *Starter) Freeze(ctx context.Context, r *release.Release, reason, by string) error {
 	id := workflows.FreezeID(r.Name)
-	_, err := s.C.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID: id, TaskQueue: s.TaskQueue,
-		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
-		WorkflowExecutionErrorWhenAlreadyStarted: true,
-		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-		TypedSearchAttributes:                    temporal.NewSearchAttributes(workflows.SARelease.ValueSet(r.Name)),
-	}, workflows.FreezeWorkflow, workflows.FreezeState{Release: r.Name, Services: r.ServiceNames(), Reason: reason, By: by})
+	_, err := s.C.ExecuteWorkflow(ctx, exclusive(id, s.TaskQueue, workflows.SARelease.ValueSet(r.Name)), workflows.FreezeWorkflow, workflows.FreezeState{Release: r.Name, Services: r.ServiceNames(), Reason: reason, By: by})
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &started) {
 		if f, ok := s.frozen(ctx, r.Name); ok {
@@ -389,12 +377,18 @@ func (s *Starter) RollbackRelease(ctx context.Context, r *release.Release, env, 
 	}
 	in := workflows.ReleaseInput{Name: r.Name, Versions: prev, Environments: []workflows.ReleaseEnvironment{re}, Alerts: r.Alerts,
 		By: by + " (rollback of " + env + ": " + reason + ")"}
-	return s.C.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID: workflows.ReleaseID(r.Name), TaskQueue: s.TaskQueue,
+	return s.C.ExecuteWorkflow(ctx, exclusive(workflows.ReleaseID(r.Name), s.TaskQueue, workflows.SARelease.ValueSet(r.Name),
+		workflows.SAPhase.ValueSet(workflows.ReleaseRunning)), workflows.ReleaseWorkflow, in)
+}
+
+// exclusive are the options of a run that must be the only one with its ID
+// (a release, a freeze): a second start fails, naming the first.
+func exclusive(id, queue string, sa ...temporal.SearchAttributeUpdate) client.StartWorkflowOptions {
+	return client.StartWorkflowOptions{
+		ID: id, TaskQueue: queue,
 		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.SARelease.ValueSet(r.Name),
-			workflows.SAPhase.ValueSet(workflows.ReleaseRunning)),
-	}, workflows.ReleaseWorkflow, in)
+		TypedSearchAttributes:                    temporal.NewSearchAttributes(sa...),
+	}
 }

@@ -79,13 +79,7 @@ func runReleaseDemo(ctx context.Context, file string, rps, uiPort int) error {
 	fmt.Println()
 
 	var gens map[string]*load.Generator
-	type outcome struct {
-		set   string
-		st    *workflows.ReleaseStatus
-		took  time.Duration
-		loads map[string]load.Result
-	}
-	var outcomes []outcome
+	var outcomes []releaseOutcome
 	ship := func(backend, frontend string) error {
 		set := fmt.Sprintf("shop-backend=%s,shop-frontend=%s", backend, frontend)
 		fmt.Printf("\n── release %s %s ──\n", r.Name, set)
@@ -103,7 +97,7 @@ func runReleaseDemo(ctx context.Context, file string, rps, uiPort int) error {
 		if err != nil {
 			return err
 		}
-		o := outcome{set: set, st: st, took: time.Since(t), loads: map[string]load.Result{}}
+		o := releaseOutcome{set: set, st: st, took: time.Since(t), loads: map[string]load.Result{}}
 		for k, g := range gens {
 			now := g.Snapshot()
 			o.loads[k] = load.Result{Requests: now.Requests - before[k].Requests, Failed: now.Failed - before[k].Failed}
@@ -130,6 +124,25 @@ func runReleaseDemo(ctx context.Context, file string, rps, uiPort int) error {
 		}
 	}
 
+	if err := printReleaseDemoSummary(outcomes); err != nil {
+		return err
+	}
+	fmt.Println("\nthe bad frontend rolled back in staging and took the backend with it; production never saw it; v2 of both went through.")
+	return nil
+}
+
+// releaseOutcome is how one release of the demo went, with the load
+// through each router meanwhile.
+type releaseOutcome struct {
+	set   string
+	st    *workflows.ReleaseStatus
+	took  time.Duration
+	loads map[string]load.Result
+}
+
+// printReleaseDemoSummary prints each release's outcome and load, and
+// checks the story went as told.
+func printReleaseDemoSummary(outcomes []releaseOutcome) error {
 	fmt.Println("\n══ summary ══")
 	for _, o := range outcomes {
 		fmt.Printf("%s: %-11s in %s\n", o.set, o.st.Phase, o.took.Round(100*time.Millisecond))
@@ -149,7 +162,6 @@ func runReleaseDemo(ctx context.Context, file string, rps, uiPort int) error {
 			return fmt.Errorf("demo: %d requests failed through %s, which never ran the bad version", l.Failed, k)
 		}
 	}
-	fmt.Println("\nthe bad frontend rolled back in staging and took the backend with it; production never saw it; v2 of both went through.")
 	return nil
 }
 
