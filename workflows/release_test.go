@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -342,4 +343,21 @@ func TestProductionStartsOnlyAfterStagingHeldThroughItsSoak(t *testing.T) {
 			require.False(t, f.started["backend/production"].Before(checkedAt))
 		})
 	}
+}
+
+func TestAnApprovalSentAsASignalFromTheWebUICountsOnceAndIsValidated(t *testing.T) {
+	f := approvalFixture(t, release.OnTimeoutAbort)
+	f.env.RegisterDelayedCallback(func() {
+		f.env.SignalWorkflow(Approve, ApprovalRequest{Environment: "production", By: "mallory"}) // not an approver: ignored
+		f.env.SignalWorkflow(Approve, ApprovalRequest{Environment: "production", By: "bob", Reason: "from the Web UI"})
+	}, time.Hour)
+	st := f.run()
+	require.Equal(t, ReleasePromoted, st.Phase, st.Reason)
+	require.Equal(t, "approved", st.Approvals[0].Decision)
+	require.Equal(t, "bob", st.Approvals[0].By)
+	var ignored bool
+	for _, e := range st.Events {
+		ignored = ignored || strings.Contains(e.Message, "signal approve ignored: mallory may not approve production")
+	}
+	require.True(t, ignored, "the refused signal is recorded")
 }
