@@ -198,8 +198,17 @@ func TestCaddyAdminStandInChangesOnlyTheWeightsOnceASlotIsLive(t *testing.T) {
 		}
 	}
 	h, _ := json.Marshal(mustGet(t, admin, "/id/switchyard-api-prod/load_balancing/selection_policy/weights"))
-	if string(h) != "[0,0,100,100]" {
+	if string(h) != "[0,0,1,1]" {
 		t.Fatalf("every replica carries its slot's weight: %s", h)
+	}
+	// Caddy serves weights as runs (75 to blue in a row, then 25 to green):
+	// they go over reduced, so the slots interleave, and read back whole
+	if err := c.SetWeights(ctx, rollout.Weights{Blue: 75, Green: 25}); err != nil {
+		t.Fatal(err)
+	}
+	h, _ = json.Marshal(mustGet(t, admin, "/id/switchyard-api-prod/load_balancing/selection_policy/weights"))
+	if got, _ := c.Weights(ctx); string(h) != "[3,3,1,1]" || got != (rollout.Weights{Blue: 75, Green: 25}) {
+		t.Fatalf("75/25 went over as %s and reads back as %s", h, got)
 	}
 	// a replica more: the upstreams are rewritten, not only the weights
 	c.Green = append(c.Green, "127.0.0.1:9013")
