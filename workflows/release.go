@@ -574,9 +574,14 @@ func (r *releaseRun) deploy(ctx workflow.Context, e *ReleaseEnvironment) (*Relea
 				c.Receive(ctx, &res)
 				s := r.service(res.service, e.Name)
 				if res.err == nil {
-					// a first deployment holds nothing: it ends promoted at once
-					if s.Phase == "promoted" {
-						s.Phase = "done"
+					// a first deployment holds nothing: it ends promoted at
+					// once; one that ended without telling the release
+					// promoted too, and holds nothing either
+					s.Phase = "done"
+					if waiting[res.service] {
+						delete(waiting, res.service)
+						r.running = slices.DeleteFunc(r.running, func(s string) bool { return s == res.service })
+						s.First, s.Reason = true, "ended without holding its old slot"
 					}
 					return
 				}
