@@ -156,6 +156,20 @@ func (e *releaseEnv) run(backend, frontend string) *workflows.ReleaseStatus {
 	return st
 }
 
+// waitPhase waits up to two minutes for the release to be in a phase.
+func (e *releaseEnv) waitPhase(phase string) *workflows.ReleaseStatus {
+	e.t.Helper()
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		st, err := e.starter.ReleaseStatus(context.Background(), e.release().Name)
+		if err == nil && st.Phase == phase {
+			return st
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("the release never reached %s: %+v %v", phase, st, err)
+		}
+	}
+}
+
 func (e *releaseEnv) weights(svc, env string) rollout.Weights {
 	w, err := e.routers[svc+"/"+env].Weights(context.Background())
 	if err != nil {
@@ -432,15 +446,7 @@ func TestAWorkerKilledMidReleaseFinishesItWithEachServiceDeployedOnce(t *testing
 		t.Fatal(err)
 	}
 	approve := func() {
-		for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
-			st, err := e.starter.ReleaseStatus(ctx, r.Name)
-			if err == nil && st.Phase == workflows.ReleaseAwaitingApproval {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("the release never waited for approval: %+v", st)
-			}
-		}
+		e.waitPhase(workflows.ReleaseAwaitingApproval)
 		out, code := cli(t, as, "release", "approve", r.Name, "--env", "production", "--reason", "CAB-1")
 		expect(t, out, code, 0, "production approved")
 	}
@@ -468,15 +474,7 @@ func TestAWorkerKilledMidReleaseFinishesItWithEachServiceDeployedOnce(t *testing
 	}
 	w = killAndRestart(t, as, w, "while the backend baked in staging")
 	// kill 2: while the release waits for production's approval
-	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
-		st, err := e.starter.ReleaseStatus(ctx, r.Name)
-		if err == nil && st.Phase == workflows.ReleaseAwaitingApproval {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the release never waited for approval: %+v", st)
-		}
-	}
+	e.waitPhase(workflows.ReleaseAwaitingApproval)
 	killAndRestart(t, as, w, "while the release waited for production's approval")
 	approve()
 	st, err := e.starter.WaitRelease(ctx, run)
@@ -535,19 +533,10 @@ func TestAReleaseOutsideItsWindowWaitsForItToOpen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		st, err := e.starter.ReleaseStatus(ctx, r.Name)
-		if err == nil && st.Phase == workflows.ReleaseWaitingWindow {
-			if !st.WaitingUntil.Equal(open) {
-				t.Fatalf("waiting until %s, want %s", st.WaitingUntil, open)
-			}
-			t.Logf("waiting for the window at %s (now %s)", open.Format("15:04:05"), time.Now().UTC().Format("15:04:05"))
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the release did not wait for its window: %+v %v", st, err)
-		}
+	if st := e.waitPhase(workflows.ReleaseWaitingWindow); !st.WaitingUntil.Equal(open) {
+		t.Fatalf("waiting until %s, want %s", st.WaitingUntil, open)
 	}
+	t.Logf("waiting for the window at %s (now %s)", open.Format("15:04:05"), time.Now().UTC().Format("15:04:05"))
 	ctxw, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
 	st, err := e.starter.WaitRelease(ctxw, run)
