@@ -115,29 +115,30 @@ func (f *fixture) status() *Status {
 // at runs fn once the workflow clock has advanced by d.
 func (f *fixture) at(d time.Duration, fn func()) { f.env.RegisterDelayedCallback(fn, d) }
 
-// update sends an Update; the test environment answers later, so the
-// outcome is checked in a callback: want "" expects success, otherwise an
-// error containing want.
+// update sends an Update (see sendUpdate).
 func (f *fixture) update(name string, arg any, want string) {
-	f.pending++
+	var args []any
+	if arg != nil {
+		args = append(args, arg)
+	}
+	sendUpdate(f.t, f.env, &f.pending, name, want, args...)
+}
+
+// sendUpdate sends an Update; the test environment answers later, so the
+// outcome is checked in a callback: want "" expects success, otherwise an
+// error containing want. pending counts the answers still to come.
+func sendUpdate(t *testing.T, env *testsuite.TestWorkflowEnvironment, pending *int, name, want string, args ...any) {
+	*pending++
 	check := func(err error) {
-		f.pending--
+		*pending--
 		if want == "" {
-			require.NoError(f.t, err, "update %s", name)
+			require.NoError(t, err, "update %s", name)
 		} else {
-			require.ErrorContains(f.t, err, want, "update %s", name)
+			require.ErrorContains(t, err, want, "update %s", name)
 		}
 	}
-	cb := &testsuite.TestUpdateCallback{
-		OnReject:   check,
-		OnAccept:   func() {},
-		OnComplete: func(_ any, err error) { check(err) },
-	}
-	if arg == nil {
-		f.env.UpdateWorkflow(name, "", cb)
-	} else {
-		f.env.UpdateWorkflow(name, "", cb, arg)
-	}
+	env.UpdateWorkflow(name, "", &testsuite.TestUpdateCallback{OnReject: check, OnAccept: func() {},
+		OnComplete: func(_ any, err error) { check(err) }}, args...)
 }
 
 func green(pct int) rollout.Weights { return rollout.Split(rollout.Green, pct) }

@@ -131,17 +131,7 @@ func (f *relFixture) run() *ReleaseStatus {
 }
 
 func (f *relFixture) update(name string, req ApprovalRequest, want string) {
-	f.pending++
-	check := func(err error) {
-		f.pending--
-		if want == "" {
-			require.NoError(f.t, err, "update %s", name)
-		} else {
-			require.ErrorContains(f.t, err, want, "update %s", name)
-		}
-	}
-	f.env.UpdateWorkflow(name, "", &testsuite.TestUpdateCallback{OnReject: check, OnAccept: func() {},
-		OnComplete: func(_ any, err error) { check(err) }}, req)
+	sendUpdate(f.t, f.env, &f.pending, name, want, req)
 }
 
 func TestAReleaseDeploysInDependencyOrderThroughEachEnvironment(t *testing.T) {

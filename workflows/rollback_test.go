@@ -74,18 +74,8 @@ func (f *rbFixture) run() *RollbackReport {
 }
 
 func (f *rbFixture) update(name, want string) {
-	cb := &testsuite.TestUpdateCallback{
-		OnReject: func(err error) { require.ErrorContains(f.t, err, want) },
-		OnAccept: func() {},
-		OnComplete: func(_ any, err error) {
-			if want == "" {
-				require.NoError(f.t, err)
-			} else {
-				require.ErrorContains(f.t, err, want)
-			}
-		},
-	}
-	f.env.UpdateWorkflow(name, "", cb)
+	var pending int
+	sendUpdate(f.t, f.env, &pending, name, want)
 }
 
 func TestGradualRollbackTakesExactlyItsDurationInOrder(t *testing.T) {
