@@ -56,19 +56,14 @@ func runDemo(ctx context.Context, file, env string, rps, uiPort int) error {
 	// start from nothing: no slot running, no router config left from a previous run
 	stateDir := filepath.Join(".switchyard", "demo")
 	_ = activities.StopSlots(ctx, svc)
-	_ = os.RemoveAll(filepath.Join(stateDir, "router"))
 	defer func() { _ = activities.StopSlots(context.Background(), svc) }()
 
-	s, srv, stop, err := demoServer(ctx, stateDir, uiPort)
+	s, stop, err := demoServer(ctx, stateDir, uiPort, workflows.SAService.GetName(), svc.Name)
 	if err != nil {
 		return err
 	}
 	defer stop()
-	fmt.Printf("embedded Temporal server on %s", srv.HostPort)
-	if srv.UIURL != "" {
-		fmt.Printf(", Web UI %s (search %s=\"%s\")", srv.UIURL, workflows.SAService.GetName(), svc.Name)
-	}
-	fmt.Printf("\nservice %s served on http://%s through the embedded router\n\n", svc.Name, svc.Router.Caddy.Listen)
+	fmt.Printf("service %s served on http://%s through the embedded router\n\n", svc.Name, svc.Router.Caddy.Listen)
 
 	var results []demoResult
 	var gen *load.Generator
@@ -113,10 +108,12 @@ func runDemo(ctx context.Context, file, env string, rps, uiPort int) error {
 	return printDemoSummary(total, results)
 }
 
-// demoServer starts what a demo runs on: an embedded Temporal server (its
-// Web UI on uiPort if free), a client and a worker with its embedded router
-// state in stateDir. stop ends them all.
-func demoServer(ctx context.Context, stateDir string, uiPort int) (*starter.Starter, *devserver.Server, func(), error) {
+// demoServer starts what a demo runs on, from nothing: an embedded Temporal
+// server (its Web UI on uiPort if free), a client and a worker whose
+// embedded router starts afresh in stateDir. It says where the Web UI finds
+// the demo's runs (search key=value). stop ends them all.
+func demoServer(ctx context.Context, stateDir string, uiPort int, key, value string) (*starter.Starter, func(), error) {
+	_ = os.RemoveAll(filepath.Join(stateDir, "router"))
 	if uiPort != 0 {
 		if err := freeCheck(uiPort); err != nil {
 			uiPort = 0
@@ -124,12 +121,12 @@ func demoServer(ctx context.Context, stateDir string, uiPort int) (*starter.Star
 	}
 	srv, err := devserver.Start(devserver.Options{SearchAttributes: workflows.SearchAttributes, UIPort: uiPort, LogLevel: "fatal"})
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
 	cl, err := client.Dial(client.Options{HostPort: srv.HostPort, Logger: quietLogger()})
 	if err != nil {
 		srv.Stop()
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
 	wctx, stopWorker := context.WithCancel(ctx)
 	done := make(chan struct{})
@@ -140,7 +137,12 @@ func demoServer(ctx context.Context, stateDir string, uiPort int) (*starter.Star
 		cl.Close()
 		srv.Stop()
 	}
-	return &starter.Starter{C: cl, TaskQueue: workflows.TaskQueue}, srv, stop, nil
+	fmt.Printf("embedded Temporal server on %s", srv.HostPort)
+	if srv.UIURL != "" {
+		fmt.Printf(", Web UI %s (search %s=\"%s\")", srv.UIURL, key, value)
+	}
+	fmt.Println()
+	return &starter.Starter{C: cl, TaskQueue: workflows.TaskQueue}, stop, nil
 }
 
 // demoResult is how one deploy of the demo went.

@@ -65,18 +65,11 @@ func runReleaseDemo(ctx context.Context, file string, rps, uiPort int) error {
 			defer func() { _ = activities.StopSlots(context.Background(), s) }()
 		}
 	}
-	stateDir := filepath.Join(".switchyard", "demo-release")
-	_ = os.RemoveAll(filepath.Join(stateDir, "router"))
-	s, srv, stop, err := demoServer(ctx, stateDir, uiPort)
+	s, stop, err := demoServer(ctx, filepath.Join(".switchyard", "demo-release"), uiPort, workflows.SARelease.GetName(), r.Name)
 	if err != nil {
 		return err
 	}
 	defer stop()
-	fmt.Printf("embedded Temporal server on %s", srv.HostPort)
-	if srv.UIURL != "" {
-		fmt.Printf(", Web UI %s (search %s=\"%s\")", srv.UIURL, workflows.SARelease.GetName(), r.Name)
-	}
-	fmt.Println()
 
 	var gens map[string]*load.Generator
 	var outcomes []releaseOutcome

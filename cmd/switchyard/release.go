@@ -230,25 +230,15 @@ func followRelease(ctx context.Context, s *starter.Starter, name, runID string, 
 			fmt.Fprintf(w, "%s  %s\n", e.At.Local().Format("15:04:05.000"), e.Message)
 		}
 	}
-	done, stopped := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(stopped)
-		tick := time.NewTicker(250 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			if st, err := s.ReleaseStatus(ctx, name); err == nil {
-				show(st)
-			}
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-			}
+	var st *workflows.ReleaseStatus
+	err := pollUntilDone(func() {
+		if cur, err := s.ReleaseStatus(ctx, name); err == nil {
+			show(cur)
 		}
-	}()
-	st, err := s.WaitRelease(ctx, s.C.GetWorkflow(ctx, workflows.ReleaseID(name), runID))
-	close(done)
-	<-stopped
+	}, func() (err error) {
+		st, err = s.WaitRelease(ctx, s.C.GetWorkflow(ctx, workflows.ReleaseID(name), runID))
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -168,26 +168,15 @@ func follow(ctx context.Context, s *starter.Starter, service, env, runID, output
 // not printed yet: each event once, however the run ends.
 func watchRun(ctx context.Context, s *starter.Starter, service, env, runID string, w io.Writer, tty bool) (*starter.Outcome, error) {
 	p := &progress{w: w, tty: tty}
-	done, stopped := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(stopped)
-		tick := time.NewTicker(250 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			if st, err := s.Status(ctx, service, env); err == nil {
-				p.show(st)
-			}
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-			}
+	var o *starter.Outcome
+	err := pollUntilDone(func() {
+		if st, err := s.Status(ctx, service, env); err == nil {
+			p.show(st)
 		}
-	}()
-	run := s.C.GetWorkflow(ctx, workflows.DeploymentID(service, env), runID)
-	o, err := s.Wait(ctx, run)
-	close(done)
-	<-stopped // the printer is done with p before the last events go out
+	}, func() (err error) {
+		o, err = s.Wait(ctx, s.C.GetWorkflow(ctx, workflows.DeploymentID(service, env), runID))
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -195,6 +184,30 @@ func watchRun(ctx context.Context, s *starter.Starter, service, env, runID strin
 		p.events(o.Status)
 	}
 	return o, nil
+}
+
+// pollUntilDone calls poll every 250 ms until wait returns, and stops the
+// poller before returning, so the caller prints the last events alone:
+// each event once, however the run ends.
+func pollUntilDone(poll func(), wait func() error) error {
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(250 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			poll()
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	err := wait()
+	close(done)
+	<-stopped
+	return err
 }
 
 func outcomeWord(o *starter.Outcome) string {
