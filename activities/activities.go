@@ -260,6 +260,9 @@ type ProvisionInput struct {
 	Version string        `json:"version"`
 	// Artifact is what Build made (an image digest), "" on the process platform.
 	Artifact string `json:"artifact,omitempty"`
+	// Live and LiveVersion are the live slot, listed for Prometheus beside the new one.
+	Live        rollout.Slot `json:"live,omitempty"`
+	LiveVersion string       `json:"liveVersion,omitempty"`
 }
 
 // Provision starts the version in the idle slot, or re-attaches to it.
@@ -277,6 +280,14 @@ func (a *Activities) Provision(ctx context.Context, in ProvisionInput) (*rollout
 		return nil, classify(err)
 	}
 	inst.Summary = p.Describe(inst)
+	if err := setTargets(svc, in.Slot, in.Version); err != nil {
+		return nil, err
+	}
+	if in.Live != rollout.None && in.LiveVersion != "" {
+		if err := setTargets(svc, in.Live, in.LiveVersion); err != nil {
+			return nil, err
+		}
+	}
 	return &inst, nil
 }
 
@@ -415,6 +426,11 @@ type AnalyzeInput struct {
 	Spec     *spec.Service                     `json:"spec,omitempty"` // nil: the run's own (see spec.go)
 	Slot     rollout.Slot                      `json:"slot"`
 	Baseline map[rollout.Slot]rollout.Counters `json:"baseline,omitempty"`
+	// Version and LiveVersion fill the queries' {{version}}; Since is when
+	// the step began, the start of the judge's range queries.
+	Version     string    `json:"version,omitempty"`
+	LiveVersion string    `json:"liveVersion,omitempty"`
+	Since       time.Time `json:"since,omitempty"`
 }
 
 // Analyze judges the new slot on the traffic it served since the step began.
@@ -429,9 +445,12 @@ func (a *Activities) Analyze(ctx context.Context, in AnalyzeInput) (*rollout.Che
 	if err != nil {
 		return nil, err
 	}
+	defer func() { a.metrics(ctx, svc.Name, svc.Environment).check("analysis", res.Passed) }()
+	if len(an.Metrics) > 0 {
+		return res, a.analyzePrometheus(ctx, svc, in, res)
+	}
 	now, source := a.counters(ctx, svc, r)
 	res.Source = source
-	defer func() { a.metrics(ctx, svc.Name, svc.Environment).check("analysis", res.Passed) }()
 	cur, okNow := now[in.Slot]
 	base, okBase := in.Baseline[in.Slot]
 	if source == "probe" || !okNow || !okBase {
@@ -501,7 +520,10 @@ func (a *Activities) Retire(ctx context.Context, in RetireInput) error {
 	if err != nil {
 		return badInput(err)
 	}
-	return p.Retire(ctx, in.Slot)
+	if err := p.Retire(ctx, in.Slot); err != nil {
+		return err
+	}
+	return setTargets(svc, in.Slot, "")
 }
 
 // StopSlots stops both slots of a service whatever the router says: for a

@@ -49,6 +49,10 @@ type deployment struct {
 	releaseDone bool
 	promote     *PromoteRequest
 	rolledBack  bool
+	// stepSince is when the current step's weights landed; fails counts each
+	// metric's failed measurements in the step (for its failureLimit).
+	stepSince time.Time
+	fails     map[string]int
 }
 
 func (d *deployment) setup(ctx workflow.Context) error {
@@ -439,7 +443,8 @@ func (d *deployment) provision(ctx workflow.Context) *failure {
 	d.setPhase(ctx, rollout.PhaseProvisioning)
 	var inst rollout.Instance
 	if err := workflow.ExecuteActivity(activityCtx(d.work, s.Run.StartTimeout.D()+s.Run.StopTimeout.D()+time.Minute, 10*time.Second, 3), acts.Provision,
-		activities.ProvisionInput{Slot: d.st.Target, Version: d.in.Version, Artifact: d.st.Artifact}).Get(ctx, &inst); err != nil {
+		activities.ProvisionInput{Slot: d.st.Target, Version: d.in.Version, Artifact: d.st.Artifact,
+			Live: d.st.Stable, LiveVersion: d.st.PreviousVersion}).Get(ctx, &inst); err != nil {
 		return &failure{"provisioning slot " + string(d.st.Target), err}
 	}
 	what := ""
@@ -515,6 +520,10 @@ func (d *deployment) shiftSteps(ctx workflow.Context) (*Status, error) {
 		if reason := d.bake(ctx, base); reason != "" {
 			return d.rollback(ctx, reason, "analysis")
 		}
+		// an inconclusive last analysis paused the step: a person decides
+		if err := workflow.Await(ctx, func() bool { return !d.st.Paused || d.abort != nil || d.promote != nil }); err != nil {
+			return nil, err
+		}
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
@@ -579,6 +588,7 @@ func (d *deployment) shift(ctx workflow.Context, w rollout.Weights, label string
 	}
 	d.st.Weights = res.Weights
 	d.st.AnalysisSource = res.Source
+	d.stepSince, d.fails = workflow.Now(ctx), map[string]int{}
 	d.event(fmt.Sprintf("%s: %s", label, res.Weights))
 	d.upsert(ctx)
 	return &res, nil
@@ -591,15 +601,25 @@ func (d *deployment) bake(ctx workflow.Context, base *activities.ShiftResult) st
 	interval := s.Rollout.Analysis.Interval.D()
 	remaining := s.Rollout.Bake.D()
 	sinceAnalysis := time.Duration(0)
+	watch, stopWatch := d.watch(ctx, base)
+	defer stopWatch()
 	for remaining > 0 {
 		if d.abort != nil || d.promote != nil || ctx.Err() != nil {
 			return ""
+		}
+		if watch != nil && watch.IsReady() {
+			if reason := d.watched(ctx, watch); reason != "" {
+				return reason
+			}
+			watch = nil
 		}
 		wait := min(interval-sinceAnalysis, remaining)
 		after := remaining - wait // of the bake, once this wait is over
 		ran, err := countdown{
 			paused: func() bool { return d.st.Paused },
-			stop:   func() bool { return d.abort != nil || d.promote != nil },
+			stop: func() bool {
+				return d.abort != nil || d.promote != nil || (watch != nil && watch.IsReady())
+			},
 			ends: func(at time.Time) {
 				d.st.BakeEndsAt = time.Time{}
 				if !at.IsZero() {
@@ -609,7 +629,7 @@ func (d *deployment) bake(ctx workflow.Context, base *activities.ShiftResult) st
 		}.run(ctx, wait)
 		remaining -= ran
 		sinceAnalysis += ran
-		if err != nil || d.abort != nil || d.promote != nil {
+		if err != nil || d.abort != nil || d.promote != nil || ran < wait {
 			continue
 		}
 		sinceAnalysis = 0
@@ -622,11 +642,14 @@ func (d *deployment) bake(ctx workflow.Context, base *activities.ShiftResult) st
 }
 
 // analyze judges the target on the traffic it served since the step began,
-// and returns a reason to roll back, or "".
+// and returns a reason to roll back, or "". An inconclusive analysis
+// pauses the rollout and alerts: resume goes on, abort rolls back.
 func (d *deployment) analyze(ctx workflow.Context, base *activities.ShiftResult) string {
+	s := &d.in.Spec
 	var res rollout.CheckResult
-	err := workflow.ExecuteActivity(activityCtx(d.work, 20*time.Second, 0, 3), acts.Analyze,
-		activities.AnalyzeInput{Slot: d.st.Target, Baseline: base.Counters}).Get(ctx, &res)
+	err := workflow.ExecuteActivity(activityCtx(d.work, 20*time.Second+time.Duration(len(s.Rollout.Analysis.Metrics))*30*time.Second, 0, 3), acts.Analyze,
+		activities.AnalyzeInput{Slot: d.st.Target, Baseline: base.Counters, Version: d.in.Version, LiveVersion: d.st.PreviousVersion,
+			Since: d.stepSince}).Get(ctx, &res)
 	if d.abort != nil {
 		return ""
 	}
@@ -635,10 +658,103 @@ func (d *deployment) analyze(ctx workflow.Context, base *activities.ShiftResult)
 	}
 	d.recordCheck(res)
 	d.st.AnalysisSource = res.Source
-	if !res.Passed {
-		return "analysis failed at " + fmt.Sprint(d.st.Weights.Of(d.st.Target)) + "%: " + res.Detail
+	at := fmt.Sprint(d.st.Weights.Of(d.st.Target)) + "%"
+	if len(res.Measurements) > 0 {
+		d.measured(res)
+		res.Passed, res.Detail = d.withinLimits(res)
+	}
+	switch {
+	case !res.Passed:
+		return "analysis failed at " + at + ": " + res.Detail
+	case res.Inconclusive:
+		d.st.Paused = true
+		d.event(fmt.Sprintf("analysis inconclusive at %s, paused: resume to go on, abort to roll back (%s)", at, res.Detail))
+		alert(ctx, s, "analysis", fmt.Sprintf("%s: analysis of %s inconclusive at %s; rollout paused", s.Name, d.in.Version, at), res.Detail)
 	}
 	return ""
+}
+
+// measured keeps an analysis's measurements in the status and the events.
+func (d *deployment) measured(res rollout.CheckResult) {
+	var parts []string
+	for _, m := range res.Measurements {
+		d.st.Measurements = append(d.st.Measurements, Measured{At: res.At, Step: d.st.Step, Weight: d.st.Weights.Of(d.st.Target), Measurement: m})
+		parts = append(parts, m.String())
+	}
+	if n := len(d.st.Measurements); n > maxMeasurements {
+		d.st.Measurements = d.st.Measurements[n-maxMeasurements:]
+	}
+	d.event(fmt.Sprintf("analysis at %d%%: %s", d.st.Weights.Of(d.st.Target), strings.Join(parts, "; ")))
+}
+
+// withinLimits applies each metric's failureLimit to the step's failed
+// measurements: it says whether the analysis passes, and why not.
+func (d *deployment) withinLimits(res rollout.CheckResult) (bool, string) {
+	var over []string
+	for _, m := range res.Measurements {
+		if m.Decision != rollout.Fail {
+			continue
+		}
+		d.fails[m.Metric]++
+		limit := 0
+		for _, sm := range d.in.Spec.Rollout.Analysis.Metrics {
+			if sm.Name == m.Metric {
+				limit = sm.FailureLimit
+			}
+		}
+		if d.fails[m.Metric] > limit {
+			over = append(over, m.String())
+		} else {
+			d.event(fmt.Sprintf("%s failed (%d of %d tolerated this step): %s", m.Metric, d.fails[m.Metric], limit, m.Reason))
+		}
+	}
+	if len(over) > 0 {
+		return false, strings.Join(over, "; ")
+	}
+	return true, res.Detail
+}
+
+// watch starts the early-stop watch of a step, where the router counts
+// each slot's requests; stop cancels it.
+func (d *deployment) watch(ctx workflow.Context, base *activities.ShiftResult) (workflow.Future, func()) {
+	s := &d.in.Spec
+	e := s.Rollout.Analysis.EarlyStop
+	if workflow.GetVersion(ctx, "early-stop", workflow.DefaultVersion, 1) == workflow.DefaultVersion ||
+		e.Disabled || e.FalseAlarmRate == 0 || d.st.Weights.Of(d.st.Target) >= 100 {
+		return nil, func() {}
+	}
+	if _, ok := base.Counters[d.st.Target]; !ok {
+		return nil, func() {}
+	}
+	if _, ok := base.Counters[d.st.Stable]; !ok {
+		return nil, func() {}
+	}
+	wctx, cancel := workflow.WithCancel(d.work)
+	wctx = workflow.WithActivityOptions(wctx, workflow.ActivityOptions{
+		StartToCloseTimeout: s.Rollout.Bake.D() + 31*time.Minute,
+		HeartbeatTimeout:    5 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3, NonRetryableErrorTypes: []string{activities.ErrBadInput}},
+	})
+	f := workflow.ExecuteActivity(wctx, acts.Watch, activities.WatchInput{Slot: d.st.Target, Baseline: base.Counters,
+		For: s.Rollout.Bake.D() + 30*time.Minute})
+	return f, cancel
+}
+
+// watched reads the watch's result: a reason to roll back, or "" (the
+// watch ended without stopping, or failed: the interval analysis goes on).
+func (d *deployment) watched(ctx workflow.Context, f workflow.Future) string {
+	var res rollout.CheckResult
+	if err := f.Get(ctx, &res); err != nil {
+		if d.abort == nil && ctx.Err() == nil {
+			d.event("early stop watch ended: " + err.Error())
+		}
+		return ""
+	}
+	if res.Passed {
+		return ""
+	}
+	d.recordCheck(res)
+	return "analysis failed at " + fmt.Sprint(d.st.Weights.Of(d.st.Target)) + "%: " + res.Detail
 }
 
 // rollback puts 100 % back on the stable slot with one absolute change, run

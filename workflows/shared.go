@@ -92,9 +92,21 @@ type Status struct {
 	// WaitingUntil is when the allowed window the rollout waits for opens.
 	WaitingUntil time.Time `json:"waitingUntil,omitempty"`
 	Events       []Event   `json:"events"`
+	// Measurements are the analysis's measurements, oldest first (the last maxMeasurements).
+	Measurements []Measured `json:"measurements,omitempty"`
 	// Rollback reports the rollout's own rollback, if it rolled back.
 	Rollback *RollbackReport `json:"rollback,omitempty"`
 }
+
+// Measured is one measurement, with the step and weight it was taken at.
+type Measured struct {
+	At     time.Time `json:"at"`
+	Step   int       `json:"step"`
+	Weight int       `json:"weight"` // the new slot's share of traffic
+	rollout.Measurement
+}
+
+const maxMeasurements = 200
 
 // Traffic is the new version's share of traffic.
 func (s *Status) Traffic() int {
@@ -207,18 +219,31 @@ func upsertRun(ctx workflow.Context, service, env, version string, phase rollout
 // when the spec asks (monitor.notifyEvents). Best effort: a channel that is
 // down is retried a little and never changes the outcome.
 func notifyEvent(ctx workflow.Context, s *spec.Service, summary, detail string) {
-	if !s.Monitor.NotifyEvents || len(s.Alerts) == 0 {
+	if !s.Monitor.NotifyEvents {
+		return
+	}
+	send(ctx, s, incident.Event, "event", summary, detail)
+}
+
+// alert opens an incident on every alert channel, whatever notifyEvents says:
+// something needs a person.
+func alert(ctx workflow.Context, s *spec.Service, check, summary, detail string) {
+	send(ctx, s, incident.Open, check, summary, detail)
+}
+
+func send(ctx workflow.Context, s *spec.Service, action incident.Action, check, summary, detail string) {
+	if len(s.Alerts) == 0 {
 		return
 	}
 	nctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 30 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3, NonRetryableErrorTypes: []string{activities.ErrBadInput}},
 	})
-	in := incident.Incident{Key: incident.Key(s.Name, s.Environment, "event"), Service: s.Name, Environment: s.Environment,
-		Check: "event", Summary: summary, Detail: detail, OpenedAt: workflow.Now(ctx)}
+	in := incident.Incident{Key: incident.Key(s.Name, s.Environment, check), Service: s.Name, Environment: s.Environment,
+		Check: check, Summary: summary, Detail: detail, OpenedAt: workflow.Now(ctx)}
 	var fs []workflow.Future
 	for c := range s.Alerts {
-		fs = append(fs, workflow.ExecuteActivity(nctx, acts.Notify, activities.NotifyInput{Channel: c, Action: incident.Event, In: in}))
+		fs = append(fs, workflow.ExecuteActivity(nctx, acts.Notify, activities.NotifyInput{Channel: c, Action: action, In: in}))
 	}
 	for _, f := range fs {
 		_ = f.Get(ctx, nil)

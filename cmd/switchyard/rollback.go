@@ -136,6 +136,9 @@ func printReport(r *workflows.RollbackReport) {
 	}
 	for _, c := range r.Checks {
 		fmt.Printf("  check %v %s [%s] %s\n", c.Passed, c.Name, c.Slot, c.Detail)
+		for _, m := range c.Measurements {
+			fmt.Printf("    %s: %s, %s (threshold %s): %s\n", m.Metric, m.Decision, measuredValues(m), m.Threshold, m.Reason)
+		}
 	}
 }
 

@@ -337,8 +337,11 @@ func printStatus(w io.Writer, st *workflows.Status) {
 	}
 	for _, c := range st.Checks {
 		mark := "✔"
-		if !c.Passed {
+		switch {
+		case !c.Passed:
 			mark = "✘"
+		case c.Inconclusive:
+			mark = "?"
 		}
 		slot := ""
 		if c.Slot != "" {
@@ -346,10 +349,51 @@ func printStatus(w io.Writer, st *workflows.Status) {
 		}
 		fmt.Fprintf(w, "check        %s %s%s %s\n", mark, c.Name, slot, c.Detail)
 	}
+	printMeasurements(w, st.Measurements)
 	fmt.Fprintln(w, "events")
 	for _, e := range st.Events {
 		fmt.Fprintf(w, "  %s  %s\n", e.At.Local().Format("15:04:05.000"), e.Message)
 	}
+}
+
+// printMeasurements shows the last analysis's measurements: each metric's
+// decision, values, threshold and the query as sent.
+func printMeasurements(w io.Writer, ms []workflows.Measured) {
+	if len(ms) == 0 {
+		return
+	}
+	last := ms[len(ms)-1].At
+	fmt.Fprintf(w, "measured     %s at %d%% (%d measurements in all)\n", last.Local().Format("15:04:05.000"), ms[len(ms)-1].Weight, len(ms))
+	for _, m := range ms {
+		if !m.At.Equal(last) {
+			continue
+		}
+		fmt.Fprintf(w, "  %-12s %-14s %s\n", m.Decision, m.Metric, measuredValues(m.Measurement))
+		if m.Threshold != "" {
+			fmt.Fprintf(w, "  %-12s %-14s threshold %s\n", "", "", m.Threshold)
+		}
+		if m.Reason != "" {
+			fmt.Fprintf(w, "  %-12s %-14s %s\n", "", "", m.Reason)
+		}
+		fmt.Fprintf(w, "  %-12s %-14s query %s\n", "", "", m.Query)
+		if m.BaselineQuery != "" {
+			fmt.Fprintf(w, "  %-12s %-14s live  %s\n", "", "", m.BaselineQuery)
+		}
+	}
+}
+
+func measuredValues(m rollout.Measurement) string {
+	v := func(f *float64) string {
+		if f == nil {
+			return "none"
+		}
+		return fmt.Sprintf("%.4g", *f)
+	}
+	s := "value " + v(m.Value)
+	if m.Baseline != nil || m.BaselineQuery != "" {
+		s += ", live " + v(m.Baseline)
+	}
+	return s
 }
 
 func orNone(s rollout.Slot) string {

@@ -97,8 +97,52 @@ type CheckResult struct {
 	Critical bool      `json:"critical,omitempty"`
 	Detail   string    `json:"detail"`
 	At       time.Time `json:"at"`
-	// Source says where analysis figures came from: haproxy-stats, metrics, probe.
+	// Source says where analysis figures came from: haproxy-stats, metrics, probe, prometheus.
 	Source string `json:"source,omitempty"`
+	// Inconclusive: the analysis could not decide (no data, Prometheus
+	// unreachable); the rollout pauses for a person to resume or abort.
+	Inconclusive bool `json:"inconclusive,omitempty"`
+	// Measurements are the analysis's figures, one per metric.
+	Measurements []Measurement `json:"measurements,omitempty"`
+}
+
+// The decisions a measurement can reach.
+const (
+	Pass         = "pass"
+	Fail         = "fail"
+	Inconclusive = "inconclusive"
+	Error        = "error" // the measurement could not be taken
+)
+
+// Measurement is one metric judged once: what was asked, what came back,
+// against what, and what was decided, so every decision can be explained.
+type Measurement struct {
+	Metric string `json:"metric"`
+	// Query and BaselineQuery are the queries as sent.
+	Query         string   `json:"query,omitempty"`
+	BaselineQuery string   `json:"baselineQuery,omitempty"`
+	Value         *float64 `json:"value,omitempty"`    // the new slot's (a judge: its series' median)
+	Baseline      *float64 `json:"baseline,omitempty"` // the live slot's
+	// Points are the series' lengths a judge compared (new, live).
+	Points    []int  `json:"points,omitempty"`
+	Threshold string `json:"threshold"` // what the value was held to
+	Decision  string `json:"decision"`
+	Reason    string `json:"reason"`
+}
+
+func (m Measurement) String() string {
+	s := m.Metric + ": " + m.Decision
+	if m.Value != nil {
+		s += fmt.Sprintf(" (value %.4g", *m.Value)
+		if m.Baseline != nil {
+			s += fmt.Sprintf(", live %.4g", *m.Baseline)
+		}
+		s += ")"
+	}
+	if m.Reason != "" {
+		s += ": " + m.Reason
+	}
+	return s
 }
 
 // Counters are cumulative per-slot request counters read from the router or

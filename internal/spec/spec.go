@@ -352,6 +352,11 @@ type Analysis struct {
 	MetricsPath string `yaml:"metricsPath" json:"metricsPath,omitempty"`
 	// ProbeRequests is the size of a direct probe.
 	ProbeRequests int `yaml:"probeRequests" json:"probeRequests"`
+	// Prometheus and Metrics judge the slot by queries instead of the
+	// router's counters (see analysis.go).
+	Prometheus *Prometheus `yaml:"prometheus" json:"prometheus,omitempty"`
+	Metrics    []Metric    `yaml:"metrics" json:"metrics,omitempty"`
+	EarlyStop  EarlyStop   `yaml:"earlyStop" json:"earlyStop"`
 }
 
 // Duration is a time.Duration written with its unit ("30s", "10m"); a bare

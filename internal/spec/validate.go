@@ -184,6 +184,7 @@ func (s *Service) defaultRollout(written func(path string) bool) {
 	if a.ProbeRequests == 0 {
 		a.ProbeRequests = 20
 	}
+	a.defaultAnalysis()
 	// 0 is a choice (retire at once), so only a missing value is defaulted.
 	if r.ScaleDownDelay == nil {
 		d := Duration(10 * time.Minute)
@@ -451,6 +452,7 @@ func (s *Service) validateRollout(add adder) {
 	if a.ProbeRequests < 1 || a.ProbeRequests > 10000 {
 		add("rollout.analysis.probeRequests", "must be between 1 and 10000 (got %d)", a.ProbeRequests)
 	}
+	a.validateAnalysis(add)
 }
 
 // validateRollback checks the gradual rollback.
