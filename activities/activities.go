@@ -431,6 +431,7 @@ type AnalyzeInput struct {
 	Version     string    `json:"version,omitempty"`
 	LiveVersion string    `json:"liveVersion,omitempty"`
 	Since       time.Time `json:"since,omitempty"`
+	Weight      int       `json:"weight,omitempty"` // the slot's share of traffic
 }
 
 // Analyze judges the new slot on the traffic it served since the step began.

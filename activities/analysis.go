@@ -39,7 +39,7 @@ func (a *Activities) analyzePrometheus(ctx context.Context, s *spec.Service, in 
 	}
 	res.Source = "prometheus"
 	vars := analysis.Vars{Service: s.Name, Environment: s.Environment, Slot: in.Slot, BaselineSlot: in.Slot.Other(),
-		Version: in.Version, LiveVersion: in.LiveVersion, Interval: an.Interval.D()}
+		Version: in.Version, LiveVersion: in.LiveVersion, Interval: an.Interval.D(), LiveIdle: in.Weight >= 100}
 	now := time.Now()
 	since := in.Since
 	if since.IsZero() || now.Sub(since) > 24*time.Hour {

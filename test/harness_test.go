@@ -131,6 +131,7 @@ type opts struct {
 	ownCaddy  bool          // embedded: an admin port of its own (a separate process runs that Caddy)
 	docker    *dockerOpts   // platform: docker (docker_test.go)
 	address   string        // a Temporal server other than the embedded one
+	analysis  string        // rollout.analysis as a YAML flow mapping (default: judged at each bake's end, maxErrorRate 0.05)
 }
 
 // newEnv sets up a service named after the test with its own ports, router
@@ -153,7 +154,10 @@ func newEnv(t testing.TB, o opts) *env {
 		e.address = o.address
 	}
 	// versions map to builds: v3 and any "bad-*" version is the bad build
+	// a version's name can add latency (lat10, lat40: ms) or errors (err2, err5, err10: %)
 	if err := os.WriteFile(filepath.Join(dir, "run.sh"), []byte(fmt.Sprintf(`#!/bin/sh
+case "$VERSION" in *lat10*) export DEMO_LATENCY=10ms ;; *lat40*) export DEMO_LATENCY=40ms ;; esac
+case "$VERSION" in *err10*) export DEMO_ERROR_RATE=0.10 ;; *err2*) export DEMO_ERROR_RATE=0.02 ;; *err5*) export DEMO_ERROR_RATE=0.05 ;; esac
 case "$VERSION" in
   v3|bad-*) exec %s/bad/demo-app ;;
   crash-*) echo "demo-app: cannot read /etc/app/config.yaml: no such file" >&2; exit 1 ;;
@@ -186,6 +190,9 @@ esac
 		routerYAML = fmt.Sprintf("router: {kind: embedded, caddy: {admin: 'http://127.0.0.1:%d', listen: '127.0.0.1:%d'}}", admin, front)
 	}
 	steps := strings.Trim(strings.Join(strings.Fields(fmt.Sprint(o.steps)), ", "), "[]")
+	if o.analysis == "" {
+		o.analysis = fmt.Sprintf("{interval: %s, maxErrorRate: 0.05}", o.bake)
+	}
 	runYAML := `run:
   command: ["./run.sh"]`
 	if o.docker != nil {
@@ -202,14 +209,14 @@ checks:
 rollout:
   steps: [%s]
   bake: %s
-  analysis: {interval: %s, maxErrorRate: 0.05}
+  analysis: %s
   scaleDownDelay: %s
 rollback:
   gradual: {duration: %s}
 %s
 environments:
   test: {}
-`, name, runYAML, blue, green, routerYAML, steps, o.bake, o.bake, o.scaleDown, o.gradual, o.extra)
+`, name, runYAML, blue, green, routerYAML, steps, o.bake, o.analysis, o.scaleDown, o.gradual, o.extra)
 	path := filepath.Join(dir, name+".yaml")
 	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
 		t.Fatal(err)

@@ -649,7 +649,7 @@ func (d *deployment) analyze(ctx workflow.Context, base *activities.ShiftResult)
 	var res rollout.CheckResult
 	err := workflow.ExecuteActivity(activityCtx(d.work, 20*time.Second+time.Duration(len(s.Rollout.Analysis.Metrics))*30*time.Second, 0, 3), acts.Analyze,
 		activities.AnalyzeInput{Slot: d.st.Target, Baseline: base.Counters, Version: d.in.Version, LiveVersion: d.st.PreviousVersion,
-			Since: d.stepSince}).Get(ctx, &res)
+			Since: d.stepSince, Weight: d.st.Weights.Of(d.st.Target)}).Get(ctx, &res)
 	if d.abort != nil {
 		return ""
 	}

@@ -37,7 +37,14 @@ type app struct {
 	unhealthy     atomic.Bool
 	mu            sync.Mutex
 	byCode        map[int]int64
+	// latencies of / in the buckets of http_request_duration_seconds
+	buckets  [len(bounds)]int64
+	durSum   float64
+	durCount int64
 }
+
+// bounds are the histogram's upper bounds, in seconds (Prometheus' defaults, to 1s).
+var bounds = [...]float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1}
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "healthcheck" {
@@ -97,6 +104,8 @@ func (a *app) root(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	n := a.served.Add(1)
+	start := time.Now()
+	defer a.observe(start)
 	if a.latency > 0 {
 		time.Sleep(a.latency)
 	}
@@ -113,6 +122,19 @@ func (a *app) root(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(w, "hello from %s (slot %s)\n", a.version, a.slot)
 }
 
+func (a *app) observe(start time.Time) {
+	d := time.Since(start).Seconds()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for i, b := range bounds {
+		if d <= b {
+			a.buckets[i]++
+		}
+	}
+	a.durSum += d
+	a.durCount++
+}
+
 func (a *app) metrics(w http.ResponseWriter, _ *http.Request) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -120,6 +142,13 @@ func (a *app) metrics(w http.ResponseWriter, _ *http.Request) {
 	for _, code := range []int{200, 500} {
 		fmt.Fprintf(w, "http_requests_total{code=\"%d\"} %d\n", code, a.byCode[code])
 	}
+	fmt.Fprintln(w, "# TYPE http_request_duration_seconds histogram")
+	for i, b := range bounds {
+		fmt.Fprintf(w, "http_request_duration_seconds_bucket{le=\"%g\"} %d\n", b, a.buckets[i])
+	}
+	fmt.Fprintf(w, "http_request_duration_seconds_bucket{le=\"+Inf\"} %d\n", a.durCount)
+	fmt.Fprintf(w, "http_request_duration_seconds_sum %g\n", a.durSum)
+	fmt.Fprintf(w, "http_request_duration_seconds_count %d\n", a.durCount)
 }
 
 // secure sets the headers a security check expects of a web service.

@@ -57,6 +57,16 @@ func New(a spec.Alert) (Channel, error) {
 			return nil, err
 		}
 		return NewGitHub(a.URL, a.Repo, tok, a.Labels)
+	case "alertmanager":
+		am := &Alertmanager{URL: a.URL}
+		if a.SecretEnv != "" {
+			tok, err := secret(a.SecretEnv)
+			if err != nil {
+				return nil, err
+			}
+			am.Token = tok
+		}
+		return am, nil
 	case "email":
 		e := &Email{Addr: a.SMTP, From: a.From, To: a.To, CAFile: a.CAFile}
 		if a.UsernameEnv != "" {

@@ -20,6 +20,9 @@ type Vars struct {
 	Slot, BaselineSlot   rollout.Slot
 	Version, LiveVersion string
 	Interval             time.Duration
+	// LiveIdle: the live slot takes no traffic at this step (the new one has
+	// 100 %), so there is nothing to compare with.
+	LiveIdle bool
 }
 
 // Render fills in a query for the new slot, or for the live one.
@@ -63,7 +66,11 @@ func Measure(ctx context.Context, p *Prometheus, m spec.Metric, v Vars, w Window
 		r.BaselineQuery = Render(m.Query, v, true)
 	}
 	r.Threshold = threshold(m)
+	const idle = "not compared: the live slot takes no traffic at this step"
 	if m.Judge != nil {
+		if v.LiveIdle {
+			return decided(r, rollout.Pass, idle)
+		}
 		judge(ctx, p, m, w, &r)
 		return r
 	}
@@ -81,7 +88,12 @@ func Measure(ctx context.Context, p *Prometheus, m spec.Metric, v Vars, w Window
 	if m.Min != nil && val < *m.Min {
 		return decided(r, rollout.Fail, fmt.Sprintf("%.4g is below the minimum %.4g", val, *m.Min))
 	}
-	if c := m.Compare; c != nil {
+	if c := m.Compare; c != nil && v.LiveIdle {
+		if t := threshold(spec.Metric{Max: m.Max, Min: m.Min}); t != "" {
+			return decided(r, rollout.Pass, "within "+t+"; "+idle)
+		}
+		return decided(r, rollout.Pass, idle)
+	} else if c != nil {
 		base, why, err := single(ctx, p, r.BaselineQuery, w.End)
 		switch {
 		case err != nil:

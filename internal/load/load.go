@@ -15,9 +15,10 @@ import (
 
 // Failure is one request that did not get a 2xx.
 type Failure struct {
-	At     time.Time
-	Status int
-	Err    string
+	At      time.Time
+	Status  int
+	Err     string
+	Version string // X-Version of the answer, if one came
 }
 
 // Result counts a run.
@@ -25,6 +26,8 @@ type Result struct {
 	Requests  int
 	Failed    int
 	ByVersion map[string]int // from the X-Version header
+	// FirstByVersion is when the first request answered by each version was sent.
+	FirstByVersion map[string]time.Time
 	Failures  []Failure      // the first 100
 	P50, P99  time.Duration
 	Duration  time.Duration
@@ -58,7 +61,7 @@ type Generator struct {
 // Stop or until max has passed, whichever comes first.
 func Start(url string, rps int, max time.Duration) *Generator {
 	ctx, cancel := context.WithTimeout(context.Background(), max)
-	g := &Generator{cancel: cancel, done: make(chan struct{}), start: time.Now(), res: Result{ByVersion: map[string]int{}}}
+	g := &Generator{cancel: cancel, done: make(chan struct{}), start: time.Now(), res: Result{ByVersion: map[string]int{}, FirstByVersion: map[string]time.Time{}}}
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
 	slots := make(chan struct{}, 16)
 	var wg sync.WaitGroup
@@ -103,11 +106,15 @@ func (g *Generator) one(client *http.Client, url string) {
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
+	v := resp.Header.Get("X-Version")
+	if first, ok := g.res.FirstByVersion[v]; v != "" && (!ok || t.Before(first)) {
+		g.res.FirstByVersion[v] = t
+	}
 	if resp.StatusCode/100 != 2 {
-		g.fail(Failure{At: t, Status: resp.StatusCode})
+		g.fail(Failure{At: t, Status: resp.StatusCode, Version: v})
 		return
 	}
-	g.res.ByVersion[resp.Header.Get("X-Version")]++
+	g.res.ByVersion[v]++
 }
 
 func (g *Generator) fail(f Failure) {
@@ -125,6 +132,10 @@ func (g *Generator) Snapshot() Result {
 	r.ByVersion = map[string]int{}
 	for k, v := range g.res.ByVersion {
 		r.ByVersion[k] = v
+	}
+	r.FirstByVersion = map[string]time.Time{}
+	for k, v := range g.res.FirstByVersion {
+		r.FirstByVersion[k] = v
 	}
 	r.Failures = append([]Failure(nil), g.res.Failures...)
 	lat := append([]time.Duration(nil), g.lat...)

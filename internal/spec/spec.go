@@ -309,7 +309,7 @@ type Security struct {
 // Alert is one channel incidents go to. Secrets (webhook URLs, tokens,
 // passwords) are named by environment variable, never written here.
 type Alert struct {
-	Kind string `yaml:"kind" json:"kind"` // slack, webhook, pagerduty, github, email
+	Kind string `yaml:"kind" json:"kind"` // slack, webhook, pagerduty, github, email, alertmanager
 	// URLEnv names the variable holding a Slack/Teams webhook URL.
 	URLEnv string `yaml:"urlEnv" json:"urlEnv,omitempty"`
 	// URL is a generic webhook's or an API's address (PagerDuty, GitHub Enterprise).

@@ -522,8 +522,13 @@ func (s *Service) validateAlerts(add adder) {
 				need("usernameEnv", al.UsernameEnv, "the variable holding the SMTP user")
 				need("passwordEnv", al.PasswordEnv, "the variable holding the SMTP password")
 			}
+		case "alertmanager":
+			need("url", al.URL, "the Alertmanager's address, like http://127.0.0.1:9093")
+			if al.SecretEnv != "" {
+				need("secretEnv", al.SecretEnv, "the variable holding a bearer token")
+			}
 		default:
-			add(f+".kind", "unknown alert channel %q (use slack, webhook, pagerduty, github or email)", al.Kind)
+			add(f+".kind", "unknown alert channel %q (use slack, webhook, pagerduty, github, email or alertmanager)", al.Kind)
 		}
 	}
 }
