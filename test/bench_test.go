@@ -147,3 +147,46 @@ func BenchmarkManualImmediateRollback(b *testing.B) {
 		fmt.Printf("  failed requests: %+v\n", res.Failures)
 	}
 }
+
+// BenchmarkBadReleaseEarlyStop: a version failing 10 % of requests at 10 %
+// of 500 req/s, ten times with the early stop on and ten with it off (then
+// the analysis at the end of a 5 s interval decides): from the first
+// request the bad version answered to 100 % on the stable slot, and the
+// requests that failed meanwhile.
+func BenchmarkBadReleaseEarlyStop(b *testing.B) {
+	const runs = 10
+	for _, mode := range []struct {
+		name, analysis string
+	}{
+		{"early stop on", "{interval: 5s, maxErrorRate: 0.05}"},
+		{"early stop off", "{interval: 5s, maxErrorRate: 0.05, earlyStop: {disabled: true}}"},
+	} {
+		b.Run(strings.ReplaceAll(mode.name, " ", "-"), func(b *testing.B) { badReleaseRuns(b, runs, mode.name, mode.analysis) })
+	}
+}
+
+func badReleaseRuns(b *testing.B, runs int, name, analysis string) {
+	e := newEnv(b, opts{steps: []int{10, 100}, bake: 30 * time.Second, analysis: analysis})
+	if o := e.deploy("v1"); o.Kind != "" {
+		b.Fatalf("v1: %s", o.Reason)
+	}
+	var took []time.Duration
+	var failed []int
+	for i := 0; i < runs; i++ {
+		gen := load.Start(e.url, 500, 2*time.Minute)
+		time.Sleep(200 * time.Millisecond)
+		bad := fmt.Sprintf("v2-err10-%d", i)
+		o := e.deploy(bad)
+		res := gen.Stop()
+		first, ok := res.FirstByVersion[bad]
+		if o.Kind != workflows.ErrRolledBack || o.Status == nil || o.Status.Rollback == nil || !ok {
+			b.Fatalf("%s run %d: %s %s (%s)", name, i, o.Kind, o.Reason, res)
+		}
+		took = append(took, o.Status.Rollback.EndedAt.Sub(first))
+		failed = append(failed, res.Failed)
+	}
+	sort.Ints(failed)
+	p50, p99 := quantiles(took)
+	fmt.Printf("bad release (10%% errors at 10%% of 500 req/s), %s: %d runs; first bad request → 100%% stable p50 %s, p99 %s; failed requests p50 %d, p99 %d\n",
+		name, runs, p50.Round(time.Millisecond), p99.Round(time.Millisecond), failed[len(failed)/2], failed[(len(failed)*99)/100])
+}

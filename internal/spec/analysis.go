@@ -137,8 +137,8 @@ func (a *Analysis) validateAnalysis(add adder) {
 			add(f+"prometheus.address", "must be an http(s) URL like http://127.0.0.1:9090 (got %q)", p.Address)
 		}
 		for _, h := range slices.Sorted(maps.Keys(p.HeadersEnv)) {
-			if env := p.HeadersEnv[h]; env == "" || strings.ContainsAny(env, " =$") {
-				add(f+"prometheus.headersEnv."+h, "must name an environment variable (got %q): the header's value is read from it on the worker", env)
+			if env := p.HeadersEnv[h]; !envVarRe.MatchString(env) {
+				add(f+"prometheus.headersEnv."+h, "must name an environment variable of the worker, not hold the header's value")
 			}
 		}
 		if p.Step < Duration(time.Second) {

@@ -156,7 +156,7 @@ func TestSyntaxErrorHasALine(t *testing.T) {
 }
 
 func TestShippedSpecsAreValid(t *testing.T) {
-	for _, path := range []string{"../../deployments/demo.yaml", "../../deployments/api-haproxy.yaml", "../../deployments/api-docker.yaml", "../../deployments/api-kubernetes.yaml", "../../deployments/shop-backend.yaml", "../../deployments/shop-frontend.yaml"} {
+	for _, path := range []string{"../../deployments/demo.yaml", "../../deployments/api-haproxy.yaml", "../../deployments/api-docker.yaml", "../../deployments/api-kubernetes.yaml", "../../deployments/shop-backend.yaml", "../../deployments/shop-frontend.yaml", "../../deployments/api-prometheus.yaml"} {
 		f, err := Load(path)
 		if err != nil {
 			t.Fatalf("%s: %v", path, err)
@@ -329,5 +329,70 @@ func TestAServiceWindowWithAnUnknownTimeZoneNamesItsLine(t *testing.T) {
 	_, err = f.Resolve("production")
 	if err == nil || !strings.Contains(err.Error(), `api.yaml:12: windows.allow[0]: "Mon-Fri 09:00-16:00 Europe/Atlantis": unknown time zone "Europe/Atlantis"`) {
 		t.Fatalf("got %v", err)
+	}
+}
+
+func TestAnalysisProblemsNameFieldAndLine(t *testing.T) {
+	src := `service: api
+run:
+  command: ["./x"]
+  ports: {blue: 8081, green: 8082}
+router: {kind: haproxy, haproxy: {socket: /run/haproxy.sock, backend: api}}
+rollout:
+  analysis:
+    prometheus: {address: "127.0.0.1:9090", headersEnv: {Authorization: "Bearer abc"}}
+    metrics:
+      - name: p99
+        query: 'rate(x{slot="{{slots}}"}[1m])'
+        judge: {kind: mannwhitney, confidence: 98}
+      - name: p99
+        query: up
+        onNoData: maybe
+    earlyStop: {ratio: 0.5}
+environments:
+  production:
+`
+	f, err := Parse("x.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := f.ValidateAll()
+	want := map[string]int{
+		"rollout.analysis.prometheus.address":                  8,
+		"rollout.analysis.prometheus.headersEnv.Authorization": 8,
+		"rollout.analysis.metrics[0].query":                    11,
+		"rollout.analysis.metrics[0].judge.kind":               12,
+		"rollout.analysis.metrics[0].judge.confidence":         12,
+		"rollout.analysis.metrics[1].name":                     13,
+		"rollout.analysis.metrics[1]":                          13,
+		"rollout.analysis.metrics[1].onNoData":                 15,
+		"rollout.analysis.earlyStop.ratio":                     16,
+	}
+	got := map[string]int{}
+	for _, p := range ps {
+		got[p.Field] = p.Line
+	}
+	for field, line := range want {
+		if l, ok := got[field]; !ok || l != line {
+			t.Errorf("%s: want a problem at line %d, got line %d (present %v)\nall:\n%s", field, line, l, ok, ps.Error())
+		}
+	}
+}
+
+func TestAHeaderValueWrittenInPlaceOfItsVariableIsNotEchoed(t *testing.T) {
+	f, err := Parse("x.yaml", []byte(`service: api
+run: {command: ["./x"], ports: {blue: 8081, green: 8082}}
+router: {kind: haproxy, haproxy: {socket: /run/haproxy.sock}}
+rollout:
+  analysis:
+    prometheus: {address: "http://127.0.0.1:9090", headersEnv: {Authorization: "Bearer s3cr3t"}}
+environments:
+  production:
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ps := f.ValidateAll(); len(ps) != 1 || strings.Contains(ps.Error(), "s3cr3t") {
+		t.Fatalf("want one problem that does not echo the value, got:\n%s", ps.Error())
 	}
 }
