@@ -28,9 +28,9 @@ type Result struct {
 	ByVersion map[string]int // from the X-Version header
 	// FirstByVersion is when the first request answered by each version was sent.
 	FirstByVersion map[string]time.Time
-	Failures  []Failure      // the first 100
-	P50, P99  time.Duration
-	Duration  time.Duration
+	Failures       []Failure // the first 100
+	P50, P99       time.Duration
+	Duration       time.Duration
 }
 
 func (r Result) String() string {
