@@ -298,6 +298,7 @@ func TestNoDataDoesWhatOnNoDataSays(t *testing.T) {
 				if err != nil || o.Kind != "" {
 					t.Fatalf("after resume: %v %+v", err, o)
 				}
+				record(t, history(t, e, run), "deployment_inconclusive_paused_then_resumed.json")
 			}
 		})
 	}
@@ -343,18 +344,25 @@ func TestPrometheusDownMidBakeIsNeverAPass(t *testing.T) {
 
 // Early stop under 500 req/s: a version failing 10 % of requests at 10 %
 // of the traffic is rolled back by the sequential test within a second of
-// its first request, long before the 30 s bake ends; a good version under
+// its first request, long before the 10 s bake ends; a good version under
 // the same settings is promoted.
 func TestEarlyStopRollsBackABadVersionWithinASecond(t *testing.T) {
-	e := newEnv(t, opts{steps: []int{10, 100}, bake: 30 * time.Second, analysis: "{interval: 30s, maxErrorRate: 0.05}"})
+	e := newEnv(t, opts{steps: []int{10, 100}, bake: 10 * time.Second, analysis: "{interval: 10s, maxErrorRate: 0.05}"})
 	if o := e.deploy("v1"); o.Kind != "" {
 		t.Fatalf("v1: %s", o.Reason)
 	}
 	gen := load.Start(e.url, 500, 2*time.Minute)
 	defer gen.Stop()
 	time.Sleep(500 * time.Millisecond)
-	o := e.deploy("v2-err10")
+	run := e.start("v2-err10")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	o, err := e.starter.Wait(ctx, run)
 	res := gen.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	record(t, history(t, e, run), "deployment_rolled_back_by_early_stop.json")
 	if o.Kind != workflows.ErrRolledBack || !strings.Contains(o.Reason, "early stop") {
 		t.Fatalf("v2-err10: %s %s, want rolled back by the early stop", o.Kind, o.Reason)
 	}
