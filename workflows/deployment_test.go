@@ -379,3 +379,74 @@ func TestARolloutOutsideItsWindowWaitsAndAFreezeStopsItButForAnEmergency(t *test
 	require.NoError(t, h.env.GetWorkflowError())
 	require.Len(t, h.shifts, 5)
 }
+
+func measured(decision string) rollout.CheckResult {
+	v := 0.3
+	r := rollout.CheckResult{Name: "analysis", Passed: decision != rollout.Fail, Inconclusive: decision == rollout.Inconclusive,
+		Source: "prometheus", Detail: decision, Measurements: []rollout.Measurement{
+			{Metric: "p99", Query: `histogram_quantile(0.99, x{slot="green"})`, Value: &v, Threshold: "≤ 0.25", Decision: decision, Reason: decision + " reason"}}}
+	return r
+}
+
+// An inconclusive analysis (20 s into step 1) pauses the rollout: step 2
+// waits for the resume at 5 min, and the measurement is in the status.
+func TestAnInconclusiveAnalysisPausesUntilAPersonResumes(t *testing.T) {
+	f := newFixture(t)
+	calls := 0
+	f.analyze = func() rollout.CheckResult {
+		calls++
+		if calls == 1 {
+			return measured(rollout.Inconclusive)
+		}
+		return measured(rollout.Pass)
+	}
+	f.at(3*time.Minute, func() {
+		st := f.status()
+		require.True(t, st.Paused)
+		require.Equal(t, []rollout.Weights{green(10)}, f.shifts)
+		require.Equal(t, rollout.Inconclusive, st.Measurements[0].Decision)
+		require.Equal(t, 10, st.Measurements[0].Weight)
+		require.Contains(t, st.Events[len(st.Events)-1].Message, "analysis inconclusive at 10%, paused")
+	})
+	f.at(5*time.Minute, func() { f.update(Resume, nil, "") })
+	f.run()
+	require.NoError(t, f.env.GetWorkflowError())
+	require.Len(t, f.shifts, 5)
+	// the bake's clock stopped at 20 s: 40 s more after the resume
+	require.Equal(t, 5*time.Minute+40*time.Second, f.shiftAt[1])
+}
+
+// failureLimit 1: one failed measurement in a step is tolerated (and said),
+// a second in the same step rolls back; the count starts again each step.
+func TestFailureLimitCountsFailedMeasurementsPerStep(t *testing.T) {
+	for _, c := range []struct {
+		failAt     []int // analysis calls that fail (3 per step)
+		rolledBack bool
+	}{{[]int{3, 4}, false}, {[]int{2, 3}, true}} {
+		f := newFixture(t)
+		f.in.Spec.Rollout.Analysis.Metrics = []spec.Metric{{Name: "p99", FailureLimit: 1}}
+		calls := 0
+		f.analyze = func() rollout.CheckResult {
+			calls++
+			for _, n := range c.failAt {
+				if n == calls {
+					return measured(rollout.Fail)
+				}
+			}
+			return measured(rollout.Pass)
+		}
+		f.run()
+		if c.rolledBack {
+			require.Error(t, f.env.GetWorkflowError(), "fails at %v", c.failAt)
+			require.Equal(t, []rollout.Weights{green(10), {Blue: 100}}, f.shifts)
+			require.Contains(t, f.status().Reason, "p99: fail")
+		} else {
+			require.NoError(t, f.env.GetWorkflowError(), "fails at %v", c.failAt)
+			var msgs []string
+			for _, e := range f.status().Events {
+				msgs = append(msgs, e.Message)
+			}
+			require.Contains(t, msgs, "p99 failed (1 of 1 tolerated this step): fail reason")
+		}
+	}
+}
