@@ -2,6 +2,7 @@ package spec
 
 import (
 	"errors"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -394,5 +395,17 @@ environments:
 	}
 	if ps := f.ValidateAll(); len(ps) != 1 || strings.Contains(ps.Error(), "s3cr3t") {
 		t.Fatalf("want one problem that does not echo the value, got:\n%s", ps.Error())
+	}
+}
+
+// The shipped scrape config parses with the real Prometheus's promtool.
+func TestShippedPrometheusConfigIsValid(t *testing.T) {
+	tool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Skip("promtool is not installed (apt-get install prometheus; .ci/run does)")
+	}
+	out, err := exec.Command(tool, "check", "config", "--syntax-only", "../../deployments/prometheus/prometheus.yml").CombinedOutput()
+	if err != nil {
+		t.Fatalf("promtool: %v\n%s", err, out)
 	}
 }
