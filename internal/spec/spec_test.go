@@ -111,15 +111,7 @@ environments:
 		"service": 1, "run.command": 2, "run.ports": 3, "run.env.API_TOKEN": 4, "router.kind": 6,
 		"rollout.steps[2]": 8, "rollout.steps": 8, "rollout.bake": 9,
 	}
-	got := map[string]int{}
-	for _, p := range ps {
-		got[p.Field] = p.Line
-	}
-	for field, line := range want {
-		if l, ok := got[field]; !ok || l != line {
-			t.Errorf("%s: want a problem at line %d, got line %d (present %v)\nall:\n%s", field, line, l, ok, ps.Error())
-		}
-	}
+	problemsAt(t, ps, want)
 	if strings.Contains(ps.Error(), "hunter2") {
 		t.Errorf("a secret value leaked into an error message: %s", ps.Error())
 	}
@@ -369,15 +361,7 @@ environments:
 		"rollout.analysis.metrics[1].onNoData":                 15,
 		"rollout.analysis.earlyStop.ratio":                     16,
 	}
-	got := map[string]int{}
-	for _, p := range ps {
-		got[p.Field] = p.Line
-	}
-	for field, line := range want {
-		if l, ok := got[field]; !ok || l != line {
-			t.Errorf("%s: want a problem at line %d, got line %d (present %v)\nall:\n%s", field, line, l, ok, ps.Error())
-		}
-	}
+	problemsAt(t, ps, want)
 }
 
 func TestAHeaderValueWrittenInPlaceOfItsVariableIsNotEchoed(t *testing.T) {
@@ -407,5 +391,19 @@ func TestShippedPrometheusConfigIsValid(t *testing.T) {
 	out, err := exec.Command(tool, "check", "config", "--syntax-only", "../../deployments/prometheus/prometheus.yml").CombinedOutput()
 	if err != nil {
 		t.Fatalf("promtool: %v\n%s", err, out)
+	}
+}
+
+// problemsAt checks that each field has a problem at its line.
+func problemsAt(t *testing.T, ps Problems, want map[string]int) {
+	t.Helper()
+	got := map[string]int{}
+	for _, p := range ps {
+		got[p.Field] = p.Line
+	}
+	for field, line := range want {
+		if l, ok := got[field]; !ok || l != line {
+			t.Errorf("%s: want a problem at line %d, got line %d (present %v)\nall:\n%s", field, line, l, ok, ps.Error())
+		}
 	}
 }
