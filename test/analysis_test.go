@@ -219,7 +219,7 @@ func TestPrometheusQueriesPromoteAGoodVersionAndRollBackOneWhoseP99Doubles(t *te
 // rolled back.
 func TestABaselineCompareJudgesAgainstTheLiveSlotsOwnErrorRate(t *testing.T) {
 	prom := startPrometheus(t)
-	e := newEnv(t, opts{steps: []int{50, 100}, bake: 6 * time.Second, analysis: prom.analysisYAML("6s", fmt.Sprintf(`
+	e := newEnv(t, opts{steps: []int{50, 100}, bake: 12 * time.Second, analysis: prom.analysisYAML("12s", fmt.Sprintf(`
       - {name: error-rate, query: '%s', compare: {to: baseline, maxIncrease: 0.015}}
     earlyStop: {disabled: true}
 `, errorRateQuery))})
@@ -254,11 +254,18 @@ func TestABaselineCompareJudgesAgainstTheLiveSlotsOwnErrorRate(t *testing.T) {
 func TestNoDataDoesWhatOnNoDataSays(t *testing.T) {
 	prom := startPrometheus(t)
 	am := startAlertmanager(t)
-	for _, c := range []struct{ onNoData, want string }{{"pass", "promoted"}, {"fail", "rolled-back"}, {"inconclusive", "paused"}} {
-		t.Run(c.onNoData, func(t *testing.T) {
+	typo := `sum(rate(http_requets_total{service="{{service}}",slot="{{slot}}"}[{{interval}}]))`
+	for _, c := range []struct{ name, query, onNoData, want string }{
+		{"pass", typo, "pass", "promoted"},
+		{"fail", typo, "fail", "rolled-back"},
+		{"inconclusive", typo, "inconclusive", "paused"},
+		// one series per status code: not one number
+		{"several-series-fail", `rate(http_requests_total{service="{{service}}",slot="{{slot}}"}[{{interval}}])`, "fail", "rolled-back-series"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
 			e := newEnv(t, opts{steps: []int{50, 100}, bake: 3 * time.Second, analysis: prom.analysisYAML("3s", fmt.Sprintf(`
-      - {name: typo, query: 'sum(rate(http_requets_total{service="{{service}}",slot="{{slot}}"}[{{interval}}]))', max: 100, onNoData: %s}
-`, c.onNoData)), extra: fmt.Sprintf("alerts:\n  - {kind: alertmanager, url: 'http://%s'}", am.addr)})
+      - {name: typo, query: '%s', max: 100, onNoData: %s}
+`, c.query, c.onNoData)), extra: fmt.Sprintf("alerts:\n  - {kind: alertmanager, url: 'http://%s'}", am.addr)})
 			if o := e.deploy("v1"); o.Kind != "" {
 				t.Fatalf("v1: %s", o.Reason)
 			}
@@ -271,6 +278,13 @@ func TestNoDataDoesWhatOnNoDataSays(t *testing.T) {
 				o := e.deploy("v2")
 				if o.Kind != workflows.ErrRolledBack || !strings.Contains(o.Reason, "no data: the query returned no series") {
 					t.Fatalf("onNoData fail: %s %s", o.Kind, o.Reason)
+				}
+			case "rolled-back-series":
+				gen := load.Start(e.url, 50, time.Minute)
+				o := e.deploy("v2")
+				gen.Stop()
+				if o.Kind != workflows.ErrRolledBack || !strings.Contains(o.Reason, "series, not one (aggregate it") {
+					t.Fatalf("several series, onNoData fail: %s %s", o.Kind, o.Reason)
 				}
 			case "paused":
 				run := e.start("v2")

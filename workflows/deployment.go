@@ -11,6 +11,7 @@ import (
 
 	"github.com/switchyard/switchyard/activities"
 	"github.com/switchyard/switchyard/internal/rollout"
+	"github.com/switchyard/switchyard/internal/spec"
 )
 
 // acts names activities through a typed nil pointer: a rename is a compile error.
@@ -290,8 +291,8 @@ func activityCtx(ctx workflow.Context, timeout, heartbeat time.Duration, attempt
 
 // shiftCtx: router changes are short and retried until they land; a shift
 // is absolute, so a retry is harmless.
-func shiftCtx(ctx workflow.Context) workflow.Context {
-	return activityCtx(ctx, 15*time.Second, 0, 0)
+func shiftCtx(ctx workflow.Context, s *spec.Service) workflow.Context {
+	return activityCtx(ctx, s.Router.Kind.ShiftTimeout(), 0, 0)
 }
 
 // run is the rollout, phase by phase. A phase before any traffic moves
@@ -582,7 +583,7 @@ func (d *deployment) promoteAndRetire(ctx workflow.Context) (*Status, error) {
 // shift applies an absolute split and returns the counters at that moment.
 func (d *deployment) shift(ctx workflow.Context, w rollout.Weights, label string) (*activities.ShiftResult, error) {
 	var res activities.ShiftResult
-	if err := workflow.ExecuteActivity(shiftCtx(ctx), acts.Shift,
+	if err := workflow.ExecuteActivity(shiftCtx(ctx, &d.in.Spec), acts.Shift,
 		activities.ShiftInput{Weights: w}).Get(ctx, &res); err != nil {
 		return nil, err
 	}

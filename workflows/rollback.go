@@ -288,7 +288,7 @@ func (r *rollbackRun) gradual(ctx workflow.Context) error {
 			}
 		}
 		var res activities.ShiftResult
-		if err := workflow.ExecuteActivity(shiftCtx(ctx), acts.Shift,
+		if err := workflow.ExecuteActivity(shiftCtx(ctx, &r.in.Spec), acts.Shift,
 			activities.ShiftInput{Weights: rollout.Split(r.in.From, pct)}).Get(ctx, &res); err != nil {
 			return err
 		}

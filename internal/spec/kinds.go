@@ -1,6 +1,9 @@
 package spec
 
-import "strings"
+import (
+	"strings"
+	"time"
+)
 
 // PlatformKind names where a service's slots run.
 type PlatformKind string
@@ -54,17 +57,20 @@ type routerTraits struct {
 	splits bool
 	// kubernetes: the router routes to Kubernetes Services.
 	kubernetes bool
+	// shift bounds one weight change and its read-back: after a worker dies
+	// with one in flight, the change is tried again on another after this.
+	shift time.Duration
 }
 
 var routers = []struct {
 	kind RouterKind
 	routerTraits
 }{
-	{RouterHAProxy, routerTraits{splits: true}},
-	{RouterCaddy, routerTraits{splits: true}},
-	{RouterEmbedded, routerTraits{splits: true}},
-	{RouterGatewayAPI, routerTraits{splits: true, kubernetes: true}},
-	{RouterKubernetesService, routerTraits{kubernetes: true}},
+	{RouterHAProxy, routerTraits{splits: true, shift: 2 * time.Second}}, // a unix socket: milliseconds
+	{RouterCaddy, routerTraits{splits: true, shift: 5 * time.Second}},
+	{RouterEmbedded, routerTraits{splits: true, shift: 2 * time.Second}}, // in process
+	{RouterGatewayAPI, routerTraits{splits: true, kubernetes: true, shift: 15 * time.Second}},
+	{RouterKubernetesService, routerTraits{kubernetes: true, shift: 15 * time.Second}},
 }
 
 func (k PlatformKind) traits() (platformTraits, bool) {
@@ -94,6 +100,14 @@ func (k RouterKind) Known() bool { _, ok := k.traits(); return ok }
 // CanSplit says whether the router can hold traffic between 0 and 100 %:
 // the one place this rule lives (validation, gradual rollbacks).
 func (k RouterKind) CanSplit() bool { t, _ := k.traits(); return t.splits }
+
+// ShiftTimeout bounds one weight change with its read-back (15s for a router not known).
+func (k RouterKind) ShiftTimeout() time.Duration {
+	if t, _ := k.traits(); t.shift > 0 {
+		return t.shift
+	}
+	return 15 * time.Second
+}
 
 // Kubernetes says whether the router routes to Kubernetes Services.
 func (k RouterKind) Kubernetes() bool { t, _ := k.traits(); return t.kubernetes }
