@@ -261,8 +261,12 @@ func startHAProxy(t testing.TB, dir string, front, blue, green, replicas int) st
 	sock := filepath.Join(dir, "haproxy.sock")
 	cfg := fmt.Sprintf(`global
     stats socket %s mode 600 level admin
+    # one line per request in haproxy.log, read back by requireNoFailures
+    log stdout format raw local0
 defaults
     mode http
+    log global
+    option httplog
     timeout connect 2s
     timeout client 30s
     timeout server 30s

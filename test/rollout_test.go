@@ -3,6 +3,10 @@ package test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,11 +21,42 @@ func requireNoFailures(t testing.TB, r load.Result, min int) {
 	t.Helper()
 	t.Logf("load: %s", r)
 	if r.Failed != 0 {
-		t.Fatalf("%d of %d requests failed; first: %+v", r.Failed, r.Requests, r.Failures)
+		t.Fatalf("%d of %d requests failed by cause %v; first: %+v\nHAProxy's log of them:\n%s", r.Failed, r.Requests, r.Causes, r.Failures, haproxyFailures(t))
 	}
 	if r.Requests < min {
 		t.Fatalf("only %d requests were sent, want at least %d: the load did not run", r.Requests, min)
 	}
+}
+
+// httplogLine reads an HAProxy httplog line: the server, the status and the
+// session state at close ("----" clean, "SC--" the server refused,
+// "sH--" server timeout, "CD--" the client went away).
+var httplogLine = regexp.MustCompile(`\] \S+ (\S+) \S+ (\d{3}) \S+ \S+ \S+ (\S{4}) `)
+
+// haproxyFailures returns the lines of this test's HAProxy logs (option
+// httplog) for requests that ended in a 5xx or unclean: what the router
+// saw of the failures the client counted.
+func haproxyFailures(t testing.TB) string {
+	logs, _ := filepath.Glob(filepath.Join(filepath.Dir(t.TempDir()), "*", "haproxy.log"))
+	var out []string
+	for _, l := range logs {
+		b, err := os.ReadFile(l)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if m := httplogLine.FindStringSubmatch(line); m != nil && (m[2] >= "500" || m[3] != "----" || strings.Contains(m[1], "NOSRV")) {
+				out = append(out, line)
+			}
+		}
+	}
+	if len(out) > 40 {
+		out = append(out[:40], fmt.Sprintf("... and %d more", len(out)-40))
+	}
+	if len(out) == 0 {
+		return "(no HAProxy log line of a failed request: the failures did not pass through HAProxy, or it is not HAProxy)"
+	}
+	return strings.Join(out, "\n")
 }
 
 // deployUnderLoad rolls version out under 100 requests/s through the router
@@ -131,4 +166,23 @@ func TestBadVersionRollsBackByItself(t *testing.T) {
 	if res.Failed == 0 || res.Failed > res.Requests/10 {
 		t.Fatalf("a 50%%-failing version at 10%% for one analysis interval should fail a few requests, got %d of %d", res.Failed, res.Requests)
 	}
+}
+
+// A request HAProxy cannot serve (no slot live yet) is a classified failure
+// on the client's side and a line in HAProxy's httplog, which the load tests
+// print beside their failures.
+func TestAFailedRequestIsClassifiedAndFoundInHAProxysLog(t *testing.T) {
+	e := newEnv(t, opts{})
+	gen := load.Start(e.url, 20, time.Minute)
+	time.Sleep(500 * time.Millisecond)
+	res := gen.Stop()
+	time.Sleep(200 * time.Millisecond) // HAProxy writes its log line as the session closes
+	if res.Failed == 0 || res.Causes["503 from the router (no slot available)"] != res.Failed {
+		t.Fatalf("with no slot live: %s, causes %v", res, res.Causes)
+	}
+	log := haproxyFailures(t)
+	if !strings.Contains(log, "<NOSRV>") || !strings.Contains(log, " 503 ") {
+		t.Fatalf("HAProxy's log of the failures:\n%s", log)
+	}
+	t.Logf("%s\nHAProxy: %s", res, strings.SplitN(log, "\n", 2)[0])
 }

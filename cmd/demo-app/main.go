@@ -110,6 +110,7 @@ func (a *app) root(w http.ResponseWriter, r *http.Request) {
 		time.Sleep(a.latency)
 	}
 	w.Header().Set("X-Version", a.version)
+	w.Header().Set("X-Slot", a.slot)
 	// deterministic: request n fails when the running count of failures owed grows
 	code := http.StatusOK
 	if a.errorRate > 0 && int64(float64(n)*a.errorRate) > int64(float64(n-1)*a.errorRate) {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 )
@@ -19,6 +20,28 @@ type Failure struct {
 	Status  int
 	Err     string
 	Version string // X-Version of the answer, if one came
+	Slot    string // X-Slot of the answer: which slot answered, if one did
+}
+
+// Cause classifies a failure by what the client saw.
+func (f Failure) Cause() string {
+	switch {
+	case f.Err != "" && strings.Contains(f.Err, "connection reset"):
+		return "connection reset (closed under a request)"
+	case f.Err != "" && (strings.Contains(f.Err, "EOF") || strings.Contains(f.Err, "server closed")):
+		return "connection closed before an answer"
+	case f.Err != "" && strings.Contains(f.Err, "refused"):
+		return "connection refused (router not listening)"
+	case f.Err != "" && (strings.Contains(f.Err, "Timeout") || strings.Contains(f.Err, "deadline")):
+		return "timeout"
+	case f.Err != "":
+		return "transport error"
+	case f.Version != "":
+		return fmt.Sprintf("%d from version %s (its own answer)", f.Status, f.Version)
+	case f.Status == 503:
+		return "503 from the router (no slot available)"
+	}
+	return fmt.Sprintf("%d from the router", f.Status)
 }
 
 // Result counts a run.
@@ -29,8 +52,10 @@ type Result struct {
 	// FirstByVersion is when the first request answered by each version was sent.
 	FirstByVersion map[string]time.Time
 	Failures       []Failure // the first 100
-	P50, P99       time.Duration
-	Duration       time.Duration
+	// Causes counts every failure by Failure.Cause.
+	Causes   map[string]int
+	P50, P99 time.Duration
+	Duration time.Duration
 }
 
 func (r Result) String() string {
@@ -43,6 +68,14 @@ func (r Result) String() string {
 		r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond))
 	for _, v := range vs {
 		s += fmt.Sprintf("; %s: %d", v, r.ByVersion[v])
+	}
+	causes := make([]string, 0, len(r.Causes))
+	for c := range r.Causes {
+		causes = append(causes, c)
+	}
+	sort.Strings(causes)
+	for _, c := range causes {
+		s += fmt.Sprintf("; failed: %d × %s", r.Causes[c], c)
 	}
 	return s
 }
@@ -61,7 +94,7 @@ type Generator struct {
 // Stop or until max has passed, whichever comes first.
 func Start(url string, rps int, max time.Duration) *Generator {
 	ctx, cancel := context.WithTimeout(context.Background(), max)
-	g := &Generator{cancel: cancel, done: make(chan struct{}), start: time.Now(), res: Result{ByVersion: map[string]int{}, FirstByVersion: map[string]time.Time{}}}
+	g := &Generator{cancel: cancel, done: make(chan struct{}), start: time.Now(), res: Result{ByVersion: map[string]int{}, FirstByVersion: map[string]time.Time{}, Causes: map[string]int{}}}
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
 	slots := make(chan struct{}, 16)
 	var wg sync.WaitGroup
@@ -111,7 +144,7 @@ func (g *Generator) one(client *http.Client, url string) {
 		g.res.FirstByVersion[v] = t
 	}
 	if resp.StatusCode/100 != 2 {
-		g.fail(Failure{At: t, Status: resp.StatusCode, Version: v})
+		g.fail(Failure{At: t, Status: resp.StatusCode, Version: v, Slot: resp.Header.Get("X-Slot")})
 		return
 	}
 	g.res.ByVersion[v]++
@@ -119,6 +152,7 @@ func (g *Generator) one(client *http.Client, url string) {
 
 func (g *Generator) fail(f Failure) {
 	g.res.Failed++
+	g.res.Causes[f.Cause()]++
 	if len(g.res.Failures) < 100 {
 		g.res.Failures = append(g.res.Failures, f)
 	}
@@ -132,6 +166,10 @@ func (g *Generator) Snapshot() Result {
 	r.ByVersion = map[string]int{}
 	for k, v := range g.res.ByVersion {
 		r.ByVersion[k] = v
+	}
+	r.Causes = map[string]int{}
+	for k, v := range g.res.Causes {
+		r.Causes[k] = v
 	}
 	r.FirstByVersion = map[string]time.Time{}
 	for k, v := range g.res.FirstByVersion {
