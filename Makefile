@@ -5,7 +5,7 @@ BIN := bin
 TOOLS := $(BIN)/tools
 TEMPORAL_VERSION := v1.32.1
 
-.PHONY: demo demo-release build demo-builds test test-short bench clean temporal-bins kube-bins
+.PHONY: demo demo-release build demo-builds test test-short bench crash-matrix clean temporal-bins kube-bins
 
 build:
 	$(GO) build -o $(BIN)/switchyard ./cmd/switchyard
@@ -40,6 +40,10 @@ test:
 
 test-short:
 	$(GO) test -count=1 -short ./...
+
+# every case of the kill matrix (make test runs a random third of it)
+crash-matrix:
+	$(GO) test -count=1 -run 'TestKillMatrix' -v -timeout 60m ./test/ -crash-matrix
 
 bench:
 	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 30m ./test/

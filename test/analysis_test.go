@@ -255,15 +255,19 @@ func TestNoDataDoesWhatOnNoDataSays(t *testing.T) {
 	prom := startPrometheus(t)
 	am := startAlertmanager(t)
 	typo := `sum(rate(http_requets_total{service="{{service}}",slot="{{slot}}"}[{{interval}}]))`
-	for _, c := range []struct{ name, query, onNoData, want string }{
-		{"pass", typo, "pass", "promoted"},
-		{"fail", typo, "fail", "rolled-back"},
-		{"inconclusive", typo, "inconclusive", "paused"},
-		// one series per status code: not one number
-		{"several-series-fail", `rate(http_requests_total{service="{{service}}",slot="{{slot}}"}[{{interval}}])`, "fail", "rolled-back-series"},
+	for _, c := range []struct {
+		name, query, onNoData, want string
+		bake                        time.Duration
+	}{
+		{"pass", typo, "pass", "promoted", 3 * time.Second},
+		{"fail", typo, "fail", "rolled-back", 3 * time.Second},
+		{"inconclusive", typo, "inconclusive", "paused", 3 * time.Second},
+		// one series per status code, not one number (a bake long enough
+		// for Prometheus to have scraped the new slot: see the README)
+		{"several-series-fail", `rate(http_requests_total{service="{{service}}",slot="{{slot}}"}[{{interval}}])`, "fail", "rolled-back-series", 12 * time.Second},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			e := newEnv(t, opts{steps: []int{50, 100}, bake: 3 * time.Second, analysis: prom.analysisYAML("3s", fmt.Sprintf(`
+			e := newEnv(t, opts{steps: []int{50, 100}, bake: c.bake, analysis: prom.analysisYAML(c.bake.String(), fmt.Sprintf(`
       - {name: typo, query: '%s', max: 100, onNoData: %s}
 `, c.query, c.onNoData)), extra: fmt.Sprintf("alerts:\n  - {kind: alertmanager, url: 'http://%s'}", am.addr)})
 			if o := e.deploy("v1"); o.Kind != "" {

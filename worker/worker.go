@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/operatorservice/v1"
@@ -48,7 +49,13 @@ func New(c client.Client, cfg Config) sdkworker.Worker {
 		// process-wide, and only before the first worker starts
 		sdkworker.SetStickyWorkflowCacheSize(cfg.StickyCacheSize)
 	}
-	w := sdkworker.New(c, cfg.TaskQueue, sdkworker.Options{MaxConcurrentActivityExecutionSize: cfg.MaxConcurrentActivities})
+	w := sdkworker.New(c, cfg.TaskQueue, sdkworker.Options{
+		MaxConcurrentActivityExecutionSize: cfg.MaxConcurrentActivities,
+		// a worker that died leaves its workflows' next task on its sticky
+		// queue for this long before any other worker may take it (SDK
+		// default 5 s): a restarted worker moves a rollout on within ~1 s
+		StickyScheduleToStartTimeout: time.Second,
+	})
 	w.RegisterWorkflowWithOptions(workflows.Deployment, workflow.RegisterOptions{Name: workflows.DeploymentWorkflow})
 	w.RegisterWorkflowWithOptions(workflows.Rollback, workflow.RegisterOptions{Name: workflows.RollbackWorkflow})
 	w.RegisterWorkflowWithOptions(workflows.Retire, workflow.RegisterOptions{Name: workflows.RetireWorkflow})

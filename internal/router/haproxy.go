@@ -121,9 +121,21 @@ func (h *HAProxy) SetWeights(ctx context.Context, w rollout.Weights) error {
 	if w.Green > w.Blue {
 		up, down = down, up
 	}
+	before, err := h.serverWeights(ctx)
+	if err != nil {
+		return err
+	}
 	var cmds []string
 	for _, slot := range []rollout.Slot{up, down} {
-		for _, name := range h.servers(slot) {
+		for i, name := range h.servers(slot) {
+			if before[slot][i] == 0 && w.Of(slot) > 0 {
+				// A slot given traffic from none has just passed Switchyard's
+				// own health checks, but HAProxy's may not have run since the
+				// process started (it marks a server up only after a check
+				// passes): without this the first requests find no server
+				// and get 503. The next check still judges it.
+				cmds = append(cmds, fmt.Sprintf("set server %s/%s health up", h.Backend, name))
+			}
 			cmds = append(cmds, fmt.Sprintf("set weight %s/%s %d", h.Backend, name, w.Of(slot)))
 		}
 	}

@@ -103,6 +103,17 @@ func (h *standInHAProxy) do(cmd string) string {
 		}
 		h.addrs[sv] = addr
 		return "IP changed from '0.0.0.0' to '" + f[4] + "', port changed from '0' to '" + f[6] + "' by 'stats socket command'\n\n"
+	case len(f) == 5 && f[0] == "set" && f[1] == "server" && f[3] == "health" && f[4] == "up":
+		if _, ok := server(2); !ok {
+			return "No such server.\n\n"
+		}
+		h.log = append(h.log, cmd)
+		snap := map[string]int{}
+		for k, v := range h.weights {
+			snap[k] = v
+		}
+		h.history = append(h.history, snap)
+		return "\n"
 	case cmd == "show stat":
 		return h.stat
 	}
@@ -134,6 +145,17 @@ func TestHAProxyStandInSetsWeightsRaisingBeforeLoweringSoNoInstantHasNoServer(t 
 		if i > 0 && snap["blue"] == 0 && snap["green"] == 0 {
 			t.Fatalf("after %q both servers had weight 0: %v", h.log[i], h.log)
 		}
+	}
+	// a slot raised from 0 is marked healthy first (HAProxy's own check
+	// may not have run yet), and only then
+	var ups []string
+	for _, l := range h.log {
+		if strings.HasSuffix(l, "health up") {
+			ups = append(ups, l)
+		}
+	}
+	if want := "[set server app/blue health up set server app/green health up set server app/blue health up]"; fmt.Sprint(ups) != want {
+		t.Fatalf("health up sent %v, want %s (each time a slot goes from 0 to some)", ups, want)
 	}
 	// green=100 → blue=100: blue is raised first
 	n := len(h.log)

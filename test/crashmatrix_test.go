@@ -1,0 +1,210 @@
+package test
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/internal/load"
+	"github.com/switchyard/switchyard/internal/rollout"
+	"github.com/switchyard/switchyard/workflows"
+)
+
+var crashMatrixAll = flag.Bool("crash-matrix", false, "run every case of the kill matrix (make crash-matrix), not a random third")
+
+// crashCase is one point where the worker dies.
+type crashCase struct {
+	name string
+	// rollback: the strategy of a Rollback workflow killed mid-way, "" for a rollout
+	rollback string
+	// at says when to kill, from the rollout's (or rollback's) status
+	at func(st *workflows.Status, rb *workflows.RollbackReport) bool
+}
+
+func crashCases() []crashCase {
+	phase := func(p rollout.Phase) func(*workflows.Status, *workflows.RollbackReport) bool {
+		return func(st *workflows.Status, _ *workflows.RollbackReport) bool { return st != nil && st.Phase == p }
+	}
+	// a step's Shift is in flight between the step's event and its bake
+	shifting := func(step int) func(*workflows.Status, *workflows.RollbackReport) bool {
+		return func(st *workflows.Status, _ *workflows.RollbackReport) bool {
+			return st != nil && st.Phase == rollout.PhaseShifting && st.Step == step-1 && st.BakeEndsAt.IsZero()
+		}
+	}
+	baking := func(step int) func(*workflows.Status, *workflows.RollbackReport) bool {
+		return func(st *workflows.Status, _ *workflows.RollbackReport) bool {
+			return st != nil && st.Step == step-1 && !st.BakeEndsAt.IsZero()
+		}
+	}
+	rolling := func(steps int) func(*workflows.Status, *workflows.RollbackReport) bool {
+		return func(_ *workflows.Status, rb *workflows.RollbackReport) bool {
+			return rb != nil && !rb.Phase.Done() && len(rb.Timeline) >= steps
+		}
+	}
+	return []crashCase{
+		{name: "validating", at: phase(rollout.PhaseValidating)},
+		{name: "provisioning", at: phase(rollout.PhaseProvisioning)},
+		{name: "verifying", at: phase(rollout.PhaseVerifying)},
+		{name: "step-1-shift", at: shifting(1)},
+		{name: "step-1-bake", at: baking(1)},
+		{name: "step-2-shift", at: shifting(2)},
+		{name: "step-3-bake", at: baking(3)},
+		{name: "scaling-down", at: phase(rollout.PhaseScalingDown)},
+		{name: "retiring", at: phase(rollout.PhaseRetiring)},
+		{name: "rollback-immediate", rollback: workflows.Immediate, at: rolling(0)},
+		{name: "rollback-gradual-start", rollback: workflows.Gradual, at: rolling(0)},
+		{name: "rollback-gradual-step-2", rollback: workflows.Gradual, at: rolling(2)},
+		{name: "rollback-swap", rollback: workflows.Swap, at: rolling(0)},
+	}
+}
+
+// TestKillMatrix SIGKILLs `switchyard worker` at each point of a rollout
+// and of each rollback strategy, under load, and restarts it after 1 s.
+// Each case must end as it would have without the crash, apply no step
+// twice (from the history), leave one process per slot and fail no request.
+// CI runs a random third (the seed is printed; SWITCHYARD_CRASH_SEED
+// repeats it); `make crash-matrix` runs all.
+func TestKillMatrix(t *testing.T) {
+	cases := crashCases()
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("SWITCHYARD_CRASH_SEED"); s != "" {
+		fmt.Sscan(s, &seed)
+	}
+	if !*crashMatrixAll {
+		r := rand.New(rand.NewPCG(seed, 0))
+		r.Shuffle(len(cases), func(i, j int) { cases[i], cases[j] = cases[j], cases[i] })
+		cases = cases[:(len(cases)+2)/3]
+		t.Logf("kill matrix: a random third, seed %d (SWITCHYARD_CRASH_SEED=%d repeats it; make crash-matrix runs all)", seed, seed)
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) { killCase(t, c) })
+	}
+}
+
+func killCase(t *testing.T, c crashCase) {
+	e := newEnv(t, opts{bake: 2 * time.Second, scaleDown: 2 * time.Second, gradual: 4 * time.Second, noWorker: true})
+	w := startWorker(t, e)
+	if o := e.deploy("v1"); o.Kind != "" {
+		t.Fatalf("v1: %s", o.Reason)
+	}
+	gen := load.Start(e.url, 100, 3*time.Minute)
+	defer gen.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	run := e.start("v2")
+	if c.rollback != "" {
+		// the rollback starts inside the scale-down window of a promoted v2
+		e.waitFor("promoted", func(st *starterStatus) bool { return st.Phase == rollout.PhaseScalingDown })
+		var err error
+		if run, err = e.starter.Rollback(ctx, e.svc, c.rollback, "kill matrix", "test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// poll until the point, then kill at once
+	var seen string
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the point %s never came (last seen: %s)", c.name, seen)
+		}
+		var st *workflows.Status
+		var rb *workflows.RollbackReport
+		if c.rollback == "" {
+			st, _ = e.starter.Status(ctx, e.svc.Name, e.svc.Environment)
+			if st != nil {
+				seen = fmt.Sprintf("%s step %d bake-ends %v", st.Phase, st.Step+1, !st.BakeEndsAt.IsZero())
+			}
+		} else {
+			rb, _ = e.starter.RollbackStatus(ctx, e.svc.Name, e.svc.Environment)
+			if rb != nil {
+				seen = fmt.Sprintf("rollback %s after %d weight change(s)", rb.Phase, len(rb.Timeline))
+			}
+		}
+		if c.at(st, rb) {
+			break
+		}
+	}
+	if err := w.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = w.Wait()
+	killedAt := time.Now()
+	time.Sleep(time.Second)
+	startWorker(t, e)
+	restarted := time.Now()
+
+	var shifts []rollout.Weights
+	if c.rollback == "" {
+		o := e.promotedUnderLoad(run, gen, 100)
+		if w := e.weights(); w.Of(o.Status.Target) != 100 {
+			t.Fatalf("router says %s after promotion", w)
+		}
+		shifts = shiftsIn(t, history(t, e, run))
+		want := []rollout.Weights{rollout.Split(o.Status.Target, 10), rollout.Split(o.Status.Target, 25), rollout.Split(o.Status.Target, 50),
+			rollout.Split(o.Status.Target, 75), rollout.Split(o.Status.Target, 100)}
+		if fmt.Sprint(shifts) != fmt.Sprint(want) {
+			t.Fatalf("Shift activities %v, want each step once: %v", shifts, want)
+		}
+	} else {
+		rep, err := e.starter.WaitRollback(ctx, run)
+		if err != nil || rep.Phase != rollout.PhaseRolledBack {
+			t.Fatalf("rollback: %v %+v", err, rep)
+		}
+		if w := e.weights(); w.Of(rep.To) != 100 {
+			t.Fatalf("router says %s after the rollback to %s", w, rep.To)
+		}
+		shifts = shiftsIn(t, history(t, e, run))
+		seenW := map[rollout.Weights]bool{}
+		for _, s := range shifts {
+			if seenW[s] {
+				t.Fatalf("a weight change was scheduled twice: %v", shifts)
+			}
+			seenW[s] = true
+		}
+		requireNoFailures(t, gen.Stop(), 100)
+	}
+	// the first event written after the restart: how soon the rollout moved on
+	var moved time.Duration = -1
+	if c.rollback == "" {
+		st, _ := e.starter.Status(ctx, e.svc.Name, e.svc.Environment)
+		for _, ev := range st.Events {
+			if ev.At.After(restarted) {
+				moved = ev.At.Sub(restarted)
+				break
+			}
+		}
+	}
+	t.Logf("killed at %q (%s), restarted 1 s later; next event %s after the restart; weight changes %v",
+		c.name, seen, moved.Round(time.Millisecond), shifts)
+	_ = killedAt
+	requireOneProcessPerSlot(t, e)
+}
+
+// requireOneProcessPerSlot counts the demo processes serving each slot's
+// port: a crash must never leave a second copy of a slot.
+func requireOneProcessPerSlot(t *testing.T, e *env) {
+	t.Helper()
+	for _, port := range []int{e.svc.Run.Ports.Blue, e.svc.Run.Ports.Green} {
+		n := 0
+		procs, _ := filepath.Glob("/proc/[0-9]*/environ")
+		for _, p := range procs {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				continue
+			}
+			env := "\x00" + string(b)
+			if strings.Contains(env, fmt.Sprintf("\x00PORT=%d\x00", port)) && strings.Contains(env, "\x00SWITCHYARD_SLOT=") {
+				n++
+			}
+		}
+		if n > 1 {
+			t.Errorf("%d processes serve port %d: a slot was started twice", n, port)
+		}
+	}
+}
