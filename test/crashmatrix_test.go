@@ -24,7 +24,9 @@ type crashCase struct {
 	name string
 	// rollback: the strategy of a Rollback workflow killed mid-way, "" for a rollout
 	rollback string
-	// at says when to kill, from the rollout's (or rollback's) status
+	// at says when to kill, from the rollout's (or rollback's) status; nil:
+	// right after the request (an immediate or swap rollback is over in
+	// milliseconds, so the kill lands wherever it is)
 	at func(st *workflows.Status, rb *workflows.RollbackReport) bool
 }
 
@@ -58,10 +60,10 @@ func crashCases() []crashCase {
 		{name: "step-3-bake", at: baking(3)},
 		{name: "scaling-down", at: phase(rollout.PhaseScalingDown)},
 		{name: "retiring", at: phase(rollout.PhaseRetiring)},
-		{name: "rollback-immediate", rollback: workflows.Immediate, at: rolling(0)},
+		{name: "rollback-immediate", rollback: workflows.Immediate},
 		{name: "rollback-gradual-start", rollback: workflows.Gradual, at: rolling(0)},
 		{name: "rollback-gradual-step-2", rollback: workflows.Gradual, at: rolling(2)},
-		{name: "rollback-swap", rollback: workflows.Swap, at: rolling(0)},
+		{name: "rollback-swap", rollback: workflows.Swap},
 	}
 }
 
@@ -70,7 +72,9 @@ func crashCases() []crashCase {
 // Each case must end as it would have without the crash, apply no step
 // twice (from the history), leave one process per slot and fail no request.
 // CI runs a random third (the seed is printed; SWITCHYARD_CRASH_SEED
-// repeats it); `make crash-matrix` runs all.
+// repeats it); `make crash-matrix` runs all. How soon the restarted worker
+// moved the rollout on is logged, not yet asserted: activities without a
+// short heartbeat wait out their StartToClose (issue #14, item 4).
 func TestKillMatrix(t *testing.T) {
 	cases := crashCases()
 	seed := uint64(time.Now().UnixNano())
@@ -109,7 +113,7 @@ func killCase(t *testing.T, c crashCase) {
 	}
 	// poll until the point, then kill at once
 	var seen string
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(5 * time.Millisecond) {
+	for deadline := time.Now().Add(time.Minute); c.at != nil; time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the point %s never came (last seen: %s)", c.name, seen)
 		}
