@@ -87,6 +87,7 @@ type ReadStateInput struct {
 // and what runs in each slot: which slot is live comes from the router, not
 // from memory.
 func (a *Activities) ReadState(ctx context.Context, in ReadStateInput) (*State, error) {
+	defer keepAlive(ctx)()
 	svc, err := a.spec(ctx, in.Spec)
 	if err != nil {
 		return nil, err
@@ -126,6 +127,7 @@ type BuildInput struct {
 // output line (a failing build returns the tail of its output), then has the
 // platform make its artifact: on docker, the image, pushed, by digest.
 func (a *Activities) Build(ctx context.Context, in BuildInput) (string, error) {
+	defer keepAlive(ctx)()
 	svc, err := a.spec(ctx, in.Spec)
 	if err != nil {
 		return "", err
@@ -202,6 +204,7 @@ type GatesInput struct {
 // platform's artifact checks — and returns each result; all run, so one
 // report shows every problem. A failed gate is a result, not an error.
 func (a *Activities) Gates(ctx context.Context, in GatesInput) ([]rollout.CheckResult, error) {
+	defer keepAlive(ctx)()
 	svc, err := a.spec(ctx, in.Spec)
 	if err != nil {
 		return nil, err
@@ -267,6 +270,7 @@ type ProvisionInput struct {
 
 // Provision starts the version in the idle slot, or re-attaches to it.
 func (a *Activities) Provision(ctx context.Context, in ProvisionInput) (*rollout.Instance, error) {
+	defer keepAlive(ctx)()
 	svc, err := a.spec(ctx, in.Spec)
 	if err != nil {
 		return nil, err
@@ -303,6 +307,7 @@ type VerifyInput struct {
 // Verify runs health, smoke and performance checks on the idle slot, which
 // has no traffic yet. A failed check is a result, not an error.
 func (a *Activities) Verify(ctx context.Context, in VerifyInput) ([]rollout.CheckResult, error) {
+	defer keepAlive(ctx)()
 	svc, err := a.spec(ctx, in.Spec)
 	if err != nil {
 		return nil, err
@@ -436,6 +441,7 @@ type AnalyzeInput struct {
 
 // Analyze judges the new slot on the traffic it served since the step began.
 func (a *Activities) Analyze(ctx context.Context, in AnalyzeInput) (*rollout.CheckResult, error) {
+	defer keepAlive(ctx)()
 	svc, err := a.spec(ctx, in.Spec)
 	if err != nil {
 		return nil, err
@@ -502,6 +508,7 @@ type RetireInput struct {
 // Retire stops a slot, after checking the router sends it no traffic: a
 // retired slot must never be a live one.
 func (a *Activities) Retire(ctx context.Context, in RetireInput) error {
+	defer keepAlive(ctx)()
 	svc, err := a.spec(ctx, in.Spec)
 	if err != nil {
 		return err

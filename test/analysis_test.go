@@ -409,7 +409,7 @@ func TestEarlyStopRollsBackABadVersionWithinASecond(t *testing.T) {
 	if o := e.deploy("v4"); o.Kind != "" { // v3 is the bad build (harness_test.go)
 		t.Fatalf("a good version under early stop: %s %s", o.Kind, o.Reason)
 	}
-	requireNoFailures(t, gen.Stop(), 10000)
+	requireNoFailures(t, gen.Stop(), 5000)
 }
 
 // alertmanager is a real Prometheus Alertmanager, clustering off.

@@ -289,6 +289,11 @@ func activityCtx(ctx workflow.Context, timeout, heartbeat time.Duration, attempt
 	})
 }
 
+// liveness is the heartbeat timeout of the activities that keep alive
+// (activities.keepAlive beats every 500 ms): a worker lost with one in
+// flight is noticed this soon and the activity retried on another.
+const liveness = 3 * time.Second
+
 // shiftCtx: router changes are short and retried until they land; a shift
 // is absolute, so a retry is harmless.
 func shiftCtx(ctx workflow.Context, s *spec.Service) workflow.Context {
@@ -360,7 +365,7 @@ func (d *deployment) window(ctx workflow.Context) *failure {
 func (d *deployment) readState(ctx workflow.Context) *failure {
 	s := &d.in.Spec
 	var state activities.State
-	if err := workflow.ExecuteActivity(activityCtx(d.work, 30*time.Second, 0, 5), acts.ReadState,
+	if err := workflow.ExecuteActivity(activityCtx(d.work, 30*time.Second, liveness, 5), acts.ReadState,
 		activities.ReadStateInput{}).Get(ctx, &state); err != nil {
 		return &failure{"reading the router and slots", err}
 	}
@@ -395,7 +400,7 @@ func (d *deployment) build(ctx workflow.Context) *failure {
 		return nil
 	}
 	d.setPhase(ctx, rollout.PhaseBuilding)
-	if err := workflow.ExecuteActivity(activityCtx(d.work, s.Build.Timeout.D()+time.Minute, 30*time.Second, 2), acts.Build,
+	if err := workflow.ExecuteActivity(activityCtx(d.work, s.Build.Timeout.D()+time.Minute, liveness, 2), acts.Build,
 		activities.BuildInput{Version: d.in.Version}).Get(ctx, &d.st.Artifact); err != nil {
 		return &failure{"building " + d.in.Version, err}
 	}
@@ -418,7 +423,7 @@ func (d *deployment) gate(ctx workflow.Context) *failure {
 		timeout += g.Timeout.D()
 	}
 	var gates []rollout.CheckResult
-	err := workflow.ExecuteActivity(activityCtx(d.work, timeout, 30*time.Second, 2), acts.Gates,
+	err := workflow.ExecuteActivity(activityCtx(d.work, timeout, liveness, 2), acts.Gates,
 		activities.GatesInput{Version: d.in.Version, Artifact: d.st.Artifact}).Get(ctx, &gates)
 	for _, c := range gates {
 		d.recordCheck(c)
@@ -443,7 +448,7 @@ func (d *deployment) provision(ctx workflow.Context) *failure {
 	s := &d.in.Spec
 	d.setPhase(ctx, rollout.PhaseProvisioning)
 	var inst rollout.Instance
-	if err := workflow.ExecuteActivity(activityCtx(d.work, s.Run.StartTimeout.D()+s.Run.StopTimeout.D()+time.Minute, 10*time.Second, 3), acts.Provision,
+	if err := workflow.ExecuteActivity(activityCtx(d.work, s.Run.StartTimeout.D()+s.Run.StopTimeout.D()+time.Minute, liveness, 3), acts.Provision,
 		activities.ProvisionInput{Slot: d.st.Target, Version: d.in.Version, Artifact: d.st.Artifact,
 			Live: d.st.Stable, LiveVersion: d.st.PreviousVersion}).Get(ctx, &inst); err != nil {
 		return &failure{"provisioning slot " + string(d.st.Target), err}
@@ -467,7 +472,7 @@ func (d *deployment) verify(ctx workflow.Context) *failure {
 	d.setPhase(ctx, rollout.PhaseVerifying)
 	var checks []rollout.CheckResult
 	verifyTimeout := s.Checks.Health.Timeout.D() + 2*time.Minute
-	err := workflow.ExecuteActivity(activityCtx(d.work, verifyTimeout, 30*time.Second, 2), acts.Verify,
+	err := workflow.ExecuteActivity(activityCtx(d.work, verifyTimeout, liveness, 2), acts.Verify,
 		activities.VerifyInput{Slot: d.st.Target, Version: d.in.Version, Live: d.st.Stable}).Get(ctx, &checks)
 	for _, c := range checks {
 		d.recordCheck(c)
@@ -567,7 +572,7 @@ func (d *deployment) promoteAndRetire(ctx workflow.Context) (*Status, error) {
 	}
 	if prev != rollout.None {
 		d.setPhase(ctx, rollout.PhaseRetiring)
-		if err := workflow.ExecuteActivity(activityCtx(ctx, s.Run.StopTimeout.D()+time.Minute, 0, 5), acts.Retire,
+		if err := workflow.ExecuteActivity(activityCtx(ctx, s.Run.StopTimeout.D()+time.Minute, liveness, 5), acts.Retire,
 			activities.RetireInput{Slot: prev}).Get(ctx, nil); err != nil {
 			d.event("retiring slot " + string(prev) + " failed: " + err.Error())
 		} else {
@@ -648,7 +653,7 @@ func (d *deployment) bake(ctx workflow.Context, base *activities.ShiftResult) st
 func (d *deployment) analyze(ctx workflow.Context, base *activities.ShiftResult) string {
 	s := &d.in.Spec
 	var res rollout.CheckResult
-	err := workflow.ExecuteActivity(activityCtx(d.work, 20*time.Second+time.Duration(len(s.Rollout.Analysis.Metrics))*30*time.Second, 0, 3), acts.Analyze,
+	err := workflow.ExecuteActivity(activityCtx(d.work, 20*time.Second+time.Duration(len(s.Rollout.Analysis.Metrics))*30*time.Second, liveness, 3), acts.Analyze,
 		activities.AnalyzeInput{Slot: d.st.Target, Baseline: base.Counters, Version: d.in.Version, LiveVersion: d.st.PreviousVersion,
 			Since: d.stepSince, Weight: d.st.Weights.Of(d.st.Target)}).Get(ctx, &res)
 	if d.abort != nil {
@@ -795,7 +800,7 @@ func (d *deployment) rollback(ctx workflow.Context, reason, by string) (*Status,
 	d.event(fmt.Sprintf("rolled back by %s: %s", orUnknown(by), res.Weights))
 	if s.Rollout.RetireOnFailure {
 		bad := stable.Other()
-		if err := workflow.ExecuteActivity(activityCtx(ctx, s.Run.StopTimeout.D()+time.Minute, 0, 5), acts.Retire,
+		if err := workflow.ExecuteActivity(activityCtx(ctx, s.Run.StopTimeout.D()+time.Minute, liveness, 5), acts.Retire,
 			activities.RetireInput{Slot: bad}).Get(ctx, nil); err != nil {
 			d.event("retiring slot " + string(bad) + " failed: " + err.Error())
 		}
@@ -828,7 +833,7 @@ func (d *deployment) fail(ctx workflow.Context, what string, err error) (*Status
 	d.event("failed " + reason + "; live slot untouched")
 	s := &d.in.Spec
 	if s.Rollout.RetireOnFailure && d.st.Target != rollout.None && d.st.Weights.Of(d.st.Target) == 0 {
-		_ = workflow.ExecuteActivity(activityCtx(ctx, s.Run.StopTimeout.D()+time.Minute, 0, 3), acts.Retire,
+		_ = workflow.ExecuteActivity(activityCtx(ctx, s.Run.StopTimeout.D()+time.Minute, liveness, 3), acts.Retire,
 			activities.RetireInput{Slot: d.st.Target}).Get(ctx, nil)
 	}
 	d.setPhase(ctx, rollout.PhaseFailed)

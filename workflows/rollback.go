@@ -184,7 +184,7 @@ func (r *rollbackRun) run(ctx workflow.Context) (*RollbackReport, error) {
 				NonRetryableErrorTypes: []string{activities.ErrBadInput}},
 		}), acts.ReadState, activities.ReadStateInput{})
 	} else {
-		read = workflow.ExecuteActivity(activityCtx(ctx, 30*time.Second, 0, 5), acts.ReadState, activities.ReadStateInput{})
+		read = workflow.ExecuteActivity(activityCtx(ctx, 30*time.Second, liveness, 5), acts.ReadState, activities.ReadStateInput{})
 	}
 	if err := read.Get(ctx, &state); err != nil {
 		return r.fail(ctx, "reading the router and slots: "+rootMessage(err))
@@ -224,7 +224,7 @@ func (r *rollbackRun) run(ctx workflow.Context) (*RollbackReport, error) {
 		r.event(fmt.Sprintf("slot %s (%s) keeps running untouched at %s for investigation; retire it with: switchyard retire %s --env %s",
 			r.in.From, r.in.BadVersion, r.rep.BadSlotAddr, s.Name, s.Environment))
 	case s.Rollout.RetireOnFailure:
-		if err := workflow.ExecuteActivity(activityCtx(ctx, s.Run.StopTimeout.D()+time.Minute, 0, 5), acts.Retire,
+		if err := workflow.ExecuteActivity(activityCtx(ctx, s.Run.StopTimeout.D()+time.Minute, liveness, 5), acts.Retire,
 			activities.RetireInput{Slot: r.in.From}).Get(ctx, nil); err != nil {
 			r.event("retiring slot " + string(r.in.From) + " failed: " + rootMessage(err))
 		} else {
@@ -279,7 +279,7 @@ func (r *rollbackRun) gradual(ctx workflow.Context) error {
 		if base != nil || len(r.rep.Timeline) > 0 {
 			// the previous slot took more since the last step: judge it on what it served
 			var chk rollout.CheckResult
-			if err := workflow.ExecuteActivity(activityCtx(ctx, 20*time.Second, 0, 3), acts.Analyze,
+			if err := workflow.ExecuteActivity(activityCtx(ctx, 20*time.Second, liveness, 3), acts.Analyze,
 				activities.AnalyzeInput{Slot: r.in.To, Baseline: base}).Get(ctx, &chk); err == nil {
 				r.rep.Checks = append(r.rep.Checks, chk)
 				if !chk.Passed {
@@ -312,5 +312,5 @@ func ValidStrategy(s string) (string, error) {
 // Retire stops one slot on the worker that runs the service's slots, after
 // the activity has checked the router sends it no traffic.
 func Retire(ctx workflow.Context, in activities.RetireInput) error {
-	return workflow.ExecuteActivity(activityCtx(ctx, in.Spec.Run.StopTimeout.D()+time.Minute, 0, 3), acts.Retire, in).Get(ctx, nil)
+	return workflow.ExecuteActivity(activityCtx(ctx, in.Spec.Run.StopTimeout.D()+time.Minute, liveness, 3), acts.Retire, in).Get(ctx, nil)
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -140,6 +141,9 @@ func (p *Process) Provision(ctx context.Context, slot rollout.Slot, version, _ s
 			return in, err
 		}
 	}
+	if err := portFree(p.addr(slot)); err != nil && p.stopOrphans(ctx, slot) > 0 {
+		heartbeat(fmt.Sprintf("stopped an unrecorded process of slot %s (a start cut short)", slot))
+	}
 	if err := portFree(p.addr(slot)); err != nil {
 		return in, &BadInputError{fmt.Errorf("process: slot %s: port %d is in use by a process Switchyard did not start (%v); stop it or change run.ports.%s", slot, p.port(slot), err, slot)}
 	}
@@ -247,6 +251,42 @@ func (p *Process) Retire(ctx context.Context, slot rollout.Slot) error {
 		return err
 	}
 	return nil
+}
+
+// stopOrphans stops the processes of this slot that no pidfile records:
+// a worker that died between starting a slot and writing its pidfile leaves
+// one, holding the port. They are known by the environment Switchyard
+// gave them (SWITCHYARD_SERVICE, _ENVIRONMENT, _SLOT), never by port alone:
+// a process someone else started is left alone. It returns how many it stopped.
+func (p *Process) stopOrphans(ctx context.Context, slot rollout.Slot) int {
+	want := []string{"SWITCHYARD_SERVICE=" + p.svc.Name, "SWITCHYARD_ENVIRONMENT=" + p.svc.Environment, "SWITCHYARD_SLOT=" + string(slot)}
+	procs, _ := filepath.Glob("/proc/[0-9]*/environ")
+	n := 0
+	for _, path := range procs {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		vars := strings.Split(string(b), "\x00")
+		if !slices.Contains(vars, want[0]) || !slices.Contains(vars, want[1]) || !slices.Contains(vars, want[2]) {
+			continue
+		}
+		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(path)))
+		if err != nil {
+			continue
+		}
+		start, _ := procStart(pid)
+		_ = syscall.Kill(pid, syscall.SIGTERM)
+		deadline := time.Now().Add(p.svc.Run.StopTimeout.D())
+		for alive(pid, start) && ctx.Err() == nil {
+			if time.Now().After(deadline) {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		n++
+	}
+	return n
 }
 
 func portFree(addr string) error {

@@ -2,6 +2,7 @@ package platform
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os/exec"
 	"path/filepath"
@@ -101,5 +102,49 @@ func TestSecretReachesTheSlotOnly(t *testing.T) {
 	out, _ := exec.Command("cat", p.LogPath(rollout.Blue)).Output()
 	if !strings.Contains(string(out), "error rate 0.50") {
 		t.Fatalf("the slot did not get the secret's value: %s", out)
+	}
+}
+
+// A worker that dies between starting a slot and writing its pidfile leaves
+// an unrecorded process on the port; the next Provision stops it (known by
+// the environment Switchyard gave it) and starts the slot, where a process
+// someone else started on the port is refused.
+func TestProvisionStopsAnUnrecordedProcessOfItsOwnSlot(t *testing.T) {
+	s := demoSpec(t)
+	p := NewProcess(s)
+	ctx := context.Background()
+	t.Cleanup(func() { _ = p.Retire(ctx, rollout.Blue) })
+	orphan := exec.Command(filepath.Join(s.Dir, "demo-app"))
+	orphan.Env = []string{fmt.Sprintf("PORT=%d", s.Run.Ports.Blue), "HOST=127.0.0.1", "VERSION=v1",
+		"SWITCHYARD_SERVICE=svc", "SWITCHYARD_ENVIRONMENT=test", "SWITCHYARD_SLOT=blue"}
+	if err := orphan.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- orphan.Wait() }()
+	for i := 0; portFree(p.addr(rollout.Blue)) == nil && i < 100; i++ {
+		time.Sleep(20 * time.Millisecond)
+	}
+	in, err := p.Provision(ctx, rollout.Blue, "v1", "", nil)
+	if err != nil {
+		t.Fatalf("provision over an orphan of its own slot: %v", err)
+	}
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the orphan still runs")
+	}
+	if !in.Running || in.PID == orphan.Process.Pid {
+		t.Fatalf("provisioned %+v (orphan pid %d)", in, orphan.Process.Pid)
+	}
+
+	// a stranger on the green port is not ours: refused, left running
+	stranger, err := net.Listen("tcp", p.addr(rollout.Green))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stranger.Close()
+	if _, err := p.Provision(ctx, rollout.Green, "v1", "", nil); err == nil || !strings.Contains(err.Error(), "did not start") {
+		t.Fatalf("a port held by another process: %v", err)
 	}
 }
