@@ -85,7 +85,8 @@ func TestKillMatrix(t *testing.T) {
 		r := rand.New(rand.NewPCG(seed, 0))
 		r.Shuffle(len(cases), func(i, j int) { cases[i], cases[j] = cases[j], cases[i] })
 		cases = cases[:(len(cases)+2)/3]
-		t.Logf("kill matrix: a random third, seed %d (SWITCHYARD_CRASH_SEED=%d repeats it; make crash-matrix runs all)", seed, seed)
+		// on stdout: go test shows it whenever the package fails (or with -v), whichever case failed
+		fmt.Printf("kill matrix: a random third, seed %d (SWITCHYARD_CRASH_SEED=%d repeats it; make crash-matrix runs all)\n", seed, seed)
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { killCase(t, c) })

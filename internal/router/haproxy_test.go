@@ -61,6 +61,16 @@ func startStandIn(t *testing.T, servers ...string) (*standInHAProxy, string) {
 	return h, sock
 }
 
+// record logs a command and the weights after it (the caller holds h.mu).
+func (h *standInHAProxy) record(cmd string) {
+	h.log = append(h.log, cmd)
+	snap := map[string]int{}
+	for k, v := range h.weights {
+		snap[k] = v
+	}
+	h.history = append(h.history, snap)
+}
+
 func (h *standInHAProxy) do(cmd string) string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -79,12 +89,7 @@ func (h *standInHAProxy) do(cmd string) string {
 		if !h.stuck[sv] {
 			h.weights[sv], _ = strconv.Atoi(f[3])
 		}
-		h.log = append(h.log, cmd)
-		snap := map[string]int{}
-		for k, v := range h.weights {
-			snap[k] = v
-		}
-		h.history = append(h.history, snap)
+		h.record(cmd)
 		return "\n"
 	case len(f) == 3 && f[0] == "get" && f[1] == "weight":
 		sv, ok := server(2)
@@ -107,12 +112,7 @@ func (h *standInHAProxy) do(cmd string) string {
 		if _, ok := server(2); !ok {
 			return "No such server.\n\n"
 		}
-		h.log = append(h.log, cmd)
-		snap := map[string]int{}
-		for k, v := range h.weights {
-			snap[k] = v
-		}
-		h.history = append(h.history, snap)
+		h.record(cmd)
 		return "\n"
 	case cmd == "show stat":
 		return h.stat
