@@ -75,7 +75,7 @@ func (s *Starter) Rollback(ctx context.Context, svc *spec.Service, strategy, rea
 		From: st.Target, To: st.Target.Other(), BadVersion: st.Version, PreviousVersion: st.PreviousVersion}
 	id := workflows.RollbackID(svc.Name, svc.Environment)
 	run, err := s.C.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID: id, TaskQueue: s.TaskQueue,
+		ID: id, TaskQueue: s.TaskQueue, WorkflowTaskTimeout: WorkflowTaskTimeout,
 		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,

@@ -92,6 +92,7 @@ func (s *Starter) Deploy(ctx context.Context, svc *spec.Service, version, by str
 	run, err := s.C.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                       id,
 		TaskQueue:                s.TaskQueue,
+		WorkflowTaskTimeout:      WorkflowTaskTimeout,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		// without it the SDK quietly returns the running rollout instead
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
@@ -169,6 +170,12 @@ func controlError(service, env, name string, err error) error {
 	}
 	return fmt.Errorf("%s: %w", name, err)
 }
+
+// WorkflowTaskTimeout bounds one workflow task of a rollout or rollback: a
+// worker killed in the middle of one leaves it to be retried after this
+// (Temporal's default is 10 s, which the kill matrix measured as the
+// longest pause). A rollout's task replays ~100 events in milliseconds.
+const WorkflowTaskTimeout = 3 * time.Second
 
 // Outcome is how a rollout ended.
 type Outcome struct {
