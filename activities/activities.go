@@ -45,6 +45,33 @@ func badInput(err error) error {
 	return temporal.NewNonRetryableApplicationError(err.Error(), ErrBadInput, nil)
 }
 
+// keepAlive heartbeats every half second until the returned stop is
+// called, when the workflow asked for heartbeats: a worker that dies with
+// the activity in flight is then noticed within the heartbeat timeout (3 s)
+// instead of the activity's whole StartToClose, and another worker retries
+// it at once. The activities are idempotent, so the retry is safe.
+func keepAlive(ctx context.Context) (stop func()) {
+	if activity.GetInfo(ctx).HeartbeatTimeout <= 0 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				activity.RecordHeartbeat(ctx)
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
 // classify turns adapter errors that no retry can fix into non-retryable ones.
 func classify(err error) error {
 	var bad *platform.BadInputError

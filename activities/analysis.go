@@ -3,6 +3,7 @@ package activities
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -61,25 +62,14 @@ func (a *Activities) analyzePrometheus(ctx context.Context, s *spec.Service, in 
 	switch {
 	case len(failed) > 0:
 		res.Passed = false
-		res.Detail = joinSemi(failed)
+		res.Detail = strings.Join(failed, "; ")
 	case len(unsure) > 0:
 		res.Inconclusive = true
-		res.Detail = "inconclusive: " + joinSemi(unsure)
+		res.Detail = "inconclusive: " + strings.Join(unsure, "; ")
 	default:
 		res.Detail = fmt.Sprintf("%d metric(s) pass", len(res.Measurements))
 	}
 	return nil
-}
-
-func joinSemi(s []string) string {
-	out := ""
-	for i, v := range s {
-		if i > 0 {
-			out += "; "
-		}
-		out += v
-	}
-	return out
 }
 
 // WatchInput is the step to watch: the slot, the counters when it began,

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 
 	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
@@ -97,31 +96,4 @@ func (a *Activities) spec(ctx context.Context, given *spec.Service) (*spec.Servi
 	}
 	a.specs.put(key, in.Spec)
 	return in.Spec, nil
-}
-
-// keepAlive heartbeats every half second until the returned stop is
-// called, when the workflow asked for heartbeats: a worker that dies with
-// the activity in flight is then noticed within the heartbeat timeout (3 s)
-// instead of the activity's whole StartToClose, and another worker retries
-// it at once. The activities are idempotent, so the retry is safe.
-func keepAlive(ctx context.Context) (stop func()) {
-	if activity.GetInfo(ctx).HeartbeatTimeout <= 0 {
-		return func() {}
-	}
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(500 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				activity.RecordHeartbeat(ctx)
-			}
-		}
-	}()
-	return func() { close(done) }
 }

@@ -53,11 +53,9 @@ func (m *Alertmanager) Send(ctx context.Context, a incident.Action, in incident.
 	if m.Token != "" {
 		headers = map[string]string{"Authorization": "Bearer " + m.Token}
 	}
-	body, err := jsonBody([]AlertmanagerAlert{al})
+	body, err := json.Marshal([]AlertmanagerAlert{al})
 	if err != nil {
 		return ref, err
 	}
 	return ref, post(ctx, strings.TrimRight(m.URL, "/")+"/api/v2/alerts", body, headers, nil)
 }
-
-func jsonBody(v any) ([]byte, error) { return json.Marshal(v) }

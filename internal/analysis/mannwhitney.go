@@ -120,11 +120,15 @@ func hodgesLehmann(x, y []float64) float64 {
 		}
 	}
 	slices.Sort(d)
-	if n := len(d); n%2 == 1 {
-		return d[n/2]
-	} else {
-		return (d[n/2-1] + d[n/2]) / 2
+	return sortedMedian(d)
+}
+
+// sortedMedian is the median of an ascending slice.
+func sortedMedian(s []float64) float64 {
+	if n := len(s); n%2 == 1 {
+		return s[n/2]
 	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // root finds where a non-increasing step function f crosses zero in [lo,

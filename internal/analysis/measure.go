@@ -119,15 +119,24 @@ func single(ctx context.Context, p *Prometheus, q string, at time.Time) (v float
 	if err != nil {
 		return 0, "", err
 	}
-	switch {
-	case len(s) == 0:
-		return 0, "the query returned no series", nil
-	case len(s) > 1:
-		return 0, fmt.Sprintf("the query returned %d series, not one (aggregate it, e.g. with sum)", len(s)), nil
-	case len(s[0].Values) != 1 || math.IsNaN(s[0].Values[0]) || math.IsInf(s[0].Values[0], 0):
+	if why := notOne(s); why != "" {
+		return 0, why, nil
+	}
+	if len(s[0].Values) != 1 || math.IsNaN(s[0].Values[0]) || math.IsInf(s[0].Values[0], 0) {
 		return 0, "the query returned NaN or no value (no traffic in the interval?)", nil
 	}
 	return s[0].Values[0], "", nil
+}
+
+// notOne says what is wrong with an answer that is not exactly one series.
+func notOne(s []Series) string {
+	switch {
+	case len(s) == 0:
+		return "the query returned no series"
+	case len(s) > 1:
+		return fmt.Sprintf("the query returned %d series, not one (aggregate it, e.g. with sum)", len(s))
+	}
+	return ""
 }
 
 // judge compares the two slots' series over the step with Mann-Whitney.
@@ -179,11 +188,8 @@ func series(ctx context.Context, p *Prometheus, q string, w Window) ([]float64, 
 	if err != nil {
 		return nil, "", err
 	}
-	switch {
-	case len(s) == 0:
-		return nil, "the query returned no series", nil
-	case len(s) > 1:
-		return nil, fmt.Sprintf("the query returned %d series, not one (aggregate it, e.g. with sum)", len(s)), nil
+	if why := notOne(s); why != "" {
+		return nil, why, nil
 	}
 	var v []float64
 	for _, f := range s[0].Values {
@@ -236,10 +242,7 @@ func noData(r rollout.Measurement, m spec.Metric, why string) rollout.Measuremen
 func median(v []float64) float64 {
 	s := slices.Clone(v)
 	slices.Sort(s)
-	if n := len(s); n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+	return sortedMedian(s)
 }
 
 func mean(v []float64) float64 {

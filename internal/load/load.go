@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"sort"
 	"strings"
@@ -163,18 +164,7 @@ func (g *Generator) Snapshot() Result {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	r := g.res
-	r.ByVersion = map[string]int{}
-	for k, v := range g.res.ByVersion {
-		r.ByVersion[k] = v
-	}
-	r.Causes = map[string]int{}
-	for k, v := range g.res.Causes {
-		r.Causes[k] = v
-	}
-	r.FirstByVersion = map[string]time.Time{}
-	for k, v := range g.res.FirstByVersion {
-		r.FirstByVersion[k] = v
-	}
+	r.ByVersion, r.Causes, r.FirstByVersion = maps.Clone(g.res.ByVersion), maps.Clone(g.res.Causes), maps.Clone(g.res.FirstByVersion)
 	r.Failures = append([]Failure(nil), g.res.Failures...)
 	lat := append([]time.Duration(nil), g.lat...)
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
