@@ -16,7 +16,6 @@ import (
 
 	"github.com/switchyard/switchyard/internal/load"
 	"github.com/switchyard/switchyard/internal/rollout"
-	"github.com/switchyard/switchyard/starter"
 	"github.com/switchyard/switchyard/workflows"
 )
 
@@ -122,20 +121,6 @@ func statusJSON(t *testing.T, e *env) *workflows.Status {
 	return doc.Deployment
 }
 
-// judged runs a rollout to its end, printing its status if it does not end.
-func judged(t *testing.T, e *env, version string) *starter.Outcome {
-	t.Helper()
-	run := e.start(version)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	o, err := e.starter.Wait(ctx, run)
-	if err != nil {
-		out, _ := cli(t, e, "status", e.svc.Name, "--env", "test")
-		t.Fatalf("deploy %s: %v\n%s", version, err, out)
-	}
-	return o
-}
-
 // lastMeasurement is the newest measurement of a metric.
 func lastMeasurement(t *testing.T, st *workflows.Status, metric string) workflows.Measured {
 	t.Helper()
@@ -179,7 +164,7 @@ func TestPrometheusQueriesPromoteAGoodVersionAndRollBackOneWhoseP99Doubles(t *te
 	}
 	gen := load.Start(e.url, 100, 4*time.Minute)
 	defer gen.Stop()
-	if o := judged(t, e, "v2-lat10"); o.Kind != "" {
+	if o := e.deploy("v2-lat10"); o.Kind != "" {
 		t.Fatalf("v2 (as fast as v1) was not promoted: %s", o.Reason)
 	}
 	st := statusJSON(t, e)
@@ -196,7 +181,7 @@ func TestPrometheusQueriesPromoteAGoodVersionAndRollBackOneWhoseP99Doubles(t *te
 		t.Fatalf("v2's error-rate measurement: %+v", er)
 	}
 
-	o := judged(t, e, "v3-lat40")
+	o := e.deploy("v3-lat40")
 	if o.Kind != workflows.ErrRolledBack || !strings.Contains(o.Reason, "p99: fail") {
 		t.Fatalf("v3 (p99 doubled): %s %s, want rolled back by the p99 judge", o.Kind, o.Reason)
 	}
@@ -228,7 +213,7 @@ func TestABaselineCompareJudgesAgainstTheLiveSlotsOwnErrorRate(t *testing.T) {
 	}
 	gen := load.Start(e.url, 100, 3*time.Minute)
 	defer gen.Stop()
-	if o := judged(t, e, "v2-err2"); o.Kind != "" {
+	if o := e.deploy("v2-err2"); o.Kind != "" {
 		t.Fatalf("v2 (2%% errors, as the live v1) was not promoted: %s", o.Reason)
 	}
 	er := measurementBelow(t, statusJSON(t, e), "error-rate", 100)
@@ -236,7 +221,7 @@ func TestABaselineCompareJudgesAgainstTheLiveSlotsOwnErrorRate(t *testing.T) {
 	if er.Decision != rollout.Pass || value(er.Value) <= 0.01 || value(er.Baseline) <= 0.01 {
 		t.Fatalf("v2's error-rate measurement should pass with a value over 1%% (both slots err at 2%%): %+v", er)
 	}
-	o := judged(t, e, "v3-err5")
+	o := e.deploy("v3-err5")
 	if o.Kind != workflows.ErrRolledBack || !strings.Contains(o.Reason, "error-rate: fail") {
 		t.Fatalf("v3 (5%% errors vs 2%%): %s %s, want rolled back by the compare", o.Kind, o.Reason)
 	}

@@ -371,7 +371,9 @@ func (e *env) deploy(version string) *starter.Outcome {
 	defer cancel()
 	o, err := e.starter.Wait(ctx, run)
 	if err != nil {
-		e.t.Fatalf("deploy %s: %v", version, err)
+		// what the rollout was doing when it did not end (paused? waiting?)
+		st, _ := e.starter.Status(context.Background(), e.svc.Name, e.svc.Environment)
+		e.t.Fatalf("deploy %s: %v; status: %+v", version, err, st)
 	}
 	return o
 }
