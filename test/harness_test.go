@@ -132,6 +132,9 @@ type opts struct {
 	docker    *dockerOpts   // platform: docker (docker_test.go)
 	address   string        // a Temporal server other than the embedded one
 	analysis  string        // rollout.analysis as a YAML flow mapping (default: judged at each bake's end, maxErrorRate 0.05)
+	// haproxySocket, when set, is given HAProxy's runtime socket and returns
+	// the one the router is to use (a test's proxy in front of it)
+	haproxySocket func(real string) string
 }
 
 // newEnv sets up a service named after the test with its own ports, router
@@ -179,6 +182,9 @@ esac
 	switch o.router {
 	case "haproxy", "":
 		sock := startHAProxy(t, dir, front, blue, green, replicas)
+		if o.haproxySocket != nil {
+			sock = o.haproxySocket(sock)
+		}
 		routerYAML = fmt.Sprintf("router: {kind: haproxy, haproxy: {socket: %s, backend: app}}", sock)
 	case "embedded":
 		// one embedded Caddy per process: every test's service shares its admin API
