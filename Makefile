@@ -5,7 +5,7 @@ BIN := bin
 TOOLS := $(BIN)/tools
 TEMPORAL_VERSION := v1.32.1
 
-.PHONY: demo demo-release build demo-builds test test-short bench crash-matrix clean temporal-bins kube-bins
+.PHONY: demo demo-release build demo-builds test test-short bench crash-matrix soak clean temporal-bins kube-bins
 
 build:
 	$(GO) build -o $(BIN)/switchyard ./cmd/switchyard
@@ -44,6 +44,11 @@ test-short:
 # every case of the kill matrix (make test runs a random third of it)
 crash-matrix:
 	$(GO) test -count=1 -run 'TestKillMatrix' -v -timeout 60m ./test/ -crash-matrix
+
+# 1,000,000 requests per router (HAProxy, embedded Caddy) at 1,000 req/s, kept-alive
+# and new-connection clients, across 300+ weight changes; make test runs a minute each
+soak:
+	$(GO) test -count=1 -run 'TestSoak' -v -timeout 120m ./test/ -soak
 
 bench:
 	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 30m ./test/

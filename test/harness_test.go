@@ -273,6 +273,8 @@ defaults
     mode http
     log global
     option httplog
+    # only the requests that went wrong: a soak's million would fill the disk
+    option dontlog-normal
     timeout connect 2s
     timeout client 30s
     timeout server 30s

@@ -91,12 +91,23 @@ type Generator struct {
 	start  time.Time
 }
 
-// Start sends rps GETs a second to url, with at most 16 in flight, until
-// Stop or until max has passed, whichever comes first.
+// Start sends rps GETs a second to url over kept-alive connections, with at
+// most 16 in flight, until Stop or until max has passed, whichever comes first.
 func Start(url string, rps int, max time.Duration) *Generator {
+	return start(url, rps, max, &http.Transport{MaxIdleConnsPerHost: 16})
+}
+
+// StartNewConnections is Start with a new TCP connection for every request
+// ("Connection: close"): the clients that see a router's connection
+// handling, where kept-alive ones see its request handling.
+func StartNewConnections(url string, rps int, max time.Duration) *Generator {
+	return start(url, rps, max, &http.Transport{DisableKeepAlives: true})
+}
+
+func start(url string, rps int, max time.Duration, tr *http.Transport) *Generator {
 	ctx, cancel := context.WithTimeout(context.Background(), max)
 	g := &Generator{cancel: cancel, done: make(chan struct{}), start: time.Now(), res: Result{ByVersion: map[string]int{}, FirstByVersion: map[string]time.Time{}, Causes: map[string]int{}}}
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+	client := &http.Client{Timeout: 5 * time.Second, Transport: tr}
 	slots := make(chan struct{}, 16)
 	var wg sync.WaitGroup
 	go func() {

@@ -72,11 +72,15 @@ func (c *Caddy) handler(w rollout.Weights) map[string]any {
 			"body": "switchyard: no slot is live yet\n",
 		}
 	}
+	policy := map[string]any{"policy": "weighted_round_robin", "weights": c.weightList(w)}
+	if c.embedded {
+		policy = map[string]any{"policy": "switchyard_live", "key": c.ID, "weights": c.weightList(w)}
+	}
 	return map[string]any{
 		"@id": c.ID, "handler": "reverse_proxy",
 		"upstreams": c.upstreams(),
 		"load_balancing": map[string]any{
-			"selection_policy": map[string]any{"policy": "weighted_round_robin", "weights": c.weightList(w)},
+			"selection_policy": policy,
 			// a request that cannot reach a slot is tried again, on the next pick
 			"retries": 2, "try_interval": "20ms",
 		},
@@ -214,9 +218,17 @@ func (c *Caddy) SetWeights(ctx context.Context, w rollout.Weights) error {
 		return nil
 	}
 	liveBefore, liveAfter := cur != (rollout.Weights{}), w != (rollout.Weights{})
-	if liveBefore && liveAfter && same {
+	if c.embedded && liveAfter {
+		// in place, and before any config change, which then keeps them (liveweights.go)
+		if _, _, err := c.call(ctx, http.MethodPut, "/switchyard/weights/"+c.ID, c.weightList(w)); err != nil {
+			return err
+		}
+	}
+	switch {
+	case liveBefore && liveAfter && same && c.embedded:
+	case liveBefore && liveAfter && same:
 		_, _, err = c.call(ctx, http.MethodPatch, "/id/"+c.ID+"/load_balancing/selection_policy/weights", c.weightList(w))
-	} else {
+	default:
 		_, _, err = c.call(ctx, http.MethodPatch, "/id/"+c.ID, c.handler(w))
 	}
 	if err != nil {
@@ -256,7 +268,8 @@ func (c *Caddy) read(ctx context.Context) (rollout.Weights, bool, error) {
 		} `json:"upstreams"`
 		LoadBalancing struct {
 			SelectionPolicy struct {
-				Weights []int `json:"weights"`
+				Policy  string `json:"policy"`
+				Weights []int  `json:"weights"`
 			} `json:"selection_policy"`
 		} `json:"load_balancing"`
 	}
@@ -267,6 +280,19 @@ func (c *Caddy) read(ctx context.Context) (rollout.Weights, bool, error) {
 		return rollout.Weights{}, false, nil
 	}
 	ws := h.LoadBalancing.SelectionPolicy.Weights
+	live := h.LoadBalancing.SelectionPolicy.Policy == "switchyard_live"
+	if live {
+		out, code, err := c.call(ctx, http.MethodGet, "/switchyard/weights/"+c.ID, nil)
+		if err != nil {
+			return rollout.Weights{}, false, err
+		}
+		if code == http.StatusOK {
+			ws = nil
+			if err := json.Unmarshal(out, &ws); err != nil {
+				return rollout.Weights{}, false, fmt.Errorf("caddy: live weights of %s: %w", c.ID, err)
+			}
+		}
+	}
 	if len(ws) != len(h.Upstreams) {
 		return rollout.Weights{}, false, fmt.Errorf("caddy: handler %s has %d weights for %d upstreams (was it changed by hand?)", c.ID, len(ws), len(h.Upstreams))
 	}
@@ -298,7 +324,8 @@ func (c *Caddy) read(ctx context.Context) (rollout.Weights, bool, error) {
 		w.Blue = w.Blue * 100 / sum
 		w.Green = 100 - w.Blue
 	}
-	same := slices.Equal(dials, append(append([]string(nil), c.Blue...), c.Green...))
+	// an embedded handler written before the live policy is rewritten with it
+	same := slices.Equal(dials, append(append([]string(nil), c.Blue...), c.Green...)) && live == c.embedded
 	return w, same, nil
 }
 

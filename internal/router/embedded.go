@@ -142,6 +142,8 @@ func (e *Embedded) Start(ctx context.Context, admin string) error {
 	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("caddy: read saved config: %w", err)
 	}
+	e.loadLive()
+	liveOwner.Store(e)
 	if err := caddy.Load(cfg, true); err != nil {
 		if err2 := caddy.Load(embeddedConfig(u.Host), true); err2 != nil {
 			return fmt.Errorf("caddy: start embedded router: %w", err2)
@@ -189,6 +191,7 @@ func (e *Embedded) Stop() {
 	if e.admin != "" {
 		_ = caddy.Stop()
 		e.admin = ""
+		liveOwner.CompareAndSwap(e, nil)
 	}
 	for addr, f := range e.held {
 		f.Close()
