@@ -38,6 +38,16 @@ type Config struct {
 	StickyCacheSize int
 	// MaxConcurrentActivities bounds the activities run at once (0: the SDK's 1,000).
 	MaxConcurrentActivities int
+	// BuildID, when set, runs the worker as this version of a Temporal
+	// Worker Deployment (DeploymentName, default the task queue):
+	// rollouts and rollbacks are pinned to the build that started them, so a
+	// new build with changed workflow code never replays a running one;
+	// monitors, releases, freezes and retires move to the current build.
+	// Empty: an unversioned worker.
+	BuildID        string
+	DeploymentName string
+	// Logf reports what Run does about the deployment's current version.
+	Logf func(format string, args ...any)
 }
 
 // New returns a worker with every workflow and activity registered.
@@ -49,15 +59,25 @@ func New(c client.Client, cfg Config) sdkworker.Worker {
 		// process-wide, and only before the first worker starts
 		sdkworker.SetStickyWorkflowCacheSize(cfg.StickyCacheSize)
 	}
-	w := sdkworker.New(c, cfg.TaskQueue, sdkworker.Options{
+	opts := sdkworker.Options{
 		MaxConcurrentActivityExecutionSize: cfg.MaxConcurrentActivities,
 		// a worker that died leaves its workflows' next task on its sticky
 		// queue for this long before any other worker may take it (SDK
 		// default 5 s): a restarted worker moves a rollout on within ~1 s
 		StickyScheduleToStartTimeout: time.Second,
-	})
-	w.RegisterWorkflowWithOptions(workflows.Deployment, workflow.RegisterOptions{Name: workflows.DeploymentWorkflow})
-	w.RegisterWorkflowWithOptions(workflows.Rollback, workflow.RegisterOptions{Name: workflows.RollbackWorkflow})
+	}
+	pinned := workflow.VersioningBehaviorUnspecified
+	if cfg.BuildID != "" {
+		opts.DeploymentOptions = sdkworker.DeploymentOptions{UseVersioning: true,
+			Version:                   sdkworker.WorkerDeploymentVersion{DeploymentName: cfg.deploymentName(), BuildID: cfg.BuildID},
+			DefaultVersioningBehavior: workflow.VersioningBehaviorAutoUpgrade}
+		pinned = workflow.VersioningBehaviorPinned
+	}
+	w := sdkworker.New(c, cfg.TaskQueue, opts)
+	// a rollout or rollback finishes on the code that started it; the
+	// others are short or long-lived and guard their changes with GetVersion
+	w.RegisterWorkflowWithOptions(workflows.Deployment, workflow.RegisterOptions{Name: workflows.DeploymentWorkflow, VersioningBehavior: pinned})
+	w.RegisterWorkflowWithOptions(workflows.Rollback, workflow.RegisterOptions{Name: workflows.RollbackWorkflow, VersioningBehavior: pinned})
 	w.RegisterWorkflowWithOptions(workflows.Retire, workflow.RegisterOptions{Name: workflows.RetireWorkflow})
 	w.RegisterWorkflowWithOptions(workflows.Monitor, workflow.RegisterOptions{Name: workflows.MonitorWorkflow})
 	w.RegisterWorkflowWithOptions(workflows.Release, workflow.RegisterOptions{Name: workflows.ReleaseWorkflow})
@@ -87,9 +107,65 @@ func Run(ctx context.Context, c client.Client, cfg Config) error {
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("worker: start: %w", err)
 	}
+	if cfg.BuildID != "" {
+		if err := firstBuildIsCurrent(ctx, c, cfg); err != nil {
+			w.Stop()
+			return err
+		}
+	}
 	<-ctx.Done()
 	w.Stop()
 	return nil
+}
+
+func (cfg Config) deploymentName() string {
+	if cfg.DeploymentName != "" {
+		return cfg.DeploymentName
+	}
+	if cfg.TaskQueue != "" {
+		return cfg.TaskQueue
+	}
+	return workflows.TaskQueue
+}
+
+// firstBuildIsCurrent makes this build the deployment's current version
+// when it has none (the first build ever started), so a new installation
+// needs no extra step. A later build only says how to make it current:
+// that is the operator's decision (switchyard worker current).
+func firstBuildIsCurrent(ctx context.Context, c client.Client, cfg Config) error {
+	logf := cfg.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	name := cfg.deploymentName()
+	h := c.WorkerDeploymentClient().GetHandle(name)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		// the server learns of this version from the worker's first polls
+		d, err := h.Describe(ctx, client.WorkerDeploymentDescribeOptions{})
+		if err == nil {
+			if cur := d.Info.RoutingConfig.CurrentVersion; cur != nil {
+				if cur.BuildID == cfg.BuildID {
+					logf("build %s is the current version of worker deployment %s", cfg.BuildID, name)
+				} else {
+					logf("build %s runs beside the current build %s of worker deployment %s: running rollouts stay on the build that started them, new ones start on %s; make this build current with: switchyard worker current %s --task-queue %s",
+						cfg.BuildID, cur.BuildID, name, cur.BuildID, cfg.BuildID, cfg.TaskQueue)
+				}
+				return nil
+			}
+			_, err = h.SetCurrentVersion(ctx, client.WorkerDeploymentSetCurrentVersionOptions{BuildID: cfg.BuildID, ConflictToken: d.ConflictToken})
+			if err == nil {
+				logf("build %s is now the current version of worker deployment %s (its first build)", cfg.BuildID, name)
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("worker: make build %s the current version of worker deployment %s: %w", cfg.BuildID, name, err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // EnsureSearchAttributes adds the Switchyard search attributes the namespace

@@ -19,10 +19,22 @@ var acts *activities.Activities
 
 // Deployment rolls a version out to the idle slot and shifts traffic to it in
 // steps, each baked and analysed, then promotes it or rolls back.
+// upgradeProbe is set only in the worker-upgrade test's second build
+// (-ldflags "-X github.com/switchyard/switchyard/workflows.upgradeProbe=on"):
+// its rollouts begin with a timer the first build's never start, so a
+// history from either build fails to replay on the other, as a real
+// incompatible change to this workflow would.
+var upgradeProbe string
+
 func Deployment(ctx workflow.Context, in DeploymentInput) (*Status, error) {
 	d := &deployment{in: in, root: ctx}
 	if err := d.setup(ctx); err != nil {
 		return nil, err
+	}
+	if upgradeProbe != "" {
+		if err := workflow.Sleep(ctx, time.Millisecond); err != nil {
+			return nil, err
+		}
 	}
 	st, err := d.run(ctx)
 	if err != nil && ctx.Err() != nil && !d.st.Phase.Done() {

@@ -78,9 +78,19 @@ func orMemory(db string) string {
 func workerCmd(c *conn) *cobra.Command {
 	var stateDir, metricsAddr string
 	var stickyCache, maxActivities int
+	var buildID, deploymentName string
 	cmd := &cobra.Command{
 		Use:   "worker",
 		Short: "Run a worker against a Temporal server (--address)",
+		Long: `Runs a worker. It is a version (--build-id, default this binary's build)
+of a Temporal Worker Deployment (--deployment-name, default the task queue):
+each rollout and rollback runs to its end on the build that started it, so a
+new build can start beside the old one at any time. The first build of a
+deployment makes itself current; to upgrade, start the new build, then
+run 'switchyard worker current BUILD_ID': new rollouts start on it, running
+ones finish on the old build, which can be stopped once none is left
+('switchyard worker current' lists the builds and what runs on them).
+--build-id "" runs an unversioned worker.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if metricsAddr != "" {
 				mh, stopMetrics, err := worker.ServeMetrics(metricsAddr)
@@ -96,8 +106,9 @@ func workerCmd(c *conn) *cobra.Command {
 				return err
 			}
 			defer cl.Close()
-			fmt.Printf("worker on %s, namespace %s, task queue %s\n", c.address, c.namespace, c.taskQueue)
+			fmt.Printf("worker on %s, namespace %s, task queue %s, build %s\n", c.address, c.namespace, c.taskQueue, orUnversioned(buildID))
 			return worker.Run(cmd.Context(), cl, worker.Config{TaskQueue: c.taskQueue, Namespace: c.namespace, StateDir: stateDir,
+				BuildID: buildID, DeploymentName: deploymentName, Logf: func(f string, a ...any) { fmt.Printf(f+"\n", a...) },
 				StickyCacheSize: stickyCache, MaxConcurrentActivities: maxActivities})
 		},
 	}
@@ -105,7 +116,10 @@ func workerCmd(c *conn) *cobra.Command {
 	cmd.Flags().StringVar(&metricsAddr, "metrics", "", "serve Prometheus /metrics here, like 127.0.0.1:9464")
 	cmd.Flags().IntVar(&stickyCache, "sticky-cache", 1000, "workflows kept in memory between tasks (bounds memory; evicted ones replay)")
 	cmd.Flags().IntVar(&maxActivities, "max-activities", 200, "activities run at once by this worker")
+	cmd.Flags().StringVar(&buildID, "build-id", binaryBuildID(), "this worker's version in the worker deployment (\"\": unversioned)")
+	cmd.Flags().StringVar(&deploymentName, "deployment-name", "", "the Temporal worker deployment (default: the task queue)")
 	logLevelFlag(cmd, c)
+	cmd.AddCommand(workerCurrentCmd(c))
 	return cmd
 }
 
