@@ -184,14 +184,10 @@ func (s *Starter) ReleaseStatus(ctx context.Context, name string) (*workflows.Re
 // DecideRelease approves or rejects (workflows.Approve, workflows.Reject)
 // the environment a release waits at; a refusal returns the reason.
 func (s *Starter) DecideRelease(ctx context.Context, name, update string, req workflows.ApprovalRequest) (*workflows.ReleaseStatus, error) {
-	h, err := s.C.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID: workflows.ReleaseID(name), UpdateName: update, Args: []any{req}, WaitForStage: client.WorkflowUpdateStageCompleted,
-	})
+	var st workflows.ReleaseStatus
+	err := s.update(ctx, workflows.ReleaseID(name), update, []any{req}, &st)
 	if err == nil {
-		var st workflows.ReleaseStatus
-		if err = h.Get(ctx, &st); err == nil {
-			return &st, nil
-		}
+		return &st, nil
 	}
 	var nf *serviceerror.NotFound
 	if errors.As(err, &nf) {

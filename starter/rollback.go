@@ -113,14 +113,8 @@ func (s *Starter) RollbackStatus(ctx context.Context, service, env string) (*wor
 
 // RollbackControl sends pause, resume or escalate to the running rollback.
 func (s *Starter) RollbackControl(ctx context.Context, service, env, name string) (*workflows.RollbackReport, error) {
-	h, err := s.C.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID: workflows.RollbackID(service, env), UpdateName: name, WaitForStage: client.WorkflowUpdateStageCompleted,
-	})
-	if err != nil {
-		return nil, controlError(service, env, name, err)
-	}
 	var rep workflows.RollbackReport
-	if err := h.Get(ctx, &rep); err != nil {
+	if err := s.update(ctx, workflows.RollbackID(service, env), name, nil, &rep); err != nil {
 		return nil, controlError(service, env, name, err)
 	}
 	return &rep, nil

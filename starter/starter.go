@@ -4,6 +4,7 @@ package starter
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -146,17 +147,37 @@ func (s *Starter) Control(ctx context.Context, service, env, name string, arg an
 	if arg != nil {
 		args = append(args, arg)
 	}
-	h, err := s.C.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID: id, UpdateName: name, Args: args, WaitForStage: client.WorkflowUpdateStageCompleted,
-	})
-	if err != nil {
-		return nil, controlError(service, env, name, err)
-	}
 	var st workflows.Status
-	if err := h.Get(ctx, &st); err != nil {
+	if err := s.update(ctx, id, name, args, &st); err != nil {
 		return nil, controlError(service, env, name, err)
 	}
 	return &st, nil
+}
+
+// update sends an Update and waits for its result in out. When the
+// workflow task that carried it failed or timed out before the workflow
+// accepted it (a busy or killed worker), the server answers "workflow not
+// ready" and the update is not in the history: it is sent again, with the
+// same update ID, until ctx ends. An abort must not fail for that.
+func (s *Starter) update(ctx context.Context, id, name string, args []any, out any) error {
+	updateID := rand.Text()
+	for {
+		h, err := s.C.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+			UpdateID: updateID, WorkflowID: id, UpdateName: name, Args: args, WaitForStage: client.WorkflowUpdateStageCompleted,
+		})
+		if err == nil {
+			err = h.Get(ctx, out)
+		}
+		var notReady *serviceerror.WorkflowNotReady
+		if !errors.As(err, &notReady) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 func controlError(service, env, name string, err error) error {
@@ -174,8 +195,10 @@ func controlError(service, env, name string, err error) error {
 // WorkflowTaskTimeout bounds one workflow task of a rollout or rollback: a
 // worker killed in the middle of one leaves it to be retried after this
 // (Temporal's default is 10 s, which the kill matrix measured as the
-// longest pause). A rollout's task replays ~100 events in milliseconds.
-const WorkflowTaskTimeout = 3 * time.Second
+// longest pause; 2 s lets a worker restarted 1 s after the kill take it
+// within the 2 s target). A rollout's task replays ~100 events in
+// milliseconds; one that took longer would be retried, not lost.
+const WorkflowTaskTimeout = 2 * time.Second
 
 // Outcome is how a rollout ended.
 type Outcome struct {

@@ -65,6 +65,9 @@ func New(c client.Client, cfg Config) sdkworker.Worker {
 		// queue for this long before any other worker may take it (SDK
 		// default 5 s): a restarted worker moves a rollout on within ~1 s
 		StickyScheduleToStartTimeout: time.Second,
+		// pid, host and pid namespace: a worker restarted here can tell
+		// that this one is gone (lost.go)
+		Identity: identity(),
 	}
 	pinned := workflow.VersioningBehaviorUnspecified
 	if cfg.BuildID != "" {
@@ -93,6 +96,12 @@ func New(c client.Client, cfg Config) sdkworker.Worker {
 // saved config (so a restarted worker serves at once, not at the next
 // activity), then runs a worker until ctx ends, and stops the router.
 func Run(ctx context.Context, c client.Client, cfg Config) error {
+	// first: the retries it causes are waiting by the time this worker polls
+	if n, err := takeOver(ctx, c, cfg); err != nil {
+		logf(cfg)("%v", err)
+	} else if n > 0 {
+		logf(cfg)("retried at once %d activity attempt(s) of a worker on this host that is gone", n)
+	}
 	if err := EnsureSearchAttributes(ctx, c, cfg.Namespace); err != nil {
 		return err
 	}
@@ -118,6 +127,13 @@ func Run(ctx context.Context, c client.Client, cfg Config) error {
 	return nil
 }
 
+func logf(cfg Config) func(string, ...any) {
+	if cfg.Logf == nil {
+		return func(string, ...any) {}
+	}
+	return cfg.Logf
+}
+
 func (cfg Config) deploymentName() string {
 	if cfg.DeploymentName != "" {
 		return cfg.DeploymentName
@@ -133,10 +149,7 @@ func (cfg Config) deploymentName() string {
 // needs no extra step. A later build only says how to make it current:
 // that is the operator's decision (switchyard worker current).
 func firstBuildIsCurrent(ctx context.Context, c client.Client, cfg Config) error {
-	logf := cfg.Logf
-	if logf == nil {
-		logf = func(string, ...any) {}
-	}
+	logf := logf(cfg)
 	name := cfg.deploymentName()
 	h := c.WorkerDeploymentClient().GetHandle(name)
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
