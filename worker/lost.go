@@ -63,6 +63,9 @@ func takeOver(ctx context.Context, c client.Client, cfg Config) (int, error) {
 	if ns == "" {
 		ns = "default"
 	}
+	if strings.ContainsAny(cfg.TaskQueue, `'"\`) {
+		return 0, nil // cannot be quoted in a visibility query; timeouts still apply
+	}
 	q := fmt.Sprintf("TaskQueue = '%s' AND ExecutionStatus = 'Running'", cfg.TaskQueue)
 	n := 0
 	var token []byte
