@@ -80,7 +80,7 @@ func soak(t *testing.T, routerKind string) {
 	sort.Strings(kinds)
 	report := fmt.Sprintf("soak through %s for %s: %d requests at %d req/s, %d failed; %d weight changes (%s)\n  keep-alive:      %s\n  new connections: %s",
 		routerKind, time.Since(started).Round(time.Second), k.Requests+f.Requests, 2*rate, k.Failed+f.Failed, s.changes,
-		strings.Join(kinds, ", "), k, f)
+		strings.Join(kinds, ", "), brief(k), brief(f))
 	fmt.Println(report)
 	t.Log(report)
 	for _, r := range []load.Result{k, f} {
@@ -94,6 +94,15 @@ func soak(t *testing.T, routerKind string) {
 	if k.Requests+f.Requests < minRequests || s.changes < minChanges {
 		t.Fatalf("the soak carried %d requests and %d weight changes, want at least %d and %d", k.Requests+f.Requests, s.changes, minRequests, minChanges)
 	}
+}
+
+// brief is a load result without its per-version counts (hundreds here).
+func brief(r load.Result) string {
+	out := fmt.Sprintf("%d requests, %d failed (p50 %s, p99 %s)", r.Requests, r.Failed, r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond))
+	for c, n := range r.Causes {
+		out += fmt.Sprintf("; failed: %d × %s", n, c)
+	}
+	return out
 }
 
 func (s *soaker) next() string {
