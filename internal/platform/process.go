@@ -73,7 +73,9 @@ func (p *Process) read(slot rollout.Slot) (*pidfile, error) {
 	}
 	var pf pidfile
 	if err := json.Unmarshal(b, &pf); err != nil {
-		return nil, fmt.Errorf("process: pidfile %s: %w", p.base(slot)+".pid", err)
+		// torn by a crash mid-write (before writes were atomic): no record;
+		// stopOrphans finds the slot's process by its environment
+		return nil, nil
 	}
 	if !alive(pf.PID, pf.StartTime) {
 		return nil, nil
@@ -176,7 +178,12 @@ func (p *Process) Provision(ctx context.Context, slot rollout.Slot, version, _ s
 	start, _ := procStart(cmd.Process.Pid)
 	pf = &pidfile{PID: cmd.Process.Pid, StartTime: start, Version: version, Port: p.port(slot)}
 	b, _ := json.Marshal(pf)
-	if err := os.WriteFile(p.base(slot)+".pid", b, 0o644); err != nil {
+	// whole or not at all: a worker killed mid-write must not leave half a record
+	tmp := p.base(slot) + ".pid.tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return in, fmt.Errorf("process: write pidfile: %w", err)
+	}
+	if err := os.Rename(tmp, p.base(slot)+".pid"); err != nil {
 		return in, fmt.Errorf("process: write pidfile: %w", err)
 	}
 	in.PID, in.Running = pf.PID, true

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -125,9 +126,16 @@ func TestProvisionStopsAnUnrecordedProcessOfItsOwnSlot(t *testing.T) {
 	for i := 0; portFree(p.addr(rollout.Blue)) == nil && i < 100; i++ {
 		time.Sleep(20 * time.Millisecond)
 	}
+	// and a pidfile torn by a kill mid-write (the kill matrix found one) is no record
+	if err := os.MkdirAll(p.stateDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p.base(rollout.Blue)+".pid", []byte(`{"pid":`), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	in, err := p.Provision(ctx, rollout.Blue, "v1", "", nil)
 	if err != nil {
-		t.Fatalf("provision over an orphan of its own slot: %v", err)
+		t.Fatalf("provision over an orphan of its own slot and a torn pidfile: %v", err)
 	}
 	select {
 	case <-done:
