@@ -28,7 +28,7 @@ func startDev(t *testing.T, stateDir string, port int) *exec.Cmd {
 func startDevUI(t *testing.T, stateDir string, port, uiPort int) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(filepath.Join(bins, "switchyard"), "dev", "--state-dir", stateDir,
-		"--port", fmt.Sprint(port), "--ui-port", fmt.Sprint(uiPort), "--task-queue", "dev-q", "--metrics", fmt.Sprintf("127.0.0.1:%d", freePort(t)))
+		"--port", fmt.Sprint(port), "--ui-port", fmt.Sprint(uiPort), "--task-queue", "dev-q", "--metrics", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "--dashboard-port", "0")
 	log, _ := os.OpenFile(filepath.Join(stateDir, "dev.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {

@@ -111,7 +111,7 @@ func startDevProc(t testing.TB) *devProc {
 	d := &devProc{t: t, dir: t.TempDir(), hostPort: "127.0.0.1:" + strconv.Itoa(port)}
 	// its own worker idles on a queue nobody uses: the test runs the service's worker
 	d.args = []string{"dev", "--state-dir", d.dir, "--port", strconv.Itoa(port), "--ui-port", "0",
-		"--metrics", "127.0.0.1:" + strconv.Itoa(metrics), "--task-queue", "idle", "--log-level", "error"}
+		"--metrics", "127.0.0.1:" + strconv.Itoa(metrics), "--task-queue", "idle", "--log-level", "error", "--dashboard-port", "0"}
 	d.start()
 	t.Cleanup(d.stop)
 	return d

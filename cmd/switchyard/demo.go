@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/switchyard/switchyard/activities"
+	"github.com/switchyard/switchyard/internal/dashboard"
 	"github.com/switchyard/switchyard/internal/devserver"
 	"github.com/switchyard/switchyard/internal/load"
 	"github.com/switchyard/switchyard/internal/rollout"
@@ -142,8 +143,17 @@ func demoServer(ctx context.Context, stateDir string, uiPort int, key, value str
 		fmt.Printf(", Web UI %s (search %s=\"%s\")", srv.UIURL, key, value)
 	}
 	fmt.Println()
-	return &starter.Starter{C: cl, TaskQueue: workflows.TaskQueue}, stop, nil
+	s := &starter.Starter{C: cl, TaskQueue: workflows.TaskQueue}
+	if freeCheck(demoDashboardPort) == nil {
+		go func() {
+			_ = serveDashboard(wctx, fmt.Sprintf("127.0.0.1:%d", demoDashboardPort), &dashboard.Server{Starter: s, WebUI: srv.UIURL})
+		}()
+	}
+	return s, stop, nil
 }
+
+// demoDashboardPort serves the dashboard while a demo runs, if it is free.
+const demoDashboardPort = 8234
 
 // demoResult is how one deploy of the demo went.
 type demoResult struct {

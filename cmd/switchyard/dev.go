@@ -12,14 +12,16 @@ import (
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 
+	"github.com/switchyard/switchyard/internal/dashboard"
 	"github.com/switchyard/switchyard/internal/devserver"
+	"github.com/switchyard/switchyard/starter"
 	"github.com/switchyard/switchyard/worker"
 	"github.com/switchyard/switchyard/workflows"
 )
 
 func devCmd(c *conn) *cobra.Command {
 	var stateDir string
-	var port, uiPort int
+	var port, uiPort, dashPort int
 	var ephemeral bool
 	var metricsAddr string
 	cmd := &cobra.Command{
@@ -55,6 +57,14 @@ is "embedded", an in-process Caddy.`,
 				fmt.Printf("Web UI           %s\n", srv.UIURL)
 			}
 			fmt.Printf("worker           task queue %s\n", c.taskQueue)
+			if dashPort != 0 {
+				d := &dashboard.Server{Starter: &starter.Starter{C: cl, TaskQueue: c.taskQueue}, WebUI: srv.UIURL, Namespace: c.namespace}
+				go func() {
+					if err := serveDashboard(cmd.Context(), fmt.Sprintf("127.0.0.1:%d", dashPort), d); err != nil {
+						fmt.Println(err)
+					}
+				}()
+			}
 			fmt.Println("ready: switchyard deploy SERVICE --env ENV --version V   (Ctrl-C stops)")
 			return worker.Run(cmd.Context(), cl, worker.Config{TaskQueue: c.taskQueue, Namespace: c.namespace, StateDir: stateDir})
 		},
@@ -62,6 +72,7 @@ is "embedded", an in-process Caddy.`,
 	cmd.Flags().StringVar(&stateDir, "state-dir", ".switchyard", "where the server's database and the embedded router's config live")
 	cmd.Flags().IntVar(&port, "port", 7233, "frontend port")
 	cmd.Flags().IntVar(&uiPort, "ui-port", 8233, "Web UI port (0: no UI)")
+	cmd.Flags().IntVar(&dashPort, "dashboard-port", 8234, "Switchyard dashboard port on 127.0.0.1 (0: none)")
 	cmd.Flags().BoolVar(&ephemeral, "ephemeral", false, "keep the server's state in memory only")
 	cmd.Flags().StringVar(&metricsAddr, "metrics", "127.0.0.1:9464", "serve Prometheus /metrics here")
 	logLevelFlag(cmd, c)
