@@ -27,7 +27,12 @@ nothing. It binds 127.0.0.1 unless --listen says otherwise, and is
 read-only.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return c.withStarter(func(s *starter.Starter) error {
-				return serveDashboard(cmd.Context(), listen, &dashboard.Server{Starter: s, WebUI: webUI, Namespace: c.namespace})
+				l, err := net.Listen("tcp", listen)
+				if err != nil {
+					return withCode(exitBadInput, fmt.Errorf("dashboard: --listen %s: %w", listen, err))
+				}
+				fmt.Printf("dashboard on http://%s/ (Ctrl-C stops)\n", l.Addr())
+				return serveDashboard(cmd.Context(), l, &dashboard.Server{Starter: s, WebUI: webUI, Namespace: c.namespace})
 			})
 		},
 	}
@@ -36,14 +41,9 @@ read-only.`,
 	return cmd
 }
 
-// serveDashboard serves d on listen until ctx ends.
-func serveDashboard(ctx context.Context, listen string, d *dashboard.Server) error {
-	l, err := net.Listen("tcp", listen)
-	if err != nil {
-		return fmt.Errorf("dashboard: --listen %s: %w", listen, err)
-	}
+// serveDashboard serves d on l until ctx ends.
+func serveDashboard(ctx context.Context, l net.Listener, d *dashboard.Server) error {
 	srv := &http.Server{Handler: d.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	fmt.Printf("dashboard        http://%s/\n", l.Addr())
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

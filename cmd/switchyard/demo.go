@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -142,13 +143,12 @@ func demoServer(ctx context.Context, stateDir string, uiPort int, key, value str
 	if srv.UIURL != "" {
 		fmt.Printf(", Web UI %s (search %s=\"%s\")", srv.UIURL, key, value)
 	}
-	fmt.Println()
 	s := &starter.Starter{C: cl, TaskQueue: workflows.TaskQueue}
-	if freeCheck(demoDashboardPort) == nil {
-		go func() {
-			_ = serveDashboard(wctx, fmt.Sprintf("127.0.0.1:%d", demoDashboardPort), &dashboard.Server{Starter: s, WebUI: srv.UIURL})
-		}()
+	if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", demoDashboardPort)); err == nil {
+		fmt.Printf(", dashboard http://%s/", l.Addr())
+		go func() { _ = serveDashboard(wctx, l, &dashboard.Server{Starter: s, WebUI: srv.UIURL}) }()
 	}
+	fmt.Println()
 	return s, stop, nil
 }
 

@@ -58,12 +58,13 @@ is "embedded", an in-process Caddy.`,
 			}
 			fmt.Printf("worker           task queue %s\n", c.taskQueue)
 			if dashPort != 0 {
+				l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", dashPort))
+				if err != nil {
+					return fmt.Errorf("dashboard: --dashboard-port %d: %w (0 runs none)", dashPort, err)
+				}
+				fmt.Printf("dashboard        http://%s/\n", l.Addr())
 				d := &dashboard.Server{Starter: &starter.Starter{C: cl, TaskQueue: c.taskQueue}, WebUI: srv.UIURL, Namespace: c.namespace}
-				go func() {
-					if err := serveDashboard(cmd.Context(), fmt.Sprintf("127.0.0.1:%d", dashPort), d); err != nil {
-						fmt.Println(err)
-					}
-				}()
+				go func() { _ = serveDashboard(cmd.Context(), l, d) }()
 			}
 			fmt.Println("ready: switchyard deploy SERVICE --env ENV --version V   (Ctrl-C stops)")
 			return worker.Run(cmd.Context(), cl, worker.Config{TaskQueue: c.taskQueue, Namespace: c.namespace, StateDir: stateDir})
