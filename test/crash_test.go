@@ -20,13 +20,21 @@ import (
 	"github.com/switchyard/switchyard/internal/rollout"
 )
 
-// startWorker runs `switchyard worker` as its own process, as in production.
+// startWorker runs `switchyard worker`, this checkout's build, as its own
+// process, as in production.
 func startWorker(t testing.TB, e *env) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(bins, "switchyard"), "worker", "--address", e.address, "--task-queue", e.queue,
-		"--state-dir", filepath.Join(t.TempDir(), "state"))
-	log, _ := os.Create(filepath.Join(t.TempDir(), "worker.log"))
-	cmd.Stdout, cmd.Stderr = log, log
+	return startWorkerFrom(t, e, filepath.Join(bins, "switchyard"), "worker.log")
+}
+
+// startWorkerFrom runs `switchyard worker` from binary bin with extra flags,
+// logging to a file named log.
+func startWorkerFrom(t testing.TB, e *env, bin, log string, extra ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"worker", "--address", e.address, "--task-queue", e.queue,
+		"--state-dir", filepath.Join(t.TempDir(), "state")}, extra...)...)
+	f, _ := os.Create(filepath.Join(t.TempDir(), log))
+	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -212,15 +212,7 @@ func shiftInFlightRestart(t *testing.T, kind string) {
 		t.Fatalf("router says %s after promotion", w)
 	}
 	h := history(t, e, run)
-	shifts := shiftsIn(t, h)
-	if len(shifts) != len(fiveSteps) {
-		t.Fatalf("history schedules %d Shift activities, want one per step: %v", len(shifts), shifts)
-	}
-	for i := range fiveSteps {
-		if shifts[i] != fiveSteps[i] {
-			t.Fatalf("step %d applied %s, want %s", i+1, shifts[i], fiveSteps[i])
-		}
-	}
+	requireStepsScheduledOnce(t, h)
 	for i, g := range stepGaps(o.Status) {
 		if g < bake {
 			t.Fatalf("step %d baked %s, less than its %s (gaps %v)", i+1, g, bake, stepGaps(o.Status))

@@ -2,7 +2,6 @@ package test
 
 import (
 	"context"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -21,15 +20,7 @@ import (
 // startWorkerBuild runs `switchyard worker` from binary bin as build id.
 func startWorkerBuild(t *testing.T, e *env, bin, id string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(bin, "worker", "--address", e.address, "--task-queue", e.queue, "--build-id", id,
-		"--state-dir", filepath.Join(t.TempDir(), "state"))
-	log, _ := os.Create(filepath.Join(t.TempDir(), "worker-"+id+".log"))
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	return cmd
+	return startWorkerFrom(t, e, bin, "worker-"+id+".log", "--build-id", id)
 }
 
 // buildsThatRan lists the build ids that completed the run's workflow

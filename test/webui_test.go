@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -55,16 +54,7 @@ func pageText(ctx context.Context, wait time.Duration, wants ...string) (text, m
 }
 
 func TestWebUIShowsTheRolloutFoundByItsSearchAttributes(t *testing.T) {
-	bin := ""
-	for _, b := range []string{"chromium", "chromium-browser"} {
-		if p, err := exec.LookPath(b); err == nil {
-			bin = p
-			break
-		}
-	}
-	if bin == "" {
-		t.Skip("Chromium is not installed (apt-get install chromium); .ci/run installs it")
-	}
+	bin := chromium(t)
 	state := t.TempDir()
 	port, uiPort := freePort(t), freePort(t)
 	startDevUI(t, state, port, uiPort)
