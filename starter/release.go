@@ -131,6 +131,14 @@ func (s *Starter) StartRelease(ctx context.Context, r *release.Release, versions
 	}
 	in := workflows.ReleaseInput{Name: r.Name, Versions: versions, Windows: r.Windows, Alerts: r.Alerts, By: by}
 	levels := r.Levels()
+	for n, svc := range r.Services {
+		if len(svc.After) > 0 {
+			if in.After == nil {
+				in.After = map[string][]string{}
+			}
+			in.After[n] = svc.After
+		}
+	}
 	envs := r.Environments
 	if from != "" {
 		_, i := r.Environment(from)

@@ -82,15 +82,17 @@ func (d *deployment) setup(ctx workflow.Context) error {
 	for _, h := range []struct {
 		name     string
 		validate func() error
-		apply    func(ctx workflow.Context)
+		apply    func(r ControlRequest)
 	}{
-		{Pause, d.canPause, func(workflow.Context) { d.st.Paused = true; d.event("paused") }},
-		{Resume, d.canResume, func(workflow.Context) { d.st.Paused = false; d.event("resumed") }},
+		{Pause, d.canPause, func(r ControlRequest) { d.st.Paused = true; d.event("paused" + r.said()) }},
+		{Resume, d.canResume, func(r ControlRequest) { d.st.Paused = false; d.event("resumed" + r.said()) }},
 	} {
 		h := h
+		// The request is optional: an update sent without one (older CLIs,
+		// the temporal CLI) decodes as the zero request.
 		if err := workflow.SetUpdateHandlerWithOptions(ctx, h.name,
-			func(ctx workflow.Context) (*Status, error) { h.apply(ctx); return &d.st, nil },
-			workflow.UpdateHandlerOptions{Validator: func(workflow.Context) error { return h.validate() }},
+			func(ctx workflow.Context, r ControlRequest) (*Status, error) { h.apply(r); return &d.st, nil },
+			workflow.UpdateHandlerOptions{Validator: func(workflow.Context, ControlRequest) error { return h.validate() }},
 		); err != nil {
 			return err
 		}
@@ -386,7 +388,7 @@ func (d *deployment) readState(ctx workflow.Context) *failure {
 		return &failure{"checking the router", fmt.Errorf(
 			"traffic is split (%s): an earlier rollout was interrupted; roll back first (switchyard rollback %s --env %s)", w, s.Name, s.Environment)}
 	}
-	d.st.Weights = w
+	d.setWeights(ctx, w)
 	d.st.Stable = w.Live()
 	d.st.Target = d.st.Stable.Other()
 	if d.st.Stable == rollout.None {
@@ -597,6 +599,14 @@ func (d *deployment) promoteAndRetire(ctx workflow.Context) (*Status, error) {
 	return &d.st, workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
 }
 
+// setWeights records the router's weights, and in the timeline when they changed.
+func (d *deployment) setWeights(ctx workflow.Context, w rollout.Weights) {
+	d.st.Weights = w
+	if n := len(d.st.Timeline); n == 0 || d.st.Timeline[n-1].Weights != w {
+		d.st.Timeline = append(d.st.Timeline, WeightChange{At: workflow.Now(ctx), Weights: w})
+	}
+}
+
 // shift applies an absolute split and returns the counters at that moment.
 func (d *deployment) shift(ctx workflow.Context, w rollout.Weights, label string) (*activities.ShiftResult, error) {
 	var res activities.ShiftResult
@@ -604,7 +614,7 @@ func (d *deployment) shift(ctx workflow.Context, w rollout.Weights, label string
 		activities.ShiftInput{Weights: w}).Get(ctx, &res); err != nil {
 		return nil, err
 	}
-	d.st.Weights = res.Weights
+	d.setWeights(ctx, res.Weights)
 	d.st.AnalysisSource = res.Source
 	d.stepSince, d.fails = workflow.Now(ctx), map[string]int{}
 	d.event(fmt.Sprintf("%s: %s", label, res.Weights))
@@ -800,7 +810,7 @@ func (d *deployment) rollback(ctx workflow.Context, reason, by string) (*Status,
 	if err != nil {
 		return nil, err
 	}
-	d.st.Weights = res.Weights
+	d.setWeights(ctx, res.Weights)
 	d.rolledBack = true
 	d.st.Reason = reason
 	d.st.BakeEndsAt = time.Time{}

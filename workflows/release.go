@@ -26,7 +26,9 @@ type ReleaseInput struct {
 	// Versions by service; the same versions go through every environment.
 	Versions     map[string]string    `json:"versions"`
 	Environments []ReleaseEnvironment `json:"environments"`
-	Windows      window.Spec          `json:"windows,omitempty"`
+	// After lists, by service, the services it deploys after (the DAG's edges, for the dashboard).
+	After   map[string][]string `json:"after,omitempty"`
+	Windows window.Spec         `json:"windows,omitempty"`
 	// Alerts hear of approvals: waiting (with the commands and the deadline), then the decision.
 	Alerts []spec.Alert `json:"alerts,omitempty"`
 	By     string       `json:"by,omitempty"`
@@ -69,10 +71,13 @@ const (
 
 // ReleaseService is one service in one environment of a release.
 type ReleaseService struct {
-	Service         string `json:"service"`
-	Environment     string `json:"environment"`
-	Version         string `json:"version"`
-	PreviousVersion string `json:"previousVersion,omitempty"`
+	Service     string `json:"service"`
+	Environment string `json:"environment"`
+	// Level is the service's dependency depth in the environment: 0 first.
+	Level           int      `json:"level"`
+	After           []string `json:"after,omitempty"`
+	Version         string   `json:"version"`
+	PreviousVersion string   `json:"previousVersion,omitempty"`
 	// Phase: pending, deploying, promoted (held warm), done, rolled-back, failed, aborted.
 	Phase  string `json:"phase"`
 	Reason string `json:"reason,omitempty"`
@@ -139,9 +144,9 @@ type releaseRun struct {
 func (r *releaseRun) setup(ctx workflow.Context) error {
 	r.st = ReleaseStatus{Name: r.in.Name, Phase: ReleaseRunning, Versions: r.in.Versions, StartedAt: workflow.Now(ctx)}
 	for _, e := range r.in.Environments {
-		for _, level := range e.Levels {
+		for depth, level := range e.Levels {
 			for _, svc := range level {
-				r.st.Services = append(r.st.Services, ReleaseService{Service: svc, Environment: e.Name, Version: r.in.Versions[svc], Phase: "pending"})
+				r.st.Services = append(r.st.Services, ReleaseService{Service: svc, Environment: e.Name, Level: depth, After: r.in.After[svc], Version: r.in.Versions[svc], Phase: "pending"})
 			}
 		}
 	}

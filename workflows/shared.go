@@ -53,6 +53,24 @@ type AbortRequest struct {
 	Handoff bool `json:"handoff,omitempty"`
 }
 
+// ControlRequest says who paused or resumed a rollout, and why.
+type ControlRequest struct {
+	By     string `json:"by,omitempty"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// said is the request as an event's tail: " by X: why".
+func (r ControlRequest) said() string {
+	s := ""
+	if r.By != "" {
+		s = " by " + r.By
+	}
+	if r.Reason != "" {
+		s += ": " + r.Reason
+	}
+	return s
+}
+
 // PromoteRequest skips ahead.
 type PromoteRequest struct {
 	// Full goes to 100 % at once; otherwise only the current bake is skipped.
@@ -75,14 +93,16 @@ type Status struct {
 	// Release names the release this rollout is part of, if any.
 	Release string `json:"release,omitempty"`
 	// Artifact is what was built, checked and runs: an image digest on docker.
-	Artifact       string                `json:"artifact,omitempty"`
-	Phase          rollout.Phase         `json:"phase"`
-	Paused         bool                  `json:"paused"`
-	Target         rollout.Slot          `json:"target"`
-	Stable         rollout.Slot          `json:"stable"`
-	Steps          []int                 `json:"steps"`
-	Step           int                   `json:"step"` // index into Steps; -1 before the first shift
-	Weights        rollout.Weights       `json:"weights"`
+	Artifact string          `json:"artifact,omitempty"`
+	Phase    rollout.Phase   `json:"phase"`
+	Paused   bool            `json:"paused"`
+	Target   rollout.Slot    `json:"target"`
+	Stable   rollout.Slot    `json:"stable"`
+	Steps    []int           `json:"steps"`
+	Step     int             `json:"step"` // index into Steps; -1 before the first shift
+	Weights  rollout.Weights `json:"weights"`
+	// Timeline is every change of the router's weights the rollout made or found.
+	Timeline       []WeightChange        `json:"timeline,omitempty"`
 	Checks         []rollout.CheckResult `json:"checks,omitempty"`
 	AnalysisSource string                `json:"analysisSource,omitempty"`
 	Reason         string                `json:"reason,omitempty"`

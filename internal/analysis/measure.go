@@ -82,6 +82,11 @@ func Measure(ctx context.Context, p *Prometheus, m spec.Metric, v Vars, w Window
 		return noData(r, m, why)
 	}
 	r.Value = &val
+	if m.Max != nil {
+		r.Limit = m.Max
+	} else if m.Min != nil {
+		r.Limit = m.Min
+	}
 	if m.Max != nil && val > *m.Max {
 		return decided(r, rollout.Fail, fmt.Sprintf("%.4g is above the maximum %.4g", val, *m.Max))
 	}
@@ -102,6 +107,10 @@ func Measure(ctx context.Context, p *Prometheus, m spec.Metric, v Vars, w Window
 			return noData(r, m, "live slot: "+why)
 		}
 		r.Baseline = &base
+		if c.MaxIncrease != nil && m.Max == nil {
+			limit := base + *c.MaxIncrease
+			r.Limit = &limit
+		}
 		if c.MaxIncrease != nil && val-base > *c.MaxIncrease {
 			return decided(r, rollout.Fail, fmt.Sprintf("%.4g is %.4g above the live slot's %.4g (at most +%.4g allowed)", val, val-base, base, *c.MaxIncrease))
 		}

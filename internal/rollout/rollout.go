@@ -126,8 +126,11 @@ type Measurement struct {
 	// Points are the series' lengths a judge compared (new, live).
 	Points    []int  `json:"points,omitempty"`
 	Threshold string `json:"threshold"` // what the value was held to
-	Decision  string `json:"decision"`
-	Reason    string `json:"reason"`
+	// Limit is the number the value had to stay under (or, for a minimum,
+	// above), when there was one: drawn on the dashboard's charts.
+	Limit    *float64 `json:"limit,omitempty"`
+	Decision string   `json:"decision"`
+	Reason   string   `json:"reason"`
 }
 
 func (m Measurement) String() string {
