@@ -2,82 +2,248 @@ package starter
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"sort"
+	"sync"
 	"time"
 
+	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/converter"
 
+	"github.com/switchyard/switchyard/internal/spec"
 	"github.com/switchyard/switchyard/workflows"
 )
 
-// ServiceState is a service in an environment as its latest rollout left
-// it (or leaves it now, while it runs), read from Temporal's visibility.
+// ServiceState is a service in an environment as its latest rollout or
+// rollback left it (or leaves it now, while it runs), read from Temporal's
+// visibility.
 type ServiceState struct {
 	Service, Environment string
-	// Version, Phase and Traffic (the version's share) are the latest rollout's.
+	// Kind is the latest run's workflow type: Deployment or Rollback.
+	Kind string
+	// Version, Phase and Traffic (the version's share) are the latest run's.
 	Version, Phase string
 	Traffic        int64
 	Running        bool
 	Start, Close   time.Time
 	WorkflowID     string
 	RunID          string
+	// Monitored: a monitoring run of the last day ran; Incidents is how
+	// many incidents the latest one left open.
+	Monitored bool
+	Incidents int64
+	// FrozenBy names the release whose freeze covers the service, if any.
+	FrozenBy string
 }
 
-// overviewRuns bounds the rollouts read for an overview: the latest of each
+// ReleaseState is a release's latest run.
+type ReleaseState struct {
+	Name, Phase  string
+	Running      bool
+	Start, Close time.Time
+	// Frozen is the release's freeze in force, if any.
+	Frozen *workflows.FreezeState
+}
+
+// Overview is every service and release at a glance.
+type Overview struct {
+	Services []ServiceState
+	Releases []ReleaseState
+}
+
+// overviewRuns bounds the runs read for an overview: the latest of each
 // service is among the newest ones.
 const overviewRuns = 5000
 
 // Overview lists every service and environment that has a rollout, by
-// service then environment, each with its latest rollout.
-func (s *Starter) Overview(ctx context.Context) ([]ServiceState, error) {
-	latest := map[[2]string]ServiceState{}
+// service then environment, each with its latest rollout or rollback, open
+// incidents and freeze; and every release with its latest run. The four
+// visibility reads run at once.
+func (s *Starter) Overview(ctx context.Context) (*Overview, error) {
+	var (
+		runs, monitors, releases []*listed
+		freezes                  []*workflows.FreezeState
+		errs                     [4]error
+		wg                       sync.WaitGroup
+	)
+	wg.Add(4)
+	go func() {
+		defer wg.Done()
+		runs, errs[0] = s.list(ctx, fmt.Sprintf("WorkflowType IN (%q, %q)", workflows.DeploymentWorkflow, workflows.RollbackWorkflow), overviewRuns)
+	}()
+	go func() {
+		defer wg.Done()
+		monitors, errs[1] = s.list(ctx, fmt.Sprintf("WorkflowType = %q AND ExecutionStatus = 'Completed' AND StartTime > %q",
+			workflows.MonitorWorkflow, time.Now().Add(-24*time.Hour).UTC().Format(time.RFC3339)), 1000)
+	}()
+	go func() {
+		defer wg.Done()
+		releases, errs[2] = s.list(ctx, fmt.Sprintf("WorkflowType = %q", workflows.ReleaseWorkflow), 1000)
+	}()
+	go func() {
+		defer wg.Done()
+		freezes, errs[3] = s.freezes(ctx)
+	}()
+	wg.Wait()
+	if err := errors.Join(errs[:]...); err != nil {
+		return nil, fmt.Errorf("overview: %w", err)
+	}
+
+	latest := map[[2]string]*ServiceState{}
+	for _, e := range runs {
+		st := ServiceState{Service: e.Service, Environment: e.Environment, Kind: e.Type, Version: e.Version, Phase: e.Phase, Traffic: e.Traffic,
+			Running: e.Running, Start: e.Start, Close: e.Close, WorkflowID: e.WorkflowID, RunID: e.RunID}
+		if st.Service == "" {
+			continue
+		}
+		k := [2]string{st.Service, st.Environment}
+		if cur, ok := latest[k]; !ok || st.Start.After(cur.Start) {
+			latest[k] = &st
+		}
+	}
+	seenMonitor := map[[2]string]time.Time{}
+	for _, m := range monitors {
+		k := [2]string{m.Service, m.Environment}
+		st, ok := latest[k]
+		if !ok || !m.Start.After(seenMonitor[k]) {
+			continue
+		}
+		seenMonitor[k] = m.Start
+		st.Monitored, st.Incidents = true, m.Incidents
+	}
+	for _, st := range latest {
+		for _, f := range freezes {
+			if slices.Contains(f.Services, st.Service) {
+				st.FrozenBy = f.Release
+			}
+		}
+	}
+	o := &Overview{}
+	for _, st := range latest {
+		o.Services = append(o.Services, *st)
+	}
+	sort.Slice(o.Services, func(i, j int) bool {
+		if o.Services[i].Service != o.Services[j].Service {
+			return o.Services[i].Service < o.Services[j].Service
+		}
+		return o.Services[i].Environment < o.Services[j].Environment
+	})
+	rel := map[string]*ReleaseState{}
+	for _, e := range releases {
+		if cur, ok := rel[e.Release]; e.Release == "" || ok && !e.Start.After(cur.Start) {
+			continue
+		}
+		rel[e.Release] = &ReleaseState{Name: e.Release, Phase: e.Phase, Running: e.Running, Start: e.Start, Close: e.Close}
+	}
+	for _, f := range freezes {
+		if r, ok := rel[f.Release]; ok {
+			r.Frozen = f
+		} else {
+			rel[f.Release] = &ReleaseState{Name: f.Release, Phase: "never run", Frozen: f}
+		}
+	}
+	for _, r := range rel {
+		o.Releases = append(o.Releases, *r)
+	}
+	sort.Slice(o.Releases, func(i, j int) bool { return o.Releases[i].Name < o.Releases[j].Name })
+	return o, nil
+}
+
+// listed is one run as visibility lists it, with Switchyard's attributes.
+type listed struct {
+	Type, WorkflowID, RunID                       string
+	Service, Environment, Version, Phase, Release string
+	Traffic, Incidents                            int64
+	Running                                       bool
+	Start, Close                                  time.Time
+}
+
+// list reads up to max runs matching q, newest first.
+func (s *Starter) list(ctx context.Context, q string, max int) ([]*listed, error) {
+	var out []*listed
 	var token []byte
-	for n := 0; n < overviewRuns; {
-		resp, err := s.C.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
-			Query: fmt.Sprintf("WorkflowType = %q", workflows.DeploymentWorkflow), PageSize: 1000, NextPageToken: token})
+	for len(out) < max {
+		resp, err := s.C.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: 1000, NextPageToken: token})
 		if err != nil {
-			return nil, fmt.Errorf("overview: %w", err)
+			return nil, err
 		}
 		for _, e := range resp.Executions {
-			n++
-			st := ServiceState{
-				Service: keyword(e.SearchAttributes, workflows.SAService.GetName()), Environment: keyword(e.SearchAttributes, workflows.SAEnvironment.GetName()),
-				Version: keyword(e.SearchAttributes, workflows.SAVersion.GetName()), Phase: keyword(e.SearchAttributes, workflows.SAPhase.GetName()),
-				Running: e.Status == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, WorkflowID: e.Execution.WorkflowId, RunID: e.Execution.RunId,
-			}
-			if st.Service == "" {
-				continue
-			}
-			if p, ok := e.SearchAttributes.GetIndexedFields()[workflows.SATraffic.GetName()]; ok {
-				_ = converter.GetDefaultDataConverter().FromPayload(p, &st.Traffic)
-			}
+			sa := e.SearchAttributes
+			l := &listed{Type: e.Type.GetName(), WorkflowID: e.Execution.WorkflowId, RunID: e.Execution.RunId,
+				Service: keyword(sa, workflows.SAService.GetName()), Environment: keyword(sa, workflows.SAEnvironment.GetName()),
+				Version: keyword(sa, workflows.SAVersion.GetName()), Phase: keyword(sa, workflows.SAPhase.GetName()),
+				Release: keyword(sa, workflows.SARelease.GetName()),
+				Traffic: integer(sa, workflows.SATraffic.GetName()), Incidents: integer(sa, workflows.SAIncidents.GetName()),
+				Running: e.Status == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING}
 			if e.StartTime != nil {
-				st.Start = e.StartTime.AsTime()
+				l.Start = e.StartTime.AsTime()
 			}
 			if e.CloseTime != nil {
-				st.Close = e.CloseTime.AsTime()
+				l.Close = e.CloseTime.AsTime()
 			}
-			k := [2]string{st.Service, st.Environment}
-			if cur, ok := latest[k]; !ok || st.Start.After(cur.Start) {
-				latest[k] = st
-			}
+			out = append(out, l)
 		}
 		if token = resp.NextPageToken; len(token) == 0 {
 			break
 		}
 	}
-	out := make([]ServiceState, 0, len(latest))
-	for _, st := range latest {
-		out = append(out, st)
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Service != out[j].Service {
-			return out[i].Service < out[j].Service
-		}
-		return out[i].Environment < out[j].Environment
-	})
 	return out, nil
+}
+
+func integer(sa *commonpb.SearchAttributes, name string) int64 {
+	var n int64
+	if p, ok := sa.GetIndexedFields()[name]; ok {
+		_ = converter.GetDefaultDataConverter().FromPayload(p, &n)
+	}
+	return n
+}
+
+// freezes lists the freezes in force.
+func (s *Starter) freezes(ctx context.Context) ([]*workflows.FreezeState, error) {
+	runs, err := s.list(ctx, fmt.Sprintf("WorkflowType = %q AND ExecutionStatus = 'Running'", workflows.FreezeWorkflow), 100)
+	if err != nil {
+		return nil, err
+	}
+	var out []*workflows.FreezeState
+	for _, r := range runs {
+		f := &workflows.FreezeState{Release: r.Release, Reason: "(its reason could not be read)"}
+		if v, err := s.C.QueryWorkflow(ctx, r.WorkflowID, r.RunID, workflows.QueryStatus); err == nil {
+			_ = v.Get(f)
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+// DeployedSpec is the spec the service's latest rollout in env ran with,
+// read from its start: what a rollback from the dashboard (which has no
+// spec files) runs with.
+func (s *Starter) DeployedSpec(ctx context.Context, service, env string) (*spec.Service, error) {
+	it := s.C.GetWorkflowHistory(ctx, workflows.DeploymentID(service, env), "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	if !it.HasNext() {
+		return nil, fmt.Errorf("no rollout of %s in %s was found", service, env)
+	}
+	ev, err := it.Next()
+	if err != nil {
+		return nil, fmt.Errorf("the spec of %s in %s: %w", service, env, err)
+	}
+	var in workflows.DeploymentInput
+	if err := fromStarted(ev, &in); err != nil {
+		return nil, fmt.Errorf("the spec of %s in %s: %w", service, env, err)
+	}
+	return &in.Spec, nil
+}
+
+// fromStarted decodes a run's input from its first event.
+func fromStarted(ev *historypb.HistoryEvent, in any) error {
+	a := ev.GetWorkflowExecutionStartedEventAttributes()
+	if a == nil || len(a.GetInput().GetPayloads()) == 0 {
+		return errors.New("its first event has no input")
+	}
+	return converter.GetDefaultDataConverter().FromPayload(a.Input.Payloads[0], in)
 }

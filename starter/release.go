@@ -117,7 +117,7 @@ func (s *Starter) StartRelease(ctx context.Context, r *release.Release, versions
 		if f, frozen := ws.Frozen(time.Now()); frozen {
 			return nil, &FrozenError{Freeze: f.Text}
 		}
-		if f, frozen := s.frozen(ctx, r.Name); frozen {
+		if f, frozen := s.Frozen(ctx, r.Name); frozen {
 			return nil, &FrozenError{Freeze: fmt.Sprintf("release %s frozen by %s: %s", r.Name, f.By, f.Reason)}
 		}
 	} else {
@@ -263,24 +263,24 @@ func passed(st *workflows.ReleaseStatus, env string) bool {
 
 // Freeze freezes a release: new releases of it and deploys of its services
 // are refused until Unfreeze, and a release running now pauses its
-// rollouts before their next traffic step.
-func (s *Starter) Freeze(ctx context.Context, r *release.Release, reason, by string) error {
-	id := workflows.FreezeID(r.Name)
-	_, err := s.C.ExecuteWorkflow(ctx, exclusive(id, s.TaskQueue, workflows.SARelease.ValueSet(r.Name)), workflows.FreezeWorkflow, workflows.FreezeState{Release: r.Name, Services: r.ServiceNames(), Reason: reason, By: by})
+// rollouts before their next traffic step. services are the release's, sorted.
+func (s *Starter) Freeze(ctx context.Context, name string, services []string, reason, by string) error {
+	id := workflows.FreezeID(name)
+	_, err := s.C.ExecuteWorkflow(ctx, exclusive(id, s.TaskQueue, workflows.SARelease.ValueSet(name)), workflows.FreezeWorkflow, workflows.FreezeState{Release: name, Services: services, Reason: reason, By: by})
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &started) {
-		if f, ok := s.frozen(ctx, r.Name); ok {
-			return &AlreadyRunningError{WorkflowID: id, RunID: started.RunId, What: fmt.Sprintf("release %s is already frozen by %s: %s", r.Name, f.By, f.Reason)}
+		if f, ok := s.Frozen(ctx, name); ok {
+			return &AlreadyRunningError{WorkflowID: id, RunID: started.RunId, What: fmt.Sprintf("release %s is already frozen by %s: %s", name, f.By, f.Reason)}
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("freeze %s: %w", r.Name, err)
+		return fmt.Errorf("freeze %s: %w", name, err)
 	}
-	err = s.C.SignalWorkflow(ctx, workflows.ReleaseID(r.Name), "", workflows.FreezeSignal,
-		workflows.FreezeState{Release: r.Name, Services: r.ServiceNames(), Reason: reason, By: by})
+	err = s.C.SignalWorkflow(ctx, workflows.ReleaseID(name), "", workflows.FreezeSignal,
+		workflows.FreezeState{Release: name, Services: services, Reason: reason, By: by})
 	var nf *serviceerror.NotFound
 	if err != nil && !errors.As(err, &nf) {
-		return fmt.Errorf("freeze %s: tell the running release: %w", r.Name, err)
+		return fmt.Errorf("freeze %s: tell the running release: %w", name, err)
 	}
 	return nil
 }
@@ -302,8 +302,8 @@ func (s *Starter) Unfreeze(ctx context.Context, name, by string) error {
 	return nil
 }
 
-// frozen returns a release's freeze, if one is in force.
-func (s *Starter) frozen(ctx context.Context, name string) (*workflows.FreezeState, bool) {
+// Frozen returns a release's freeze, if one is in force.
+func (s *Starter) Frozen(ctx context.Context, name string) (*workflows.FreezeState, bool) {
 	d, err := s.C.DescribeWorkflowExecution(ctx, workflows.FreezeID(name), "")
 	if err != nil || d.WorkflowExecutionInfo.Status != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
 		return nil, false

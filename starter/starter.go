@@ -236,7 +236,10 @@ func (s *Starter) Run(service, env string) client.WorkflowRun {
 
 // RunSummary is one past rollout.
 type RunSummary struct {
-	WorkflowID, RunID string
+	// Type is the workflow type: Deployment, Rollback, Release, ...
+	Type                          string
+	Service, Environment, Release string
+	WorkflowID, RunID             string
 	Version, Phase    string
 	Traffic           int64
 	Start, Close      time.Time
@@ -254,6 +257,22 @@ func (s *Starter) ReleaseHistory(ctx context.Context, name string, limit int) ([
 	return s.history(ctx, fmt.Sprintf("%s = %q", workflows.SARelease.GetName(), name), limit)
 }
 
+// Runs lists rollouts, rollbacks and releases, newest first, narrowed by
+// whichever of service, env and kind (a workflow type) are not "".
+func (s *Starter) Runs(ctx context.Context, service, env, kind string, limit int) ([]RunSummary, error) {
+	q := fmt.Sprintf("WorkflowType IN (%q, %q, %q)", workflows.DeploymentWorkflow, workflows.RollbackWorkflow, workflows.ReleaseWorkflow)
+	if kind != "" {
+		q = fmt.Sprintf("WorkflowType = %q", kind)
+	}
+	if service != "" {
+		q += fmt.Sprintf(" AND %s = %q", workflows.SAService.GetName(), service)
+	}
+	if env != "" {
+		q += fmt.Sprintf(" AND %s = %q", workflows.SAEnvironment.GetName(), env)
+	}
+	return s.history(ctx, q, limit)
+}
+
 func (s *Starter) history(ctx context.Context, q string, limit int) ([]RunSummary, error) {
 	resp, err := s.C.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: int32(limit)})
 	if err != nil {
@@ -261,7 +280,9 @@ func (s *Starter) history(ctx context.Context, q string, limit int) ([]RunSummar
 	}
 	var out []RunSummary
 	for _, e := range resp.Executions {
-		r := RunSummary{WorkflowID: e.Execution.WorkflowId, RunID: e.Execution.RunId, Status: e.Status.String()}
+		r := RunSummary{Type: e.Type.GetName(), WorkflowID: e.Execution.WorkflowId, RunID: e.Execution.RunId, Status: e.Status.String(),
+			Service: keyword(e.SearchAttributes, workflows.SAService.GetName()), Environment: keyword(e.SearchAttributes, workflows.SAEnvironment.GetName()),
+			Release: keyword(e.SearchAttributes, workflows.SARelease.GetName())}
 		if e.StartTime != nil {
 			r.Start = e.StartTime.AsTime()
 		}

@@ -79,6 +79,10 @@ func Monitor(ctx workflow.Context, in MonitorInput) (*incident.State, error) {
 		}
 	}
 
+	// the open incidents, findable without reading each run's result (the dashboard's overview)
+	if workflow.GetVersion(ctx, "incidents-search-attribute", workflow.DefaultVersion, 1) == 1 {
+		_ = workflow.UpsertTypedSearchAttributes(ctx, SAIncidents.ValueSet(int64(len(st.Incidents))))
+	}
 	if s.Monitor.RollbackOnCritical {
 		for _, r := range checks.Results {
 			if r.Critical && !r.Passed {

@@ -96,6 +96,8 @@ var (
 	SATraffic = temporal.NewSearchAttributeKeyInt64("SwitchyardTrafficPercent")
 	// SARelease is the release a run belongs to (set on the release and its children).
 	SARelease = temporal.NewSearchAttributeKeyKeyword("SwitchyardRelease")
+	// SAIncidents is how many incidents a monitoring run left open.
+	SAIncidents = temporal.NewSearchAttributeKeyInt64("SwitchyardOpenIncidents")
 )
 
 // SearchAttributes is what a namespace must register for the keys above:
@@ -107,4 +109,5 @@ var SearchAttributes = map[string]enumspb.IndexedValueType{
 	SAPhase.GetName():       enumspb.INDEXED_VALUE_TYPE_KEYWORD,
 	SATraffic.GetName():     enumspb.INDEXED_VALUE_TYPE_INT,
 	SARelease.GetName():     enumspb.INDEXED_VALUE_TYPE_KEYWORD,
+	SAIncidents.GetName():   enumspb.INDEXED_VALUE_TYPE_INT,
 }

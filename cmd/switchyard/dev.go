@@ -63,7 +63,11 @@ is "embedded", an in-process Caddy.`,
 					return fmt.Errorf("dashboard: --dashboard-port %d: %w (0 runs none)", dashPort, err)
 				}
 				fmt.Printf("dashboard        http://%s/\n", l.Addr())
-				d := &dashboard.Server{Starter: &starter.Starter{C: cl, TaskQueue: c.taskQueue}, WebUI: srv.UIURL, Namespace: c.namespace}
+				token, err := dashboardToken("")
+				if err != nil {
+					return err
+				}
+				d := &dashboard.Server{Starter: &starter.Starter{C: cl, TaskQueue: c.taskQueue}, WebUI: srv.UIURL, Namespace: c.namespace, Token: token}
 				go func() { _ = serveDashboard(cmd.Context(), l, d) }()
 			}
 			fmt.Println("ready: switchyard deploy SERVICE --env ENV --version V   (Ctrl-C stops)")

@@ -181,7 +181,7 @@ func freezeCmd(c *conn) *cobra.Command {
 				return err
 			}
 			return c.withStarter(func(s *starter.Starter) error {
-				if err := s.Freeze(cmd.Context(), r, reason, who()); err != nil {
+				if err := s.Freeze(cmd.Context(), r.Name, r.ServiceNames(), reason, who()); err != nil {
 					return err
 				}
 				fmt.Printf("release %s frozen (%s): new releases and deploys of %s are refused; unfreeze with: switchyard unfreeze %s\n",

@@ -427,15 +427,17 @@ func watchCmd(c *conn) *cobra.Command {
 
 func controlCmd(c *conn, name, short string) *cobra.Command {
 	var t target
+	var reason string
 	cmd := &cobra.Command{
 		Use:   name + " SERVICE",
 		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return sendControl(cmd.Context(), c, args[0], t.env, name, nil)
+			return sendControl(cmd.Context(), c, args[0], t.env, name, workflows.ControlRequest{By: who(), Reason: reason})
 		},
 	}
 	t.flags(cmd, false)
+	cmd.Flags().StringVar(&reason, "reason", "", "why, for the rollout's record")
 	return cmd
 }
 

@@ -1,23 +1,27 @@
 // Package dashboard serves Switchyard's web dashboard: every service's
-// latest rollout at a glance and each rollout's steps, weights, analysis and
-// events, pushed to the page as they change. Everything is read from
-// Temporal (visibility and the rollouts' status queries); it keeps nothing.
+// latest rollout at a glance, each rollout's steps, weights, analysis and
+// events, each release's services by environment, and the history with its
+// figures, pushed to the page as they change. Everything is read from
+// Temporal (visibility, the runs' status queries and results); it keeps
+// nothing. With a token it also acts: the same Updates the CLI sends.
 package dashboard
 
 import (
 	"bytes"
 	"context"
 	"embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"html/template"
 	"io/fs"
 	"net/http"
 	"net/url"
+	"regexp"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/switchyard/switchyard/internal/rollout"
 	"github.com/switchyard/switchyard/starter"
 	"github.com/switchyard/switchyard/workflows"
 )
@@ -31,10 +35,15 @@ type Server struct {
 	// WebUI is the Temporal Web UI's address, for links to a run ("" for none).
 	WebUI     string
 	Namespace string
-	// Every is how often a page's server side re-reads Temporal for changes
-	// to push (default 500 ms).
+	// Every is how often a view is re-read from Temporal for changes to
+	// push (default 500 ms). One reader per view, however many pages show it.
 	Every time.Duration
+	// Token, when set, lets a viewer who signs in with it act (pause,
+	// abort, roll back, approve, freeze, ...). Without it the dashboard is
+	// read-only.
+	Token string
 	tmpl  *template.Template
+	hub   hub
 }
 
 // Handler returns the dashboard's routes, behind its security headers.
@@ -45,6 +54,7 @@ func (s *Server) Handler() http.Handler {
 	if s.Namespace == "" {
 		s.Namespace = "default"
 	}
+	s.hub.feeds = map[string]*feed{}
 	s.tmpl = template.Must(template.New("").Funcs(template.FuncMap{
 		"ago":  ago,
 		"pct":  func(n int64) string { return fmt.Sprintf("%d%%", n) },
@@ -56,16 +66,27 @@ func (s *Server) Handler() http.Handler {
 			}
 			return fmt.Sprintf("%.4g", *v)
 		},
+		"dur":   func(d time.Duration) string { return d.Round(time.Millisecond).String() },
+		"part":  s.part,
+		"q":     url.QueryEscape,
+		"clock": func(t time.Time) string { return t.Local().Format("15:04:05") },
+		"when": func(t time.Time) string {
+			if t.IsZero() {
+				return ""
+			}
+			return t.Local().Format("2006-01-02 15:04:05")
+		},
 	}).ParseFS(files, "templates/*.html"))
 	mux := http.NewServeMux()
 	static, _ := fs.Sub(files, "static")
 	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
-	mux.HandleFunc("GET /{$}", s.overview)
-	mux.HandleFunc("GET /rollout/{service}/{env}", s.rollout)
 	mux.HandleFunc("GET /events", s.events)
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		s.notFound(w, fmt.Sprintf("no page %s", r.URL.Path))
-	})
+	mux.HandleFunc("GET /signin", s.signinForm)
+	mux.HandleFunc("POST /signin", s.signin)
+	mux.HandleFunc("POST /signout", s.signout)
+	mux.HandleFunc("GET /act", s.confirm)
+	mux.HandleFunc("POST /act", s.act)
+	mux.HandleFunc("GET /", s.page)
 	return headers(mux)
 }
 
@@ -77,83 +98,96 @@ func headers(h http.Handler) http.Handler {
 		w.Header().Set("X-Frame-Options", "DENY")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		w.Header().Set("Referrer-Policy", "no-referrer")
+		w.Header().Set("Cache-Control", "no-store")
 		h.ServeHTTP(w, r)
 	})
 }
 
-// row is one service × environment on the overview.
-type row struct {
-	starter.ServiceState
-	Key     string // service/env
-	Bar     bool   // traffic is split or moving: draw the weights
-	Outcome string // promoted, rolled back, failed, or the phase while running
+// view is what one address shows: a title, the template of its live part
+// (the part pushed again when it changes) and that part's data.
+type view struct {
+	Title string
+	Body  string
+	Data  any
+	Code  int
 }
 
-type overviewPage struct {
-	Rows  []row
-	Error string
-	At    time.Time
+// live is what a view's live part is rendered from: the same for every
+// viewer of it who may act, and for every one who may not.
+type live struct {
+	D   any
+	Act bool
 }
 
-func (s *Server) overviewData(ctx context.Context) overviewPage {
+// name is what a service, environment or release name in an address may be.
+var name = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
+// read reads the view an address shows.
+func (s *Server) read(ctx context.Context, u *url.URL) view {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	states, err := s.Starter.Overview(ctx)
-	p := overviewPage{At: time.Now()}
-	if err != nil {
-		p.Error = unreachable(err)
-		return p
-	}
-	for _, st := range states {
-		r := row{ServiceState: st, Key: st.Service + "/" + st.Environment, Outcome: st.Phase}
-		r.Bar = st.Running && st.Traffic > 0 && st.Traffic < 100
-		p.Rows = append(p.Rows, r)
-	}
-	return p
-}
-
-func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
-	s.render(w, http.StatusOK, "overview.html", s.overviewData(r.Context()))
-}
-
-type rolloutPage struct {
-	Service, Env string
-	Status       *workflows.Status
-	Error        string
-	RunURL       string
-}
-
-func (s *Server) rolloutData(ctx context.Context, service, env string) (rolloutPage, bool) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	p := rolloutPage{Service: service, Env: env}
-	st, err := s.Starter.Status(ctx, service, env)
-	if err != nil {
-		if strings.Contains(err.Error(), "no rollout") || strings.Contains(err.Error(), "not found") {
-			return p, false
+	parts := strings.Split(strings.Trim(u.Path, "/"), "/")
+	bad := func(what string) view { return notFound(fmt.Sprintf("no %s", what)) }
+	for _, p := range parts[min(1, len(parts)):] {
+		if !name.MatchString(p) {
+			return bad(fmt.Sprintf("page %s", u.Path))
 		}
-		p.Error = unreachable(err)
-		return p, true
 	}
-	p.Status = st
-	if s.WebUI != "" {
-		p.RunURL = fmt.Sprintf("%s/namespaces/%s/workflows/%s", strings.TrimSuffix(s.WebUI, "/"), url.PathEscape(s.Namespace),
-			url.PathEscape(workflows.DeploymentID(service, env)))
+	switch {
+	case u.Path == "/":
+		return view{Title: "Overview", Body: "overview-body", Data: s.overviewData(ctx)}
+	case parts[0] == "rollout" && len(parts) == 3:
+		d, ok := s.rolloutData(ctx, parts[1], parts[2])
+		if !ok {
+			return bad(fmt.Sprintf("rollout of %s in %s", parts[1], parts[2]))
+		}
+		return view{Title: parts[1] + " in " + parts[2], Body: "rollout-body", Data: d}
+	case parts[0] == "release" && len(parts) == 2:
+		d, ok := s.releaseData(ctx, parts[1])
+		if !ok {
+			return bad(fmt.Sprintf("release %s", parts[1]))
+		}
+		return view{Title: "Release " + parts[1], Body: "release-body", Data: d}
+	case u.Path == "/history":
+		f := historyFilter{Service: u.Query().Get("service"), Env: u.Query().Get("env"), Kind: u.Query().Get("kind"), Since: u.Query().Get("since")}
+		if msg := f.check(); msg != "" {
+			return view{Title: "Bad request", Body: "notfound-body", Data: msg, Code: http.StatusBadRequest}
+		}
+		return view{Title: "History", Body: "history-body", Data: s.historyData(ctx, f)}
 	}
-	return p, true
+	return bad(fmt.Sprintf("page %s", u.Path))
 }
 
-func (s *Server) rollout(w http.ResponseWriter, r *http.Request) {
-	p, ok := s.rolloutData(r.Context(), r.PathValue("service"), r.PathValue("env"))
-	if !ok {
-		s.notFound(w, fmt.Sprintf("no rollout of %s in %s", p.Service, p.Env))
-		return
-	}
-	s.render(w, http.StatusOK, "rollout.html", p)
+func notFound(what string) view {
+	return view{Title: "Not found", Body: "notfound-body", Data: what, Code: http.StatusNotFound}
 }
 
-func (s *Server) notFound(w http.ResponseWriter, what string) {
-	s.render(w, http.StatusNotFound, "notfound.html", what)
+// pageData is a whole page.
+type pageData struct {
+	View   view
+	Live   live
+	Events string // the address of its live part's event stream
+	Viewer string // who is signed in ("" for nobody)
+	CSRF   string
+	CanAct bool // the dashboard has a token: signing in is possible
+	Path   string
+}
+
+func (s *Server) page(w http.ResponseWriter, r *http.Request) {
+	v := s.read(r.Context(), r.URL)
+	viewer := s.viewer(r)
+	p := pageData{View: v, Live: live{D: v.Data, Act: viewer != ""}, Viewer: viewer, CSRF: s.csrf(viewer), CanAct: s.Token != "", Path: r.URL.RequestURI()}
+	if v.Code == 0 {
+		p.Events = "/events?page=" + url.QueryEscape(r.URL.RequestURI())
+	}
+	s.render(w, max(v.Code, http.StatusOK), "page.html", p)
+}
+
+// part renders a named template as HTML, for a page to include its live part.
+func (s *Server) part(name string, data any) (template.HTML, error) {
+	var b bytes.Buffer
+	err := s.tmpl.ExecuteTemplate(&b, name, data)
+	return template.HTML(b.String()), err //nolint:gosec // html/template output, escaped
 }
 
 func (s *Server) render(w http.ResponseWriter, code int, name string, data any) {
@@ -167,46 +201,213 @@ func (s *Server) render(w http.ResponseWriter, code int, name string, data any) 
 	_, _ = w.Write(b.Bytes())
 }
 
-// events pushes the live part of a page (the overview's table, or a
-// rollout's body: ?rollout=service/env) as server-sent events whenever it
-// changes: the page never reloads or polls.
-func (s *Server) events(w http.ResponseWriter, r *http.Request) {
-	fl, ok := w.(http.Flusher)
-	if !ok {
-		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
-		return
+// row is one service × environment on the overview.
+type row struct {
+	starter.ServiceState
+	Key     string // service/env
+	Bar     bool   // traffic is split or moving: draw the weights
+	Outcome string // promoted, rolled back, failed, or the phase while running
+}
+
+type overviewData struct {
+	Rows     []row
+	Releases []starter.ReleaseState
+	Error    string
+}
+
+func (s *Server) overviewData(ctx context.Context) overviewData {
+	o, err := s.Starter.Overview(ctx)
+	var p overviewData
+	if err != nil {
+		p.Error = unreachable(err)
+		return p
 	}
-	part := func(ctx context.Context) (string, error) {
-		var b bytes.Buffer
-		if k := r.URL.Query().Get("rollout"); k != "" {
-			service, env, _ := strings.Cut(k, "/")
-			p, _ := s.rolloutData(ctx, service, env)
-			return b.String(), s.tmpl.ExecuteTemplate(&b, "rollout-body", p)
+	for _, st := range o.Services {
+		r := row{ServiceState: st, Key: st.Service + "/" + st.Environment, Outcome: st.Phase}
+		if st.Kind == workflows.RollbackWorkflow {
+			r.Outcome = "rollback: " + st.Phase
 		}
-		err := s.tmpl.ExecuteTemplate(&b, "overview-body", s.overviewData(ctx))
-		return b.String(), err
+		r.Bar = st.Running && st.Traffic > 0 && st.Traffic < 100
+		p.Rows = append(p.Rows, r)
 	}
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-store")
-	last := ""
-	tick := time.NewTicker(s.Every)
-	defer tick.Stop()
-	for {
-		html, err := part(r.Context())
-		if err == nil && html != last {
-			last = html
-			b, _ := json.Marshal(html)
-			if _, err := fmt.Fprintf(w, "data: %s\n\n", b); err != nil {
-				return
+	p.Releases = o.Releases
+	return p
+}
+
+type rolloutData struct {
+	Service, Env string
+	Status       *workflows.Status
+	// Rollback is the service's rollback, when one ran after this rollout
+	// started; RollbackRunning when it still runs.
+	Rollback        *workflows.RollbackReport
+	RollbackRunning bool
+	Error           string
+	RunURL          string
+	Timeline        template.HTML
+	Charts          []chart
+	Analysed        int // measurements drawn
+}
+
+func (s *Server) rolloutData(ctx context.Context, service, env string) (rolloutData, bool) {
+	p := rolloutData{Service: service, Env: env}
+	st, err := s.Starter.Status(ctx, service, env)
+	if err != nil {
+		if strings.Contains(err.Error(), "no rollout") || strings.Contains(err.Error(), "not found") {
+			return p, false
+		}
+		p.Error = unreachable(err)
+		return p, true
+	}
+	p.Status = st
+	if rep, err := s.Starter.RollbackStatus(ctx, service, env); err == nil && !rep.StartedAt.Before(st.StartedAt) {
+		p.Rollback, p.RollbackRunning = rep, !rep.Phase.Done()
+	}
+	if s.WebUI != "" {
+		p.RunURL = fmt.Sprintf("%s/namespaces/%s/workflows/%s", strings.TrimSuffix(s.WebUI, "/"), url.PathEscape(s.Namespace),
+			url.PathEscape(workflows.DeploymentID(service, env)))
+	}
+	p.Timeline = timelineChart(st)
+	p.Charts = metricCharts(st.Measurements)
+	for _, c := range p.Charts {
+		p.Analysed += c.Points
+	}
+	return p, true
+}
+
+type releaseData struct {
+	Name   string
+	Status *workflows.ReleaseStatus
+	Frozen *workflows.FreezeState
+	Envs   []releaseEnv
+	Error  string
+}
+
+// releaseEnv is one environment of a release: its services by dependency level.
+type releaseEnv struct {
+	Name     string
+	Levels   [][]workflows.ReleaseService
+	Approval *workflows.ReleaseApproval
+	Current  bool
+}
+
+func (s *Server) releaseData(ctx context.Context, name string) (releaseData, bool) {
+	p := releaseData{Name: name}
+	st, err := s.Starter.ReleaseStatus(ctx, name)
+	if err != nil {
+		if strings.Contains(err.Error(), "no release") || strings.Contains(err.Error(), "not found") {
+			return p, false
+		}
+		p.Error = unreachable(err)
+		return p, true
+	}
+	p.Status = st
+	p.Frozen, _ = s.Starter.Frozen(ctx, name)
+	for _, sv := range st.Services {
+		i := slices.IndexFunc(p.Envs, func(e releaseEnv) bool { return e.Name == sv.Environment })
+		if i < 0 {
+			p.Envs = append(p.Envs, releaseEnv{Name: sv.Environment, Current: sv.Environment == st.Environment})
+			i = len(p.Envs) - 1
+		}
+		e := &p.Envs[i]
+		for len(e.Levels) <= sv.Level {
+			e.Levels = append(e.Levels, nil)
+		}
+		e.Levels[sv.Level] = append(e.Levels[sv.Level], sv)
+	}
+	for i := range p.Envs {
+		for _, a := range st.Approvals {
+			if a.Environment == p.Envs[i].Name {
+				a := a
+				p.Envs[i].Approval = &a
 			}
-			fl.Flush()
-		}
-		select {
-		case <-r.Context().Done():
-			return
-		case <-tick.C:
 		}
 	}
+	return p, true
+}
+
+// historyFilter narrows the history page.
+type historyFilter struct {
+	Service, Env, Kind, Since string
+}
+
+func (f historyFilter) check() string {
+	for _, v := range []struct{ field, val string }{{"service", f.Service}, {"env", f.Env}} {
+		if v.val != "" && !name.MatchString(v.val) {
+			return fmt.Sprintf("%s %q: a name is letters, digits, '.', '_' and '-'", v.field, v.val)
+		}
+	}
+	if f.Kind != "" && !slices.Contains([]string{workflows.DeploymentWorkflow, workflows.RollbackWorkflow, workflows.ReleaseWorkflow}, f.Kind) {
+		return fmt.Sprintf("kind %q: one of Deployment, Rollback, Release", f.Kind)
+	}
+	if _, err := f.since(); err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+// since reads the figures' period: 30d (the default), 12h, 90m.
+func (f historyFilter) since() (time.Duration, error) {
+	s := f.Since
+	if s == "" {
+		s = "30d"
+	}
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		var d int
+		if _, err := fmt.Sscanf(n, "%d", &d); err == nil && d > 0 && fmt.Sprint(d) == n {
+			return time.Duration(d) * 24 * time.Hour, nil
+		}
+	} else if d, err := time.ParseDuration(s); err == nil && d > 0 {
+		return d, nil
+	}
+	return 0, fmt.Errorf("since %q: a period like 30d, 12h or 90m", f.Since)
+}
+
+type historyData struct {
+	F     historyFilter
+	Runs  []starter.RunSummary
+	Stats []statRow
+	Error string
+}
+
+// statRow is one service's figures, with bars for the charts.
+type statRow struct {
+	starter.Stats
+	Rate                 template.HTML
+	Durations, ToStable  template.HTML
+	RatePct              int
+	HasDurations, HasTTS bool
+}
+
+func (s *Server) historyData(ctx context.Context, f historyFilter) historyData {
+	p := historyData{F: f}
+	runs, err := s.Starter.Runs(ctx, f.Service, f.Env, f.Kind, 100)
+	if err != nil {
+		p.Error = unreachable(err)
+		return p
+	}
+	p.Runs = runs
+	since, _ := f.since()
+	stats, err := s.Starter.Stats(ctx, since)
+	if err != nil {
+		p.Error = unreachable(err)
+		return p
+	}
+	var longest, slowest time.Duration
+	for _, st := range stats {
+		longest, slowest = max(longest, st.P95), max(slowest, st.MeanTimeToStable)
+	}
+	for _, st := range stats {
+		if f.Service != "" && st.Service != f.Service || f.Env != "" && st.Environment != f.Env {
+			continue
+		}
+		p.Stats = append(p.Stats, statRow{Stats: st, RatePct: int(100*st.SuccessRate() + 0.5),
+			Rate:      bars([]bar{{"promoted", float64(st.Promoted), "ok"}, {"rolled back", float64(st.RolledBack), "warn"}, {"failed", float64(st.Failed), "bad"}}, 0),
+			Durations: bars([]bar{{"p50", st.P50.Seconds(), "ok"}, {"p95", st.P95.Seconds(), "warn"}}, longest.Seconds()),
+			ToStable:  bars([]bar{{"mean", st.MeanTimeToStable.Seconds(), "ok"}}, slowest.Seconds()),
+			HasDurations: st.Promoted > 0, HasTTS: st.Rollbacks > 0,
+		})
+	}
+	return p
 }
 
 // unreachable words an error reading Temporal for the page.
@@ -232,4 +433,12 @@ func ago(t time.Time) string {
 		return fmt.Sprintf("%dh ago", int(d.Hours()))
 	}
 	return t.Format("2006-01-02")
+}
+
+// slotName is a slot for people: "none" for none.
+func slotName(s rollout.Slot) string {
+	if s == rollout.None {
+		return "none"
+	}
+	return string(s)
 }

@@ -1,0 +1,336 @@
+package dashboard
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/switchyard/switchyard/starter"
+	"github.com/switchyard/switchyard/workflows"
+)
+
+// Acting: a viewer signs in with the dashboard's token and a name; the
+// session cookie is the name signed with the token (nothing kept on the
+// server), and each form carries a CSRF token derived from the token and
+// the name, which a page on another site cannot read. Every action goes
+// through a confirmation page with a reason field, and is recorded in the
+// run as "NAME (dashboard)".
+
+const sessionCookie = "switchyard_session"
+
+func (s *Server) sign(purpose, name string) string {
+	m := hmac.New(sha256.New, []byte(s.Token))
+	m.Write([]byte(purpose + "\x00" + name))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// viewer is who the request's session names, "" for nobody (or no token).
+func (s *Server) viewer(r *http.Request) string {
+	if s.Token == "" {
+		return ""
+	}
+	c, err := r.Cookie(sessionCookie)
+	if err != nil {
+		return ""
+	}
+	enc, sig, ok := strings.Cut(c.Value, ".")
+	b, err := base64.RawURLEncoding.DecodeString(enc)
+	if !ok || err != nil || !hmac.Equal([]byte(sig), []byte(s.sign("session", string(b)))) {
+		return ""
+	}
+	return string(b)
+}
+
+func (s *Server) csrf(viewer string) string {
+	if viewer == "" {
+		return ""
+	}
+	return s.sign("csrf", viewer)
+}
+
+// action is one thing the dashboard can do.
+type action struct {
+	Do       string
+	Label    string // the button
+	Question string // the confirmation, with %s for what it acts on
+	Reason   bool   // a reason is required
+	Release  bool   // it acts on a release, not a service
+}
+
+var actions = []action{
+	{"pause", "Pause", "Pause the rollout of %s? The bake clock stops until it is resumed.", false, false},
+	{"resume", "Resume", "Resume %s?", false, false},
+	{"abort", "Abort", "Abort the rollout of %s? All traffic goes back to the stable slot at once.", true, false},
+	{"promote", "Skip this bake", "Skip the current bake of %s and go to the next step now?", false, false},
+	{"promote-full", "Promote to 100%", "Promote %s to 100%% of traffic now, skipping the remaining steps?", true, false},
+	{"rollback-immediate", "Roll back now", "Roll %s back to its previous version now, in one weight change?", true, false},
+	{"rollback-gradual", "Roll back gradually", "Roll %s back to its previous version gradually, over the spec's rollback duration?", true, false},
+	{"rollback-swap", "Swap back", "Swap %s back to its previous slot, keeping the bad one running for investigation?", true, false},
+	{"escalate", "Roll back the rest now", "Turn the gradual rollback of %s into an immediate one?", false, false},
+	{"approve", "Approve", "Approve release %s into the environment it waits at?", false, true},
+	{"reject", "Reject", "Reject release %s at the environment it waits at? The release ends.", true, true},
+	{"freeze", "Freeze", "Freeze release %s? New releases and deploys of its services are refused, and a running release pauses before its next step.", true, true},
+	{"unfreeze", "Unfreeze", "Unfreeze release %s?", false, true},
+}
+
+// actData is the confirmation page and the result page.
+type actData struct {
+	pageData
+	A                     action
+	Service, Env, Release string
+	Target                string // what it acts on, in words
+	Back                  string // the page to go back to
+	Error, Done           string
+}
+
+// forbidden answers 403 with a page that says why.
+func (s *Server) forbidden(w http.ResponseWriter, r *http.Request, why string) {
+	d := pageData{View: view{Title: "Not allowed", Body: "notfound-body", Data: why, Code: http.StatusForbidden}, CanAct: s.Token != "", Path: r.URL.RequestURI()}
+	d.Live = live{D: why}
+	s.render(w, http.StatusForbidden, "page.html", d)
+}
+
+// request reads and checks an action's target from a query or a form.
+func (s *Server) request(r *http.Request) (actData, string) {
+	do := r.FormValue("do")
+	i := slices.IndexFunc(actions, func(a action) bool { return a.Do == do })
+	if i < 0 {
+		return actData{}, fmt.Sprintf("do %q: not an action", do)
+	}
+	d := actData{A: actions[i], Service: r.FormValue("service"), Env: r.FormValue("env"), Release: r.FormValue("release")}
+	check := map[string]string{"env": d.Env}
+	if d.A.Release {
+		check["release"] = d.Release
+		if d.A.Do != "approve" && d.A.Do != "reject" {
+			delete(check, "env")
+		}
+		d.Target, d.Back = d.Release, "/release/"+d.Release
+	} else {
+		check["service"] = d.Service
+		d.Target, d.Back = d.Service+" in "+d.Env, "/rollout/"+d.Service+"/"+d.Env
+	}
+	for _, f := range []string{"service", "release", "env"} {
+		if v, ok := check[f]; ok && !name.MatchString(v) {
+			return actData{}, fmt.Sprintf("%s %q: a name is letters, digits, '.', '_' and '-'", f, v)
+		}
+	}
+	return d, ""
+}
+
+// confirm shows the confirmation page of an action: what it will do, a
+// reason field, and the button.
+func (s *Server) confirm(w http.ResponseWriter, r *http.Request) {
+	viewer := s.viewer(r)
+	if viewer == "" {
+		s.forbidden(w, r, s.notSignedIn())
+		return
+	}
+	d, bad := s.request(r)
+	if bad != "" {
+		s.render(w, http.StatusBadRequest, "page.html", pageData{View: view{Title: "Bad request", Body: "notfound-body", Data: bad}, Live: live{D: bad}})
+		return
+	}
+	d.pageData = pageData{View: view{Title: d.A.Label}, Viewer: viewer, CSRF: s.csrf(viewer), CanAct: true}
+	s.render(w, http.StatusOK, "act.html", d)
+}
+
+func (s *Server) notSignedIn() string {
+	if s.Token == "" {
+		return "this dashboard is read-only: start it with SWITCHYARD_DASHBOARD_TOKEN set (or --token-file) to allow actions"
+	}
+	return "sign in to act (the dashboard's token and your name)"
+}
+
+// sameSite refuses a form posted from another site, where the browser says so.
+func sameSite(r *http.Request) bool {
+	site := r.Header.Get("Sec-Fetch-Site")
+	return site == "" || site == "same-origin" || site == "none"
+}
+
+// act carries an action out: signed in, the form's CSRF token right, the
+// reason given when one is needed.
+func (s *Server) act(w http.ResponseWriter, r *http.Request) {
+	viewer := s.viewer(r)
+	if viewer == "" {
+		s.forbidden(w, r, s.notSignedIn())
+		return
+	}
+	if !sameSite(r) || !hmac.Equal([]byte(r.PostFormValue("csrf")), []byte(s.csrf(viewer))) {
+		s.forbidden(w, r, "the form's CSRF token is missing or wrong: act from the dashboard's own pages")
+		return
+	}
+	d, bad := s.request(r)
+	if bad != "" {
+		s.render(w, http.StatusBadRequest, "page.html", pageData{View: view{Title: "Bad request", Body: "notfound-body", Data: bad}, Live: live{D: bad}})
+		return
+	}
+	d.pageData = pageData{View: view{Title: d.A.Label}, Viewer: viewer, CSRF: s.csrf(viewer), CanAct: true}
+	reason := strings.TrimSpace(r.PostFormValue("reason"))
+	if d.A.Reason && reason == "" {
+		d.Error = "reason: say why, for the record"
+		s.render(w, http.StatusBadRequest, "act.html", d)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	done, err := s.do(ctx, d, reason, viewer+" (dashboard)")
+	if err != nil {
+		d.Error = err.Error()
+		code := http.StatusConflict
+		var badIn *starter.BadInputError
+		if errors.As(err, &badIn) {
+			code = http.StatusBadRequest
+		}
+		s.render(w, code, "act.html", d)
+		return
+	}
+	d.Done = done
+	s.render(w, http.StatusOK, "act.html", d)
+}
+
+// do sends what the CLI would send for the action.
+func (s *Server) do(ctx context.Context, d actData, reason, by string) (string, error) {
+	st := s.Starter
+	switch d.A.Do {
+	case "pause", "resume":
+		if st.RollbackRunning(ctx, d.Service, d.Env) {
+			rep, err := st.RollbackControl(ctx, d.Service, d.Env, d.A.Do)
+			if err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("the rollback is %s; %s", rep.Phase, rep.Weights), nil
+		}
+		return status(st.Control(ctx, d.Service, d.Env, d.A.Do, workflows.ControlRequest{By: by, Reason: reason}))
+	case "abort":
+		return status(st.Control(ctx, d.Service, d.Env, workflows.Abort, workflows.AbortRequest{Reason: reason, By: by}))
+	case "promote", "promote-full":
+		return status(st.Control(ctx, d.Service, d.Env, workflows.Promote, workflows.PromoteRequest{Full: d.A.Do == "promote-full", By: by}))
+	case "rollback-immediate", "rollback-gradual", "rollback-swap":
+		svc, err := st.DeployedSpec(ctx, d.Service, d.Env)
+		if err != nil {
+			return "", err
+		}
+		strategy := strings.TrimPrefix(d.A.Do, "rollback-")
+		run, err := st.Rollback(ctx, svc, strategy, reason, by)
+		if err != nil {
+			return "", err
+		}
+		if strategy == workflows.Gradual {
+			return "the gradual rollback started; this rollout's page follows it", nil
+		}
+		rep, err := st.WaitRollback(ctx, run)
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("rolled back to %s in %s; %s", rep.PreviousVersion, rep.Duration().Round(time.Millisecond), rep.Weights), nil
+	case "escalate":
+		rep, err := st.RollbackControl(ctx, d.Service, d.Env, workflows.Escalate)
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("the rollback is %s; %s", rep.Phase, rep.Weights), nil
+	case "approve", "reject":
+		name := workflows.Approve
+		if d.A.Do == "reject" {
+			name = workflows.Reject
+		}
+		rs, err := st.DecideRelease(ctx, d.Release, name, workflows.ApprovalRequest{Environment: d.Env, Reason: reason, By: by})
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("release %s is %s", rs.Name, rs.Phase), nil
+	case "freeze":
+		rs, err := st.ReleaseStatus(ctx, d.Release)
+		if err != nil {
+			return "", err
+		}
+		var services []string
+		for _, sv := range rs.Services {
+			if !slices.Contains(services, sv.Service) {
+				services = append(services, sv.Service)
+			}
+		}
+		slices.Sort(services)
+		if err := st.Freeze(ctx, d.Release, services, reason, by); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("release %s is frozen (%s)", d.Release, strings.Join(services, ", ")), nil
+	case "unfreeze":
+		if err := st.Unfreeze(ctx, d.Release, by); err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("release %s is no longer frozen", d.Release), nil
+	}
+	return "", fmt.Errorf("do %q: not an action", d.A.Do)
+}
+
+func status(st *workflows.Status, err error) (string, error) {
+	if err != nil {
+		return "", err
+	}
+	p := string(st.Phase)
+	if st.Paused {
+		p += " (paused)"
+	}
+	return fmt.Sprintf("the rollout is %s; %s", p, st.Weights), nil
+}
+
+// signinData is the sign-in page.
+type signinData struct {
+	pageData
+	Next, Name, Error string
+}
+
+func (s *Server) signinForm(w http.ResponseWriter, r *http.Request) {
+	s.render(w, http.StatusOK, "signin.html", signinData{pageData: pageData{View: view{Title: "Sign in"}, CanAct: s.Token != ""}, Next: local(r.FormValue("next"))})
+}
+
+func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
+	d := signinData{pageData: pageData{View: view{Title: "Sign in"}, CanAct: s.Token != ""}, Next: local(r.PostFormValue("next")), Name: strings.TrimSpace(r.PostFormValue("name"))}
+	switch {
+	case s.Token == "":
+		s.forbidden(w, r, s.notSignedIn())
+		return
+	case !sameSite(r):
+		s.forbidden(w, r, "sign in from the dashboard's own page")
+		return
+	case subtle.ConstantTimeCompare([]byte(r.PostFormValue("token")), []byte(s.Token)) != 1:
+		d.Error = "token: not the dashboard's token"
+		s.render(w, http.StatusForbidden, "signin.html", d)
+		return
+	case d.Name == "" || len(d.Name) > 64 || strings.IndexFunc(d.Name, func(c rune) bool { return !unicode.IsPrint(c) }) >= 0:
+		d.Error = "name: who you are, for the record (up to 64 printable characters)"
+		s.render(w, http.StatusBadRequest, "signin.html", d)
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: base64.RawURLEncoding.EncodeToString([]byte(d.Name)) + "." + s.sign("session", d.Name),
+		Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil, MaxAge: 12 * 3600})
+	http.Redirect(w, r, d.Next, http.StatusSeeOther)
+}
+
+func (s *Server) signout(w http.ResponseWriter, r *http.Request) {
+	viewer := s.viewer(r)
+	if viewer != "" && (!sameSite(r) || !hmac.Equal([]byte(r.PostFormValue("csrf")), []byte(s.csrf(viewer)))) {
+		s.forbidden(w, r, "the form's CSRF token is missing or wrong: sign out from the dashboard's own pages")
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+// local keeps a return address on this server.
+func local(next string) string {
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.Contains(next, "\\") {
+		return "/"
+	}
+	return next
+}
