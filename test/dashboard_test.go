@@ -3,11 +3,16 @@ package test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +21,7 @@ import (
 
 	"github.com/switchyard/switchyard/internal/dashboard"
 	"github.com/switchyard/switchyard/starter"
+	"github.com/switchyard/switchyard/workflows"
 )
 
 func chromium(t *testing.T) string {
@@ -173,4 +179,266 @@ func TestDashboardSaysWhenTemporalIsDownAndRecovers(t *testing.T) {
 	if missing != "" || strings.Contains(text, "unreachable") {
 		t.Fatalf("after Temporal came back the overview did not recover:\n%s", text)
 	}
+}
+
+const dashToken = "test-token-0123456789abcdef"
+
+// signIn signs in from the page the browser shows, as a person would:
+// the "Sign in to act" link, the name and the token, the button.
+func signIn(t *testing.T, ctx context.Context, name, token string) {
+	t.Helper()
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`a[href^="/signin"]`)),
+		chromedp.SendKeys(chromedp.CSS("#name"), name), chromedp.SendKeys(chromedp.CSS("#token"), token),
+		chromedp.Click(chromedp.CSS("#signin"))); err != nil {
+		t.Fatalf("sign in: %v", err)
+	}
+	if text, missing := pageText(ctx, 10*time.Second, "signed in as "+name); missing != "" {
+		t.Fatalf("after signing in the page does not say so:\n%s", text)
+	}
+}
+
+// actFromThePage clicks an action's button on the page, gives the reason
+// on the confirmation page and confirms; it returns the result page's text.
+func actFromThePage(t *testing.T, ctx context.Context, do, reason, question string) string {
+	t.Helper()
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(fmt.Sprintf(`a[href^="/act?do=%s&"]`, do)))); err != nil {
+		t.Fatalf("click %s: %v", do, err)
+	}
+	if text, missing := pageText(ctx, 10*time.Second, question, "Reason", "Cancel"); missing != "" {
+		t.Fatalf("the confirmation of %s lacks %q:\n%s", do, missing, text)
+	}
+	screenshot(t, ctx, "dashboard-confirm-"+do)
+	if err := chromedp.Do(ctx, chromedp.SendKeys(chromedp.CSS("#reason"), reason), chromedp.Click(chromedp.CSS("#confirm"))); err != nil {
+		t.Fatalf("confirm %s: %v", do, err)
+	}
+	text, missing := pageText(ctx, 60*time.Second, "Done:")
+	if missing != "" {
+		t.Fatalf("%s from the dashboard did not say it was done:\n%s", do, text)
+	}
+	return text
+}
+
+// TestDashboardAbortFromThePagePutsTrafficBackAndRecordsWhoAndWhy: a
+// signed-in viewer aborts a rollout at 10 % from its page (confirmation,
+// reason); HAProxy's weights are read back at 100 % on the stable slot, and
+// the rollout records the reason and who did it. Signed out, the page shows
+// no action. The history page shows the two rollouts and their figures.
+func TestDashboardAbortFromThePagePutsTrafficBackAndRecordsWhoAndWhy(t *testing.T) {
+	bin := chromium(t)
+	e := newEnv(t, opts{bake: time.Minute})
+	if o := e.deploy("v1"); o.Kind != "" {
+		t.Fatalf("v1: %s", o.Reason)
+	}
+	srv := httptest.NewServer((&dashboard.Server{Starter: e.starter, Every: 200 * time.Millisecond, Token: dashToken}).Handler())
+	defer func() { srv.CloseClientConnections(); srv.Close() }()
+	run := e.start("v2")
+	e.waitFor("step 1", func(st *starterStatus) bool { return st.Step == 0 && st.Weights.Of(st.Target) == 10 })
+	ctx := browser(t, bin)
+	page := srv.URL + "/rollout/" + e.svc.Name + "/test"
+	if _, err := chromedp.Run(ctx, chromedp.Navigate(page)); err != nil {
+		t.Fatal(err)
+	}
+	if text, missing := pageText(ctx, 20*time.Second, "step 1 of 5", "Sign in to act", "Traffic to v2"); missing != "" {
+		t.Fatalf("the rollout page lacks %q:\n%s", missing, text)
+	}
+	if n := evalString(t, ctx, `String(document.querySelectorAll('a[href^="/act"]').length)`); n != "0" {
+		t.Fatalf("signed out, the page shows %s action links", n)
+	}
+	signIn(t, ctx, "Ana Ops", dashToken)
+	if text, missing := pageText(ctx, 10*time.Second, "Actions", "Pause", "Abort", "Skip this bake"); missing != "" {
+		t.Fatalf("signed in, the rollout page lacks the action %q:\n%s", missing, text)
+	}
+	screenshot(t, ctx, "dashboard-rollout-actions")
+	text := actFromThePage(t, ctx, "abort", "p99 up, seen on the dashboard", "Abort the rollout of "+e.svc.Name+" in test?")
+	t.Logf("result page: %s", strings.Join(strings.Fields(text), " "))
+
+	o, err := e.starter.Wait(context.Background(), run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := e.weights(); o.Status == nil || w.Of(o.Status.Stable) != 100 {
+		t.Fatalf("after the abort HAProxy's weights are %s (stable slot %v)", w, o.Status)
+	}
+	if o.Kind != workflows.ErrRolledBack || !strings.Contains(o.Reason, "p99 up, seen on the dashboard") {
+		t.Fatalf("the rollout ended %q: %s; want rolled back with the reason", o.Kind, o.Reason)
+	}
+	if o.Status.Rollback == nil || o.Status.Rollback.By != "Ana Ops (dashboard)" {
+		t.Fatalf("the rollback does not record who: %+v", o.Status.Rollback)
+	}
+	t.Logf("HAProxy: %s; the rollout: %s, by %s", e.weights(), o.Reason, o.Status.Rollback.By)
+
+	if _, err := chromedp.Run(ctx, chromedp.Navigate(srv.URL+"/history?service="+e.svc.Name+"&env=test")); err != nil {
+		t.Fatal(err)
+	}
+	if text, missing := pageText(ctx, 20*time.Second, "Figures", "50% of 2", "Runs", "rolled-back", "promoted"); missing != "" {
+		t.Fatalf("the history page lacks %q:\n%s", missing, text)
+	}
+	if n := evalString(t, ctx, `String(document.querySelectorAll('table.runs tbody tr').length)`); n != "2" {
+		t.Fatalf("the history page lists %s runs, want 2", n)
+	}
+	screenshot(t, ctx, "dashboard-history")
+}
+
+// TestDashboardActionsAreRefusedWithoutTheTokenOrTheFormsCSRFToken, over
+// plain HTTP: read-only (no token) and signed-out pages have no actions and
+// refuse them (403); a wrong token signs nobody in; a signed-in POST
+// without the form's CSRF token, with a wrong one, or from another site is
+// refused, and one without a reason is a 400 naming the field — and none
+// of them touched the rollout. A pause with the token is recorded with who
+// and why. Our own monitor's security check passes on the dashboard.
+func TestDashboardActionsAreRefusedWithoutTheTokenOrTheFormsCSRFToken(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + l.Addr().String()
+	e := newEnv(t, opts{bake: time.Minute, extra: fmt.Sprintf(`monitor:
+  endpoints:
+    - {name: dashboard, url: %q, status: 200}
+    - {name: dashboard-history, url: %q, status: 200}
+  performance: {requests: 10}
+  security: {headers: [Content-Security-Policy, X-Frame-Options, X-Content-Type-Options, Referrer-Policy]}`, base+"/", base+"/history")})
+	rw := &http.Server{Handler: (&dashboard.Server{Starter: e.starter, Token: dashToken}).Handler()}
+	go func() { _ = rw.Serve(l) }()
+	defer rw.Close()
+	ro := httptest.NewServer((&dashboard.Server{Starter: e.starter}).Handler())
+	defer func() { ro.CloseClientConnections(); ro.Close() }()
+	if o := e.deploy("v1"); o.Kind != "" {
+		t.Fatalf("v1: %s", o.Reason)
+	}
+	run := e.start("v2")
+	e.waitFor("step 1", func(st *starterStatus) bool { return st.Step == 0 && st.Weights.Of(st.Target) == 10 })
+	page := "/rollout/" + e.svc.Name + "/test"
+	abort := url.Values{"do": {"abort"}, "service": {e.svc.Name}, "env": {"test"}, "reason": {"should not happen"}}
+
+	get := func(c *http.Client, u string) (int, string) {
+		t.Helper()
+		resp, err := c.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	post := func(c *http.Client, u string, form url.Values, header ...string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, u, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	want := func(what string, code int, body string, wantCode int, wantText string) {
+		t.Helper()
+		if code != wantCode || !strings.Contains(body, wantText) {
+			t.Fatalf("%s: %d, want %d with %q:\n%s", what, code, wantCode, wantText, body)
+		}
+		t.Logf("%s: %d (%s)", what, code, wantText)
+	}
+
+	anon := &http.Client{}
+	code, body := get(anon, ro.URL+page)
+	want("read-only dashboard, rollout page", code, body, 200, "read-only")
+	if strings.Contains(body, "/act?") {
+		t.Fatalf("the read-only dashboard shows actions:\n%s", body)
+	}
+	code, body = get(anon, ro.URL+"/act?do=abort&service="+e.svc.Name+"&env=test")
+	want("read-only dashboard, confirmation page", code, body, 403, "read-only")
+	code, body = post(anon, ro.URL+"/act", abort)
+	want("read-only dashboard, POST /act", code, body, 403, "read-only")
+	code, body = post(anon, ro.URL+"/signin", url.Values{"name": {"x"}, "token": {dashToken}})
+	want("read-only dashboard, sign in", code, body, 403, "read-only")
+
+	code, body = get(anon, base+page)
+	want("signed out, rollout page", code, body, 200, "Sign in to act")
+	if strings.Contains(body, "/act?") {
+		t.Fatalf("signed out, the page shows actions:\n%s", body)
+	}
+	code, body = post(anon, base+"/act", abort)
+	want("signed out, POST /act", code, body, 403, "sign in to act")
+
+	jar, _ := cookiejar.New(nil)
+	user := &http.Client{Jar: jar}
+	code, body = post(user, base+"/signin", url.Values{"name": {"Mallory"}, "token": {"not-the-token-at-all"}, "next": {"/"}})
+	want("sign in with a wrong token", code, body, 403, "token: not the dashboard")
+	if u, _ := url.Parse(base); len(jar.Cookies(u)) != 0 {
+		t.Fatal("a wrong token got a session cookie")
+	}
+	code, body = post(user, base+"/signin", url.Values{"name": {"Bo Ops"}, "token": {dashToken}, "next": {page}})
+	want("sign in", code, body, 200, "signed in as <strong>Bo Ops</strong>")
+	if !strings.Contains(body, "/act?do=abort") {
+		t.Fatalf("signed in, the rollout page has no abort action:\n%s", body)
+	}
+	code, body = post(user, base+"/act", abort)
+	want("signed in, POST /act without the CSRF token", code, body, 403, "CSRF token is missing or wrong")
+	bad := url.Values{"csrf": {"forged"}}
+	for k, v := range abort {
+		bad[k] = v
+	}
+	code, body = post(user, base+"/act", bad)
+	want("signed in, POST /act with a forged CSRF token", code, body, 403, "CSRF token is missing or wrong")
+
+	code, body = get(user, base+"/act?do=pause&service="+e.svc.Name+"&env=test")
+	want("confirmation page", code, body, 200, "Pause the rollout of "+e.svc.Name+" in test?")
+	m := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(body)
+	if m == nil {
+		t.Fatalf("the confirmation page has no CSRF token:\n%s", body)
+	}
+	csrf := m[1]
+	good := url.Values{"csrf": {csrf}}
+	for k, v := range abort {
+		good[k] = v
+	}
+	code, body = post(user, base+"/act", good, "Sec-Fetch-Site", "cross-site")
+	want("signed in, POST /act from another site", code, body, 403, "CSRF token is missing or wrong")
+	good.Set("reason", "  ")
+	code, body = post(user, base+"/act", good)
+	want("abort without a reason", code, body, 400, "reason: say why")
+	good.Set("do", "explode")
+	code, body = post(user, base+"/act", good)
+	want("an unknown action", code, body, 400, `do &#34;explode&#34;: not an action`)
+
+	st, err := e.starter.Status(context.Background(), e.svc.Name, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Phase.Done() || st.Paused || e.weights().Of(st.Target) != 10 {
+		t.Fatalf("a refused request changed the rollout: %s, paused %v, %s", st.Phase, st.Paused, e.weights())
+	}
+	code, body = post(user, base+"/act", url.Values{"csrf": {csrf}, "do": {"pause"}, "service": {e.svc.Name}, "env": {"test"}, "reason": {"waiting for the on-call"}})
+	want("pause from the dashboard", code, body, 200, "Done: the rollout is shifting (paused)")
+	st, _ = e.starter.Status(context.Background(), e.svc.Name, "test")
+	if last := st.Events[len(st.Events)-1].Message; last != "paused by Bo Ops (dashboard): waiting for the on-call" {
+		t.Fatalf("the pause is recorded as %q", last)
+	}
+
+	mon, err := e.starter.RunMonitor(context.Background(), e.svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, r := range mon.Results {
+		if strings.HasPrefix(r.Name, "security:") || strings.HasPrefix(r.Name, "health:") {
+			n++
+			if !r.Passed {
+				t.Fatalf("the monitor's %s check failed on the dashboard: %s", r.Name, r.Detail)
+			}
+			t.Logf("monitor %s: passed (%s)", r.Name, r.Detail)
+		}
+	}
+	if n != 4 {
+		t.Fatalf("the monitor ran %d health and security checks on the dashboard, want 4: %+v", n, mon.Results)
+	}
+	if _, err := e.starter.Control(context.Background(), e.svc.Name, "test", workflows.Abort, workflows.AbortRequest{Reason: "test over"}); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = e.starter.Wait(context.Background(), run)
 }

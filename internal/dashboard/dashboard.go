@@ -68,7 +68,6 @@ func (s *Server) Handler() http.Handler {
 		},
 		"dur":   func(d time.Duration) string { return d.Round(time.Millisecond).String() },
 		"part":  s.part,
-		"q":     url.QueryEscape,
 		"clock": func(t time.Time) string { return t.Local().Format("15:04:05") },
 		"when": func(t time.Time) string {
 			if t.IsZero() {
