@@ -400,9 +400,9 @@ func (s *Server) historyData(ctx context.Context, f historyFilter) historyData {
 			continue
 		}
 		p.Stats = append(p.Stats, statRow{Stats: st, RatePct: int(100*st.SuccessRate() + 0.5),
-			Rate:      bars([]bar{{"promoted", float64(st.Promoted), "ok"}, {"rolled back", float64(st.RolledBack), "warn"}, {"failed", float64(st.Failed), "bad"}}, 0),
-			Durations: bars([]bar{{"p50", st.P50.Seconds(), "ok"}, {"p95", st.P95.Seconds(), "warn"}}, longest.Seconds()),
-			ToStable:  bars([]bar{{"mean", st.MeanTimeToStable.Seconds(), "ok"}}, slowest.Seconds()),
+			Rate:         bars([]bar{{"promoted", float64(st.Promoted), "ok"}, {"rolled back", float64(st.RolledBack), "warn"}, {"failed", float64(st.Failed), "bad"}}, 0),
+			Durations:    bars([]bar{{"p50", st.P50.Seconds(), "ok"}, {"p95", st.P95.Seconds(), "warn"}}, longest.Seconds()),
+			ToStable:     bars([]bar{{"mean", st.MeanTimeToStable.Seconds(), "ok"}}, slowest.Seconds()),
 			HasDurations: st.Promoted > 0, HasTTS: st.Rollbacks > 0,
 		})
 	}
