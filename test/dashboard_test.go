@@ -442,3 +442,76 @@ func TestDashboardActionsAreRefusedWithoutTheTokenOrTheFormsCSRFToken(t *testing
 	}
 	_, _ = e.starter.Wait(context.Background(), run)
 }
+
+// TestDashboardReleasePageShowsEachEnvironmentsServicesAndApprovesFromIt:
+// a release of a backend and a frontend (after it) waits for production's
+// approval; its page shows each environment's services by dependency level
+// with their states and the approval waiting with its deadline; an approval
+// from the page lets it through and is recorded with who. A freeze from the
+// page shows on the overview, and an unfreeze from the page ends it.
+func TestDashboardReleasePageShowsEachEnvironmentsServicesAndApprovesFromIt(t *testing.T) {
+	bin := chromium(t)
+	e := newReleaseEnv(t, "    approval: {required: true, timeout: 10m, onTimeout: abort}\n")
+	name := e.release().Name
+	run, err := e.starter.StartRelease(context.Background(), e.release(), map[string]string{e.svc("backend"): "v1", e.svc("frontend"): "v1"}, "", "test", starter.DeployOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.waitPhase(workflows.ReleaseAwaitingApproval)
+	srv := httptest.NewServer((&dashboard.Server{Starter: e.starter, Every: 200 * time.Millisecond, Token: dashToken}).Handler())
+	defer func() { srv.CloseClientConnections(); srv.Close() }()
+	ctx := browser(t, bin)
+	if _, err := chromedp.Run(ctx, chromedp.Navigate(srv.URL+"/release/"+name)); err != nil {
+		t.Fatal(err)
+	}
+	if text, missing := pageText(ctx, 20*time.Second, "awaiting-approval", "staging", "production", "Approval: waiting, deadline",
+		e.svc("backend"), e.svc("frontend"), "after "+e.svc("backend"), "done", "pending"); missing != "" {
+		t.Fatalf("the release page lacks %q:\n%s", missing, text)
+	}
+	// per environment: two levels, the backend first, the frontend after it
+	for _, env := range []string{"staging", "production"} {
+		got := evalString(t, ctx, fmt.Sprintf(`Array.from(document.querySelectorAll('section[aria-label=%q] li.level'), l => Array.from(l.querySelectorAll('li.node'), n => n.dataset.service + ":" + n.querySelector('.state').textContent).join(",")).join(" | ")`, env))
+		phase := "done"
+		if env == "production" {
+			phase = "pending"
+		}
+		if want := fmt.Sprintf("%s:%s | %s:%s", e.svc("backend"), phase, e.svc("frontend"), phase); got != want {
+			t.Fatalf("%s's services by level: %q, want %q", env, got, want)
+		}
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Navigate(srv.URL+"/release/"+name)); err != nil {
+		t.Fatal(err)
+	}
+	signIn(t, ctx, "Rel Ops", dashToken)
+	screenshot(t, ctx, "dashboard-release")
+	actFromThePage(t, ctx, "approve", "staging looked fine", "Approve release "+name)
+	wctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	st, err := e.starter.WaitRelease(wctx, run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Phase != workflows.ReleasePromoted || len(st.Approvals) == 0 || st.Approvals[len(st.Approvals)-1].By != "Rel Ops (dashboard)" {
+		t.Fatalf("after the approval from the page: %s, approvals %+v", st.Phase, st.Approvals)
+	}
+	t.Logf("release %s: %s; approval %+v", name, st.Phase, st.Approvals[len(st.Approvals)-1])
+
+	if _, err := chromedp.Run(ctx, chromedp.Navigate(srv.URL+"/release/"+name)); err != nil {
+		t.Fatal(err)
+	}
+	actFromThePage(t, ctx, "freeze", "change freeze for the sale", "Freeze release "+name)
+	if _, err := chromedp.Run(ctx, chromedp.Navigate(srv.URL+"/")); err != nil {
+		t.Fatal(err)
+	}
+	if text, missing := pageText(ctx, 20*time.Second, "Releases", "frozen by Rel Ops (dashboard): change freeze for the sale", "frozen ("+name+")"); missing != "" {
+		t.Fatalf("the overview does not show the freeze (%q):\n%s", missing, text)
+	}
+	screenshot(t, ctx, "dashboard-overview-frozen")
+	if _, err := chromedp.Run(ctx, chromedp.Navigate(srv.URL+"/release/"+name)); err != nil {
+		t.Fatal(err)
+	}
+	actFromThePage(t, ctx, "unfreeze", "sale over", "Unfreeze release "+name)
+	if f, frozen := e.starter.Frozen(context.Background(), name); frozen {
+		t.Fatalf("still frozen after the unfreeze from the page: %+v", f)
+	}
+}
