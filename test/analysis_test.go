@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
+	"github.com/switchyard/switchyard/internal/dashboard"
 	"github.com/switchyard/switchyard/internal/load"
 	"github.com/switchyard/switchyard/internal/rollout"
 	"github.com/switchyard/switchyard/workflows"
@@ -225,12 +229,65 @@ func TestABaselineCompareJudgesAgainstTheLiveSlotsOwnErrorRate(t *testing.T) {
 	if o.Kind != workflows.ErrRolledBack || !strings.Contains(o.Reason, "error-rate: fail") {
 		t.Fatalf("v3 (5%% errors vs 2%%): %s %s, want rolled back by the compare", o.Kind, o.Reason)
 	}
-	er = lastMeasurement(t, statusJSON(t, e), "error-rate")
+	st := statusJSON(t, e)
+	er = lastMeasurement(t, st, "error-rate")
 	t.Logf("v3: %s", er.Measurement)
 	if value(er.Value)-value(er.Baseline) < 0.015 {
 		t.Fatalf("v3's measurement: %+v", er)
 	}
 	gen.Stop()
+	requireDashboardCharts(t, e, st, "error-rate")
+}
+
+// requireDashboardCharts opens the rollout's dashboard page in headless
+// Chromium and checks the metric's chart: a point per measurement with a
+// value (each titled with it), the live slot's line, the limit drawn
+// dashed, and the failed measurement marked with a cross.
+func requireDashboardCharts(t *testing.T, e *env, st *workflows.Status, metric string) {
+	t.Helper()
+	bin := chromium(t)
+	srv := httptest.NewServer((&dashboard.Server{Starter: e.starter}).Handler())
+	defer func() { srv.CloseClientConnections(); srv.Close() }()
+	ctx := browser(t, bin)
+	if _, err := chromedp.Run(ctx, chromedp.Navigate(srv.URL+"/rollout/"+e.svc.Name+"/test")); err != nil {
+		t.Fatal(err)
+	}
+	if text, missing := pageText(ctx, 20*time.Second, "Analysis", metric, "Traffic to "+st.Version); missing != "" {
+		t.Fatalf("the rollout page lacks %q:\n%s", missing, text)
+	}
+	want, failed := 0, 0
+	var last float64
+	for _, m := range st.Measurements {
+		if m.Metric == metric && m.Value != nil {
+			want++
+			last = *m.Value
+			if m.Decision == rollout.Fail {
+				failed++
+			}
+		}
+	}
+	fig := fmt.Sprintf(`figure[data-metric=%q]`, metric)
+	count := func(sel string) string {
+		return evalString(t, ctx, fmt.Sprintf(`String(document.querySelectorAll(%q).length)`, fig+" "+sel))
+	}
+	if got := count("svg circle.pt.new"); got != fmt.Sprint(want) {
+		t.Fatalf("the %s chart draws %s points of the new slot, want %d (one per measurement)", metric, got, want)
+	}
+	if got := count("svg path.line.limit"); got != "1" {
+		t.Fatalf("the %s chart has %s limit lines, want 1", metric, got)
+	}
+	if got := count("svg path.line.live"); got != "1" {
+		t.Fatalf("the %s chart has %s lines of the live slot, want 1", metric, got)
+	}
+	if got := count("svg path.cross"); got != fmt.Sprint(failed) || failed == 0 {
+		t.Fatalf("the %s chart marks %s failed points, want %d (and at least 1)", metric, got, failed)
+	}
+	titles := evalString(t, ctx, fmt.Sprintf(`Array.from(document.querySelectorAll(%q), c => c.textContent).join("\n")`, fig+" svg circle.pt.new title"))
+	if !strings.Contains(titles, fmt.Sprintf("new %.4g, fail", last)) {
+		t.Fatalf("the last point's title does not give its value %.4g and decision:\n%s", last, titles)
+	}
+	screenshot(t, ctx, "dashboard-analysis")
+	t.Logf("the dashboard's %s chart: %d points (%d failed, crossed), the live slot's line, the limit", metric, want, failed)
 }
 
 // A query with a wrong metric name returns no series: each onNoData does

@@ -19,6 +19,7 @@ import (
 
 	"github.com/switchyard/switchyard/internal/alert"
 	"github.com/switchyard/switchyard/internal/incident"
+	"github.com/switchyard/switchyard/starter"
 	"github.com/switchyard/switchyard/worker"
 	"github.com/switchyard/switchyard/workflows"
 )
@@ -141,10 +142,12 @@ alerts:
 	}
 	hook.waitFor(t, "open", 1)
 	hook.waitFor(t, "update", 2)
+	overviewIncidents(t, e, func(n int64) bool { return n >= 1 }, "at least 1")
 	if _, err := http.Get(blue + "/admin/fail?health=0"); err != nil {
 		t.Fatal(err)
 	}
 	hook.waitFor(t, "resolve", 1)
+	overviewIncidents(t, e, func(n int64) bool { return n == 0 }, "none")
 	if err := e.starter.DisableMonitor(ctx, e.svc.Name, e.svc.Environment); err != nil {
 		t.Fatal(err)
 	}
@@ -271,4 +274,25 @@ func TestACriticalCheckFailingInTheWarmWindowRollsTheRolloutBack(t *testing.T) {
 	}
 	record(t, history(t, e, run), "deployment_aborted_by_monitor_signal.json")
 	record(t, history(t, e, mon), "monitor_critical_check_signals_abort.json")
+}
+
+// overviewIncidents waits for the overview (the dashboard's, from the
+// monitoring runs' search attribute) to count the service's open incidents as wanted.
+func overviewIncidents(t *testing.T, e *env, ok func(int64) bool, want string) {
+	t.Helper()
+	var got []starter.ServiceState
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		o, err := e.starter.Overview(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = o.Services
+		for _, st := range o.Services {
+			if st.Service == e.svc.Name && st.Monitored && ok(st.Incidents) {
+				t.Logf("overview: %s monitored, %d open incidents", st.Service, st.Incidents)
+				return
+			}
+		}
+	}
+	t.Fatalf("the overview never showed %s open incidents for %s: %+v", want, e.svc.Name, got)
 }

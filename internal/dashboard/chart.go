@@ -157,16 +157,29 @@ func metricChart(metric string, pts []workflows.Measured) chart {
 	var b strings.Builder
 	open(&b, "metric", fmt.Sprintf("%s: the new slot's value (and the live slot's) at each of %d measurements, held to %s", metric, len(pts), c.Threshold))
 	p.frame(&b, func(v float64) string { return fmt.Sprintf("%.3g", v) })
+	// a line through the points; the limit as steps across the whole chart
 	series := func(class string, get func(workflows.Measured) *float64) {
 		var d strings.Builder
+		step := class == "limit"
+		last := 0.0
 		for _, m := range pts {
 			if v := get(m); v != nil {
-				cmd := "L"
-				if d.Len() == 0 {
-					cmd = "M"
+				x, y := p.x(m.At), p.y(*v)
+				switch {
+				case d.Len() == 0 && step:
+					fmt.Fprintf(&d, "M%.1f %.1f L%.1f %.1f ", padL, y, x, y)
+				case d.Len() == 0:
+					fmt.Fprintf(&d, "M%.1f %.1f ", x, y)
+				case step:
+					fmt.Fprintf(&d, "L%.1f %.1f L%.1f %.1f ", x, last, x, y)
+				default:
+					fmt.Fprintf(&d, "L%.1f %.1f ", x, y)
 				}
-				fmt.Fprintf(&d, "%s%.1f %.1f ", cmd, p.x(m.At), p.y(*v))
+				last = y
 			}
+		}
+		if step && d.Len() > 0 {
+			fmt.Fprintf(&d, "L%.1f %.1f", chartW-padR, last)
 		}
 		if d.Len() > 0 {
 			fmt.Fprintf(&b, `<path class="line %s" d="%s"/>`, class, strings.TrimSpace(d.String()))
