@@ -60,38 +60,43 @@ type Overview struct {
 // service is among the newest ones.
 const overviewRuns = 5000
 
+// monitorsEvery is how often the overview re-reads the monitoring runs:
+// they run every few minutes, and Temporal limits visibility reads per
+// namespace (frontend.namespaceRPS.visibility, 10/s by default), which an
+// overview open in many pages must not use up.
+const monitorsEvery = 15 * time.Second
+
+type monitorCache struct {
+	mu   sync.Mutex
+	at   time.Time
+	runs []*listed
+}
+
 // Overview lists every service and environment that has a rollout, by
 // service then environment, each with its latest rollout or rollback, open
-// incidents and freeze; and every release with its latest run. The four
-// visibility reads run at once.
+// incidents and freeze; and every release with its latest run. One
+// visibility read (the monitoring runs' read is kept for monitorsEvery).
 func (s *Starter) Overview(ctx context.Context) (*Overview, error) {
-	var (
-		runs, monitors, releases []*listed
-		freezes                  []*workflows.FreezeState
-		errs                     [4]error
-		wg                       sync.WaitGroup
-	)
-	wg.Add(4)
-	go func() {
-		defer wg.Done()
-		runs, errs[0] = s.list(ctx, fmt.Sprintf("WorkflowType IN (%q, %q)", workflows.DeploymentWorkflow, workflows.RollbackWorkflow), overviewRuns)
-	}()
-	go func() {
-		defer wg.Done()
-		monitors, errs[1] = s.list(ctx, fmt.Sprintf("WorkflowType = %q AND ExecutionStatus = 'Completed' AND StartTime > %q",
-			workflows.MonitorWorkflow, time.Now().Add(-24*time.Hour).UTC().Format(time.RFC3339)), 1000)
-	}()
-	go func() {
-		defer wg.Done()
-		releases, errs[2] = s.list(ctx, fmt.Sprintf("WorkflowType = %q", workflows.ReleaseWorkflow), 1000)
-	}()
-	go func() {
-		defer wg.Done()
-		freezes, errs[3] = s.freezes(ctx)
-	}()
-	wg.Wait()
-	if err := errors.Join(errs[:]...); err != nil {
+	all, err := s.list(ctx, fmt.Sprintf("WorkflowType IN (%q, %q, %q) OR (WorkflowType = %q AND ExecutionStatus = 'Running')",
+		workflows.DeploymentWorkflow, workflows.RollbackWorkflow, workflows.ReleaseWorkflow, workflows.FreezeWorkflow), overviewRuns)
+	if err != nil {
 		return nil, fmt.Errorf("overview: %w", err)
+	}
+	monitors, err := s.monitorRuns(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("overview: %w", err)
+	}
+	var runs, releases []*listed
+	var freezes []*workflows.FreezeState
+	for _, e := range all {
+		switch e.Type {
+		case workflows.ReleaseWorkflow:
+			releases = append(releases, e)
+		case workflows.FreezeWorkflow:
+			freezes = append(freezes, s.freeze(ctx, e))
+		default:
+			runs = append(runs, e)
+		}
 	}
 
 	latest := map[[2]string]*ServiceState{}
@@ -203,21 +208,30 @@ func integer(sa *commonpb.SearchAttributes, name string) int64 {
 	return n
 }
 
-// freezes lists the freezes in force.
-func (s *Starter) freezes(ctx context.Context) ([]*workflows.FreezeState, error) {
-	runs, err := s.list(ctx, fmt.Sprintf("WorkflowType = %q AND ExecutionStatus = 'Running'", workflows.FreezeWorkflow), 100)
+// monitorRuns reads the monitoring runs of the last day, at most every monitorsEvery.
+func (s *Starter) monitorRuns(ctx context.Context) ([]*listed, error) {
+	c := &s.monitors
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if time.Since(c.at) < monitorsEvery {
+		return c.runs, nil
+	}
+	runs, err := s.list(ctx, fmt.Sprintf("WorkflowType = %q AND ExecutionStatus = 'Completed' AND StartTime > %q",
+		workflows.MonitorWorkflow, time.Now().Add(-24*time.Hour).UTC().Format(time.RFC3339)), 1000)
 	if err != nil {
 		return nil, err
 	}
-	var out []*workflows.FreezeState
-	for _, r := range runs {
-		f := &workflows.FreezeState{Release: r.Release, Reason: "(its reason could not be read)"}
-		if v, err := s.C.QueryWorkflow(ctx, r.WorkflowID, r.RunID, workflows.QueryStatus); err == nil {
-			_ = v.Get(f)
-		}
-		out = append(out, f)
+	c.at, c.runs = time.Now(), runs
+	return runs, nil
+}
+
+// freeze reads a running freeze's state.
+func (s *Starter) freeze(ctx context.Context, r *listed) *workflows.FreezeState {
+	f := &workflows.FreezeState{Release: r.Release, Reason: "(its reason could not be read)"}
+	if v, err := s.C.QueryWorkflow(ctx, r.WorkflowID, r.RunID, workflows.QueryStatus); err == nil {
+		_ = v.Get(f)
 	}
-	return out, nil
+	return f
 }
 
 // DeployedSpec is the spec the service's latest rollout in env ran with,

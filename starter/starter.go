@@ -26,6 +26,8 @@ import (
 type Starter struct {
 	C         client.Client
 	TaskQueue string
+	// monitors caches the overview's read of the monitoring runs.
+	monitors monitorCache
 }
 
 // ResolveSpec loads a spec file and resolves one environment. The spec's
@@ -240,10 +242,10 @@ type RunSummary struct {
 	Type                          string
 	Service, Environment, Release string
 	WorkflowID, RunID             string
-	Version, Phase    string
-	Traffic           int64
-	Start, Close      time.Time
-	Status            string
+	Version, Phase                string
+	Traffic                       int64
+	Start, Close                  time.Time
+	Status                        string
 }
 
 // History lists the service's rollouts in an environment, newest first.

@@ -132,6 +132,19 @@ func TestDashboardShowsTheWeightsChangeAsTheStepsLandWithoutReload(t *testing.T)
 		t.Fatalf("the rollout page lacks %q:\n%s", missing, text)
 	}
 	screenshot(t, ctx, "dashboard-rollout")
+	// at a phone's width nothing runs off the page sideways (wide tables scroll in their box)
+	for _, path := range []string{"/", "/rollout/" + key, "/history"} {
+		if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844), chromedp.Navigate(srv.URL+path)); err != nil {
+			t.Fatal(err)
+		}
+		if text, missing := pageText(ctx, 20*time.Second, "Switchyard", "History"); missing != "" {
+			t.Fatalf("%s at a phone's width lacks %q:\n%s", path, missing, text)
+		}
+		if w := evalString(t, ctx, `String(document.documentElement.scrollWidth)`); w != "390" {
+			t.Fatalf("%s at a phone's width (390 px) is %s px wide", path, w)
+		}
+	}
+	screenshot(t, ctx, "dashboard-phone-history")
 
 	resp, err := http.Get(srv.URL + "/rollout/no-such-service/test")
 	if err != nil {

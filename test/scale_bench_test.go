@@ -1,18 +1,24 @@
 package test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/switchyard/switchyard/internal/dashboard"
 	"github.com/switchyard/switchyard/internal/platform"
 	"github.com/switchyard/switchyard/internal/rollout"
 	"github.com/switchyard/switchyard/internal/spec"
@@ -149,16 +155,99 @@ environments:
 		return promoted, time.Since(start), gaps
 	}
 	p1, t1, _ := wave("v1")
+	// the dashboard over the same server: its overview rendered while the
+	// 200 rollouts of v2 run, with 200 pages open on it (server-sent events)
+	dash := httptest.NewServer((&dashboard.Server{Starter: st}).Handler())
+	defer func() { dash.CloseClientConnections(); dash.Close() }()
+	watch, watched := overviewLoad(b, dash.URL, 200)
 	p2, t2, gaps := wave("v2")
+	busy, updates := watch()
+	idle := overviewRenders(b, dash.URL, 40, n)
+	watched()
 	close(stop)
 	sampler.Wait()
 	p50, p99 := quantiles(gaps)
+	b50, b99 := quantiles(busy)
+	i50, i99 := quantiles(idle)
+	fmt.Printf("dashboard overview of %d services (PostgreSQL-backed server), server-side render: idle p50 %s, p99 %s; during the %d rollouts p50 %s, p99 %s (%d renders; target ≤ 200ms); 200 open pages got %d pushed updates\n",
+		n, i50.Round(time.Millisecond), i99.Round(time.Millisecond), n, b50.Round(time.Millisecond), b99.Round(time.Millisecond), len(busy), updates)
+	b.ReportMetric(float64(i99.Milliseconds()), "overview-p99-ms")
 	b.ReportMetric(float64(p2), "promoted")
 	b.ReportMetric(p99.Seconds(), "step-p99-s")
 	b.ReportMetric(float64(peak)/1024, "worker-rss-MB")
 	fmt.Printf("scale (PostgreSQL-backed server, one worker, %d services, no bake): v1 %d/%d promoted in %s; v2 %d/%d promoted in %s; "+
 		"per-step overhead over %d steps p50 %s, p99 %s (target ≤ 2s); worker peak RSS %d MB (target ≤ 200 MB)\n",
 		n, p1, n, t1.Round(time.Millisecond), p2, n, t2.Round(time.Millisecond), len(gaps), p50.Round(time.Millisecond), p99.Round(time.Millisecond), peak/1024)
+}
+
+// overviewRenders times n renders of the dashboard's overview, each
+// checked to list every service.
+func overviewRenders(b *testing.B, base string, n, services int) []time.Duration {
+	var out []time.Duration
+	for range n {
+		time.Sleep(250 * time.Millisecond) // Temporal limits visibility reads: 10/s per namespace by default
+		t := time.Now()
+		resp, err := http.Get(base + "/")
+		if err != nil {
+			b.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		out = append(out, time.Since(t))
+		if resp.StatusCode != 200 || strings.Count(string(body), `<tr data-key="scale-`) != services {
+			b.Fatalf("overview: %s, %d of %d services listed", resp.Status, strings.Count(string(body), `<tr data-key="scale-`), services)
+		}
+	}
+	return out
+}
+
+// overviewLoad opens `pages` event streams on the overview, as that many
+// open browser tabs, and renders the overview every 500 ms. watch stops the
+// renders and returns their times and the updates the pages got; done
+// closes the pages.
+func overviewLoad(b *testing.B, base string, pages int) (watch func() ([]time.Duration, int64), done func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var updates atomic.Int64
+	for range pages {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/events?page=%2F", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		go func() {
+			defer resp.Body.Close()
+			sc := bufio.NewScanner(resp.Body)
+			sc.Buffer(make([]byte, 1<<20), 8<<20)
+			for sc.Scan() {
+				if strings.HasPrefix(sc.Text(), "data: ") {
+					updates.Add(1)
+				}
+			}
+		}()
+	}
+	stop := make(chan struct{})
+	var times []time.Duration
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(500 * time.Millisecond):
+			}
+			t := time.Now()
+			resp, err := http.Get(base + "/")
+			if err != nil {
+				continue
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			times = append(times, time.Since(t))
+		}
+	}()
+	return func() ([]time.Duration, int64) { close(stop); wg.Wait(); return times, updates.Load() }, cancel
 }
 
 // rssKB reads a process's resident set size from /proc.
