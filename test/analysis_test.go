@@ -334,7 +334,7 @@ func TestNoDataDoesWhatOnNoDataSays(t *testing.T) {
 				}
 			case "paused":
 				run := e.start("v2")
-				for range 2 { // at 50 %, then at 100 %
+				for i := range 2 { // at 50 %, then at 100 %
 					e.waitFor("paused by an inconclusive analysis", func(st *starterStatus) bool { return st.Paused })
 					st := statusJSON(t, e)
 					m := lastMeasurement(t, st, "typo")
@@ -348,8 +348,17 @@ func TestNoDataDoesWhatOnNoDataSays(t *testing.T) {
 					if len(alerts) != 1 || alerts[0].Labels["check"] != "analysis" || !strings.Contains(alerts[0].Annotations["summary"], "inconclusive") {
 						t.Fatalf("alertmanager has %+v, want the inconclusive analysis", alerts)
 					}
-					if _, err := e.starter.Control(context.Background(), e.svc.Name, "test", workflows.Resume, nil); err != nil {
+					// the first resume as an older CLI sends it (no request), the second saying who and why
+					var req any
+					if i == 1 {
+						req = workflows.ControlRequest{By: "tester", Reason: "checked by hand"}
+					}
+					st, err := e.starter.Control(context.Background(), e.svc.Name, "test", workflows.Resume, req)
+					if err != nil {
 						t.Fatal(err)
+					}
+					if want := map[int]string{0: "resumed", 1: "resumed by tester: checked by hand"}[i]; st.Events[len(st.Events)-1].Message != want {
+						t.Fatalf("the resume is recorded as %q, want %q", st.Events[len(st.Events)-1].Message, want)
 					}
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -358,7 +367,7 @@ func TestNoDataDoesWhatOnNoDataSays(t *testing.T) {
 				if err != nil || o.Kind != "" {
 					t.Fatalf("after resume: %v %+v", err, o)
 				}
-				record(t, history(t, e, run), "deployment_inconclusive_paused_then_resumed.json")
+				record(t, history(t, e, run), "deployment_inconclusive_paused_then_resumed_by_whom.json")
 			}
 		})
 	}

@@ -273,7 +273,7 @@ func TestACriticalCheckFailingInTheWarmWindowRollsTheRolloutBack(t *testing.T) {
 		t.Fatalf("a second run: %q %v", st.Rollback, err)
 	}
 	record(t, history(t, e, run), "deployment_aborted_by_monitor_signal.json")
-	record(t, history(t, e, mon), "monitor_critical_check_signals_abort.json")
+	record(t, history(t, e, mon), "monitor_critical_check_signals_abort_incidents_attribute.json")
 }
 
 // overviewIncidents waits for the overview (the dashboard's, from the
