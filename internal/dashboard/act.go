@@ -129,18 +129,31 @@ func (s *Server) request(r *http.Request) (actData, string) {
 // confirm shows the confirmation page of an action: what it will do, a
 // reason field, and the button.
 func (s *Server) confirm(w http.ResponseWriter, r *http.Request) {
+	if d, ok := s.actRequest(w, r, false); ok {
+		s.render(w, http.StatusOK, "act.html", d)
+	}
+}
+
+// actRequest reads an action's request: a signed-in viewer (and, for one
+// that acts, the form's CSRF token from the dashboard's own page) and a
+// known action on a well-formed target; otherwise it answers and says no.
+func (s *Server) actRequest(w http.ResponseWriter, r *http.Request, acting bool) (actData, bool) {
 	viewer := s.viewer(r)
 	if viewer == "" {
 		s.forbidden(w, r, s.notSignedIn())
-		return
+		return actData{}, false
+	}
+	if acting && (!sameSite(r) || !hmac.Equal([]byte(r.PostFormValue("csrf")), []byte(s.csrf(viewer)))) {
+		s.forbidden(w, r, "the form's CSRF token is missing or wrong: act from the dashboard's own pages")
+		return actData{}, false
 	}
 	d, bad := s.request(r)
 	if bad != "" {
 		s.render(w, http.StatusBadRequest, "page.html", pageData{View: view{Title: "Bad request", Body: "notfound-body", Data: bad}, Live: live{D: bad}})
-		return
+		return actData{}, false
 	}
 	d.pageData = pageData{View: view{Title: d.A.Label}, Viewer: viewer, CSRF: s.csrf(viewer), CanAct: true}
-	s.render(w, http.StatusOK, "act.html", d)
+	return d, true
 }
 
 func (s *Server) notSignedIn() string {
@@ -159,21 +172,10 @@ func sameSite(r *http.Request) bool {
 // act carries an action out: signed in, the form's CSRF token right, the
 // reason given when one is needed.
 func (s *Server) act(w http.ResponseWriter, r *http.Request) {
-	viewer := s.viewer(r)
-	if viewer == "" {
-		s.forbidden(w, r, s.notSignedIn())
+	d, ok := s.actRequest(w, r, true)
+	if !ok {
 		return
 	}
-	if !sameSite(r) || !hmac.Equal([]byte(r.PostFormValue("csrf")), []byte(s.csrf(viewer))) {
-		s.forbidden(w, r, "the form's CSRF token is missing or wrong: act from the dashboard's own pages")
-		return
-	}
-	d, bad := s.request(r)
-	if bad != "" {
-		s.render(w, http.StatusBadRequest, "page.html", pageData{View: view{Title: "Bad request", Body: "notfound-body", Data: bad}, Live: live{D: bad}})
-		return
-	}
-	d.pageData = pageData{View: view{Title: d.A.Label}, Viewer: viewer, CSRF: s.csrf(viewer), CanAct: true}
 	reason := strings.TrimSpace(r.PostFormValue("reason"))
 	if d.A.Reason && reason == "" {
 		d.Error = "reason: say why, for the record"
@@ -182,7 +184,7 @@ func (s *Server) act(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()
-	done, err := s.do(ctx, d, reason, viewer+" (dashboard)")
+	done, err := s.do(ctx, d, reason, d.Viewer+" (dashboard)")
 	if err != nil {
 		d.Error = err.Error()
 		code := http.StatusConflict
