@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/switchyard/switchyard/internal/compose"
 	"github.com/switchyard/switchyard/internal/rollout"
 	"github.com/switchyard/switchyard/internal/spec"
 	"github.com/switchyard/switchyard/workflows"
@@ -46,6 +47,15 @@ func ResolveSpec(path, env string) (*spec.Service, error) {
 		return nil, err
 	}
 	s.Dir = abs
+	// a Compose file is read again on the worker, with its environment;
+	// read here too, so a broken one is refused before anything starts
+	if c := s.Docker.Compose; c != nil && s.Platform == spec.PlatformDocker {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := compose.Load(ctx, s.Dir, c.File, c.Service, s.Docker.Network); err != nil {
+			return nil, &BadInputError{err}
+		}
+	}
 	return s, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -36,6 +37,10 @@ type dockerOpts struct {
 	root     bool          // a Dockerfile without USER
 	extra    string        // more lines under docker:
 	runEnv   string        // run.env, as a YAML flow mapping
+	// compose, when set, is a Compose file (its service "app" builds ./image)
+	// that defines the containers: written as compose.yml, named by docker.compose
+	compose string
+	files   map[string]string // more files beside it (env_file, bind-mounted data), by path
 }
 
 var (
@@ -127,6 +132,29 @@ esac
 	env := ""
 	if o.runEnv != "" {
 		env = "\n  env: " + o.runEnv
+	}
+	if o.compose != "" {
+		files := map[string]string{"compose.yml": o.compose}
+		maps.Copy(files, o.files)
+		for name, body := range files {
+			path := filepath.Join(dir, name)
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return fmt.Sprintf(`platform: docker
+build:
+  command: ["./prepare.sh"]
+docker:
+  compose: {file: compose.yml, service: app}
+  replicas: %d
+  keepImages: 1%s
+run:
+  startTimeout: 20s
+  stopTimeout: 5s%s`, replicas, o.extra, env)
 	}
 	return fmt.Sprintf(`platform: docker
 build:

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/switchyard/switchyard/internal/spec"
+	"github.com/switchyard/switchyard/starter"
 )
 
 func validateCmd() *cobra.Command {
@@ -27,7 +28,16 @@ func validateCmd() *cobra.Command {
 				for _, p := range probs {
 					fmt.Println(p.Error())
 				}
-				if len(probs) == 0 {
+				before := bad
+				if len(probs) == 0 { // what only a resolved environment shows: its Compose file
+					for _, env := range f.Environments {
+						if _, err := starter.ResolveSpec(path, env); err != nil {
+							fmt.Printf("%s: environment %s: %v\n", path, env, err)
+							bad++
+						}
+					}
+				}
+				if len(probs) == 0 && bad == before {
 					fmt.Printf("%s: ok (environments: %v)\n", path, f.Environments)
 				}
 				bad += len(probs)

@@ -25,12 +25,14 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/registry"
 	"github.com/docker/docker/client"
 	"github.com/docker/go-connections/nat"
 	"github.com/moby/patternmatcher"
 	"github.com/moby/patternmatcher/ignorefile"
 
+	"github.com/switchyard/switchyard/internal/compose"
 	"github.com/switchyard/switchyard/internal/rollout"
 	"github.com/switchyard/switchyard/internal/spec"
 )
@@ -52,6 +54,8 @@ const (
 type Docker struct {
 	svc *spec.Service
 	cli *client.Client
+	// compose is the Compose service the containers are defined by, if any.
+	compose *compose.Service
 }
 
 // One client per DOCKER_HOST per process: each holds a pool of connections.
@@ -63,11 +67,19 @@ var dockerClients struct {
 // NewDocker returns the docker platform for a resolved spec, on the Engine
 // named by DOCKER_HOST (default: the local socket).
 func NewDocker(s *spec.Service) (*Docker, error) {
+	d := &Docker{svc: s}
+	if s.Docker.Compose != nil {
+		var err error
+		if d.svc, d.compose, err = WithCompose(s); err != nil {
+			return nil, err
+		}
+	}
 	dockerClients.Lock()
 	defer dockerClients.Unlock()
 	key := os.Getenv("DOCKER_HOST")
 	if c, ok := dockerClients.byHost[key]; ok {
-		return &Docker{svc: s, cli: c}, nil
+		d.cli = c
+		return d, nil
 	}
 	c, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
 	if err != nil {
@@ -77,7 +89,47 @@ func NewDocker(s *spec.Service) (*Docker, error) {
 		dockerClients.byHost = map[string]*client.Client{}
 	}
 	dockerClients.byHost[key] = c
-	return &Docker{svc: s, cli: c}, nil
+	d.cli = c
+	return d, nil
+}
+
+// WithCompose reads the spec's Compose service (on the machine that calls
+// it: the worker, whose environment interpolates it and whose env_files it
+// reads) and returns the spec with the image, build and restart policy the
+// file gives.
+func WithCompose(s *spec.Service) (*spec.Service, *compose.Service, error) {
+	c := s.Docker.Compose
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cs, err := compose.Load(ctx, s.Dir, c.File, c.Service, s.Docker.Network)
+	if err != nil {
+		return nil, nil, &BadInputError{err}
+	}
+	cp := *s
+	d := &cp.Docker
+	d.Image = cs.Image
+	if d.Image == "" {
+		d.Image = "switchyard/" + s.Name // built and run here, never pushed
+	}
+	if b := cs.Build; b != nil {
+		d.Context, d.Dockerfile, d.BuildArgs = b.Context, b.Dockerfile, b.Args
+		if filepath.IsAbs(d.Dockerfile) {
+			if rel, err := filepath.Rel(d.Context, d.Dockerfile); err == nil {
+				d.Dockerfile = rel
+			}
+		}
+	}
+	d.Restart, _, _ = strings.Cut(cs.Restart, ":")
+	if d.Restart == "" {
+		d.Restart = "unless-stopped"
+	}
+	if d.Network == "bridge" && d.Port == 0 {
+		if d.Port = cs.Port; d.Port == 0 {
+			return nil, nil, &BadInputError{&compose.Error{File: c.File, Key: "services." + c.Service + ".ports",
+				Msg: "with network: bridge the container's port is needed: give ports: [TARGET] or docker.port"}}
+		}
+	}
+	return &cp, cs, nil
 }
 
 // engineErr says what to do when the Engine cannot be reached.
@@ -96,6 +148,9 @@ func (d *Docker) tag(version string) string { return d.svc.Docker.Image + ":" + 
 func (d *Docker) Build(ctx context.Context, version string, heartbeat func(string)) (string, error) {
 	if heartbeat == nil {
 		heartbeat = func(string) {}
+	}
+	if d.compose != nil && d.compose.Build == nil {
+		return d.prebuilt(ctx, version, heartbeat)
 	}
 	dk := d.svc.Docker
 	dir := dk.Context
@@ -123,8 +178,12 @@ func (d *Docker) Build(ctx context.Context, version string, heartbeat func(strin
 		args[k] = &v
 	}
 	heartbeat("building " + d.tag(version))
+	target := ""
+	if d.compose != nil {
+		target = d.compose.Build.Target
+	}
 	resp, err := d.cli.ImageBuild(ctx, pr, build.ImageBuildOptions{
-		Tags: []string{d.tag(version)}, Dockerfile: dk.Dockerfile, BuildArgs: args,
+		Tags: []string{d.tag(version)}, Dockerfile: dk.Dockerfile, BuildArgs: args, Target: target,
 		Remove: true, ForceRemove: true, Version: build.BuilderV1,
 		Labels: map[string]string{LabelService: d.svc.Name, LabelVersion: version},
 	})
@@ -165,6 +224,28 @@ func (d *Docker) Build(ctx context.Context, version string, heartbeat func(strin
 		return "", err
 	}
 	return dk.Image + "@" + digest, nil
+}
+
+// prebuilt is the build of a Compose service that names an image and no
+// build: the version's image, already on the Engine or pulled.
+func (d *Docker) prebuilt(ctx context.Context, version string, heartbeat func(string)) (string, error) {
+	ref := d.tag(version)
+	ins, err := d.cli.ImageInspect(ctx, ref)
+	if client.IsErrNotFound(err) {
+		if err := d.ensureImage(ctx, ref, heartbeat); err != nil {
+			return "", err
+		}
+		ins, err = d.cli.ImageInspect(ctx, ref)
+	}
+	if err != nil {
+		return "", d.engineErr("inspect "+ref, err)
+	}
+	for _, rd := range ins.RepoDigests {
+		if strings.HasPrefix(rd, d.svc.Docker.Image+"@") {
+			return rd, nil
+		}
+	}
+	return ins.ID, nil
 }
 
 func (d *Docker) push(ctx context.Context, version, auth string, heartbeat func(string)) (string, error) {
@@ -572,7 +653,7 @@ func (d *Docker) ensureImage(ctx context.Context, artifact string, heartbeat fun
 	if !client.IsErrNotFound(err) {
 		return d.engineErr("inspect "+artifact, err)
 	}
-	if !strings.Contains(artifact, "@sha256:") {
+	if !strings.Contains(artifact, "@sha256:") && (d.compose == nil || !strings.Contains(artifact, ":")) {
 		return &BadInputError{fmt.Errorf("docker: image %s is not on this Engine and was not pushed to a registry (give docker.image a registry, like registry.example.com/%s)", artifact, d.svc.Name)}
 	}
 	heartbeat("pulling " + artifact)
@@ -624,6 +705,9 @@ func (d *Docker) create(ctx context.Context, slot rollout.Slot, i int, version, 
 	}
 	for _, a := range d.svc.Run.Command {
 		cfg.Cmd = append(cfg.Cmd, strings.ReplaceAll(a, "{{version}}", version))
+	}
+	if c := d.compose; c != nil {
+		applyCompose(c, cfg, host)
 	}
 	resp, err := d.cli.ContainerCreate(ctx, cfg, host, nil, nil, name)
 	if err != nil {
@@ -795,4 +879,33 @@ func (d *Docker) pruneImages(ctx context.Context) error {
 // Describe counts the slot's containers.
 func (d *Docker) Describe(in Instance) string {
 	return fmt.Sprintf("%d container(s)", len(in.Containers))
+}
+
+// applyCompose gives a slot's container what its Compose service says.
+// What the slot owns (its name, port, PORT and HOST, Switchyard's labels)
+// stays Switchyard's: the file's environment comes first and the slot's
+// variables after it, so the slot's win.
+func applyCompose(c *compose.Service, cfg *container.Config, host *container.HostConfig) {
+	cfg.Env = append(slices.Clone(c.Env), cfg.Env...)
+	for k, v := range c.Labels {
+		if _, ours := cfg.Labels[k]; !ours {
+			cfg.Labels[k] = v
+		}
+	}
+	cfg.User, cfg.WorkingDir = c.User, c.WorkingDir
+	if len(cfg.Cmd) == 0 && len(c.Command) > 0 {
+		cfg.Cmd = c.Command
+	}
+	if len(c.Entrypoint) > 0 {
+		cfg.Entrypoint = c.Entrypoint
+	}
+	if h := c.Health; h != nil {
+		cfg.Healthcheck = &container.HealthConfig{Test: h.Test, Interval: h.Interval, Timeout: h.Timeout,
+			StartPeriod: h.StartPeriod, StartInterval: h.StartIn, Retries: h.Retries}
+	}
+	host.Binds = c.Binds
+	for _, v := range c.Volumes {
+		host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeVolume, Source: v.Name, Target: v.Target, ReadOnly: v.ReadOnly})
+	}
+	host.Resources.Memory, host.Resources.NanoCPUs = c.Memory, c.NanoCPUs
 }

@@ -63,6 +63,12 @@ type Gate struct {
 // image is built from Context/Dockerfile, tagged with the version, pushed
 // when Image names a registry, and each slot runs as Replicas containers.
 type Docker struct {
+	// Compose, when set, takes the container's definition (image or build,
+	// environment, env_file, healthcheck, volumes, resources, restart,
+	// labels, user, command) from a service of a Compose file, read on the
+	// worker; image, context, dockerfile, buildArgs and restart are then the
+	// file's, not written here.
+	Compose *Compose `yaml:"compose" json:"compose,omitempty"`
 	// Image is the repository, like registry.example.com/team/api; the tag is the version.
 	Image      string            `yaml:"image" json:"image"`
 	Context    string            `yaml:"context" json:"context"`
@@ -89,6 +95,13 @@ type Docker struct {
 	AllowRoot bool `yaml:"allowRoot" json:"allowRoot,omitempty"`
 	// KeepImages is how many of the service's images retire keeps.
 	KeepImages int `yaml:"keepImages" json:"keepImages"`
+}
+
+// Compose names a service of a Compose file.
+type Compose struct {
+	// File is the Compose file, relative to the spec's directory.
+	File    string `yaml:"file" json:"file"`
+	Service string `yaml:"service" json:"service"`
 }
 
 // Kubernetes says how the kubernetes platform runs a slot: a Deployment and

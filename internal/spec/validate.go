@@ -43,10 +43,10 @@ func (s *Service) applyDefaults(written func(path string) bool) {
 func (s *Service) defaultDocker() {
 	if s.Platform == PlatformDocker {
 		d := &s.Docker
-		if d.Context == "" {
+		if d.Context == "" && d.Compose == nil {
 			d.Context = "."
 		}
-		if d.Dockerfile == "" {
+		if d.Dockerfile == "" && d.Compose == nil {
 			d.Dockerfile = "Dockerfile"
 		}
 		if d.Replicas == 0 {
@@ -55,7 +55,7 @@ func (s *Service) defaultDocker() {
 		if d.Network == "" {
 			d.Network = "host"
 		}
-		if d.Restart == "" {
+		if d.Restart == "" && d.Compose == nil {
 			d.Restart = "unless-stopped"
 		}
 		if d.KeepImages == 0 {
@@ -557,7 +557,22 @@ var imageRe = regexp.MustCompile(`^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9
 
 func (s *Service) validateDocker(add adder) {
 	d := s.Docker
-	if d.Image == "" {
+	if c := d.Compose; c != nil {
+		if c.File == "" {
+			add("docker.compose.file", "required: the Compose file, relative to this spec")
+		}
+		if c.Service == "" {
+			add("docker.compose.service", "required: the Compose file's service this one runs")
+		}
+		for _, f := range []struct{ field, val string }{{"docker.image", d.Image}, {"docker.context", d.Context}, {"docker.dockerfile", d.Dockerfile}, {"docker.restart", d.Restart}} {
+			if f.val != "" {
+				add(f.field, "comes from the Compose file's service (docker.compose): remove it here")
+			}
+		}
+		if len(d.BuildArgs) > 0 {
+			add("docker.buildArgs", "comes from the Compose file's build.args (docker.compose): remove it here")
+		}
+	} else if d.Image == "" {
 		add("docker.image", "required: the image repository, like registry.example.com/team/%s (the tag is the version)", s.Name)
 	} else if !imageRe.MatchString(d.Image) {
 		add("docker.image", "%q is not a repository name (lower case, no tag: the version is the tag)", d.Image)
@@ -574,6 +589,9 @@ func (s *Service) validateDocker(add adder) {
 			add("docker.port", "only for network: bridge (with host networking the container listens on the slot's port, told by PORT)")
 		}
 	case "bridge":
+		if d.Compose != nil && d.Port == 0 {
+			break // the Compose file's ports: target, checked on load
+		}
 		if d.Port < 1 || d.Port > 65535 {
 			add("docker.port", "required for network: bridge: the port the container listens on (got %d)", d.Port)
 		}
@@ -582,6 +600,10 @@ func (s *Service) validateDocker(add adder) {
 	}
 	switch d.Restart {
 	case "no", "on-failure", "unless-stopped", "always":
+	case "":
+		if d.Compose == nil {
+			add("docker.restart", "required")
+		}
 	default:
 		add("docker.restart", "unknown restart policy %q (use no, on-failure, unless-stopped or always)", d.Restart)
 	}
