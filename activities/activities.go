@@ -19,6 +19,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/switchyard/switchyard/internal/check"
+	"github.com/switchyard/switchyard/internal/awsapi"
 	"github.com/switchyard/switchyard/internal/kube"
 	"github.com/switchyard/switchyard/internal/platform"
 	"github.com/switchyard/switchyard/internal/rollout"
@@ -76,7 +77,8 @@ func keepAlive(ctx context.Context) (stop func()) {
 func classify(err error) error {
 	var bad *platform.BadInputError
 	var perm *kube.PermanentError
-	if errors.As(err, &bad) || errors.As(err, &perm) {
+	var refused *awsapi.Refused
+	if errors.As(err, &bad) || errors.As(err, &perm) || errors.As(err, &refused) {
 		return badInput(err)
 	}
 	return err

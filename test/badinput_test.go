@@ -69,8 +69,8 @@ func TestValidateReportsEveryProblemWithItsLine(t *testing.T) {
 	out, code = cli(t, nil, "validate", path)
 	expect(t, out, code, 2, path+":4: run.ports: blue and green must differ", path+":5: router.haproxy.socket: required",
 		path+":7: rollout.steps[1]: steps must ascend", path+":7: rollout.steps: the last step must be 100")
-	out, code = cli(t, nil, "validate", "../deployments/demo.yaml", "../deployments/api-haproxy.yaml", "../deployments/api-compose.yaml")
-	expect(t, out, code, 0, "demo.yaml: ok", "api-haproxy.yaml: ok", "api-compose.yaml: ok")
+	out, code = cli(t, nil, "validate", "../deployments/demo.yaml", "../deployments/api-haproxy.yaml", "../deployments/api-compose.yaml", "../deployments/api-ecs.yaml")
+	expect(t, out, code, 0, "demo.yaml: ok", "api-haproxy.yaml: ok", "api-compose.yaml: ok", "api-ecs.yaml: ok")
 }
 
 func TestDeployRefusesBadArguments(t *testing.T) {

@@ -48,6 +48,8 @@ func New(s *spec.Service) (Platform, error) {
 		return NewDocker(s)
 	case spec.PlatformKubernetes:
 		return NewKubernetes(s)
+	case spec.PlatformECS:
+		return NewECS(s)
 	}
 	return nil, fmt.Errorf("platform: unknown platform %q", s.Platform)
 }

@@ -45,6 +45,8 @@ func New(s *spec.Service, emb *Embedded) (Router, error) {
 			c.Held, c.embedded = emb, true
 		}
 		return c, nil
+	case spec.RouterALB:
+		return NewALB(context.Background(), s.Router.ALB)
 	case spec.RouterGatewayAPI, spec.RouterKubernetesService:
 		c, err := kube.For(s)
 		if err != nil {

@@ -13,6 +13,8 @@ const (
 	PlatformProcess    PlatformKind = "process"
 	PlatformDocker     PlatformKind = "docker"
 	PlatformKubernetes PlatformKind = "kubernetes"
+	// PlatformECS runs each slot as an Amazon ECS service.
+	PlatformECS PlatformKind = "ecs"
 )
 
 // RouterKind names how traffic is split between a service's slots.
@@ -28,6 +30,9 @@ const (
 	RouterGatewayAPI RouterKind = "gateway-api"
 	// RouterKubernetesService flips a Service's selector.
 	RouterKubernetesService RouterKind = "kubernetes-service"
+	// RouterALB sets an Application Load Balancer listener's (or rule's)
+	// forward weights between the slots' target groups.
+	RouterALB RouterKind = "alb"
 )
 
 // platformTraits is what the rest of Switchyard may know of a platform
@@ -48,6 +53,7 @@ var platforms = []struct {
 	{PlatformProcess, platformTraits{}},
 	{PlatformDocker, platformTraits{builds: true, gates: true}},
 	{PlatformKubernetes, platformTraits{builds: true}},
+	{PlatformECS, platformTraits{}}, // runs an image built and pushed elsewhere (ECR): ecs.image:<version>
 }
 
 // routerTraits is what the rest of Switchyard may know of a router.
@@ -71,6 +77,7 @@ var routers = []struct {
 	{RouterEmbedded, routerTraits{splits: true, shift: 2 * time.Second}}, // in process
 	{RouterGatewayAPI, routerTraits{splits: true, kubernetes: true, shift: 15 * time.Second}},
 	{RouterKubernetesService, routerTraits{kubernetes: true, shift: 15 * time.Second}},
+	{RouterALB, routerTraits{splits: true, shift: 30 * time.Second}}, // an AWS API call and its read-back, with retries
 }
 
 func (k PlatformKind) traits() (platformTraits, bool) {

@@ -30,6 +30,7 @@ type Service struct {
 	Gates      []Gate     `yaml:"gates" json:"gates,omitempty"`
 	Docker     Docker     `yaml:"docker" json:"docker"`
 	Kubernetes Kubernetes `yaml:"kubernetes" json:"kubernetes"`
+	ECS        ECS        `yaml:"ecs" json:"ecs"`
 	Run        Run        `yaml:"run" json:"run"`
 	Router     Router     `yaml:"router" json:"router"`
 	Checks     Checks     `yaml:"checks" json:"checks"`
@@ -209,6 +210,54 @@ type Router struct {
 	HAProxy    HAProxy    `yaml:"haproxy" json:"haproxy"`
 	Caddy      Caddy      `yaml:"caddy" json:"caddy"`
 	GatewayAPI GatewayAPI `yaml:"gatewayAPI" json:"gatewayAPI"`
+	ALB        ALB        `yaml:"alb" json:"alb"`
+}
+
+// ALB names the Application Load Balancer listener (or one of its rules)
+// whose forward action splits traffic between the slots' target groups.
+type ALB struct {
+	Region      string `yaml:"region" json:"region,omitempty"`
+	ListenerARN string `yaml:"listenerArn" json:"listenerArn"`
+	// RuleARN, when set, is the listener rule to set instead of the listener's default action.
+	RuleARN      string      `yaml:"ruleArn" json:"ruleArn,omitempty"`
+	TargetGroups SlotStrings `yaml:"targetGroups" json:"targetGroups"`
+}
+
+// SlotStrings is one value per slot.
+type SlotStrings struct {
+	Blue  string `yaml:"blue" json:"blue"`
+	Green string `yaml:"green" json:"green"`
+}
+
+// Of returns the slot's value.
+func (s SlotStrings) Of(slot string) string {
+	if slot == "green" {
+		return s.Green
+	}
+	return s.Blue
+}
+
+// ECS says how the ecs platform runs a slot: an ECS service per slot in a
+// cluster, each behind its own target group (router.alb.targetGroups).
+// Credentials come from the standard AWS chain of the worker (environment,
+// shared files, the task or instance role); none are written here.
+type ECS struct {
+	Region  string `yaml:"region" json:"region,omitempty"`
+	Cluster string `yaml:"cluster" json:"cluster"`
+	// Services are the slots' ECS services (default <service>-blue and <service>-green).
+	Services SlotStrings `yaml:"services" json:"services"`
+	// Image is the repository (ECR); the tag is the version.
+	Image string `yaml:"image" json:"image"`
+	// Container is the task definition's container that runs Image.
+	Container string `yaml:"container" json:"container"`
+	// TaskDefinition is a task definition JSON file (relative to the spec)
+	// each version's revision is registered from; without it, the slot
+	// service's current revision with the image replaced.
+	TaskDefinition string `yaml:"taskDefinition" json:"taskDefinition,omitempty"`
+	// DesiredCount is the tasks per slot (default 2).
+	DesiredCount int `yaml:"desiredCount" json:"desiredCount"`
+	// Timeout bounds a deployment reaching steady state (default 10m).
+	Timeout Duration `yaml:"timeout" json:"timeout"`
 }
 
 // GatewayAPI names the HTTPRoute whose two backendRefs (the slots'

@@ -64,8 +64,23 @@ func (s *Service) defaultDocker() {
 	}
 }
 
-// defaultKubernetes fills in the kubernetes platform.
+// defaultKubernetes fills in the kubernetes platform (and the ecs one).
 func (s *Service) defaultKubernetes() {
+	if s.Platform == PlatformECS {
+		e := &s.ECS
+		if e.Services.Blue == "" {
+			e.Services.Blue = s.Name + "-blue"
+		}
+		if e.Services.Green == "" {
+			e.Services.Green = s.Name + "-green"
+		}
+		if e.DesiredCount == 0 {
+			e.DesiredCount = 2
+		}
+		if e.Timeout == 0 {
+			e.Timeout = Duration(10 * time.Minute)
+		}
+	}
 	if s.Platform == PlatformKubernetes {
 		k := &s.Kubernetes
 		if k.Namespace == "" {
@@ -277,8 +292,8 @@ func (s *Service) validatePlatform(add adder) {
 		s.validateDocker(add)
 	case PlatformKubernetes:
 		s.validateKubernetes(add)
-	case "ecs":
-		add("platform", "%q is not available yet in this build (use %s)", s.Platform, platformList())
+	case PlatformECS:
+		s.validateECS(add)
 	default:
 		add("platform", "unknown platform %q (use %s)", s.Platform, platformList())
 	}
@@ -366,8 +381,22 @@ func (s *Service) validateRouter(add adder) {
 		if !s.Router.Kind.CanSplit() && !slices.Equal(s.Rollout.Steps, []int{100}) {
 			add("rollout.steps", "the %s router flips all traffic at once, so it goes 0 → 100 in one step: remove rollout.steps, or use a router that splits (gateway-api) for steps", s.Router.Kind)
 		}
-	case "alb":
-		add("router.kind", "%q is not available yet in this build (use %s)", s.Router.Kind, routerList())
+	case RouterALB:
+		a := s.Router.ALB
+		if !strings.HasPrefix(a.ListenerARN, "arn:") {
+			add("router.alb.listenerArn", "required: the listener's ARN (arn:aws:elasticloadbalancing:...)")
+		}
+		if a.RuleARN != "" && !strings.HasPrefix(a.RuleARN, "arn:") {
+			add("router.alb.ruleArn", "must be an ARN (arn:aws:elasticloadbalancing:...)")
+		}
+		for _, f := range []struct{ field, val string }{{"router.alb.targetGroups.blue", a.TargetGroups.Blue}, {"router.alb.targetGroups.green", a.TargetGroups.Green}} {
+			if !strings.HasPrefix(f.val, "arn:") {
+				add(f.field, "required: the slot's target group ARN")
+			}
+		}
+		if a.TargetGroups.Blue != "" && a.TargetGroups.Blue == a.TargetGroups.Green {
+			add("router.alb.targetGroups", "blue and green must be different target groups")
+		}
 	default:
 		add("router.kind", "unknown router %q (use %s)", s.Router.Kind, routerList())
 	}
@@ -625,6 +654,30 @@ func (s *Service) validateDocker(add adder) {
 		if secretRe.MatchString(k) && d.BuildArgs[k] != "" {
 			add("docker.buildArgs."+k, "looks like a secret: build arguments are stored in the image's history; pass secrets at run time with run.secretEnv")
 		}
+	}
+}
+
+func (s *Service) validateECS(add adder) {
+	e := s.ECS
+	if e.Cluster == "" {
+		add("ecs.cluster", "required: the ECS cluster the slots' services run in")
+	}
+	if e.Image == "" {
+		add("ecs.image", "required: the image repository, like 123456789012.dkr.ecr.eu-west-1.amazonaws.com/%s (the tag is the version)", s.Name)
+	} else if !imageRe.MatchString(e.Image) {
+		add("ecs.image", "%q is not a repository name (lower case, no tag: the version is the tag)", e.Image)
+	}
+	if e.Container == "" {
+		add("ecs.container", "required: the task definition's container that runs the image")
+	}
+	if e.Services.Blue == e.Services.Green {
+		add("ecs.services", "blue and green must be different ECS services")
+	}
+	if e.DesiredCount < 1 {
+		add("ecs.desiredCount", "must be at least 1 (got %d)", e.DesiredCount)
+	}
+	if s.Router.Kind != RouterALB {
+		add("router.kind", "platform ecs is routed by an Application Load Balancer: use router kind alb")
 	}
 }
 
