@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -24,6 +25,7 @@ import (
 	"github.com/switchyard/switchyard/internal/router"
 	"github.com/switchyard/switchyard/internal/spec"
 	"github.com/switchyard/switchyard/starter"
+	workerpkg "github.com/switchyard/switchyard/worker"
 )
 
 // No AWS and no AWS emulator can run here: these tests run the ecs platform
@@ -262,7 +264,7 @@ func iamActions(t *testing.T) map[string]bool {
 }
 
 // ecsSpec is the ECS example service, resolved as the CLI resolves it.
-func ecsSpec(t *testing.T) *spec.Service {
+func ecsSpec(t *testing.T, extra string) *spec.Service {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "api.yaml")
 	if err := os.WriteFile(path, []byte(`service: api
@@ -280,6 +282,7 @@ router:
   alb:
     listenerArn: `+listenerARN+`
     targetGroups: {blue: `+tgBlue+`, green: `+tgGreen+`}
+`+extra+`
 environments:
   production: {}
 `), 0o644); err != nil {
@@ -294,7 +297,7 @@ environments:
 
 func ecsAdapters(t *testing.T) (*platform.ECS, router.Router) {
 	t.Helper()
-	s := ecsSpec(t)
+	s := ecsSpec(t, "")
 	p, err := platform.NewECS(s)
 	if err != nil {
 		t.Fatal(err)
@@ -464,4 +467,58 @@ func TestECSThrottlingIsRetriedAndAccessDeniedNamesTheActionAgainstAStandInAWSEn
 		t.Fatalf("access denied: %v", err)
 	}
 	t.Logf("access denied: %v", err)
+}
+
+// TestECSRolloutThroughTheWorkflowAgainstAStandInAWSEndpoint: a whole
+// Deployment on a real worker and Temporal server, the ECS services and
+// the ALB being the stand-in's (two demo-app processes stand for the ALB's
+// per-slot test listeners the checks reach). It promotes, the listener
+// forwards 100 % to green, and neither the secret key nor the access key
+// ID is anywhere in the workflow's history.
+func TestECSRolloutThroughTheWorkflowAgainstAStandInAWSEndpoint(t *testing.T) {
+	aws, _ := newStandInAWS(t)
+	// no smoke check: the demo-app processes are not the version ECS runs
+	s := ecsSpec(t, "checks: {health: {successes: 1, interval: 100ms}}\nrollout: {steps: [50, 100], bake: 0s, scaleDownDelay: 0s}")
+	for _, port := range []int{s.Run.Ports.Blue, s.Run.Ports.Green} {
+		cmd := exec.Command(filepath.Join(bins, "good", "demo-app"))
+		cmd.Env = append(os.Environ(), "HOST=127.0.0.1", fmt.Sprintf("PORT=%d", port), "VERSION=listener")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	}
+	queue := "q-ecs-standin"
+	c := dial(t)
+	w := workerpkg.New(c, workerpkg.Config{TaskQueue: queue, StateDir: t.TempDir()})
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Stop)
+	st := &starter.Starter{C: c, TaskQueue: queue}
+	run, err := st.Deploy(context.Background(), s, "v2", "test", starter.DeployOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	o, err := st.Wait(ctx, run)
+	if err != nil || o.Kind != "" {
+		t.Fatalf("the rollout: %v %+v", err, o)
+	}
+	aws.mu.Lock()
+	weights := rollout.Weights{Blue: aws.weights[tgBlue], Green: aws.weights[tgGreen]}
+	aws.mu.Unlock()
+	if weights != (rollout.Weights{Green: 100}) || o.Status.Weights != weights {
+		t.Fatalf("after the rollout the listener forwards %s (status %s)", weights, o.Status.Weights)
+	}
+	b, err := json.Marshal(historyOf(t, c, run))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{standInSecret, "AKIASTANDINEXAMPLE01"} {
+		if strings.Contains(string(b), secret) {
+			t.Fatalf("the workflow history holds %s", secret)
+		}
+	}
+	t.Logf("promoted v2 on ECS (stand-in): %s; calls: %s; history %d bytes, no credential in it", weights, strings.Join(aws.took(), ", "), len(b))
 }
