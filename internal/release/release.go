@@ -7,6 +7,7 @@ package release
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -15,9 +16,11 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/switchyard/switchyard/internal/compose"
 	"github.com/switchyard/switchyard/internal/spec"
 	"github.com/switchyard/switchyard/internal/window"
 )
@@ -40,6 +43,17 @@ type Release struct {
 type Service struct {
 	Spec  string   `yaml:"spec" json:"spec"`
 	After []string `yaml:"after" json:"after,omitempty"`
+	// Compose, when set, names the Compose file's service that defines the
+	// containers: the spec (platform docker, often shared by several
+	// services) then gets this service's name and docker.compose.
+	Compose *ComposeService `yaml:"compose" json:"compose,omitempty"`
+}
+
+// ComposeService is a service of a Compose file, relative to the release file.
+type ComposeService struct {
+	File string `yaml:"file" json:"file"`
+	// Service defaults to the release's name for it.
+	Service string `yaml:"service" json:"service,omitempty"`
 }
 
 // Environment is one stage of a release, in order.
@@ -237,15 +251,57 @@ func (r *Release) checkSpec(name, field string) spec.Problems {
 		if e.Name == "" {
 			continue
 		}
-		svc, err := f.Resolve(e.Name)
+		svc, err := r.resolve(f, name, e.Name)
 		if err != nil {
-			return spec.Problems{{Field: field + ".spec", Msg: fmt.Sprintf("%s in environment %s: %v", s.Spec, e.Name, err)}}
+			f := field + ".spec"
+			if s.Compose != nil {
+				f = field + ".compose"
+			}
+			return spec.Problems{{Field: f, Msg: fmt.Sprintf("%s in environment %s: %v", s.Spec, e.Name, err)}}
 		}
 		if svc.Name != name {
 			return spec.Problems{{Field: field + ".spec", Msg: fmt.Sprintf("%s describes service %q, not %q", s.Spec, svc.Name, name)}}
 		}
 	}
 	return nil
+}
+
+// resolve resolves a service's spec in one environment: with its Compose
+// service when the release names one (read here too, so a broken file is
+// refused before anything starts).
+func (r *Release) resolve(f *spec.File, name, env string) (*spec.Service, error) {
+	c := r.Services[name].Compose
+	var set func(*spec.Service)
+	if c != nil {
+		file := c.File
+		if !filepath.IsAbs(file) {
+			file = filepath.Join(r.Dir, file)
+		}
+		service := c.Service
+		if service == "" {
+			service = name
+		}
+		set = func(s *spec.Service) {
+			s.Name = name
+			s.Docker.Compose = &spec.Compose{File: file, Service: service}
+		}
+	}
+	s, err := f.ResolveWith(env, set)
+	if err != nil {
+		return nil, err
+	}
+	s.Dir = filepath.Dir(r.SpecPath(name))
+	if c != nil {
+		if s.Platform != spec.PlatformDocker {
+			return nil, fmt.Errorf("compose: the spec %s is platform %s; a Compose service runs on platform docker", r.Services[name].Spec, s.Platform)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := compose.Load(ctx, s.Dir, s.Docker.Compose.File, s.Docker.Compose.Service, s.Docker.Network); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
 }
 
 // SpecPath is where a service's spec file is.
@@ -265,11 +321,10 @@ func (r *Release) ResolveSpecs(env string) (map[string]*spec.Service, error) {
 		if err != nil {
 			return nil, err
 		}
-		s, err := f.Resolve(env)
+		s, err := r.resolve(f, name, env)
 		if err != nil {
 			return nil, err
 		}
-		s.Dir = filepath.Dir(r.SpecPath(name))
 		out[name] = s
 	}
 	return out, nil

@@ -119,3 +119,51 @@ func TestTheShippedReleaseIsValid(t *testing.T) {
 		t.Fatalf("levels: %v", l)
 	}
 }
+
+// A release can name a Compose file's services directly: each service's
+// spec (platform docker, no container definition of its own) gets its
+// name and docker.compose from the release; a Compose service the file
+// does not have is a problem naming the release's field.
+func TestAReleaseNamesAComposeFilesServices(t *testing.T) {
+	d := t.TempDir()
+	files := map[string]string{
+		"docker-compose.yml": "services:\n  web:\n    build: {context: .}\n    environment: {A: b}\n  worker:\n    build: {context: .}\n",
+		"web.yaml":           "service: web\nplatform: docker\nrun: {ports: {blue: 9501, green: 9502}}\nrouter: {kind: haproxy, haproxy: {socket: /tmp/h.sock, backend: web}}\nenvironments: {staging: {}}\n",
+		"worker.yaml":        "service: worker\nplatform: docker\nrun: {ports: {blue: 9511, green: 9512}}\nrouter: {kind: haproxy, haproxy: {socket: /tmp/h.sock, backend: worker}}\nenvironments: {staging: {}}\n",
+		"shop.release.yaml": `release: shop
+services:
+  web: {spec: web.yaml, compose: {file: docker-compose.yml}}
+  worker: {spec: worker.yaml, compose: {file: docker-compose.yml, service: worker}, after: [web]}
+environments:
+  - name: staging
+`,
+	}
+	for n, body := range files {
+		if err := os.WriteFile(filepath.Join(d, n), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := Load(filepath.Join(d, "shop.release.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	specs, err := r.ResolveSpecs("staging")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"web", "worker"} {
+		c := specs[n].Docker.Compose
+		if c == nil || c.Service != n || c.File != filepath.Join(d, "docker-compose.yml") || specs[n].Name != n {
+			t.Fatalf("%s: %+v", n, c)
+		}
+	}
+	bad := strings.Replace(files["shop.release.yaml"], "service: worker", "service: cron", 1)
+	if err := os.WriteFile(filepath.Join(d, "shop.release.yaml"), []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Load(filepath.Join(d, "shop.release.yaml"))
+	if err == nil || !strings.Contains(err.Error(), "services.worker.compose") || !strings.Contains(err.Error(), "services.cron: no such service (the file has web, worker)") {
+		t.Fatalf("a missing Compose service: %v", err)
+	}
+	t.Log(err)
+}

@@ -637,7 +637,12 @@ func fieldAt(n *yaml.Node, path string, line int, value string) string {
 
 // Resolve returns the spec for one environment: the top-level settings with
 // that environment's overrides laid over them, defaulted and validated.
-func (f *File) Resolve(env string) (*Service, error) {
+func (f *File) Resolve(env string) (*Service, error) { return f.ResolveWith(env, nil) }
+
+// ResolveWith is Resolve with set applied to the service before its
+// defaults and validation: a release naming a Compose service fills in the
+// name and docker.compose of a spec shared by several services.
+func (f *File) ResolveWith(env string, set func(*Service)) (*Service, error) {
 	envNode := f.envNode(env)
 	if envNode == nil {
 		known := "none are defined: add an environments: section"
@@ -656,6 +661,9 @@ func (f *File) Resolve(env string) (*Service, error) {
 		}
 	}
 	s.Environment = env
+	if set != nil {
+		set(&s)
+	}
 	s.applyDefaults(func(path string) bool { return lineIn(envNode, path) > 0 || f.lineOf(path) > 0 })
 	if probs := s.validate(); len(probs) > 0 {
 		for _, p := range probs {
