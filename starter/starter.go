@@ -49,10 +49,8 @@ func ResolveSpec(path, env string) (*spec.Service, error) {
 	s.Dir = abs
 	// a Compose file is read again on the worker, with its environment;
 	// read here too, so a broken one is refused before anything starts
-	if c := s.Docker.Compose; c != nil && s.Platform == spec.PlatformDocker {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if _, err := compose.Load(ctx, s.Dir, c.File, c.Service, s.Docker.Network); err != nil {
+	if s.Docker.Compose != nil && s.Platform == spec.PlatformDocker {
+		if _, err := compose.LoadFor(s); err != nil {
 			return nil, &BadInputError{err}
 		}
 	}

@@ -19,6 +19,8 @@ import (
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
 	"gopkg.in/yaml.v3"
+
+	"github.com/switchyard/switchyard/internal/spec"
 )
 
 // Service is what a slot's containers take from a Compose service.
@@ -102,6 +104,16 @@ var why = map[string]string{
 	"scale":          "use docker.replicas",
 	"secrets":        "pass secrets to the containers with run.secretEnv",
 	"configs":        "mount the file with volumes:",
+}
+
+// LoadFor reads the Compose service a spec names (docker.compose) for its
+// slots' network, relative to the spec's directory: what the CLI checks
+// before anything starts and what the worker runs.
+func LoadFor(s *spec.Service) (*Service, error) {
+	c := s.Docker.Compose
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return Load(ctx, s.Dir, c.File, c.Service, s.Docker.Network)
 }
 
 // Load reads service name of the Compose file at path (relative to dir)

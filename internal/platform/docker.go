@@ -99,9 +99,7 @@ func NewDocker(s *spec.Service) (*Docker, error) {
 // file gives.
 func WithCompose(s *spec.Service) (*spec.Service, *compose.Service, error) {
 	c := s.Docker.Compose
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cs, err := compose.Load(ctx, s.Dir, c.File, c.Service, s.Docker.Network)
+	cs, err := compose.LoadFor(s)
 	if err != nil {
 		return nil, nil, &BadInputError{err}
 	}

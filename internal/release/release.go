@@ -7,7 +7,6 @@ package release
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -16,7 +15,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -295,9 +293,7 @@ func (r *Release) resolve(f *spec.File, name, env string) (*spec.Service, error)
 		if s.Platform != spec.PlatformDocker {
 			return nil, fmt.Errorf("compose: the spec %s is platform %s; a Compose service runs on platform docker", r.Services[name].Spec, s.Platform)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if _, err := compose.Load(ctx, s.Dir, s.Docker.Compose.File, s.Docker.Compose.Service, s.Docker.Network); err != nil {
+		if _, err := compose.LoadFor(s); err != nil {
 			return nil, err
 		}
 	}
