@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/api/workflowservice/v1"
@@ -180,10 +179,10 @@ func (s *Starter) list(ctx context.Context, q string, max int) ([]*listed, error
 		for _, e := range resp.Executions {
 			sa := e.SearchAttributes
 			l := &listed{Type: e.Type.GetName(), WorkflowID: e.Execution.WorkflowId, RunID: e.Execution.RunId,
-				Service: keyword(sa, workflows.SAService.GetName()), Environment: keyword(sa, workflows.SAEnvironment.GetName()),
-				Version: keyword(sa, workflows.SAVersion.GetName()), Phase: keyword(sa, workflows.SAPhase.GetName()),
-				Release: keyword(sa, workflows.SARelease.GetName()),
-				Traffic: integer(sa, workflows.SATraffic.GetName()), Incidents: integer(sa, workflows.SAIncidents.GetName()),
+				Service: attr[string](sa, workflows.SAService.GetName()), Environment: attr[string](sa, workflows.SAEnvironment.GetName()),
+				Version: attr[string](sa, workflows.SAVersion.GetName()), Phase: attr[string](sa, workflows.SAPhase.GetName()),
+				Release: attr[string](sa, workflows.SARelease.GetName()),
+				Traffic: attr[int64](sa, workflows.SATraffic.GetName()), Incidents: attr[int64](sa, workflows.SAIncidents.GetName()),
 				Running: e.Status == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING}
 			if e.StartTime != nil {
 				l.Start = e.StartTime.AsTime()
@@ -198,14 +197,6 @@ func (s *Starter) list(ctx context.Context, q string, max int) ([]*listed, error
 		}
 	}
 	return out, nil
-}
-
-func integer(sa *commonpb.SearchAttributes, name string) int64 {
-	var n int64
-	if p, ok := sa.GetIndexedFields()[name]; ok {
-		_ = converter.GetDefaultDataConverter().FromPayload(p, &n)
-	}
-	return n
 }
 
 // monitorRuns reads the monitoring runs of the last day, at most every monitorsEvery.

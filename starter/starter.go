@@ -14,7 +14,6 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/switchyard/switchyard/internal/compose"
@@ -291,18 +290,16 @@ func (s *Starter) history(ctx context.Context, q string, limit int) ([]RunSummar
 	var out []RunSummary
 	for _, e := range resp.Executions {
 		r := RunSummary{Type: e.Type.GetName(), WorkflowID: e.Execution.WorkflowId, RunID: e.Execution.RunId, Status: e.Status.String(),
-			Service: keyword(e.SearchAttributes, workflows.SAService.GetName()), Environment: keyword(e.SearchAttributes, workflows.SAEnvironment.GetName()),
-			Release: keyword(e.SearchAttributes, workflows.SARelease.GetName())}
+			Service: attr[string](e.SearchAttributes, workflows.SAService.GetName()), Environment: attr[string](e.SearchAttributes, workflows.SAEnvironment.GetName()),
+			Release: attr[string](e.SearchAttributes, workflows.SARelease.GetName())}
 		if e.StartTime != nil {
 			r.Start = e.StartTime.AsTime()
 		}
 		if e.CloseTime != nil {
 			r.Close = e.CloseTime.AsTime()
 		}
-		r.Version, r.Phase = keyword(e.SearchAttributes, workflows.SAVersion.GetName()), keyword(e.SearchAttributes, workflows.SAPhase.GetName())
-		if p, ok := e.SearchAttributes.GetIndexedFields()[workflows.SATraffic.GetName()]; ok {
-			_ = converter.GetDefaultDataConverter().FromPayload(p, &r.Traffic)
-		}
+		r.Version, r.Phase = attr[string](e.SearchAttributes, workflows.SAVersion.GetName()), attr[string](e.SearchAttributes, workflows.SAPhase.GetName())
+		r.Traffic = attr[int64](e.SearchAttributes, workflows.SATraffic.GetName())
 		out = append(out, r)
 	}
 	return out, nil

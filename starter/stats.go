@@ -55,7 +55,7 @@ func (s *Starter) Stats(ctx context.Context, since time.Duration) ([]Stats, erro
 			return nil, fmt.Errorf("history --stats: %w", err)
 		}
 		for _, e := range resp.Executions {
-			svc, env := keyword(e.SearchAttributes, workflows.SAService.GetName()), keyword(e.SearchAttributes, workflows.SAEnvironment.GetName())
+			svc, env := attr[string](e.SearchAttributes, workflows.SAService.GetName()), attr[string](e.SearchAttributes, workflows.SAEnvironment.GetName())
 			k := svc + "/" + env
 			st := by[k]
 			if st == nil {
@@ -116,8 +116,9 @@ func (s *Starter) Stats(ctx context.Context, since time.Duration) ([]Stats, erro
 	return out, nil
 }
 
-func keyword(sa *commonpb.SearchAttributes, name string) string {
-	var v string
+// attr reads a run's search attribute (the zero value when it has none).
+func attr[T any](sa *commonpb.SearchAttributes, name string) T {
+	var v T
 	if p, ok := sa.GetIndexedFields()[name]; ok {
 		_ = converter.GetDefaultDataConverter().FromPayload(p, &v)
 	}

@@ -21,7 +21,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/switchyard/switchyard/internal/rollout"
 	"github.com/switchyard/switchyard/starter"
 	"github.com/switchyard/switchyard/workflows"
 )
@@ -432,12 +431,4 @@ func ago(t time.Time) string {
 		return fmt.Sprintf("%dh ago", int(d.Hours()))
 	}
 	return t.Format("2006-01-02")
-}
-
-// slotName is a slot for people: "none" for none.
-func slotName(s rollout.Slot) string {
-	if s == rollout.None {
-		return "none"
-	}
-	return string(s)
 }
