@@ -196,10 +196,23 @@ func TestDashboardSaysWhenTemporalIsDownAndRecovers(t *testing.T) {
 
 const dashToken = "test-token-0123456789abcdef"
 
+// waitPushed waits for a live page's first pushed update: the push swaps
+// the live part's nodes, and a click on a node swapped out under it is lost.
+func waitPushed(t *testing.T, ctx context.Context) {
+	t.Helper()
+	const js = `(function(){ const l = document.getElementById("live"); return l && l.dataset.events ? (document.body.dataset.updates || "0") : "static"; })()`
+	for deadline := time.Now().Add(10 * time.Second); evalString(t, ctx, js) == "0"; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the page got no pushed update in 10 s")
+		}
+	}
+}
+
 // signIn signs in from the page the browser shows, as a person would:
 // the "Sign in to act" link, the name and the token, the button.
 func signIn(t *testing.T, ctx context.Context, name, token string) {
 	t.Helper()
+	waitPushed(t, ctx)
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`a[href^="/signin"]`)),
 		chromedp.SendKeys(chromedp.CSS("#name"), name), chromedp.SendKeys(chromedp.CSS("#token"), token),
 		chromedp.Click(chromedp.CSS("#signin"))); err != nil {
@@ -214,6 +227,7 @@ func signIn(t *testing.T, ctx context.Context, name, token string) {
 // on the confirmation page and confirms; it returns the result page's text.
 func actFromThePage(t *testing.T, ctx context.Context, do, reason, question string) string {
 	t.Helper()
+	waitPushed(t, ctx)
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(fmt.Sprintf(`a[href^="/act?do=%s&"]`, do)))); err != nil {
 		t.Fatalf("click %s: %v", do, err)
 	}
