@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -33,6 +34,9 @@ type Activities struct {
 	Embedded *router.Embedded
 	// Client reads a run's spec from its input, and past Monitor runs.
 	Client client.Client
+	// Reach is the worker's policy: what a spec may run, read and reach
+	// (nil: anything).
+	Reach *spec.Reach
 
 	specs specCache
 }
@@ -201,7 +205,7 @@ func runBuildCommand(ctx context.Context, s *spec.Service, version string, hb fu
 	}
 	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
 	cmd.Dir = s.Dir
-	cmd.Env = append(os.Environ(), "VERSION="+version)
+	cmd.Env = commandEnv(s, "VERSION="+version)
 	out := &tailBuffer{max: 4096}
 	cmd.Stdout, cmd.Stderr = out, out
 	done := make(chan error, 1)
@@ -220,6 +224,23 @@ func runBuildCommand(ctx context.Context, s *spec.Service, version string, hb fu
 			hb(out.lastLine())
 		}
 	}
+}
+
+// baseEnv is what a build or gate command gets of the worker's environment
+// without asking: enough to find programs and a home, no credentials.
+var baseEnv = []string{"PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "TZ", "USER"}
+
+// commandEnv is a build or gate command's environment: baseEnv, the
+// variables the spec names in build.env (held to the worker's policy when
+// the spec was admitted), and extra.
+func commandEnv(s *spec.Service, extra ...string) []string {
+	var env []string
+	for _, k := range append(slices.Clone(baseEnv), s.Build.Env...) {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	return append(env, extra...)
 }
 
 // GatesInput names the artifact to check.
@@ -265,7 +286,7 @@ func runGate(ctx context.Context, s *spec.Service, g spec.Gate, version, artifac
 	}
 	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
 	cmd.Dir = s.Dir
-	cmd.Env = append(os.Environ(), "VERSION="+version, "ARTIFACT="+artifact)
+	cmd.Env = commandEnv(s, "VERSION="+version, "ARTIFACT="+artifact)
 	out := &tailBuffer{max: 2048}
 	cmd.Stdout, cmd.Stderr = out, out
 	err := cmd.Run()

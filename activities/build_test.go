@@ -19,8 +19,8 @@ func TestBuildRunsTheSpecCommandWithTheVersionAndKeepsAFailuresOutput(t *testing
 	a := &Activities{}
 	env.RegisterActivity(a)
 	dir := t.TempDir()
-	s := spec.Service{Name: "api", Platform: "process", Dir: dir, Build: spec.Build{Timeout: spec.Duration(time.Minute),
-		Command: []string{"sh", "-c", "echo building $VERSION > built-{{version}}.txt"}}}
+	s := processSpec(t, dir)
+	s.Build = spec.Build{Timeout: spec.Duration(time.Minute), Command: []string{"sh", "-c", "echo building $VERSION > built-{{version}}.txt"}}
 	if _, err := env.ExecuteActivity(a.Build, BuildInput{Spec: &s, Version: "v7"}); err != nil {
 		t.Fatal(err)
 	}
@@ -39,11 +39,12 @@ func TestGatesRunEveryCommandAndReportEachWithItsOutput(t *testing.T) {
 	env := ts.NewTestActivityEnvironment()
 	a := &Activities{}
 	env.RegisterActivity(a)
-	s := spec.Service{Name: "api", Platform: "process", Dir: t.TempDir(), Gates: []spec.Gate{
+	s := processSpec(t, t.TempDir())
+	s.Gates = []spec.Gate{
 		{Name: "unit", Command: []string{"sh", "-c", "test \"$VERSION\" = v2 && test \"$ARTIFACT\" = img@sha256:1"}, Timeout: spec.Duration(time.Minute)},
 		{Name: "scan", Command: []string{"sh", "-c", "echo 'CVE-2099-1 critical in {{artifact}}' >&2; exit 4"}, Timeout: spec.Duration(time.Minute)},
 		{Name: "slow", Command: []string{"sleep", "5"}, Timeout: spec.Duration(200 * time.Millisecond)},
-	}}
+	}
 	v, err := env.ExecuteActivity(a.Gates, GatesInput{Spec: &s, Version: "v2", Artifact: "img@sha256:1"})
 	if err != nil {
 		t.Fatal(err)
@@ -63,5 +64,55 @@ func TestGatesRunEveryCommandAndReportEachWithItsOutput(t *testing.T) {
 	}
 	if res[2].Passed || !strings.Contains(res[2].Detail, "timed out after 200ms") {
 		t.Fatalf("slow gate: want a timeout, got %+v", res[2])
+	}
+}
+
+// processSpec is a valid process-platform spec resolved from YAML, as the
+// CLI sends one: the worker re-validates every spec it is given.
+func processSpec(t *testing.T, dir string) spec.Service {
+	t.Helper()
+	f, err := spec.Parse("api.yaml", []byte("service: api\nrun: {command: [./api], ports: {blue: 18001, green: 18002}}\nrouter: {caddy: {listen: 127.0.0.1:18000}}\nenvironments: {test: {}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := f.Resolve("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Dir = dir
+	return *s
+}
+
+func TestBuildAndGateCommandsGetAMinimalEnvironmentPlusWhatTheSpecNames(t *testing.T) {
+	t.Setenv("SWITCHYARD_TEST_WORKER_SECRET", "s3cret-of-the-worker")
+	t.Setenv("SWITCHYARD_TEST_GOFLAGS", "-mod=mod")
+	var ts testsuite.WorkflowTestSuite
+	env := ts.NewTestActivityEnvironment()
+	a := &Activities{}
+	env.RegisterActivity(a)
+	dir := t.TempDir()
+	s := processSpec(t, dir)
+	s.Build = spec.Build{Timeout: spec.Duration(time.Minute), Command: []string{"sh", "-c", "env > build.env"}, Env: []string{"SWITCHYARD_TEST_GOFLAGS"}}
+	s.Gates = []spec.Gate{{Name: "env", Command: []string{"sh", "-c", "env > gate.env"}, Timeout: spec.Duration(time.Minute)}}
+	if _, err := env.ExecuteActivity(a.Build, BuildInput{Spec: &s, Version: "v9"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.ExecuteActivity(a.Gates, GatesInput{Spec: &s, Version: "v9", Artifact: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"build.env", "gate.env"} {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := string(b)
+		if strings.Contains(got, "s3cret-of-the-worker") {
+			t.Errorf("%s: the worker's secret reached the command:\n%s", f, got)
+		}
+		for _, want := range []string{"VERSION=v9\n", "SWITCHYARD_TEST_GOFLAGS=-mod=mod\n", "PATH="} {
+			if !strings.Contains(got, want) {
+				t.Errorf("%s lacks %q:\n%s", f, want, got)
+			}
+		}
 	}
 }

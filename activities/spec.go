@@ -63,7 +63,7 @@ type runInput struct {
 // histories, the Retire workflow, tests), else its run's.
 func (a *Activities) spec(ctx context.Context, given *spec.Service) (*spec.Service, error) {
 	if given != nil {
-		return given, nil
+		return given, a.admit(given)
 	}
 	we := activity.GetInfo(ctx).WorkflowExecution
 	key := we.ID + "/" + we.RunID
@@ -94,6 +94,22 @@ func (a *Activities) spec(ctx context.Context, given *spec.Service) (*spec.Servi
 	if err := converter.GetDefaultDataConverter().FromPayload(payloads[0], &in); err != nil || in.Spec == nil {
 		return nil, badInput(fmt.Errorf("read the spec of run %s: its input holds no spec (%v)", key, err))
 	}
+	if err := a.admit(in.Spec); err != nil {
+		return nil, err
+	}
 	a.specs.put(key, in.Spec)
 	return in.Spec, nil
+}
+
+// admit validates a spec again and holds it to the worker's policy: the
+// spec came from whichever client started the run, and is code (its
+// commands run here, its secret names are read here).
+func (a *Activities) admit(s *spec.Service) error {
+	if err := s.Validate(); err != nil {
+		return badInput(fmt.Errorf("the worker refuses the spec of %s: %w", s.Name, err))
+	}
+	if ps := a.Reach.Check(s); len(ps) > 0 {
+		return badInput(fmt.Errorf("the worker refuses the spec of %s:\n%w", s.Name, ps))
+	}
+	return nil
 }

@@ -90,6 +90,9 @@ func ParseVersions(r *release.Release, set string) (map[string]string, error) {
 		if _, known := r.Services[k]; !known {
 			return nil, fmt.Errorf("--set: release %s has no service %q (it has %s)", r.Name, k, strings.Join(r.ServiceNames(), ", "))
 		}
+		if err := spec.CheckVersion(val); err != nil {
+			return nil, fmt.Errorf("--set %s: %w", k, err)
+		}
 		v[k] = val
 	}
 	var missing []string

@@ -83,8 +83,8 @@ func (e *AlreadyRunningError) Error() string {
 // Deploy starts a rollout. It fails at once, naming the running one, when
 // the service already has a rollout in progress in that environment.
 func (s *Starter) Deploy(ctx context.Context, svc *spec.Service, version, by string, o DeployOptions) (client.WorkflowRun, error) {
-	if version == "" {
-		return nil, errors.New("deploy: a version is required (--version)")
+	if err := spec.CheckVersion(version); err != nil {
+		return nil, &BadInputError{fmt.Errorf("deploy: %w", err)}
 	}
 	if err := s.checkCalendar(ctx, svc, &o); err != nil {
 		return nil, err

@@ -132,6 +132,7 @@ type opts struct {
 	docker    *dockerOpts   // platform: docker (docker_test.go)
 	address   string        // a Temporal server other than the embedded one
 	analysis  string        // rollout.analysis as a YAML flow mapping (default: judged at each bake's end, maxErrorRate 0.05)
+	reach     *spec.Reach   // the worker's policy (default none)
 	// haproxySocket, when set, is given HAProxy's runtime socket and returns
 	// the one the router is to use (a test's proxy in front of it)
 	haproxySocket func(real string) string
@@ -238,7 +239,7 @@ environments:
 	c := dialAt(t, e.address)
 	e.starter = &starter.Starter{C: c, TaskQueue: e.queue}
 	if !o.noWorker {
-		w := worker.New(c, worker.Config{TaskQueue: e.queue, StateDir: filepath.Join(dir, "state"), Embedded: embedded})
+		w := worker.New(c, worker.Config{TaskQueue: e.queue, StateDir: filepath.Join(dir, "state"), Embedded: embedded, Reach: o.reach})
 		if err := w.Start(); err != nil {
 			t.Fatal(err)
 		}

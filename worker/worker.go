@@ -19,6 +19,7 @@ import (
 
 	"github.com/switchyard/switchyard/activities"
 	"github.com/switchyard/switchyard/internal/router"
+	"github.com/switchyard/switchyard/internal/spec"
 	"github.com/switchyard/switchyard/workflows"
 )
 
@@ -46,6 +47,8 @@ type Config struct {
 	// Empty: an unversioned worker.
 	BuildID        string
 	DeploymentName string
+	// Reach is the policy every spec is held to (nil: none).
+	Reach *spec.Reach
 	// Logf reports what Run does about the deployment's current version.
 	Logf func(format string, args ...any)
 }
@@ -88,7 +91,7 @@ func New(c client.Client, cfg Config) sdkworker.Worker {
 	if cfg.Embedded == nil {
 		cfg.Embedded = router.NewEmbedded(filepath.Join(cfg.StateDir, "router"))
 	}
-	w.RegisterActivity(&activities.Activities{Embedded: cfg.Embedded, Client: c})
+	w.RegisterActivity(&activities.Activities{Embedded: cfg.Embedded, Client: c, Reach: cfg.Reach})
 	return w
 }
 

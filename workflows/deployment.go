@@ -17,8 +17,6 @@ import (
 // acts names activities through a typed nil pointer: a rename is a compile error.
 var acts *activities.Activities
 
-// Deployment rolls a version out to the idle slot and shifts traffic to it in
-// steps, each baked and analysed, then promotes it or rolls back.
 // upgradeProbe is set only in the worker-upgrade test's second build
 // (-ldflags "-X github.com/switchyard/switchyard/workflows.upgradeProbe=on"):
 // its rollouts begin with a timer the first build's never start, so a
@@ -26,6 +24,8 @@ var acts *activities.Activities
 // incompatible change to this workflow would.
 var upgradeProbe string
 
+// Deployment rolls a version out to the idle slot and shifts traffic to it in
+// steps, each baked and analysed, then promotes it or rolls back.
 func Deployment(ctx workflow.Context, in DeploymentInput) (*Status, error) {
 	d := &deployment{in: in, root: ctx}
 	if err := d.setup(ctx); err != nil {
@@ -318,7 +318,7 @@ func shiftCtx(ctx workflow.Context, s *spec.Service) workflow.Context {
 // fails the rollout with the live slot untouched; from the first shift on,
 // a problem rolls back.
 func (d *deployment) run(ctx workflow.Context) (*Status, error) {
-	for _, phase := range []func(workflow.Context) *failure{d.window, d.readState, d.build, d.gate, d.provision, d.verify} {
+	for _, phase := range []func(workflow.Context) *failure{d.checkInput, d.window, d.readState, d.build, d.gate, d.provision, d.verify} {
 		if f := phase(ctx); f != nil {
 			return d.fail(ctx, f.what, f.err)
 		}
@@ -333,6 +333,19 @@ func (d *deployment) run(ctx workflow.Context) (*Status, error) {
 type failure struct {
 	what string
 	err  error
+}
+
+// checkInput refuses a version no client should have sent: the workflow
+// runs on Switchyard's worker, so a client that skips the CLI's check (the
+// temporal CLI, the SDK) is refused here before anything is touched.
+func (d *deployment) checkInput(workflow.Context) *failure {
+	if err := spec.CheckVersion(d.in.Version); err != nil {
+		// shown quoted from here on: the raw text goes into no alert or page
+		d.in.Version = fmt.Sprintf("%.140q", d.in.Version)
+		d.st.Version = d.in.Version
+		return &failure{"checking the input", temporal.NewNonRetryableApplicationError(err.Error(), activities.ErrBadInput, nil)}
+	}
+	return nil
 }
 
 // window holds the rollout until the spec's allowed window opens, and

@@ -116,6 +116,11 @@ type ReleaseStatus struct {
 // order, and the release ends rolled back. Between environments it waits
 // for the soak, the allowed window and the approval.
 func Release(ctx workflow.Context, in ReleaseInput) (*ReleaseStatus, error) {
+	for _, svc := range slices.Sorted(maps.Keys(in.Versions)) {
+		if err := spec.CheckVersion(in.Versions[svc]); err != nil {
+			return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("release %s: service %s: %v", in.Name, svc, err), activities.ErrBadInput, nil)
+		}
+	}
 	r := &releaseRun{in: in, root: ctx}
 	if err := r.setup(ctx); err != nil {
 		return nil, err

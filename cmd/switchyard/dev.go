@@ -14,6 +14,7 @@ import (
 
 	"github.com/switchyard/switchyard/internal/dashboard"
 	"github.com/switchyard/switchyard/internal/devserver"
+	"github.com/switchyard/switchyard/internal/spec"
 	"github.com/switchyard/switchyard/starter"
 	"github.com/switchyard/switchyard/worker"
 	"github.com/switchyard/switchyard/workflows"
@@ -94,7 +95,7 @@ func orMemory(db string) string {
 func workerCmd(c *conn) *cobra.Command {
 	var stateDir, metricsAddr string
 	var stickyCache, maxActivities int
-	var buildID, deploymentName string
+	var buildID, deploymentName, policy string
 	cmd := &cobra.Command{
 		Use:   "worker",
 		Short: "Run a worker against a Temporal server (--address)",
@@ -106,8 +107,17 @@ deployment makes itself current; to upgrade, start the new build, then
 run 'switchyard worker current BUILD_ID': new rollouts start on it, running
 ones finish on the old build, which can be stopped once none is left
 ('switchyard worker current' lists the builds and what runs on them).
---build-id "" runs an unversioned worker.`,
+--build-id "" runs an unversioned worker.
+
+--policy FILE holds every spec to what this worker allows it to run, read
+and reach (commands, environment variables, hosts, Compose privileges; see
+deployments/worker-policy.yaml). Without it a spec may run anything the
+worker's user can.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			reach, err := loadReach(policy)
+			if err != nil {
+				return err
+			}
 			if metricsAddr != "" {
 				mh, stopMetrics, err := worker.ServeMetrics(metricsAddr)
 				if err != nil {
@@ -122,8 +132,8 @@ ones finish on the old build, which can be stopped once none is left
 				return err
 			}
 			defer cl.Close()
-			fmt.Printf("worker on %s, namespace %s, task queue %s, build %s\n", c.address, c.namespace, c.taskQueue, orUnversioned(buildID))
-			return worker.Run(cmd.Context(), cl, worker.Config{TaskQueue: c.taskQueue, Namespace: c.namespace, StateDir: stateDir,
+			fmt.Printf("worker on %s, namespace %s, task queue %s, build %s, %s\n", c.address, c.namespace, c.taskQueue, orUnversioned(buildID), policyLine(reach))
+			return worker.Run(cmd.Context(), cl, worker.Config{TaskQueue: c.taskQueue, Namespace: c.namespace, StateDir: stateDir, Reach: reach,
 				BuildID: buildID, DeploymentName: deploymentName, Logf: func(f string, a ...any) { fmt.Printf(f+"\n", a...) },
 				StickyCacheSize: stickyCache, MaxConcurrentActivities: maxActivities})
 		},
@@ -134,6 +144,7 @@ ones finish on the old build, which can be stopped once none is left
 	cmd.Flags().IntVar(&maxActivities, "max-activities", 200, "activities run at once by this worker")
 	cmd.Flags().StringVar(&buildID, "build-id", binaryBuildID(), "this worker's version in the worker deployment (\"\": unversioned)")
 	cmd.Flags().StringVar(&deploymentName, "deployment-name", "", "the Temporal worker deployment (default: the task queue)")
+	cmd.Flags().StringVar(&policy, "policy", "", "worker policy file: what specs may run, read and reach (default: anything)")
 	logLevelFlag(cmd, c)
 	cmd.AddCommand(workerCurrentCmd(c))
 	return cmd
@@ -163,4 +174,22 @@ func logLevelFlag(cmd *cobra.Command, c *conn) {
 
 func quietLogger() sdklog.Logger {
 	return sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+func loadReach(path string) (*spec.Reach, error) {
+	if path == "" {
+		return nil, nil
+	}
+	r, err := spec.LoadReach(path)
+	if err != nil {
+		return nil, withCode(exitBadInput, fmt.Errorf("--policy: %w", err))
+	}
+	return r, nil
+}
+
+func policyLine(r *spec.Reach) string {
+	if r == nil {
+		return "no --policy (specs may run anything this user can)"
+	}
+	return "policy " + r.Path
 }

@@ -72,6 +72,9 @@ traffic moved, 5 another rollout of the service is running, 1 other errors.`,
 			if version == "" {
 				return withCode(exitBadInput, errors.New("--version is required"))
 			}
+			if err := spec.CheckVersion(version); err != nil {
+				return withCode(exitBadInput, fmt.Errorf("--%w", err))
+			}
 			if output != "text" && output != "json" {
 				return withCode(exitBadInput, fmt.Errorf("-o must be text or json, got %q", output))
 			}

@@ -75,13 +75,13 @@ func (e *Email) Send(ctx context.Context, a incident.Action, in incident.Inciden
 	if err != nil {
 		return ref, fmt.Errorf("alert email: DATA: %w", err)
 	}
-	subject := in.Title()
+	subject := headerValue(in.Title())
 	if a == incident.Resolve {
 		subject = "Resolved: " + subject
 	}
 	msg := strings.Join([]string{
 		"From: " + e.From, "To: " + strings.Join(e.To, ", "), "Subject: " + subject,
-		"X-Switchyard-Dedup-Key: " + in.Key, "Content-Type: text/plain; charset=utf-8", "", text(a, in), "",
+		"X-Switchyard-Dedup-Key: " + headerValue(in.Key), "Content-Type: text/plain; charset=utf-8", "", text(a, in), "",
 	}, "\r\n")
 	if _, err := w.Write([]byte(msg)); err != nil {
 		return ref, fmt.Errorf("alert email: %w", err)
@@ -90,4 +90,15 @@ func (e *Email) Send(ctx context.Context, a incident.Action, in incident.Inciden
 		return ref, fmt.Errorf("alert email: %w", err)
 	}
 	return ref, c.Quit()
+}
+
+// headerValue keeps a header on its line: a CR or LF in a service name,
+// version or reason would otherwise start a header of its own.
+func headerValue(v string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\r' || r == '\n' || r < 0x20 {
+			return ' '
+		}
+		return r
+	}, v)
 }

@@ -36,7 +36,9 @@ func Render(query string, v Vars, live bool) string {
 	return spec.QueryVarRe.ReplaceAllStringFunc(query, func(m string) string {
 		name := strings.TrimSpace(m[2 : len(m)-2])
 		if val, ok := vals[name]; ok {
-			return val
+			// values land inside label matchers' quotes: escaped, so
+			// none can close the string and rewrite the query
+			return spec.PromQLString(val)
 		}
 		return m
 	})

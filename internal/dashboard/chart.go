@@ -92,7 +92,7 @@ func timelineChart(st *workflows.Status) template.HTML {
 	for _, c := range st.Timeline {
 		w := c.Weights.Of(st.Target)
 		fmt.Fprintf(&b, `<circle class="pt new" cx="%.1f" cy="%.1f" r="3.5"><title>%s: %s %d%% (%s)</title></circle>`,
-			p.x(c.At), p.y(float64(w)), c.At.Local().Format("15:04:05.000"), st.Version, w, c.Weights)
+			p.x(c.At), p.y(float64(w)), c.At.Local().Format("15:04:05.000"), template.HTMLEscapeString(st.Version), w, c.Weights)
 	}
 	b.WriteString(`</svg>`)
 	return template.HTML(b.String()) //nolint:gosec // built here from numbers and escaped text

@@ -49,6 +49,9 @@ type Service struct {
 // Build optionally produces the version's artifact before it is provisioned.
 type Build struct {
 	Command []string `yaml:"command" json:"command,omitempty"`
+	// Env names the worker's variables the build and gate commands get
+	// besides a minimal environment (PATH, HOME, TMPDIR, LANG, VERSION).
+	Env     []string `yaml:"env" json:"env,omitempty"`
 	Timeout Duration `yaml:"timeout" json:"timeout"`
 }
 

@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"encoding/json"
 	"fmt"
 	"maps"
 	"regexp"
@@ -255,6 +256,25 @@ var (
 	secretRe = regexp.MustCompile(`(?i)(password|passwd|secret|token|api_?key|private_?key|credential)`)
 )
 
+// Validate checks a resolved spec again, as the worker does with every
+// spec it is given: a client may have sent one no CLI would.
+// It checks a copy with the defaults filled in, so the spec is not changed.
+func (s *Service) Validate() error {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	var c Service
+	if err := json.Unmarshal(b, &c); err != nil {
+		return err
+	}
+	c.applyDefaults(func(string) bool { return true })
+	if ps := c.validate(); len(ps) > 0 {
+		return ps
+	}
+	return nil
+}
+
 func (s *Service) validate() Problems {
 	var ps Problems
 	add := func(field, format string, args ...any) {
@@ -303,6 +323,11 @@ func (s *Service) validatePlatform(add adder) {
 func (s *Service) validateBuild(add adder) {
 	if s.Build.Timeout < 0 {
 		add("build.timeout", "must be positive")
+	}
+	for i, name := range s.Build.Env {
+		if !envVarRe.MatchString(name) {
+			add(fmt.Sprintf("build.env[%d]", i), "%q is not an environment variable's name", name)
+		}
 	}
 	for i, g := range s.Gates {
 		f := fmt.Sprintf("gates[%d]", i)

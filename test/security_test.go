@@ -1,0 +1,119 @@
+package test
+
+// Security tests: each is a finding of issue #22 (trust), attacked for
+// real against the embedded Temporal server, real processes and HAProxy.
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+
+	"github.com/switchyard/switchyard/internal/rollout"
+	"github.com/switchyard/switchyard/internal/spec"
+	"github.com/switchyard/switchyard/starter"
+	"github.com/switchyard/switchyard/workflows"
+)
+
+// startRaw starts a Deployment straight through the SDK, as any client with
+// access to the namespace could: no CLI check runs.
+func (e *env) startRaw(svc *spec.Service, version string) *starter.Outcome {
+	e.t.Helper()
+	run, err := e.starter.C.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{
+		ID: workflows.DeploymentID(svc.Name, svc.Environment), TaskQueue: e.queue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+	}, workflows.DeploymentWorkflow, workflows.DeploymentInput{Spec: *svc, Version: version, By: "raw client"})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := e.starter.Wait(ctx, run)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return out
+}
+
+func TestAVersionThatIsNotANameIsRefusedWhereverItEnters(t *testing.T) {
+	e := newEnv(t, opts{})
+	for _, v := range []string{`v1"} or vector(0) #`, "../../bin/evil", "v1\nSubject: hi", strings.Repeat("v", 129), "..", "-rf"} {
+		out, code := cli(t, e, "deploy", e.svc.Name, "-f", e.file, "--env", "test", "--version", v)
+		expect(t, out, code, 2, "--version")
+		if strings.Contains(out, "deploying") {
+			t.Fatalf("version %q started a rollout:\n%s", v, out)
+		}
+	}
+	// a client that skips the CLI is refused by the workflow itself
+	// before any activity: nothing built, provisioned or routed
+	o := e.startRaw(e.svc, "../../bin/evil")
+	if o.Kind != workflows.ErrFailed || !strings.Contains(o.Reason, `checking the input: version: "../../bin/evil"`) {
+		t.Fatalf("raw start with a path for a version: %+v", o)
+	}
+	if w := e.weights(); w != (rollout.Weights{}) {
+		t.Fatalf("a refused version changed the router: %s", w)
+	}
+	if inst := e.instance(rollout.Blue); inst.Version != "" {
+		t.Fatalf("a refused version started a slot: %+v", inst)
+	}
+	// and a good one still goes through
+	out, code := cli(t, e, "deploy", e.svc.Name, "-f", e.file, "--env", "test", "--version", "v1.2.3-rc_1")
+	expect(t, out, code, 0, "promoted")
+}
+
+func TestTheWorkerHoldsEverySpecToItsPolicy(t *testing.T) {
+	dir := t.TempDir()
+	reach := &spec.Reach{Path: "test-policy.yaml", Env: []string{"SWITCHYARD_TEST_OK_*"}, Hosts: []string{"127.0.0.1"}}
+	e := newEnv(t, opts{reach: reach, extra: `alerts:
+  - {kind: webhook, url: "http://127.0.0.1:1/hook", secretEnv: AWS_SECRET_ACCESS_KEY}
+`})
+	reach.Commands = []string{e.svc.Dir}
+	_ = dir
+	// the CLI's own check passes (it has no policy): the worker refuses
+	out, code := cli(t, e, "deploy", e.svc.Name, "-f", e.file, "--env", "test", "--version", "v1")
+	expect(t, out, code, 4, "the worker refuses the spec", "alerts[0].secretEnv: the worker does not let specs read the variable AWS_SECRET_ACCESS_KEY (worker policy test-policy.yaml)")
+	if w := e.weights(); w != (rollout.Weights{}) {
+		t.Fatalf("a refused spec changed the router: %s", w)
+	}
+
+	// a spec sent by a raw client: a command outside the allowed
+	// directories, a host outside the allowed ones
+	bad := *e.svc
+	bad.Build.Command = []string{"/bin/sh", "-c", "cat /etc/shadow"}
+	bad.Alerts = []spec.Alert{{Kind: "webhook", URL: "http://metadata.internal:80/"}}
+	o := e.startRaw(&bad, "v1")
+	for _, want := range []string{"build.command: /bin/sh is outside the commands this worker may run", "alerts[0].url: host metadata.internal:80 is not one this worker may reach"} {
+		if !strings.Contains(o.Reason, want) {
+			t.Fatalf("raw spec: reason lacks %q: %+v", want, o.Reason)
+		}
+	}
+	// a spec no CLI would send (a secret in run.env) is refused by re-validation
+	bad = *e.svc
+	bad.Alerts = nil
+	bad.Run.Env = map[string]string{"DB_PASSWORD": "hunter2"}
+	o = e.startRaw(&bad, "v1")
+	if !strings.Contains(o.Reason, "run.env.DB_PASSWORD: looks like a secret") {
+		t.Fatalf("raw spec with a secret in run.env: %+v", o.Reason)
+	}
+	if w := e.weights(); w != (rollout.Weights{}) {
+		t.Fatalf("a refused spec changed the router: %s", w)
+	}
+
+	// within the policy, it deploys
+	src, err := os.ReadFile(e.file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := filepath.Join(filepath.Dir(e.file), "good.yaml")
+	fixed := strings.Replace(string(src), "secretEnv: AWS_SECRET_ACCESS_KEY", "secretEnv: SWITCHYARD_TEST_OK_HOOK", 1)
+	if err := os.WriteFile(good, []byte(fixed), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, code = cli(t, e, "deploy", e.svc.Name, "-f", good, "--env", "test", "--version", "v1")
+	expect(t, out, code, 0, "promoted")
+}
