@@ -77,10 +77,45 @@ func (p *Process) read(slot rollout.Slot) (*pidfile, error) {
 		// stopOrphans finds the slot's process by its environment
 		return nil, nil
 	}
-	if !alive(pf.PID, pf.StartTime) {
+	// believed only for a process Switchyard started for this slot: a
+	// pidfile anyone could write must not make Retire signal pid 1, a
+	// process group of someone else's, or a pid reused since
+	if pf.PID <= 1 || pf.StartTime == "" || !alive(pf.PID, pf.StartTime) || !p.ours(pf.PID, slot) {
 		return nil, nil
 	}
 	return &pf, nil
+}
+
+// ours says whether pid runs with the environment Switchyard gives this
+// slot's processes (SWITCHYARD_SERVICE, _ENVIRONMENT, _SLOT).
+func (p *Process) ours(pid int, slot rollout.Slot) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	if err != nil {
+		return false
+	}
+	vars := strings.Split(string(b), "\x00")
+	for _, w := range []string{"SWITCHYARD_SERVICE=" + p.svc.Name, "SWITCHYARD_ENVIRONMENT=" + p.svc.Environment, "SWITCHYARD_SLOT=" + string(slot)} {
+		if !slices.Contains(vars, w) {
+			return false
+		}
+	}
+	return true
+}
+
+// groupLeader says whether pid leads its process group, so kill(-pid)
+// reaches only the group Switchyard started (the slot runs in its own session).
+func groupLeader(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return false
+	}
+	f := strings.Fields(s[i+1:])
+	return len(f) > 2 && f[2] == strconv.Itoa(pid)
 }
 
 // procStart returns a process's start time and whether it is running (not a zombie).
@@ -157,14 +192,15 @@ func (p *Process) Provision(ctx context.Context, slot rollout.Slot, version, _ s
 	if err != nil {
 		return in, err
 	}
-	if err := os.MkdirAll(p.stateDir, 0o755); err != nil {
+	if err := os.MkdirAll(p.stateDir, 0o700); err != nil {
 		return in, fmt.Errorf("process: state dir: %w", err)
 	}
-	logf, err := os.OpenFile(p.LogPath(slot), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	logf, err := os.OpenFile(p.LogPath(slot), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
 		return in, fmt.Errorf("process: slot log: %w", err)
 	}
 	defer logf.Close()
+	_ = logf.Chmod(0o600) // a log kept from before may have been 0644
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Dir = p.svc.Dir
 	cmd.Env = env
@@ -180,7 +216,7 @@ func (p *Process) Provision(ctx context.Context, slot rollout.Slot, version, _ s
 	b, _ := json.Marshal(pf)
 	// whole or not at all: a worker killed mid-write must not leave half a record
 	tmp := p.base(slot) + ".pid.tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
 		return in, fmt.Errorf("process: write pidfile: %w", err)
 	}
 	if err := os.Rename(tmp, p.base(slot)+".pid"); err != nil {
@@ -239,13 +275,18 @@ func (p *Process) Retire(ctx context.Context, slot rollout.Slot) error {
 		return err
 	}
 	if pf != nil {
-		_ = syscall.Kill(-pf.PID, syscall.SIGTERM)
-		_ = syscall.Kill(pf.PID, syscall.SIGTERM)
+		group := groupLeader(pf.PID)
+		kill := func(sig syscall.Signal) {
+			if group {
+				_ = syscall.Kill(-pf.PID, sig)
+			}
+			_ = syscall.Kill(pf.PID, sig)
+		}
+		kill(syscall.SIGTERM)
 		deadline := time.Now().Add(p.svc.Run.StopTimeout.D())
 		for alive(pf.PID, pf.StartTime) {
 			if time.Now().After(deadline) {
-				_ = syscall.Kill(-pf.PID, syscall.SIGKILL)
-				_ = syscall.Kill(pf.PID, syscall.SIGKILL)
+				kill(syscall.SIGKILL)
 			}
 			select {
 			case <-ctx.Done():
@@ -266,20 +307,11 @@ func (p *Process) Retire(ctx context.Context, slot rollout.Slot) error {
 // gave them (SWITCHYARD_SERVICE, _ENVIRONMENT, _SLOT), never by port alone:
 // a process someone else started is left alone. It returns how many it stopped.
 func (p *Process) stopOrphans(ctx context.Context, slot rollout.Slot) int {
-	want := []string{"SWITCHYARD_SERVICE=" + p.svc.Name, "SWITCHYARD_ENVIRONMENT=" + p.svc.Environment, "SWITCHYARD_SLOT=" + string(slot)}
 	procs, _ := filepath.Glob("/proc/[0-9]*/environ")
 	n := 0
 	for _, path := range procs {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			continue
-		}
-		vars := strings.Split(string(b), "\x00")
-		if !slices.Contains(vars, want[0]) || !slices.Contains(vars, want[1]) || !slices.Contains(vars, want[2]) {
-			continue
-		}
 		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(path)))
-		if err != nil {
+		if err != nil || pid <= 1 || !p.ours(pid, slot) {
 			continue
 		}
 		start, _ := procStart(pid)

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -154,5 +155,56 @@ func TestProvisionStopsAnUnrecordedProcessOfItsOwnSlot(t *testing.T) {
 	defer stranger.Close()
 	if _, err := p.Provision(ctx, rollout.Green, "v1", "", nil); err == nil || !strings.Contains(err.Error(), "did not start") {
 		t.Fatalf("a port held by another process: %v", err)
+	}
+}
+
+// A pidfile is believed only for a process Switchyard started for the
+// slot: a forged one naming pid 1, or a process of someone else's (with
+// its real start time), kills nothing and is not taken for the slot.
+func TestAForgedPidfileKillsNothing(t *testing.T) {
+	s := demoSpec(t)
+	p := NewProcess(s)
+	ctx := context.Background()
+	if err := os.MkdirAll(p.stateDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// someone else's process, in a group of its own
+	other := exec.Command("sleep", "60")
+	other.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = other.Process.Kill(); _ = other.Wait() })
+	otherStart, _ := procStart(other.Process.Pid)
+	init1, _ := procStart(1)
+	for _, pf := range []string{
+		fmt.Sprintf(`{"pid":1,"startTime":%q,"version":"v1","port":%d}`, init1, s.Run.Ports.Blue),
+		fmt.Sprintf(`{"pid":%d,"startTime":%q,"version":"v1","port":%d}`, other.Process.Pid, otherStart, s.Run.Ports.Blue),
+		fmt.Sprintf(`{"pid":-1,"startTime":"","version":"v1","port":%d}`, s.Run.Ports.Blue),
+	} {
+		if err := os.WriteFile(p.base(rollout.Blue)+".pid", []byte(pf), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		in, err := p.Inspect(ctx, rollout.Blue)
+		if err != nil || in.Running {
+			t.Fatalf("pidfile %s taken for the slot: %+v %v", pf, in, err)
+		}
+		if err := p.Retire(ctx, rollout.Blue); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := procStart(other.Process.Pid); !ok {
+			t.Fatalf("pidfile %s: Retire killed a process Switchyard did not start", pf)
+		}
+	}
+	// what Switchyard writes itself is private to the worker's user
+	if _, err := p.Provision(ctx, rollout.Blue, "v1", "", nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Retire(ctx, rollout.Blue) })
+	for _, f := range []string{p.base(rollout.Blue) + ".pid", p.LogPath(rollout.Blue)} {
+		fi, err := os.Stat(f)
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v (%v), want 0600", f, fi.Mode().Perm(), err)
+		}
 	}
 }
