@@ -217,11 +217,11 @@ func runBuildCommand(ctx context.Context, s *spec.Service, version string, hb fu
 		select {
 		case err := <-done:
 			if err != nil {
-				return badInput(fmt.Errorf("build %s failed: %w; last output:\n%s", version, err, out.String()))
+				return badInput(fmt.Errorf("build %s failed: %w; last output:\n%s", version, err, s.Redact(out.String())))
 			}
 			return nil
 		case <-time.After(500 * time.Millisecond):
-			hb(out.lastLine())
+			hb(s.Redact(out.lastLine()))
 		}
 	}
 }
@@ -300,7 +300,7 @@ func runGate(ctx context.Context, s *spec.Service, g spec.Gate, version, artifac
 		res.Passed = true
 		res.Detail = fmt.Sprintf("exit 0 after %s", took)
 	}
-	if t := strings.TrimSpace(out.String()); t != "" && !res.Passed {
+	if t := strings.TrimSpace(s.Redact(out.String())); t != "" && !res.Passed {
 		res.Detail += "; output:\n" + t
 	}
 	return res

@@ -116,3 +116,31 @@ func TestBuildAndGateCommandsGetAMinimalEnvironmentPlusWhatTheSpecNames(t *testi
 		}
 	}
 }
+
+func TestAFailedBuildsOutputIsRedactedBeforeItLeavesTheWorker(t *testing.T) {
+	t.Setenv("SWITCHYARD_TEST_REGISTRY_PASS", "p4ssw0rd-of-the-registry")
+	var ts testsuite.WorkflowTestSuite
+	env := ts.NewTestActivityEnvironment()
+	a := &Activities{}
+	env.RegisterActivity(a)
+	s := processSpec(t, t.TempDir())
+	s.Build = spec.Build{Timeout: spec.Duration(time.Minute), Env: []string{"SWITCHYARD_TEST_REGISTRY_PASS"},
+		Command: []string{"sh", "-c", "echo login with $SWITCHYARD_TEST_REGISTRY_PASS at https://bot:tok3n@registry.example/v2; exit 1"}}
+	s.Gates = []spec.Gate{{Name: "leaky", Command: []string{"sh", "-c", "echo $SWITCHYARD_TEST_REGISTRY_PASS; exit 1"}, Timeout: spec.Duration(time.Minute)}}
+	_, err := env.ExecuteActivity(a.Build, BuildInput{Spec: &s, Version: "v1"})
+	if err == nil || strings.Contains(err.Error(), "p4ssw0rd") || strings.Contains(err.Error(), "tok3n") ||
+		!strings.Contains(err.Error(), "login with [redacted $SWITCHYARD_TEST_REGISTRY_PASS] at https://registry.example/v2") {
+		t.Fatalf("build error: %v", err)
+	}
+	v, err := env.ExecuteActivity(a.Gates, GatesInput{Spec: &s, Version: "v1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res []rollout.CheckResult
+	if err := v.Get(&res); err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != 1 || strings.Contains(res[0].Detail, "p4ssw0rd") || !strings.Contains(res[0].Detail, "[redacted $SWITCHYARD_TEST_REGISTRY_PASS]") {
+		t.Fatalf("gate result: %+v", res)
+	}
+}

@@ -1,6 +1,7 @@
 package analysis
 
 import (
+	"encoding/base64"
 	"context"
 	"encoding/json"
 	"errors"
@@ -30,6 +31,14 @@ type Prometheus struct {
 func NewPrometheus(p *spec.Prometheus) (*Prometheus, error) {
 	c := &Prometheus{Address: strings.TrimRight(p.Address, "/"), headers: map[string]string{}, retries: p.Retries,
 		client: &http.Client{Timeout: 10 * time.Second}}
+	// a user:password@ in the address becomes a header: the address then
+	// appears in errors and results with nothing secret in it
+	if u, err := url.Parse(c.Address); err == nil && u.User != nil {
+		pass, _ := u.User.Password()
+		c.headers["Authorization"] = "Basic " + base64.StdEncoding.EncodeToString([]byte(u.User.Username()+":"+pass))
+		u.User = nil
+		c.Address = u.String()
+	}
 	for h, env := range p.HeadersEnv {
 		v, ok := os.LookupEnv(env)
 		if !ok {

@@ -802,7 +802,7 @@ func (d *Docker) logTail(id string, n int) string {
 	if len(out) == 0 {
 		return "  (empty log)"
 	}
-	return "  " + strings.Join(out, "\n  ")
+	return d.svc.Redact("  " + strings.Join(out, "\n  "))
 }
 
 func (d *Docker) remove(ctx context.Context, list []container.Summary) error {

@@ -246,7 +246,7 @@ func (p *Process) waitReady(ctx context.Context, slot rollout.Slot, pid int, hea
 	for i := 0; ; i++ {
 		if _, ok := procStart(pid); !ok || (start != "" && !alive(pid, start)) {
 			return &BadInputError{fmt.Errorf("process: slot %s: %s exited at start; last lines of %s:\n%s",
-				slot, p.svc.Run.Command[0], p.LogPath(slot), tail(p.LogPath(slot), 10))}
+				slot, p.svc.Run.Command[0], p.LogPath(slot), p.svc.Redact(tail(p.LogPath(slot), 10)))}
 		}
 		c, err := net.DialTimeout("tcp", p.addr(slot), 200*time.Millisecond)
 		if err == nil {
@@ -255,7 +255,7 @@ func (p *Process) waitReady(ctx context.Context, slot rollout.Slot, pid int, hea
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("process: slot %s: not listening on %s after %s (run.startTimeout); last lines of %s:\n%s",
-				slot, p.addr(slot), p.svc.Run.StartTimeout, p.LogPath(slot), tail(p.LogPath(slot), 10))
+				slot, p.addr(slot), p.svc.Run.StartTimeout, p.LogPath(slot), p.svc.Redact(tail(p.LogPath(slot), 10)))
 		}
 		if i%10 == 0 {
 			heartbeat(fmt.Sprintf("waiting for slot %s on %s", slot, p.addr(slot)))

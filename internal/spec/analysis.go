@@ -134,7 +134,9 @@ func (a *Analysis) validateAnalysis(add adder) {
 	const f = "rollout.analysis."
 	if p := a.Prometheus; p != nil {
 		if u, err := url.Parse(p.Address); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			add(f+"prometheus.address", "must be an http(s) URL like http://127.0.0.1:9090 (got %q)", p.Address)
+			add(f+"prometheus.address", "must be an http(s) URL like http://127.0.0.1:9090 (got %q)", StripUserinfo(p.Address))
+		} else if _, has := u.User.Password(); has {
+			add(f+"prometheus.address", "holds a password, which would be kept in the workflow's history: put the credentials in headersEnv (Authorization: NAME_OF_A_WORKER_VARIABLE)")
 		}
 		for _, h := range slices.Sorted(maps.Keys(p.HeadersEnv)) {
 			if env := p.HeadersEnv[h]; !envVarRe.MatchString(env) {

@@ -99,3 +99,28 @@ func TestAWorkerPolicyNamesEveryFieldThatReachesPastIt(t *testing.T) {
 		t.Errorf("a relative command directory: %v", err)
 	}
 }
+
+func TestRedactHidesTheSpecsSecretsAndURLPasswordsAndBoundsTheOutput(t *testing.T) {
+	t.Setenv("SWITCHYARD_TEST_DB_PASS", "correct-horse-battery")
+	t.Setenv("SWITCHYARD_TEST_HOOK", "https://hooks.example/T000/B000/XXXX")
+	s := &Service{Run: Run{SecretEnv: map[string]string{"DB_PASSWORD": "SWITCHYARD_TEST_DB_PASS"}},
+		Alerts: []Alert{{Kind: "slack", URLEnv: "SWITCHYARD_TEST_HOOK"}}}
+	got := s.Redact("connecting with correct-horse-battery to postgres://app:pw@db:5432/x; posting to https://hooks.example/T000/B000/XXXX")
+	want := "connecting with [redacted $SWITCHYARD_TEST_DB_PASS] to postgres://db:5432/x; posting to [redacted $SWITCHYARD_TEST_HOOK]"
+	if got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+	long := strings.Repeat("x", 10000) + "the end"
+	if got := s.Redact(long); len(got) > MaxOutput+4 || !strings.HasSuffix(got, "the end") {
+		t.Errorf("long output kept %d bytes, ending %q", len(got), got[len(got)-10:])
+	}
+	f, err := Parse("api.yaml", []byte("service: api\nrun: {command: [./api], ports: {blue: 18001, green: 18002}}\nrouter: {caddy: {listen: 127.0.0.1:18000}}\n"+
+		"rollout: {analysis: {prometheus: {address: 'http://admin:s3cret@127.0.0.1:9090'}, metrics: [{name: m, query: up, max: 1}]}}\nenvironments: {test: {}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.Resolve("test")
+	if err == nil || !strings.Contains(err.Error(), "rollout.analysis.prometheus.address: holds a password") || strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("a password in the Prometheus address: %v", err)
+	}
+}
