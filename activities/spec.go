@@ -111,5 +111,6 @@ func (a *Activities) admit(s *spec.Service) error {
 	if ps := a.Reach.Check(s); len(ps) > 0 {
 		return badInput(fmt.Errorf("the worker refuses the spec of %s:\n%w", s.Name, ps))
 	}
+	s.Reach = a.Reach
 	return nil
 }

@@ -47,6 +47,9 @@ type Service struct {
 	// Port is the container's port under bridge networking: the first
 	// ports: entry's target (each slot publishes it on its own port).
 	Port int
+	// EnvFiles are the env_file paths read, resolved.
+	EnvFiles []string
+	lines    map[string]int // the service's keys' lines, for errors
 }
 
 // Build is how the service's image is built.
@@ -113,7 +116,41 @@ func LoadFor(s *spec.Service) (*Service, error) {
 	c := s.Docker.Compose
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	return Load(ctx, s.Dir, c.File, c.Service, s.Docker.Network)
+	cs, err := Load(ctx, s.Dir, c.File, c.Service, s.Docker.Network)
+	if err != nil {
+		return nil, err
+	}
+	return cs, cs.privileges(s.Dir, s.ComposeAllows())
+}
+
+// hostPaths are bind sources that hand a container the machine: its root,
+// its configuration, the kernel's views, or the Docker Engine itself.
+var hostPaths = []string{"/", "/etc", "/proc", "/sys", "/root", "/boot", "/dev", "/run", "/var/run", "/var/lib/docker"}
+
+// privileges refuses what a container could use to take the host, unless
+// the worker's policy allows it: root, binds of host paths or the Docker
+// socket, env_files outside the spec's directory (the worker's files).
+func (s *Service) privileges(dir string, allow spec.ComposeReach) error {
+	bad := func(key, msg string) error {
+		return &Error{File: s.File, Line: s.lines[key], Key: "services." + s.Name + "." + key, Msg: msg}
+	}
+	if u, _, _ := strings.Cut(s.User, ":"); (u == "0" || u == "root") && !allow.AllowRoot {
+		return bad("user", fmt.Sprintf("%q runs the containers as root: set docker.allowRoot in the spec (and compose.allowRoot in the worker's policy, if it has one) to allow it", s.User))
+	}
+	for _, b := range s.Binds {
+		src, _, _ := strings.Cut(b, ":")
+		src = filepath.Clean(src)
+		if (slices.Contains(hostPaths, src) || strings.HasSuffix(src, "docker.sock")) && !allow.AllowHostBinds {
+			return bad("volumes", fmt.Sprintf("a bind of %s gives the container the host: allow it with compose.allowHostBinds in the worker's policy", src))
+		}
+	}
+	base := filepath.Clean(dir) + string(filepath.Separator)
+	for _, f := range s.EnvFiles {
+		if !strings.HasPrefix(filepath.Clean(f), base) && !allow.AllowEnvFileOutside {
+			return bad("env_file", fmt.Sprintf("%s is outside the spec's directory %s: the worker would read its own file into the container; allow it with compose.allowEnvFileOutside in the worker's policy", f, dir))
+		}
+	}
+	return nil
 }
 
 // Load reads service name of the Compose file at path (relative to dir)
@@ -156,7 +193,7 @@ func Load(ctx context.Context, dir, path, name, network string) (*Service, error
 	if err != nil {
 		return nil, &Error{File: path, Key: "services." + name, Msg: "no such service (the file has " + strings.Join(p.ServiceNames(), ", ") + ")"}
 	}
-	s := &Service{File: file, Name: name, Restart: sc.Restart, Labels: map[string]string(sc.Labels), User: sc.User,
+	s := &Service{File: file, Name: name, lines: keys, Restart: sc.Restart, Labels: map[string]string(sc.Labels), User: sc.User,
 		Command: sc.Command, Entrypoint: sc.Entrypoint, WorkingDir: sc.WorkingDir, Memory: int64(sc.MemLimit), NanoCPUs: int64(sc.CPUS * 1e9)}
 	if sc.Image != "" {
 		if strings.Contains(sc.Image, "@") {
@@ -182,6 +219,9 @@ func Load(ctx context.Context, dir, path, name, network string) (*Service, error
 		}
 	} else if s.Image == "" {
 		return nil, bad("image", "the service needs an image (whose tag is the version) or a build")
+	}
+	for _, f := range sc.EnvFiles {
+		s.EnvFiles = append(s.EnvFiles, f.Path)
 	}
 	for k, v := range sc.Environment {
 		if v != nil {

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/switchyard/switchyard/internal/spec"
 )
 
 func write(t *testing.T, files map[string]string) string {
@@ -72,5 +74,43 @@ func TestLoadRefusesWhatASlotCannotHonour(t *testing.T) {
 	dir := write(t, map[string]string{"compose.yml": "services:\n  api:\n    image: api\n    env_file: [missing.env]\n"})
 	if _, err := Load(context.Background(), dir, "compose.yml", "api", "host"); err == nil || !strings.Contains(err.Error(), "missing.env") {
 		t.Fatalf("a missing env_file: %v", err)
+	}
+}
+
+// What would hand a container the host is refused unless the worker's
+// policy allows it: root (which needs docker.allowRoot, as the image gate
+// does, and with a policy its compose.allowRoot too), binds of / or the Docker socket, an
+// env_file outside the spec's directory (the worker's own secrets).
+func TestAComposeServiceMayNotTakeTheHostUnlessTheWorkerAllowsIt(t *testing.T) {
+	outside := t.TempDir()
+	if err := os.WriteFile(filepath.Join(outside, "worker.env"), []byte("AWS_SECRET_ACCESS_KEY=x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct{ name, svc, want string }{
+		{"root", "user: \"0\"", `line 4: services.api.user: "0" runs the containers as root`},
+		{"root uid with a group", "user: \"0:1000\"", `runs the containers as root`},
+		{"root by name", "user: root:root", `services.api.user: "root:root" runs the containers as root`},
+		{"slash", "volumes: [\"/:/host\"]", "services.api.volumes: a bind of / gives the container the host"},
+		{"socket", "volumes: [\"/var/run/docker.sock:/var/run/docker.sock\"]", "a bind of /var/run/docker.sock gives the container the host"},
+		{"env_file", "env_file: [" + filepath.Join(outside, "worker.env") + "]", "services.api.env_file: " + filepath.Join(outside, "worker.env") + " is outside the spec's directory"},
+	}
+	for _, c := range cases {
+		dir := write(t, map[string]string{"compose.yml": "services:\n  api:\n    image: api\n    " + c.svc + "\n"})
+		s := &spec.Service{Dir: dir, Docker: spec.Docker{Network: "host", Compose: &spec.Compose{File: "compose.yml", Service: "api"}}}
+		_, err := LoadFor(s)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: got %v, want %q", c.name, err, c.want)
+		}
+		s.Docker.AllowRoot = true
+		s.Reach = &spec.Reach{Compose: spec.ComposeReach{AllowRoot: true, AllowHostBinds: true, AllowEnvFileOutside: true}}
+		if _, err := LoadFor(s); err != nil {
+			t.Errorf("%s, allowed by the worker's policy: %v", c.name, err)
+		}
+	}
+	dir := write(t, map[string]string{"compose.yml": "services:\n  api:\n    image: api\n    user: \"0\"\n"})
+	s := &spec.Service{Dir: dir, Docker: spec.Docker{Network: "host", Compose: &spec.Compose{File: "compose.yml", Service: "api"}},
+		Reach: &spec.Reach{Compose: spec.ComposeReach{AllowRoot: true}}}
+	if _, err := LoadFor(s); err == nil || !strings.Contains(err.Error(), "set docker.allowRoot") {
+		t.Errorf("root allowed by the policy but not the spec: %v", err)
 	}
 }

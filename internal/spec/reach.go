@@ -237,3 +237,16 @@ func (s *Service) HostsReached() []Named {
 	}
 	return out
 }
+
+// ComposeAllows is what a Compose service of this spec may ask for. With no
+// worker policy (the CLI, a worker without --policy) nothing privileged is
+// allowed but root with docker.allowRoot; a policy may allow more, and
+// root still needs docker.allowRoot.
+func (s *Service) ComposeAllows() ComposeReach {
+	if s.Reach == nil {
+		return ComposeReach{AllowRoot: s.Docker.AllowRoot}
+	}
+	c := s.Reach.Compose
+	c.AllowRoot = c.AllowRoot && s.Docker.AllowRoot
+	return c
+}

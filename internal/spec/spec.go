@@ -44,6 +44,9 @@ type Service struct {
 	// Dir is the directory the spec file was read from; relative paths in
 	// commands resolve against it.
 	Dir string `yaml:"-" json:"dir"`
+	// Reach is the policy of the worker running the spec (never sent: the
+	// worker sets it on the specs it admits); nil on the CLI.
+	Reach *Reach `yaml:"-" json:"-"`
 }
 
 // Build optionally produces the version's artifact before it is provisioned.
