@@ -67,13 +67,11 @@ func TestAVersionThatIsNotANameIsRefusedWhereverItEnters(t *testing.T) {
 }
 
 func TestTheWorkerHoldsEverySpecToItsPolicy(t *testing.T) {
-	dir := t.TempDir()
 	reach := &spec.Reach{Path: "test-policy.yaml", Env: []string{"SWITCHYARD_TEST_OK_*"}, Hosts: []string{"127.0.0.1"}}
 	e := newEnv(t, opts{reach: reach, extra: `alerts:
   - {kind: webhook, url: "http://127.0.0.1:1/hook", secretEnv: AWS_SECRET_ACCESS_KEY}
 `})
 	reach.Commands = []string{e.svc.Dir}
-	_ = dir
 	// the CLI's own check passes (it has no policy): the worker refuses
 	out, code := cli(t, e, "deploy", e.svc.Name, "-f", e.file, "--env", "test", "--version", "v1")
 	expect(t, out, code, 4, "the worker refuses the spec", "alerts[0].secretEnv: the worker does not let specs read the variable AWS_SECRET_ACCESS_KEY (worker policy test-policy.yaml)")
@@ -85,7 +83,7 @@ func TestTheWorkerHoldsEverySpecToItsPolicy(t *testing.T) {
 	// directories, a host outside the allowed ones
 	bad := *e.svc
 	bad.Build.Command = []string{"/bin/sh", "-c", "cat /etc/shadow"}
-	bad.Alerts = []spec.Alert{{Kind: "webhook", URL: "http://metadata.internal:80/"}}
+	bad.Alerts = []spec.Alert{{Kind: "webhook", URL: "http://metadata.internal:80/", SecretEnv: "SWITCHYARD_TEST_OK_HOOK"}}
 	o := e.startRaw(&bad, "v1")
 	for _, want := range []string{"build.command: /bin/sh is outside the commands this worker may run", "alerts[0].url: host metadata.internal:80 is not one this worker may reach"} {
 		if !strings.Contains(o.Reason, want) {

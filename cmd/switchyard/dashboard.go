@@ -59,7 +59,10 @@ unfreeze, each after a confirmation with a reason, recorded in the run as
 
 // serveDashboard serves d on l until ctx ends.
 func serveDashboard(ctx context.Context, l net.Listener, d *dashboard.Server) error {
-	srv := &http.Server{Handler: d.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	// no WriteTimeout: live pages are long-held streams; bodies are small
+	// and bounded, so a slow sender is cut off by ReadTimeout
+	srv := &http.Server{Handler: d.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 32 << 10}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

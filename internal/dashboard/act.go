@@ -3,12 +3,11 @@ package dashboard
 import (
 	"context"
 	"crypto/hmac"
-	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -18,43 +17,29 @@ import (
 	"github.com/switchyard/switchyard/workflows"
 )
 
-// Acting: a viewer signs in with the dashboard's token and a name; the
-// session cookie is the name signed with the token (nothing kept on the
-// server), and each form carries a CSRF token derived from the token and
-// the name, which a page on another site cannot read. Every action goes
-// through a confirmation page with a reason field, and is recorded in the
-// run as "NAME (dashboard)".
+// Acting: a viewer signs in (with the dashboard's token and a name, in
+// dev); the session is kept on the server (session.go) with its own CSRF
+// token, which every form carries and a page on another site cannot read.
+// Every action goes through a confirmation page with a reason field, and
+// is recorded in the run as "NAME (dashboard)".
 
 const sessionCookie = "switchyard_session"
 
-func (s *Server) sign(purpose, name string) string {
-	m := hmac.New(sha256.New, []byte(s.Token))
-	m.Write([]byte(purpose + "\x00" + name))
-	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
-}
+// canAct says whether anyone may sign in and act here.
+func (s *Server) canAct() bool { return s.Token != "" }
 
-// viewer is who the request's session names, "" for nobody (or no token).
+// viewer is who the request's session names, "" for nobody.
 func (s *Server) viewer(r *http.Request) string {
-	if s.Token == "" {
-		return ""
+	if ses := s.session(r); ses != nil {
+		return ses.viewer
 	}
-	c, err := r.Cookie(sessionCookie)
-	if err != nil {
-		return ""
-	}
-	enc, sig, ok := strings.Cut(c.Value, ".")
-	b, err := base64.RawURLEncoding.DecodeString(enc)
-	if !ok || err != nil || !hmac.Equal([]byte(sig), []byte(s.sign("session", string(b)))) {
-		return ""
-	}
-	return string(b)
+	return ""
 }
 
-func (s *Server) csrf(viewer string) string {
-	if viewer == "" {
-		return ""
-	}
-	return s.sign("csrf", viewer)
+// csrfOK checks a form's CSRF token against its session's.
+func (s *Server) csrfOK(r *http.Request) bool {
+	ses := s.session(r)
+	return ses != nil && sameSite(r) && hmac.Equal([]byte(r.PostFormValue("csrf")), []byte(ses.csrf))
 }
 
 // action is one thing the dashboard can do.
@@ -138,12 +123,13 @@ func (s *Server) confirm(w http.ResponseWriter, r *http.Request) {
 // that acts, the form's CSRF token from the dashboard's own page) and a
 // known action on a well-formed target; otherwise it answers and says no.
 func (s *Server) actRequest(w http.ResponseWriter, r *http.Request, acting bool) (actData, bool) {
-	viewer := s.viewer(r)
-	if viewer == "" {
+	ses := s.session(r)
+	if ses == nil {
 		s.forbidden(w, r, s.notSignedIn())
 		return actData{}, false
 	}
-	if acting && (!sameSite(r) || !hmac.Equal([]byte(r.PostFormValue("csrf")), []byte(s.csrf(viewer)))) {
+	viewer := ses.viewer
+	if acting && !s.csrfOK(r) {
 		s.forbidden(w, r, "the form's CSRF token is missing or wrong: act from the dashboard's own pages")
 		return actData{}, false
 	}
@@ -152,7 +138,7 @@ func (s *Server) actRequest(w http.ResponseWriter, r *http.Request, acting bool)
 		s.render(w, http.StatusBadRequest, "page.html", pageData{View: view{Title: "Bad request", Body: "notfound-body", Data: bad}, Live: live{D: bad}})
 		return actData{}, false
 	}
-	d.pageData = pageData{View: view{Title: d.A.Label}, Viewer: viewer, CSRF: s.csrf(viewer), CanAct: true}
+	d.pageData = pageData{View: view{Title: d.A.Label}, Viewer: viewer, CSRF: ses.csrf, CanAct: true}
 	return d, true
 }
 
@@ -314,25 +300,33 @@ func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
 		s.render(w, http.StatusBadRequest, "signin.html", d)
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: base64.RawURLEncoding.EncodeToString([]byte(d.Name)) + "." + s.sign("session", d.Name),
-		Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil, MaxAge: 12 * 3600})
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: s.sessions.start(d.Name, s.SessionTTL),
+		Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil, MaxAge: int(s.SessionTTL.Seconds())})
 	http.Redirect(w, r, d.Next, http.StatusSeeOther)
 }
 
 func (s *Server) signout(w http.ResponseWriter, r *http.Request) {
-	viewer := s.viewer(r)
-	if viewer != "" && (!sameSite(r) || !hmac.Equal([]byte(r.PostFormValue("csrf")), []byte(s.csrf(viewer)))) {
+	if s.session(r) != nil && !s.csrfOK(r) {
 		s.forbidden(w, r, "the form's CSRF token is missing or wrong: sign out from the dashboard's own pages")
 		return
+	}
+	if c, err := r.Cookie(sessionCookie); err == nil {
+		s.sessions.end(c.Value) // the cookie is worth nothing from now on, wherever a copy is
 	}
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
 
-// local keeps a return address on this server.
+// local keeps a return address on this server: a path of this server's
+// pages and nothing a browser could read as another host (browsers drop
+// tabs and newlines, so "/\t/evil.example" is "//evil.example" to them).
 func local(next string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.Contains(next, "\\") {
+	if len(next) > 512 || strings.IndexFunc(next, func(c rune) bool { return c <= ' ' || c == '\\' || c == 0x7f || !unicode.IsPrint(c) }) >= 0 {
 		return "/"
 	}
-	return next
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || !strings.HasPrefix(u.Path, "/") || strings.HasPrefix(u.Path, "//") || strings.HasPrefix(next, "//") {
+		return "/"
+	}
+	return u.RequestURI()
 }

@@ -41,8 +41,16 @@ type Server struct {
 	// abort, roll back, approve, freeze, ...). Without it the dashboard is
 	// read-only.
 	Token string
-	tmpl  *template.Template
-	hub   hub
+	// MaxStreams bounds the live pages served at once (default 500), and
+	// MaxStreamsPerClient those of one address (default 16): each is a
+	// held connection, and a distinct view is a reader of Temporal.
+	MaxStreams, MaxStreamsPerClient int
+	// SessionTTL is how long a sign-in lasts (default 8 h); sign-out ends it at once.
+	SessionTTL time.Duration
+	tmpl       *template.Template
+	hub        hub
+	sessions   sessions
+	streams    streams
 }
 
 // Handler returns the dashboard's routes, behind its security headers.
@@ -52,6 +60,15 @@ func (s *Server) Handler() http.Handler {
 	}
 	if s.Namespace == "" {
 		s.Namespace = "default"
+	}
+	if s.SessionTTL == 0 {
+		s.SessionTTL = DefaultSessionTTL
+	}
+	if s.MaxStreams == 0 {
+		s.MaxStreams = 500
+	}
+	if s.MaxStreamsPerClient == 0 {
+		s.MaxStreamsPerClient = 16
 	}
 	s.hub.feeds = map[string]*feed{}
 	s.tmpl = template.Must(template.New("").Funcs(template.FuncMap{
@@ -85,7 +102,22 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /act", s.confirm)
 	mux.HandleFunc("POST /act", s.act)
 	mux.HandleFunc("GET /", s.page)
-	return headers(mux)
+	return headers(limitBodies(mux))
+}
+
+// maxBody bounds a request's body: the dashboard's forms are a few fields.
+const maxBody = 16 << 10
+
+// limitBodies refuses a large body before anything parses it.
+func limitBodies(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > maxBody {
+			http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		h.ServeHTTP(w, r)
+	})
 }
 
 // headers sets what a page that can act on production needs: no framing,
@@ -173,8 +205,11 @@ type pageData struct {
 
 func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 	v := s.read(r.Context(), r.URL)
-	viewer := s.viewer(r)
-	p := pageData{View: v, Live: live{D: v.Data, Act: viewer != ""}, Viewer: viewer, CSRF: s.csrf(viewer), CanAct: s.Token != "", Path: r.URL.RequestURI()}
+	var viewer, csrf string
+	if ses := s.session(r); ses != nil {
+		viewer, csrf = ses.viewer, ses.csrf
+	}
+	p := pageData{View: v, Live: live{D: v.Data, Act: viewer != ""}, Viewer: viewer, CSRF: csrf, CanAct: s.canAct(), Path: r.URL.RequestURI()}
 	if v.Code == 0 {
 		p.Events = "/events?page=" + url.QueryEscape(r.URL.RequestURI())
 	}
@@ -343,6 +378,9 @@ func (f historyFilter) check() string {
 	return ""
 }
 
+// maxSinceDays bounds the history's period: each ended run in it is read.
+const maxSinceDays = 90
+
 // since reads the figures' period: 30d (the default), 12h, 90m.
 func (f historyFilter) since() (time.Duration, error) {
 	s := f.Since
@@ -351,13 +389,13 @@ func (f historyFilter) since() (time.Duration, error) {
 	}
 	if n, ok := strings.CutSuffix(s, "d"); ok {
 		var d int
-		if _, err := fmt.Sscanf(n, "%d", &d); err == nil && d > 0 && fmt.Sprint(d) == n {
+		if _, err := fmt.Sscanf(n, "%d", &d); err == nil && d > 0 && d <= maxSinceDays && fmt.Sprint(d) == n {
 			return time.Duration(d) * 24 * time.Hour, nil
 		}
-	} else if d, err := time.ParseDuration(s); err == nil && d > 0 {
+	} else if d, err := time.ParseDuration(s); err == nil && d >= time.Minute && d <= maxSinceDays*24*time.Hour {
 		return d, nil
 	}
-	return 0, fmt.Errorf("since %q: a period like 30d, 12h or 90m", f.Since)
+	return 0, fmt.Errorf("since %q: a period like 30d, 12h or 90m, from 1m to %dd", f.Since, maxSinceDays)
 }
 
 type historyData struct {

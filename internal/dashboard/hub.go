@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"html/template"
+	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 )
@@ -87,10 +89,22 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	u, err := url.Parse(r.URL.Query().Get("page"))
-	if err != nil || u.Path == "" || u.Path[0] != '/' {
+	if err != nil || u.Path == "" || u.Path[0] != '/' || len(r.URL.RawQuery) > 1024 {
 		http.Error(w, "events: ?page= must be a dashboard address", http.StatusBadRequest)
 		return
 	}
+	if msg := known(u); msg != "" {
+		http.Error(w, "events: "+msg, http.StatusBadRequest)
+		return
+	}
+	release, ok := s.streams.take(clientOf(r), s.MaxStreams, s.MaxStreamsPerClient)
+	if !ok {
+		w.Header().Set("Retry-After", "10")
+		http.Error(w, "events: too many live pages open; close some", http.StatusTooManyRequests)
+		return
+	}
+	defer release()
+	u = normalize(u)
 	act := s.viewer(r) != ""
 	key := fmt.Sprintf("%s act=%t", u.RequestURI(), act)
 	every := s.Every
@@ -122,4 +136,76 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 			fl.Flush()
 		}
 	}
+}
+
+// normalize keeps only what a view reads of an address (the history's
+// filters, in one order): ?x=1 and ?x=2 are one view, one reader.
+func normalize(u *url.URL) *url.URL {
+	n := &url.URL{Path: u.Path}
+	if u.Path == "/history" {
+		q := url.Values{}
+		for _, k := range []string{"service", "env", "kind", "since"} {
+			if v := u.Query().Get(k); v != "" {
+				q.Set(k, v)
+			}
+		}
+		n.RawQuery = q.Encode()
+	}
+	return n
+}
+
+// streams counts the live pages held open, in all and per client.
+type streams struct {
+	mu    sync.Mutex
+	total int
+	by    map[string]int
+}
+
+func (st *streams) take(client string, maxAll, maxOne int) (release func(), ok bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.by == nil {
+		st.by = map[string]int{}
+	}
+	if st.total >= maxAll || st.by[client] >= maxOne {
+		return nil, false
+	}
+	st.total++
+	st.by[client]++
+	return func() {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		st.total--
+		if st.by[client]--; st.by[client] <= 0 {
+			delete(st.by, client)
+		}
+	}, true
+}
+
+// clientOf is the address a request came from, without its port.
+func clientOf(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// known checks an address is one of the dashboard's views, without reading
+// anything: a stream for a made-up address starts no reader.
+func known(u *url.URL) string {
+	parts := strings.Split(strings.Trim(u.Path, "/"), "/")
+	for _, p := range parts[min(1, len(parts)):] {
+		if !name.MatchString(p) {
+			return "no page " + u.Path
+		}
+	}
+	switch {
+	case u.Path == "/", parts[0] == "rollout" && len(parts) == 3, parts[0] == "release" && len(parts) == 2:
+		return ""
+	case u.Path == "/history":
+		q := u.Query()
+		return historyFilter{Service: q.Get("service"), Env: q.Get("env"), Kind: q.Get("kind"), Since: q.Get("since")}.check()
+	}
+	return "no page " + u.Path
 }

@@ -1,0 +1,205 @@
+package test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/internal/dashboard"
+	"github.com/switchyard/switchyard/starter"
+)
+
+// TestTheDashboardRefusesTheAttacksOfIssue22 attacks a real dashboard over
+// the real Temporal server: a replayed session and CSRF token after sign-out,
+// an expired session, open redirects after sign-in, a 50 MB sign-in body,
+// 1,000 live streams from one client (with distinct query strings), an
+// unbounded history period. Each is refused, and the dashboard's overview
+// stays responsive during the flood (its p99 is logged).
+func TestTheDashboardRefusesTheAttacksOfIssue22(t *testing.T) {
+	c := dial(t)
+	d := &dashboard.Server{Starter: &starter.Starter{C: c, TaskQueue: "q-dashboard-attacks"}, Token: dashToken, Every: 200 * time.Millisecond, SessionTTL: 3 * time.Second}
+	srv := &http.Server{Handler: d.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second}
+	base, stop := serveOn(t, srv)
+	defer stop()
+
+	noRedirect := func(jar http.CookieJar) *http.Client {
+		return &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	}
+	post := func(cl *http.Client, path string, form url.Values) *http.Response {
+		t.Helper()
+		resp, err := cl.PostForm(base+path, form)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	get := func(cl *http.Client, path string) (int, string) {
+		t.Helper()
+		resp, err := cl.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+
+	// open redirects after sign-in: each lands on /
+	for _, next := range []string{"/\t/evil.example", "//evil.example", "https://evil.example/", "/\\evil.example", "/%2F/evil.example", "/\n/evil.example"} {
+		jar, _ := cookiejar.New(nil)
+		resp := post(noRedirect(jar), "/signin", url.Values{"name": {"Ana"}, "token": {dashToken}, "next": {next}})
+		if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || loc != "/" {
+			t.Fatalf("sign in with next=%q: %d, Location %q, want 303 to /", next, resp.StatusCode, loc)
+		}
+	}
+	t.Logf("open redirect: 6 crafted next= addresses all sent to /")
+
+	// sign in, take the session and a form's CSRF token, sign out, replay both
+	jar, _ := cookiejar.New(nil)
+	ana := noRedirect(jar)
+	post(ana, "/signin", url.Values{"name": {"Ana"}, "token": {dashToken}, "next": {"/"}})
+	u, _ := url.Parse(base)
+	cookies := jar.Cookies(u)
+	if len(cookies) != 1 || len(cookies[0].Value) < 40 || strings.Contains(cookies[0].Value, "Ana") {
+		t.Fatalf("the session cookie should be an opaque random id: %+v", cookies)
+	}
+	code, body := get(ana, "/act?do=freeze&release=shop")
+	m := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(body)
+	if code != 200 || m == nil {
+		t.Fatalf("confirmation page: %d\n%s", code, body)
+	}
+	csrf := m[1]
+	// another session's CSRF token is no good for this one
+	jar2, _ := cookiejar.New(nil)
+	bo := noRedirect(jar2)
+	post(bo, "/signin", url.Values{"name": {"Bo"}, "token": {dashToken}, "next": {"/"}})
+	_, body2 := get(bo, "/act?do=freeze&release=shop")
+	if m2 := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(body2); m2 == nil || m2[1] == csrf {
+		t.Fatalf("two sessions share a CSRF token")
+	}
+	if resp := post(bo, "/act", url.Values{"csrf": {csrf}, "do": {"unfreeze"}, "release": {"shop"}}); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("Bo used Ana's CSRF token: %d", resp.StatusCode)
+	}
+	if resp := post(ana, "/signout", url.Values{"csrf": {csrf}}); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign out: %d", resp.StatusCode)
+	}
+	replay := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	req, _ := http.NewRequest(http.MethodPost, base+"/act", strings.NewReader(url.Values{"csrf": {csrf}, "do": {"unfreeze"}, "release": {"shop"}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.AddCookie(cookies[0])
+	resp, err := replay.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("the session and CSRF token replayed after sign-out: %d, want 403", resp.StatusCode)
+	}
+	t.Logf("replay after sign-out: 403; another session's CSRF token: 403")
+
+	// a session expires on the server, whatever the cookie says
+	time.Sleep(3200 * time.Millisecond)
+	if code, _ := get(bo, "/act?do=freeze&release=shop"); code != http.StatusForbidden {
+		t.Fatalf("a session past its TTL still acts: %d", code)
+	}
+	t.Logf("expired session: 403")
+
+	// a 50 MB sign-in body is refused before it is read
+	big := bytes.Repeat([]byte("a"), 50<<20)
+	start := time.Now()
+	resp, err = http.Post(base+"/signin", "application/x-www-form-urlencoded", bytes.NewReader(append([]byte("name=x&token="), big...)))
+	if err == nil {
+		resp.Body.Close()
+	}
+	if err == nil && resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("a 50 MB sign-in: %d, want 413", resp.StatusCode)
+	}
+	t.Logf("50 MB sign-in body: refused in %s (%v)", time.Since(start).Round(time.Millisecond), statusOr(resp, err))
+
+	// history periods are bounded
+	if code, body := get(http.DefaultClient, "/history?since=100000d"); code != http.StatusBadRequest || !strings.Contains(body, "from 1m to 90d") {
+		t.Fatalf("since=100000d: %d", code)
+	}
+	if code, _ := get(http.DefaultClient, "/events?page=/nosuch/page"); code != http.StatusBadRequest {
+		t.Fatalf("a stream for a made-up page: %d, want 400", code)
+	}
+
+	// 1,000 live streams from one client, each a distinct query string
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var mu sync.Mutex
+	codes := map[int]int{}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 50)
+	for i := range 1000 {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/events?page=%s", base, url.QueryEscape(fmt.Sprintf("/?x=%d", i))), nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			codes[resp.StatusCode]++
+			mu.Unlock()
+			if resp.StatusCode != http.StatusOK {
+				resp.Body.Close()
+				return
+			}
+			go func() { <-ctx.Done(); resp.Body.Close() }()
+		}()
+	}
+	wg.Wait()
+	// the overview answers while the streams are held
+	var took []time.Duration
+	for range 40 {
+		t0 := time.Now()
+		if code, _ := get(http.DefaultClient, "/"); code != 200 {
+			t.Fatalf("overview during the flood: %d", code)
+		}
+		took = append(took, time.Since(t0))
+		time.Sleep(50 * time.Millisecond)
+	}
+	slices.Sort(took)
+	mu.Lock()
+	defer mu.Unlock()
+	if codes[http.StatusOK] != 16 || codes[http.StatusTooManyRequests] != 984 {
+		t.Fatalf("1,000 streams from one client: %v, want 16 served and 984 refused (429)", codes)
+	}
+	t.Logf("1,000 streams from one client: %d served, %d refused (429); overview during them p50 %s, p99 %s",
+		codes[200], codes[429], took[len(took)/2].Round(time.Microsecond), took[len(took)*99/100].Round(time.Microsecond))
+}
+
+func statusOr(resp *http.Response, err error) string {
+	if err != nil {
+		return "connection closed: " + err.Error()
+	}
+	return resp.Status
+}
+
+// serveOn serves srv on a free 127.0.0.1 port and returns its base URL.
+func serveOn(t *testing.T, srv *http.Server) (string, func()) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(l) }()
+	return "http://" + l.Addr().String(), func() { _ = srv.Close() }
+}
