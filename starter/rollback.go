@@ -61,7 +61,8 @@ func (s *Starter) Rollback(ctx context.Context, svc *spec.Service, strategy, rea
 	if err != nil {
 		return nil, &BadInputError{fmt.Errorf("rollback: %s in %s was never deployed: nothing to go back to", svc.Name, svc.Environment)}
 	}
-	if !st.Phase.Done() {
+	handoff := !st.Phase.Done()
+	if handoff {
 		st, err = s.Control(ctx, svc.Name, svc.Environment, workflows.Abort,
 			workflows.AbortRequest{Reason: fmt.Sprintf("taken over by a %s rollback: %s", strategy, reason), By: by, Handoff: true})
 		if err != nil {
@@ -72,7 +73,7 @@ func (s *Starter) Rollback(ctx context.Context, svc *spec.Service, strategy, rea
 		return nil, &BadInputError{fmt.Errorf("rollback: no previous slot: the last rollout of %s (%s) was its first deployment", svc.Name, st.Version)}
 	}
 	in := workflows.RollbackInput{Spec: *svc, Strategy: strategy, Reason: reason, By: by,
-		From: st.Target, To: st.Target.Other(), BadVersion: st.Version, PreviousVersion: st.PreviousVersion}
+		From: st.Target, To: st.Target.Other(), BadVersion: st.Version, PreviousVersion: st.PreviousVersion, Handoff: handoff}
 	id := workflows.RollbackID(svc.Name, svc.Environment)
 	run, err := s.C.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID: id, TaskQueue: s.TaskQueue, WorkflowTaskTimeout: WorkflowTaskTimeout,

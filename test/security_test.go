@@ -5,9 +5,11 @@ package test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -114,4 +116,95 @@ func TestTheWorkerHoldsEverySpecToItsPolicy(t *testing.T) {
 	}
 	out, code = cli(t, e, "deploy", e.svc.Name, "-f", good, "--env", "test", "--version", "v1")
 	expect(t, out, code, 0, "promoted")
+}
+
+// TestADeployAndARollbackRacedFiftyTimesNeverRunTogether races, 50 times, a
+// Deployment and a Rollback of one service started at the same moment
+// straight through the SDK (no client check can help): the server's writer
+// lock lets one run; the other is refused before it changes anything, and
+// no two holders' times overlap.
+func TestADeployAndARollbackRacedFiftyTimesNeverRunTogether(t *testing.T) {
+	e := newEnv(t, opts{steps: []int{100}, noBake: true})
+	for _, v := range []string{"v1", "v2"} {
+		if o := e.deploy(v); o.Kind != "" {
+			t.Fatalf("%s: %s", v, o.Reason)
+		}
+	}
+	type held struct {
+		from, to time.Time
+		ok       bool
+	}
+	// hold reads when a run took the lock and when it closed, or that it was refused
+	hold := func(run client.WorkflowRun) held {
+		h := historyOf(t, e.starter.C, run)
+		var got held
+		for _, ev := range h.Events {
+			if a := ev.GetChildWorkflowExecutionStartedEventAttributes(); a != nil && a.WorkflowType.GetName() == workflows.ServiceLockWorkflow {
+				got.from, got.ok = ev.EventTime.AsTime(), true
+			}
+		}
+		got.to = h.Events[len(h.Events)-1].EventTime.AsTime()
+		if !got.ok {
+			// refused: it must have changed nothing
+			for _, ev := range h.Events {
+				if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil {
+					t.Fatalf("%s was refused the lock but ran activity %s", run.GetID(), a.ActivityType.GetName())
+				}
+				if m := ev.GetMarkerRecordedEventAttributes(); m != nil {
+					for _, p := range m.Details {
+						for _, pl := range p.Payloads {
+							if strings.Contains(string(pl.Data), "Shift") {
+								t.Fatalf("%s was refused the lock but shifted traffic", run.GetID())
+							}
+						}
+					}
+				}
+			}
+		}
+		return got
+	}
+	refused := 0
+	for i := range 50 {
+		w := e.weights()
+		live := w.Live()
+		st, err := e.starter.Status(context.Background(), e.svc.Name, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var dep, rb client.WorkflowRun
+		var derr, rerr error
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			dep, derr = e.starter.C.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{
+				ID: workflows.DeploymentID(e.svc.Name, "test"), TaskQueue: e.queue, WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+			}, workflows.DeploymentWorkflow, workflows.DeploymentInput{Spec: *e.svc, Version: fmt.Sprintf("r%d", i), By: "ci"})
+		}()
+		go func() {
+			defer wg.Done()
+			rb, rerr = e.starter.C.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{
+				ID: workflows.RollbackID(e.svc.Name, "test"), TaskQueue: e.queue, WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+			}, workflows.RollbackWorkflow, workflows.RollbackInput{Spec: *e.svc, Strategy: workflows.Immediate, Reason: "on-call", By: "oncall",
+				From: live, To: live.Other(), BadVersion: st.Version, PreviousVersion: st.PreviousVersion})
+		}()
+		wg.Wait()
+		if derr != nil || rerr != nil {
+			t.Fatalf("round %d: start: %v %v", i, derr, rerr)
+		}
+		_ = dep.Get(context.Background(), nil)
+		_ = rb.Get(context.Background(), nil)
+		d, r := hold(dep), hold(rb)
+		if !d.ok || !r.ok {
+			refused++
+		}
+		if d.ok && r.ok && d.from.Before(r.to) && r.from.Before(d.to) {
+			t.Fatalf("round %d: the deployment held the service %s–%s and the rollback %s–%s: both ran at once",
+				i, d.from.Format(time.StampMicro), d.to.Format(time.StampMicro), r.from.Format(time.StampMicro), r.to.Format(time.StampMicro))
+		}
+	}
+	if refused < 25 {
+		t.Fatalf("only %d of 50 rounds raced (one refused): the test did not race them", refused)
+	}
+	t.Logf("50 rounds of a deploy and a rollback started at once: %d had one refused by the lock, the rest ran one after the other; never both at once", refused)
 }

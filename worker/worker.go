@@ -84,6 +84,7 @@ func New(c client.Client, cfg Config) sdkworker.Worker {
 	// others are short or long-lived and guard their changes with GetVersion
 	w.RegisterWorkflowWithOptions(workflows.Deployment, workflow.RegisterOptions{Name: workflows.DeploymentWorkflow, VersioningBehavior: pinned})
 	w.RegisterWorkflowWithOptions(workflows.Rollback, workflow.RegisterOptions{Name: workflows.RollbackWorkflow, VersioningBehavior: pinned})
+	w.RegisterWorkflowWithOptions(workflows.ServiceLock, workflow.RegisterOptions{Name: workflows.ServiceLockWorkflow})
 	w.RegisterWorkflowWithOptions(workflows.Retire, workflow.RegisterOptions{Name: workflows.RetireWorkflow})
 	w.RegisterWorkflowWithOptions(workflows.Monitor, workflow.RegisterOptions{Name: workflows.MonitorWorkflow})
 	w.RegisterWorkflowWithOptions(workflows.Release, workflow.RegisterOptions{Name: workflows.ReleaseWorkflow})

@@ -318,7 +318,7 @@ func shiftCtx(ctx workflow.Context, s *spec.Service) workflow.Context {
 // fails the rollout with the live slot untouched; from the first shift on,
 // a problem rolls back.
 func (d *deployment) run(ctx workflow.Context) (*Status, error) {
-	for _, phase := range []func(workflow.Context) *failure{d.checkInput, d.window, d.readState, d.build, d.gate, d.provision, d.verify} {
+	for _, phase := range []func(workflow.Context) *failure{d.checkInput, d.hold, d.window, d.readState, d.build, d.gate, d.provision, d.verify} {
 		if f := phase(ctx); f != nil {
 			return d.fail(ctx, f.what, f.err)
 		}
@@ -344,6 +344,18 @@ func (d *deployment) checkInput(workflow.Context) *failure {
 		d.in.Version = fmt.Sprintf("%.140q", d.in.Version)
 		d.st.Version = d.in.Version
 		return &failure{"checking the input", temporal.NewNonRetryableApplicationError(err.Error(), activities.ErrBadInput, nil)}
+	}
+	return nil
+}
+
+// hold takes the service's writer lock (lock.go): a rollback of the
+// service started at the same moment by any client cannot run beside it.
+func (d *deployment) hold(ctx workflow.Context) *failure {
+	if workflow.GetVersion(ctx, "service-lock", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return nil
+	}
+	if err := holdService(ctx, d.in.Spec.Name, d.in.Spec.Environment, 0); err != nil {
+		return &failure{"taking the service", err}
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/switchyard/switchyard/activities"
 	"github.com/switchyard/switchyard/internal/rollout"
@@ -61,6 +62,7 @@ func newFixture(t *testing.T) *fixture {
 	f.verify = []rollout.CheckResult{{Name: "health", Passed: true}, {Name: "performance", Passed: true}}
 	env := f.env
 	env.RegisterWorkflow(Deployment)
+	env.RegisterWorkflowWithOptions(ServiceLock, workflow.RegisterOptions{Name: ServiceLockWorkflow})
 	env.RegisterActivity(&activities.Activities{})
 	env.OnActivity(acts.ReadState, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, _ activities.ReadStateInput) (*activities.State, error) {

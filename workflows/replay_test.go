@@ -27,6 +27,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 			r.RegisterWorkflowWithOptions(Rollback, workflow.RegisterOptions{Name: RollbackWorkflow})
 			r.RegisterWorkflowWithOptions(Monitor, workflow.RegisterOptions{Name: MonitorWorkflow})
 			r.RegisterWorkflowWithOptions(Retire, workflow.RegisterOptions{Name: RetireWorkflow})
+			r.RegisterWorkflowWithOptions(ServiceLock, workflow.RegisterOptions{Name: ServiceLockWorkflow})
 			r.RegisterWorkflowWithOptions(Release, workflow.RegisterOptions{Name: ReleaseWorkflow})
 			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {
 				t.Fatal(err)

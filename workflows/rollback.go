@@ -173,6 +173,21 @@ func (r *rollbackRun) run(ctx workflow.Context) (*RollbackReport, error) {
 	s := &r.in.Spec
 	r.event(fmt.Sprintf("%s rollback of %s to slot %s (%s) requested by %s: %s",
 		r.in.Strategy, s.Name, r.in.To, r.in.PreviousVersion, r.rep.By, r.in.Reason))
+	// the service's writer lock, taken while the state is read: nothing
+	// moves until it is held (a rollback that took over from the rollout
+	// it aborted waits for that rollout to close)
+	locked, setLocked := workflow.NewFuture(ctx)
+	if workflow.GetVersion(ctx, "service-lock", workflow.DefaultVersion, 1) == 1 {
+		workflow.Go(ctx, func(gctx workflow.Context) {
+			wait := time.Duration(0)
+			if r.in.Handoff {
+				wait = 30 * time.Second
+			}
+			setLocked.Set(nil, holdService(gctx, s.Name, s.Environment, wait))
+		})
+	} else {
+		setLocked.Set(nil, nil)
+	}
 	var state activities.State
 	var read workflow.Future
 	// v1 reads the state as a local activity: one round trip less on the
@@ -186,8 +201,12 @@ func (r *rollbackRun) run(ctx workflow.Context) (*RollbackReport, error) {
 	} else {
 		read = workflow.ExecuteActivity(activityCtx(ctx, 30*time.Second, liveness, 5), acts.ReadState, activities.ReadStateInput{})
 	}
-	if err := read.Get(ctx, &state); err != nil {
-		return r.fail(ctx, "reading the router and slots: "+rootMessage(err))
+	readErr := read.Get(ctx, &state)
+	if err := locked.Get(ctx, nil); err != nil {
+		return r.fail(ctx, "taking the service: "+rootMessage(err))
+	}
+	if readErr != nil {
+		return r.fail(ctx, "reading the router and slots: "+rootMessage(readErr))
 	}
 	r.rep.Weights = state.Weights
 	prev := state.Blue

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/switchyard/switchyard/activities"
 	"github.com/switchyard/switchyard/internal/rollout"
@@ -37,6 +38,7 @@ func newRB(t *testing.T, strategy string) *rbFixture {
 		BadVersion: "v2", PreviousVersion: "v1"}
 	env := f.env
 	env.RegisterWorkflow(Rollback)
+	env.RegisterWorkflowWithOptions(ServiceLock, workflow.RegisterOptions{Name: ServiceLockWorkflow})
 	env.RegisterActivity(&activities.Activities{})
 	env.OnActivity(acts.ReadState, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, _ activities.ReadStateInput) (*activities.State, error) {

@@ -161,6 +161,9 @@ type RollbackInput struct {
 	To              rollout.Slot `json:"to"`
 	BadVersion      string       `json:"badVersion"`
 	PreviousVersion string       `json:"previousVersion"`
+	// Handoff: the rollout of the service was aborted to make way for this
+	// rollback; it waits for that rollout to close and free the service.
+	Handoff bool `json:"handoff,omitempty"`
 }
 
 // WeightChange is one entry of a rollback's timeline.
