@@ -16,6 +16,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/switchyard/switchyard/internal/load"
 	"github.com/switchyard/switchyard/internal/rollout"
 	"github.com/switchyard/switchyard/internal/spec"
 	"github.com/switchyard/switchyard/starter"
@@ -195,6 +196,10 @@ func TestADeployAndARollbackRacedFiftyTimesNeverRunTogether(t *testing.T) {
 		_ = dep.Get(context.Background(), nil)
 		_ = rb.Get(context.Background(), nil)
 		d, r := hold(dep), hold(rb)
+		if i == 0 {
+			record(t, historyOf(t, e.starter.C, dep), fmt.Sprintf("deployment_raced_a_rollback_lock_held_%t.json", d.ok))
+			record(t, historyOf(t, e.starter.C, rb), fmt.Sprintf("rollback_raced_a_deployment_lock_held_%t.json", r.ok))
+		}
 		if !d.ok || !r.ok {
 			refused++
 		}
@@ -208,3 +213,57 @@ func TestADeployAndARollbackRacedFiftyTimesNeverRunTogether(t *testing.T) {
 	}
 	t.Logf("50 rounds of a deploy and a rollback started at once: %d had one refused by the lock, the rest ran one after the other; never both at once", refused)
 }
+
+// TestALongBakeContinuesAsNewOnTheRealServerAndPromotesUnderLoad: a rollout
+// that continues as new every 2 analyses (a day's bake continues every
+// 1,000) keeps its traffic split across runs, takes its service's lock
+// again in each run, and promotes with 0 failed requests.
+func TestALongBakeContinuesAsNewOnTheRealServerAndPromotesUnderLoad(t *testing.T) {
+	e := newEnv(t, opts{bake: 6 * time.Second, steps: []int{50, 100}, analysis: "{interval: 1s, maxErrorRate: 0.05}"})
+	if o := e.deploy("v1"); o.Kind != "" {
+		t.Fatalf("v1: %s", o.Reason)
+	}
+	gen := load.Start(e.url, 50, 2*time.Minute)
+	run, err := e.starter.C.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{
+		ID: workflows.DeploymentID(e.svc.Name, "test"), TaskQueue: e.queue, WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+	}, workflows.DeploymentWorkflow, workflows.DeploymentInput{Spec: *e.svc, Version: "v2", By: "test", AnalysesPerRun: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := run.GetRunID() // Get follows the chain and moves it to the last run
+	o := e.promotedUnderLoad(run, gen, 300)
+	if o.Status.EventCount() < 10 {
+		t.Fatalf("status: %+v", o.Status)
+	}
+	// walk the chain of runs from the first
+	runID, runs, shiftRuns := first, 0, 0
+	for runID != "" {
+		runs++
+		h := historyOf(t, e.starter.C, e.starter.C.GetWorkflow(context.Background(), run.GetID(), runID))
+		if runs <= 2 {
+			record(t, h, fmt.Sprintf("deployment_long_bake_continued_as_new_run%d.json", runs))
+		}
+		locked := false
+		for _, ev := range h.Events {
+			if a := ev.GetChildWorkflowExecutionStartedEventAttributes(); a != nil && a.WorkflowType.GetName() == workflows.ServiceLockWorkflow {
+				locked = true
+			}
+		}
+		if !locked {
+			t.Fatalf("run %d (%s) did not hold the service's lock", runs, runID)
+		}
+		if len(shiftsIn(t, h)) > 0 {
+			shiftRuns++
+		}
+		runID = ""
+		if a := h.Events[len(h.Events)-1].GetWorkflowExecutionContinuedAsNewEventAttributes(); a != nil {
+			runID = a.NewExecutionRunId
+		}
+	}
+	if runs < 4 {
+		t.Fatalf("%d runs; want the two 6 s bakes at 1 s to continue as new every 2 analyses", runs)
+	}
+	t.Logf("promoted through %d runs (shifts in %d of them), %s", runs, shiftRuns, weightsLine(e))
+}
+
+func weightsLine(e *env) string { return e.weights().String() }

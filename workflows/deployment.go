@@ -3,6 +3,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -66,6 +67,10 @@ type deployment struct {
 	// metric's failed measurements in the step (for its failureLimit).
 	stepSince time.Time
 	fails     map[string]int
+	// cont is where a continued run picks up (nil once it has); analyses
+	// counts this run's analyses, for continuing as new.
+	cont     *Continued
+	analyses int
 }
 
 func (d *deployment) setup(ctx workflow.Context) error {
@@ -74,6 +79,12 @@ func (d *deployment) setup(ctx workflow.Context) error {
 	d.st = Status{
 		Service: s.Name, Environment: s.Environment, Version: d.in.Version, Release: d.in.Release,
 		Steps: s.Rollout.Steps, Step: -1, StartedAt: now, UpdatedAt: now,
+	}
+	if c := d.in.Continued; c != nil {
+		d.st, d.fails, d.stepSince, d.cont = c.Status, c.Fails, c.StepSince, c
+		if d.fails == nil {
+			d.fails = map[string]int{}
+		}
 	}
 	d.work, d.cancelWork = workflow.WithCancel(ctx)
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (*Status, error) { return &d.st, nil }); err != nil {
@@ -117,6 +128,11 @@ func (d *deployment) setup(ctx workflow.Context) error {
 	// The same controls as Signals, for the Web UI and the temporal CLI: a
 	// signal that its update's validator would refuse is recorded and ignored.
 	workflow.Go(ctx, d.signals)
+	if d.cont != nil {
+		d.event(fmt.Sprintf("continued as new (run %d): the bake of step %d goes on, %s left", d.cont.Runs+1, d.st.Step+1, d.cont.Remaining))
+		d.upsert(ctx)
+		return nil
+	}
 	if d.in.By != "" {
 		d.event(fmt.Sprintf("%s of %s requested by %s", d.in.Version, s.Name, d.in.By))
 	}
@@ -266,6 +282,10 @@ func orUnknown(s string) string {
 func (d *deployment) event(msg string) {
 	now := workflow.Now(d.root)
 	d.st.Events = append(d.st.Events, Event{At: now, Message: msg})
+	if n := len(d.st.Events); n > MaxEvents {
+		d.st.EventsDropped += n - MaxEvents
+		d.st.Events = slices.Clone(d.st.Events[n-MaxEvents:])
+	}
 	d.st.UpdatedAt = now
 }
 
@@ -318,11 +338,26 @@ func shiftCtx(ctx workflow.Context, s *spec.Service) workflow.Context {
 // fails the rollout with the live slot untouched; from the first shift on,
 // a problem rolls back.
 func (d *deployment) run(ctx workflow.Context) (*Status, error) {
+	if d.cont != nil {
+		if err := holdService(ctx, d.in.Spec.Name, d.in.Spec.Environment, 10*time.Second); err != nil {
+			// another writer took the service between two runs: it owns the
+			// traffic now, so this rollout leaves the router alone
+			d.st.Reason = "taking the service again after continuing as new: " + rootMessage(err)
+			d.event("failed " + d.st.Reason + "; the router is left to the writer that holds the service")
+			d.setPhase(ctx, rollout.PhaseFailed)
+			return nil, temporal.NewNonRetryableApplicationError(d.st.Reason, ErrFailed, nil, &d.st)
+		}
+		return d.shiftAndPromote(ctx)
+	}
 	for _, phase := range []func(workflow.Context) *failure{d.checkInput, d.hold, d.window, d.readState, d.build, d.gate, d.provision, d.verify} {
 		if f := phase(ctx); f != nil {
 			return d.fail(ctx, f.what, f.err)
 		}
 	}
+	return d.shiftAndPromote(ctx)
+}
+
+func (d *deployment) shiftAndPromote(ctx workflow.Context) (*Status, error) {
 	if st, err := d.shiftSteps(ctx); st != nil || err != nil {
 		return st, err
 	}
@@ -536,13 +571,19 @@ func (d *deployment) verify(ctx workflow.Context) *failure {
 // rollout ended when it rolled back.
 func (d *deployment) shiftSteps(ctx workflow.Context) (*Status, error) {
 	s := &d.in.Spec
-	d.setPhase(ctx, rollout.PhaseShifting)
-	notifyEvent(ctx, s, fmt.Sprintf("rollout of %s started (previous %s)", d.in.Version, orUnknown(d.st.PreviousVersion)), "")
+	first, cont := 0, d.cont
+	d.cont = nil
+	if cont == nil {
+		d.setPhase(ctx, rollout.PhaseShifting)
+		notifyEvent(ctx, s, fmt.Sprintf("rollout of %s started (previous %s)", d.in.Version, orUnknown(d.st.PreviousVersion)), "")
+	} else {
+		first = cont.Status.Step
+	}
 	steps := s.Rollout.Steps
 	if d.st.Stable == rollout.None {
 		steps = []int{100} // nothing to compare with, nobody to protect
 	}
-	for i := 0; i < len(steps); i++ {
+	for i := first; i < len(steps); i++ {
 		if err := workflow.Await(ctx, func() bool { return !d.st.Paused || d.abort != nil }); err != nil {
 			return nil, err
 		}
@@ -555,14 +596,24 @@ func (d *deployment) shiftSteps(ctx workflow.Context) (*Status, error) {
 		}
 		d.promote = nil
 		d.st.Step = i
-		base, err := d.shift(ctx, rollout.Split(d.st.Target, pct), fmt.Sprintf("step %d/%d", i+1, len(steps)))
-		if err != nil {
-			return d.rollbackAfter(ctx, "shifting to "+fmt.Sprint(pct)+"%", err)
+		base, bake := cont.resumeBase(i), s.Rollout.Bake.D()
+		if base != nil {
+			bake = cont.Remaining // the traffic is where the last run left it
+		} else {
+			var err error
+			if base, err = d.shift(ctx, rollout.Split(d.st.Target, pct), fmt.Sprintf("step %d/%d", i+1, len(steps))); err != nil {
+				return d.rollbackAfter(ctx, "shifting to "+fmt.Sprint(pct)+"%", err)
+			}
 		}
+		cont = nil
 		if d.st.Stable == rollout.None {
 			break
 		}
-		if reason := d.bake(ctx, base); reason != "" {
+		reason, more := d.bake(ctx, base, bake)
+		if more != nil {
+			return d.continueAsNew(ctx, more)
+		}
+		if reason != "" {
 			return d.rollback(ctx, reason, "analysis")
 		}
 		// an inconclusive last analysis paused the step: a person decides
@@ -649,20 +700,19 @@ func (d *deployment) shift(ctx workflow.Context, w rollout.Weights, label string
 
 // bake holds the step for the bake time, analysing the new slot every
 // interval; pausing stops the clock. It returns a reason to roll back, or "".
-func (d *deployment) bake(ctx workflow.Context, base *activities.ShiftResult) string {
+func (d *deployment) bake(ctx workflow.Context, base *activities.ShiftResult, remaining time.Duration) (string, *Continued) {
 	s := &d.in.Spec
 	interval := s.Rollout.Analysis.Interval.D()
-	remaining := s.Rollout.Bake.D()
 	sinceAnalysis := time.Duration(0)
 	watch, stopWatch := d.watch(ctx, base)
 	defer stopWatch()
 	for remaining > 0 {
 		if d.abort != nil || d.promote != nil || ctx.Err() != nil {
-			return ""
+			return "", nil
 		}
 		if watch != nil && watch.IsReady() {
 			if reason := d.watched(ctx, watch); reason != "" {
-				return reason
+				return reason, nil
 			}
 			watch = nil
 		}
@@ -687,12 +737,71 @@ func (d *deployment) bake(ctx workflow.Context, base *activities.ShiftResult) st
 		}
 		sinceAnalysis = 0
 		if reason := d.analyze(ctx, base); reason != "" {
-			return reason
+			return reason, nil
+		}
+		d.analyses++
+		if remaining > 0 && d.historyLong(ctx) {
+			return "", &Continued{Status: d.st, Fails: d.fails, StepSince: d.stepSince, Remaining: remaining, Base: *base, Runs: d.runs() + 1}
 		}
 	}
 	d.st.BakeEndsAt = time.Time{}
-	return ""
+	return "", nil
 }
+
+// maxAnalysesPerRun bounds one run's history: each analysis adds about
+// ten events (its timer, its activity, their workflow tasks), so a run
+// stays near 10,000 of Temporal's 51,200 and well under its 50 MB.
+const maxAnalysesPerRun = 1000
+
+// historyLong says the run should continue as new at this point of its
+// bake: enough analyses in this run (or the server suggests it), and
+// nothing waiting to be handled.
+func (d *deployment) historyLong(ctx workflow.Context) bool {
+	limit := maxAnalysesPerRun
+	if d.in.AnalysesPerRun > 0 {
+		limit = min(limit, d.in.AnalysesPerRun)
+	}
+	if d.analyses < limit && !workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
+		return false
+	}
+	if d.st.Paused || d.abort != nil || d.promote != nil || !workflow.AllHandlersFinished(ctx) {
+		return false
+	}
+	for _, name := range []string{Pause, Resume, Abort, Promote, ReleaseDone} {
+		if workflow.GetSignalChannel(ctx, name).Len() > 0 {
+			return false
+		}
+	}
+	return workflow.GetVersion(ctx, "bake-continue-as-new", workflow.DefaultVersion, 1) == 1
+}
+
+func (d *deployment) runs() int {
+	if d.in.Continued == nil {
+		return 0
+	}
+	return d.in.Continued.Runs
+}
+
+// continueAsNew ends this run and starts the next one where it stands: the
+// same rollout, the same status, the bake's remaining time.
+func (d *deployment) continueAsNew(ctx workflow.Context, c *Continued) (*Status, error) {
+	d.event(fmt.Sprintf("continuing as new after %d analyses in this run, to keep its history short", d.analyses))
+	c.Status = d.st
+	in := d.in
+	in.Continued = c
+	return nil, workflow.NewContinueAsNewError(ctx, DeploymentWorkflow, in)
+}
+
+// resumeBase is the step's base when the run resumes step i, else nil.
+func (c *Continued) resumeBase(i int) *activities.ShiftResult {
+	if c == nil || i != c.Status.Step {
+		return nil
+	}
+	b := c.Base
+	return &b
+}
+
+
 
 // analyze judges the target on the traffic it served since the step began,
 // and returns a reason to roll back, or "". An inconclusive analysis

@@ -31,6 +31,24 @@ type DeploymentInput struct {
 	Hold bool `json:"hold,omitempty"`
 	// Emergency, when set, is why this rollout goes through a freeze.
 	Emergency string `json:"emergency,omitempty"`
+	// Continued is set on a run that a long bake continued as new: where
+	// the rollout picks up.
+	Continued *Continued `json:"continued,omitempty"`
+	// AnalysesPerRun, when set, continues the run as new after that many
+	// analyses (default 1,000; tests use a few).
+	AnalysesPerRun int `json:"analysesPerRun,omitempty"`
+}
+
+// Continued is where a rollout continued as new picks up: in the bake of
+// its current step, with the traffic where the last run left it.
+type Continued struct {
+	Status    Status                 `json:"status"`
+	Fails     map[string]int         `json:"fails,omitempty"`
+	StepSince time.Time              `json:"stepSince"`
+	Remaining time.Duration          `json:"remaining"` // of the step's bake
+	Base      activities.ShiftResult `json:"base"`
+	// Runs counts the runs before this one.
+	Runs int `json:"runs"`
 }
 
 // ServicePromoted is what a held rollout tells its release once its new
@@ -111,7 +129,11 @@ type Status struct {
 	BakeEndsAt     time.Time             `json:"bakeEndsAt,omitempty"`
 	// WaitingUntil is when the allowed window the rollout waits for opens.
 	WaitingUntil time.Time `json:"waitingUntil,omitempty"`
-	Events       []Event   `json:"events"`
+	// Events are the last MaxEvents of the rollout (the rest are in its
+	// history); EventsDropped counts those left out before them, so a
+	// reader that printed N events in all knows where to go on.
+	Events        []Event `json:"events"`
+	EventsDropped int     `json:"eventsDropped,omitempty"`
 	// Measurements are the analysis's measurements, oldest first (the last maxMeasurements).
 	Measurements []Measured `json:"measurements,omitempty"`
 	// Rollback reports the rollout's own rollback, if it rolled back.
@@ -127,6 +149,27 @@ type Measured struct {
 }
 
 const maxMeasurements = 200
+
+// MaxEvents bounds a status's events: one per analysis would otherwise
+// grow it past Temporal's 2 MB payload limit over a long bake, and every
+// Update and Query returns it whole.
+const MaxEvents = 200
+
+// EventsSince returns the events after the first n of the rollout (n
+// counts every event, dropped ones too) and how many were dropped unseen.
+func (s *Status) EventsSince(n int) (events []Event, missed int) {
+	i := n - s.EventsDropped
+	if i < 0 {
+		missed, i = -i, 0
+	}
+	if i > len(s.Events) {
+		return nil, missed
+	}
+	return s.Events[i:], missed
+}
+
+// EventCount is the number of events the rollout has had.
+func (s *Status) EventCount() int { return s.EventsDropped + len(s.Events) }
 
 // Traffic is the new version's share of traffic.
 func (s *Status) Traffic() int {

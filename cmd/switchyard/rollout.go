@@ -242,14 +242,18 @@ func (p *progress) events(st *workflows.Status) {
 		fmt.Fprint(p.w, "\r\033[K")
 		p.line = false
 	}
-	for ; p.printed < len(st.Events); p.printed++ {
-		e := st.Events[p.printed]
+	events, missed := st.EventsSince(p.printed)
+	if missed > 0 {
+		fmt.Fprintf(p.w, "… %d earlier events not shown (the whole story is in the workflow's history)\n", missed)
+	}
+	for _, e := range events {
 		fmt.Fprintf(p.w, "%s  %s\n", e.At.Local().Format("15:04:05.000"), e.Message)
 	}
+	p.printed = st.EventCount()
 }
 
 func (p *progress) show(st *workflows.Status) {
-	if p.printed == len(st.Events) && !p.tty {
+	if p.printed == st.EventCount() && !p.tty {
 		return
 	}
 	p.events(st)
