@@ -801,8 +801,6 @@ func (c *Continued) resumeBase(i int) *activities.ShiftResult {
 	return &b
 }
 
-
-
 // analyze judges the target on the traffic it served since the step began,
 // and returns a reason to roll back, or "". An inconclusive analysis
 // pauses the rollout and alerts: resume goes on, abort rolls back.
