@@ -109,11 +109,16 @@ type State struct {
 	Weights rollout.Weights  `json:"weights"`
 	Blue    rollout.Instance `json:"blue"`
 	Green   rollout.Instance `json:"green"`
+	// StartedBy is who Temporal verified started the run ("jwt:ci@example.com"),
+	// from its start event's principal, when asked and the server records one.
+	StartedBy string `json:"startedBy,omitempty"`
 }
 
 // ReadStateInput names the service.
 type ReadStateInput struct {
 	Spec *spec.Service `json:"spec,omitempty"` // nil: the run's own (see spec.go)
+	// Who asks for StartedBy too.
+	Who bool `json:"who,omitempty"`
 }
 
 // ReadState makes sure the router knows both slots, then reads the weights
@@ -146,6 +151,9 @@ func (a *Activities) ReadState(ctx context.Context, in ReadStateInput) (*State, 
 	}
 	if st.Green, err = p.Inspect(ctx, rollout.Green); err != nil {
 		return nil, classify(err)
+	}
+	if in.Who {
+		st.StartedBy = a.startedBy(ctx)
 	}
 	return st, nil
 }

@@ -114,3 +114,25 @@ func (a *Activities) admit(s *spec.Service) error {
 	s.Reach = a.Reach
 	return nil
 }
+
+// startedBy is the principal the Temporal server verified for the call
+// that started this activity's run ("jwt:ci@example.com"), or "" when the
+// server records none (no authorizer, or principal propagation off). The
+// name a client types (--by, SWITCHYARD_ACTOR) is a claim; this is not.
+func (a *Activities) startedBy(ctx context.Context) string {
+	if a.Client == nil {
+		return ""
+	}
+	we := activity.GetInfo(ctx).WorkflowExecution
+	resp, err := a.Client.WorkflowService().GetWorkflowExecutionHistory(ctx, &workflowservice.GetWorkflowExecutionHistoryRequest{
+		Namespace: activity.GetInfo(ctx).WorkflowNamespace, MaximumPageSize: 1,
+		Execution: &commonpb.WorkflowExecution{WorkflowId: we.ID, RunId: we.RunID},
+	})
+	if err != nil || len(resp.GetHistory().GetEvents()) == 0 {
+		return ""
+	}
+	if p := resp.GetHistory().GetEvents()[0].GetPrincipal(); p.GetName() != "" {
+		return p.GetType() + ":" + p.GetName()
+	}
+	return ""
+}

@@ -33,25 +33,32 @@ func composeCmd(t *testing.T, args ...string) *exec.Cmd {
 	return nil
 }
 
+// composeEnv is what the production compose file needs from the environment.
+var composeEnv = []string{"TEMPORAL_DB_PASSWORD=from-the-environment", "TEMPORAL_JWKS_URL=https://idp.example.com/jwks.json",
+	"TEMPORAL_ADMIN_TOKEN=a.jwt.token", "TEMPORAL_OIDC_ISSUER=https://idp.example.com", "TEMPORAL_OIDC_CLIENT_ID=temporal-ui",
+	"TEMPORAL_OIDC_CLIENT_SECRET=s"}
+
 func TestTemporalComposeFileParsesAndNeedsItsPassword(t *testing.T) {
 	cmd := composeCmd(t, "-f", "../docker-compose.temporal.yml", "config")
-	cmd.Env = append(os.Environ(), "TEMPORAL_DB_PASSWORD=from-the-environment")
+	cmd.Env = append(os.Environ(), composeEnv...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("compose config: %v\n%s", err, out)
 	}
 	cfg := string(out)
 	for _, want := range []string{"postgres:16", "temporalio/server:1.32.1", "temporalio/admin-tools:1.32.1", "temporalio/ui:2.55.0",
-		"update-schema", "SwitchyardTrafficPercent", "127.0.0.1"} {
+		"update-schema", "SwitchyardTrafficPercent", "127.0.0.1", "TEMPORAL_AUTH_AUTHORIZER: default", "https://idp.example.com/jwks.json"} {
 		if !strings.Contains(cfg, want) {
 			t.Errorf("the resolved config lacks %q", want)
 		}
 	}
-	cmd = composeCmd(t, "-f", "../docker-compose.temporal.yml", "config", "-q")
-	cmd.Env = append(os.Environ(), "TEMPORAL_DB_PASSWORD=")
-	out, err = cmd.CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "TEMPORAL_DB_PASSWORD") {
-		t.Fatalf("without TEMPORAL_DB_PASSWORD compose should refuse, naming it; got %v:\n%s", err, out)
+	for _, missing := range []string{"TEMPORAL_DB_PASSWORD", "TEMPORAL_JWKS_URL"} {
+		cmd = composeCmd(t, "-f", "../docker-compose.temporal.yml", "config", "-q")
+		cmd.Env = append(append(os.Environ(), composeEnv...), missing+"=")
+		out, err = cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), missing) {
+			t.Fatalf("without %s compose should refuse, naming it; got %v:\n%s", missing, err, out)
+		}
 	}
 }
 

@@ -4,6 +4,7 @@
 package test
 
 import (
+	"crypto/tls"
 	"context"
 	"flag"
 	"fmt"
@@ -90,13 +91,28 @@ func freePort(t testing.TB) int {
 
 func dial(t testing.TB) client.Client { return dialAt(t, server.HostPort) }
 
-func dialAt(t testing.TB, hostPort string) client.Client {
+func dialAt(t testing.TB, hostPort string) client.Client { return dialWith(t, hostPort, "", nil) }
+
+// credentials sends apiKey as a bearer token ("" sends none).
+func credentials(apiKey string) client.Credentials {
+	if apiKey == "" {
+		return nil
+	}
+	return client.NewAPIKeyStaticCredentials(apiKey)
+}
+
+// dialWith dials with an API key (a JWT the server's authorizer checks)
+// over TLS trusting tlsConf's roots (nil: plain).
+func dialWith(t testing.TB, hostPort, apiKey string, tlsConf *tls.Config) client.Client {
 	t.Helper()
 	// a server just started can say "Frontend is not healthy yet" for a while
 	var c client.Client
 	var err error
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		if c, err = client.Dial(client.Options{HostPort: hostPort, Logger: quiet{}}); err == nil || time.Now().After(deadline) {
+		o := client.Options{HostPort: hostPort, Logger: quiet{}, Credentials: credentials(apiKey)}
+		o.ConnectionOptions.TLS = tlsConf
+		o.ConnectionOptions.TLSDisabled = tlsConf == nil
+		if c, err = client.Dial(o); err == nil || time.Now().After(deadline) {
 			break
 		}
 	}
@@ -133,6 +149,8 @@ type opts struct {
 	address   string        // a Temporal server other than the embedded one
 	analysis  string        // rollout.analysis as a YAML flow mapping (default: judged at each bake's end, maxErrorRate 0.05)
 	reach     *spec.Reach   // the worker's policy (default none)
+	apiKey    string        // the token the starter and worker present to Temporal
+	tls       *tls.Config   // the Temporal frontend's TLS (nil: plain)
 	// haproxySocket, when set, is given HAProxy's runtime socket and returns
 	// the one the router is to use (a test's proxy in front of it)
 	haproxySocket func(real string) string
@@ -236,7 +254,7 @@ environments:
 	if e.router, err = router.New(svc, embedded); err != nil {
 		t.Fatal(err)
 	}
-	c := dialAt(t, e.address)
+	c := dialWith(t, e.address, o.apiKey, o.tls)
 	e.starter = &starter.Starter{C: c, TaskQueue: e.queue}
 	if !o.noWorker {
 		w := worker.New(c, worker.Config{TaskQueue: e.queue, StateDir: filepath.Join(dir, "state"), Embedded: embedded, Reach: o.reach})

@@ -1,6 +1,7 @@
 package test
 
 import (
+	"crypto/tls"
 	"context"
 	"fmt"
 	"net"
@@ -32,12 +33,23 @@ type pgTemporal struct {
 	hostPort  string
 	server    *exec.Cmd
 	serverLog *os.File
+	// authz, when set, turns on the server's JWT claim mapper and default
+	// authorizer with this issuer's keys, as the shipped production setup
+	// does; apiKey is the system admin's token the harness itself uses.
+	authz  *jwtIssuer
+	apiKey string
+	tls    *tls.Config // a client's, trusting the frontend's test CA (with authz)
+	tlsDir string
 }
 
 // toolsDir is where `make temporal-bins` puts the server and its SQL tool.
 var toolsDir = filepath.Join("..", "bin", "tools")
 
-func startPGTemporal(t testing.TB) *pgTemporal {
+func startPGTemporal(t testing.TB) *pgTemporal { return startPGTemporalWith(t, nil) }
+
+// startPGTemporalWith starts the real server on PostgreSQL; with an issuer,
+// it refuses every call without a token that issuer signed.
+func startPGTemporalWith(t testing.TB, authz *jwtIssuer) *pgTemporal {
 	t.Helper()
 	for _, b := range []string{"server", "sql"} {
 		if _, err := os.Stat(filepath.Join(toolsDir, b)); err != nil {
@@ -54,7 +66,12 @@ func startPGTemporal(t testing.TB) *pgTemporal {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	p := &pgTemporal{t: t, dir: dir, pgBin: filepath.Dir(initdbs[len(initdbs)-1]), pgPort: freePort(t)}
+	p := &pgTemporal{t: t, dir: dir, pgBin: filepath.Dir(initdbs[len(initdbs)-1]), pgPort: freePort(t), authz: authz}
+	if authz != nil {
+		p.apiKey = authz.token("temporal-admin", "temporal-system:admin")
+		p.tlsDir = filepath.Join(dir, "tls")
+		p.tls = testCA(t, p.tlsDir)
+	}
 	if err := os.Chmod(dir, 0o777); err != nil {
 		t.Fatal(err)
 	}
@@ -74,6 +91,7 @@ func startPGTemporal(t testing.TB) *pgTemporal {
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	var lastErr error
 	for {
 		_, err := c.WorkflowService().RegisterNamespace(ctx, &workflowservice.RegisterNamespaceRequest{
 			Namespace: "default", WorkflowExecutionRetentionPeriod: durationpb.New(24 * time.Hour)})
@@ -81,8 +99,9 @@ func startPGTemporal(t testing.TB) *pgTemporal {
 			break
 		}
 		if ctx.Err() != nil {
-			t.Fatalf("register namespace default: %v\n%s", err, p.serverTail())
+			t.Fatalf("register namespace default: %v (before: %v)\n%s", err, lastErr, p.serverTail())
 		}
+		lastErr = err
 		time.Sleep(500 * time.Millisecond)
 	}
 	for {
@@ -222,6 +241,26 @@ dcRedirectionPolicy:
 	if err := os.MkdirAll(filepath.Join(p.dir, "config"), 0o755); err != nil {
 		p.t.Fatal(err)
 	}
+	if p.authz != nil {
+		cfg = strings.Replace(cfg, "global:\n", "global:\n"+authorizationYAML(p.authz.jwksURL)+fmt.Sprintf(`  tls:
+    frontend:
+      server:
+        certFile: %s/server.pem
+        keyFile: %s/server-key.pem
+      client:
+        serverName: 127.0.0.1
+        rootCaFiles: [%s/ca.pem]
+`, p.tlsDir, p.tlsDir, p.tlsDir), 1)
+		// the server's own workers reach the frontend through an internal
+		// one, which trusts its cluster rather than a token
+		cfg = strings.Replace(cfg, "  matching:\n", fmt.Sprintf("  internal-frontend:\n    rpc:\n      grpcPort: %d\n      membershipPort: %d\n      bindOnLocalHost: true\n      httpPort: %d\n  matching:\n",
+			freePort(p.t), freePort(p.t), freePort(p.t)), 1)
+		dyn := filepath.Join(p.dir, "config", "dynamic.yaml")
+		if err := os.WriteFile(dyn, []byte("frontend.enablePrincipalPropagation:\n  - value: true\nfrontend.exposeAuthorizerErrors:\n  - value: true\n"), 0o644); err != nil {
+			p.t.Fatal(err)
+		}
+		cfg += fmt.Sprintf("dynamicConfigClient:\n  filepath: %s\n  pollInterval: 10s\n", dyn)
+	}
 	if err := os.WriteFile(filepath.Join(p.dir, "config", "production.yaml"), []byte(cfg), 0o644); err != nil {
 		p.t.Fatal(err)
 	}
@@ -231,6 +270,10 @@ func (p *pgTemporal) startServer() {
 	p.t.Helper()
 	abs, _ := filepath.Abs(filepath.Join(toolsDir, "server"))
 	cmd := exec.Command(abs, "--root", p.dir, "--config", "config", "--env", "production", "--allow-no-auth", "start")
+	if p.authz != nil {
+		// as the shipped compose file sets it: the internal frontend too
+		cmd.Env = append(os.Environ(), "TEMPORAL_SERVICES="+composeServices)
+	}
 	if p.serverLog == nil {
 		p.serverLog, _ = os.Create(filepath.Join(p.dir, "server.log"))
 	}
@@ -251,7 +294,9 @@ func (p *pgTemporal) startServer() {
 		time.Sleep(100 * time.Millisecond)
 	}
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
-		c, err := client.Dial(client.Options{HostPort: p.hostPort, Logger: quiet{}})
+		o := client.Options{HostPort: p.hostPort, Logger: quiet{}, Credentials: credentials(p.apiKey)}
+		o.ConnectionOptions.TLS, o.ConnectionOptions.TLSDisabled = p.tls, p.tls == nil
+		c, err := client.Dial(o)
 		if err == nil {
 			c.Close()
 			return
@@ -291,7 +336,7 @@ func (p *pgTemporal) RestartServer(down time.Duration) {
 
 func (p *pgTemporal) dial() client.Client {
 	p.t.Helper()
-	return dialAt(p.t, p.hostPort)
+	return dialWith(p.t, p.hostPort, p.apiKey, p.tls)
 }
 
 func (p *pgTemporal) serverTail() string {

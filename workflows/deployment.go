@@ -440,8 +440,12 @@ func (d *deployment) readState(ctx workflow.Context) *failure {
 	s := &d.in.Spec
 	var state activities.State
 	if err := workflow.ExecuteActivity(activityCtx(d.work, 30*time.Second, liveness, 5), acts.ReadState,
-		activities.ReadStateInput{}).Get(ctx, &state); err != nil {
+		activities.ReadStateInput{Who: true}).Get(ctx, &state); err != nil {
 		return &failure{"reading the router and slots", err}
+	}
+	if state.StartedBy != "" {
+		d.st.StartedBy = state.StartedBy
+		d.event(fmt.Sprintf("started by %s (verified by Temporal)", state.StartedBy))
 	}
 	w := state.Weights
 	if w.Blue != 0 && w.Green != 0 {

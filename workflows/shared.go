@@ -110,6 +110,9 @@ type Status struct {
 	PreviousVersion string `json:"previousVersion,omitempty"`
 	// Release names the release this rollout is part of, if any.
 	Release string `json:"release,omitempty"`
+	// StartedBy is who the Temporal server verified started the rollout
+	// ("jwt:ci@example.com"), when it runs with an authorizer.
+	StartedBy string `json:"startedBy,omitempty"`
 	// Artifact is what was built, checked and runs: an image digest on docker.
 	Artifact string          `json:"artifact,omitempty"`
 	Phase    rollout.Phase   `json:"phase"`

@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 
@@ -171,7 +172,13 @@ func main() {
 	err := root.ExecuteContext(ctx)
 	stop()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "switchyard: "+err.Error())
+		msg := err.Error()
+		var denied *serviceerror.PermissionDenied
+		if errors.As(err, &denied) {
+			msg += " — Temporal refused the call: permission denied. Set TEMPORAL_API_KEY to a token your identity provider issued " +
+				"with permission on the namespace (default:write to deploy and control, default:read to look), or use --tls-cert/--tls-key"
+		}
+		fmt.Fprintln(os.Stderr, "switchyard: "+msg)
 		os.Exit(exitCode(err))
 	}
 }
