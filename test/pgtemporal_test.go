@@ -1,8 +1,8 @@
 package test
 
 import (
-	"crypto/tls"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
