@@ -11,11 +11,19 @@ import (
 )
 
 func validateCmd() *cobra.Command {
-	return &cobra.Command{
+	var policy string
+	cmd := &cobra.Command{
 		Use:   "validate FILE...",
 		Short: "Check service specs and print every problem, with its line (exit 2 on any)",
-		Args:  cobra.MinimumNArgs(1),
+		Long: `Checks service specs and prints every problem with its line (exit 2 on any).
+With --policy, each environment is also held to a worker's policy, as that
+worker will hold it: a command, secret variable or host it does not allow.`,
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			reach, err := loadReach(policy)
+			if err != nil {
+				return err
+			}
 			bad := 0
 			for _, path := range args {
 				f, err := spec.Load(path)
@@ -31,8 +39,14 @@ func validateCmd() *cobra.Command {
 				before := bad
 				if len(probs) == 0 { // what only a resolved environment shows: its Compose file
 					for _, env := range f.Environments {
-						if _, err := starter.ResolveSpec(path, env); err != nil {
+						svc, err := starter.ResolveSpec(path, env)
+						if err != nil {
 							fmt.Printf("%s: environment %s: %v\n", path, env, err)
+							bad++
+							continue
+						}
+						for _, p := range reach.Check(svc) {
+							fmt.Printf("%s: environment %s: %v\n", path, env, p)
 							bad++
 						}
 					}
@@ -48,4 +62,6 @@ func validateCmd() *cobra.Command {
 			return nil
 		},
 	}
+	cmd.Flags().StringVar(&policy, "policy", "", "also hold each spec to this worker policy file")
+	return cmd
 }

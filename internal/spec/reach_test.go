@@ -124,3 +124,16 @@ func TestRedactHidesTheSpecsSecretsAndURLPasswordsAndBoundsTheOutput(t *testing.
 		t.Errorf("a password in the Prometheus address: %v", err)
 	}
 }
+
+func TestTheShippedWorkerPolicyLoads(t *testing.T) {
+	r, err := LoadReach("../../deployments/worker-policy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Commands) == 0 || len(r.Env) == 0 || len(r.Hosts) == 0 || r.Compose.AllowRoot {
+		t.Fatalf("%+v", r)
+	}
+	if !r.host("events.pagerduty.com:443") || r.host("169.254.169.254") || !r.host("prom.internal.example.com:9090") {
+		t.Fatal("hosts")
+	}
+}
