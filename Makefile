@@ -5,7 +5,7 @@ BIN := bin
 TOOLS := $(BIN)/tools
 TEMPORAL_VERSION := v1.32.1
 
-.PHONY: demo demo-release build demo-builds test test-short bench crash-matrix soak clean temporal-bins kube-bins
+.PHONY: demo demo-release build demo-builds test test-short bench crash-matrix soak clean temporal-bins kube-bins oidc-bins
 
 build:
 	$(GO) build -o $(BIN)/switchyard ./cmd/switchyard
@@ -30,6 +30,14 @@ temporal-bins: $(TOOLS)/server $(TOOLS)/sql
 
 $(TOOLS)/server $(TOOLS)/sql:
 	GOBIN=$(CURDIR)/$(TOOLS) $(GO) install go.temporal.io/server/cmd/server@$(TEMPORAL_VERSION) go.temporal.io/server/cmd/tools/sql@$(TEMPORAL_VERSION)
+
+# A real OpenID Connect provider for the dashboard's sign-in tests: the
+# zitadel/oidc library's example OP, at a pinned version (bin/tools/oidc, not committed)
+OIDC_VERSION := v3.52.0
+oidc-bins: $(TOOLS)/oidc/server
+
+$(TOOLS)/oidc/server:
+	GOBIN=$(CURDIR)/$(TOOLS)/oidc $(GO) install github.com/zitadel/oidc/v3/example/server@$(OIDC_VERSION)
 
 # kube-apiserver at a pinned version, for the kubernetes tests (bin/tools, not committed)
 kube-bins:

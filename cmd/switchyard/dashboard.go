@@ -12,12 +12,14 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/switchyard/switchyard/internal/access"
 	"github.com/switchyard/switchyard/internal/dashboard"
 	"github.com/switchyard/switchyard/starter"
 )
 
 func dashboardCmd(c *conn) *cobra.Command {
-	var listen, webUI, tokenFile string
+	var listen, webUI, tokenFile, rolesFile string
+	var oc dashboard.OIDC
 	cmd := &cobra.Command{
 		Use:   "dashboard",
 		Short: "Serve the web dashboard: every service's rollout, weights and analysis, live",
@@ -31,11 +33,32 @@ It is read-only unless it has a token: SWITCHYARD_DASHBOARD_TOKEN, or the
 first line of --token-file. Whoever signs in with the token (and a name)
 can pause, resume, abort, promote, roll back, approve, reject, freeze and
 unfreeze, each after a confirmation with a reason, recorded in the run as
-"NAME (dashboard)".`,
+"NAME (dashboard)". The token is for trying it out.
+
+In production, sign people in with your OpenID Connect provider:
+--oidc-issuer, --oidc-client-id, --oidc-redirect-url (this dashboard's
+/auth/callback) and SWITCHYARD_OIDC_CLIENT_SECRET. Then every page needs a
+sign-in, each action is recorded with the identity the provider verified
+(its e-mail), and --roles FILE says who may do what to which service in
+which environment (deployments/roles.yaml).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			token, err := dashboardToken(tokenFile)
 			if err != nil {
 				return withCode(exitBadInput, err)
+			}
+			var oidcCfg *dashboard.OIDC
+			if oc.Issuer != "" {
+				oc.ClientSecret = os.Getenv("SWITCHYARD_OIDC_CLIENT_SECRET")
+				if oc.ClientID == "" || oc.RedirectURL == "" {
+					return withCode(exitBadInput, errors.New("dashboard: --oidc-issuer needs --oidc-client-id and --oidc-redirect-url"))
+				}
+				oidcCfg, token = &oc, ""
+			}
+			var roles *access.Policy
+			if rolesFile != "" {
+				if roles, err = access.Load(rolesFile); err != nil {
+					return withCode(exitBadInput, fmt.Errorf("dashboard: --roles: %w", err))
+				}
 			}
 			return c.withStarter(func(s *starter.Starter) error {
 				l, err := net.Listen("tcp", listen)
@@ -43,16 +66,27 @@ unfreeze, each after a confirmation with a reason, recorded in the run as
 					return withCode(exitBadInput, fmt.Errorf("dashboard: --listen %s: %w", listen, err))
 				}
 				mode := "read-only (set SWITCHYARD_DASHBOARD_TOKEN or --token-file to allow actions)"
-				if token != "" {
+				switch {
+				case oidcCfg != nil:
+					mode = "sign-in with " + oidcCfg.Issuer
+				case token != "":
 					mode = "actions allowed to whoever signs in with the token"
 				}
+				if roles != nil {
+					mode += ", roles from " + roles.Path
+				}
 				fmt.Printf("dashboard on http://%s/, %s (Ctrl-C stops)\n", l.Addr(), mode)
-				return serveDashboard(cmd.Context(), l, &dashboard.Server{Starter: s, WebUI: webUI, Namespace: c.namespace, Token: token})
+				return serveDashboard(cmd.Context(), l, &dashboard.Server{Starter: s, WebUI: webUI, Namespace: c.namespace, Token: token, OIDC: oidcCfg, Roles: roles})
 			})
 		},
 	}
 	cmd.Flags().StringVar(&tokenFile, "token-file", "", "file whose first line is the token that allows actions (else $SWITCHYARD_DASHBOARD_TOKEN)")
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:8234", "address to serve the dashboard on")
+	cmd.Flags().StringVar(&oc.Issuer, "oidc-issuer", "", "sign people in with this OpenID Connect provider (its issuer URL)")
+	cmd.Flags().StringVar(&oc.ClientID, "oidc-client-id", "", "the dashboard's client ID at the provider (secret: $SWITCHYARD_OIDC_CLIENT_SECRET)")
+	cmd.Flags().StringVar(&oc.RedirectURL, "oidc-redirect-url", "", "this dashboard's /auth/callback as the provider knows it")
+	cmd.Flags().StringVar(&oc.GroupsClaim, "oidc-groups-claim", "groups", "the ID token's claim listing the user's groups")
+	cmd.Flags().StringVar(&rolesFile, "roles", "", "who may do what to which service in which environment (deployments/roles.yaml)")
 	cmd.Flags().StringVar(&webUI, "temporal-ui", "", "the Temporal Web UI's address, for links to each run (e.g. http://127.0.0.1:8233)")
 	return cmd
 }

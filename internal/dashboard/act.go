@@ -13,6 +13,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/switchyard/switchyard/internal/access"
 	"github.com/switchyard/switchyard/starter"
 	"github.com/switchyard/switchyard/workflows"
 )
@@ -26,7 +27,7 @@ import (
 const sessionCookie = "switchyard_session"
 
 // canAct says whether anyone may sign in and act here.
-func (s *Server) canAct() bool { return s.Token != "" }
+func (s *Server) canAct() bool { return s.Token != "" || s.OIDC != nil }
 
 // viewer is who the request's session names, "" for nobody.
 func (s *Server) viewer(r *http.Request) string {
@@ -44,6 +45,7 @@ func (s *Server) csrfOK(r *http.Request) bool {
 
 // action is one thing the dashboard can do.
 type action struct {
+	Grant    string // what a role must grant (internal/access)
 	Do       string
 	Label    string // the button
 	Question string // the confirmation, with %s for what it acts on
@@ -52,19 +54,19 @@ type action struct {
 }
 
 var actions = []action{
-	{"pause", "Pause", "Pause the rollout of %s? The bake clock stops until it is resumed.", false, false},
-	{"resume", "Resume", "Resume %s?", false, false},
-	{"abort", "Abort", "Abort the rollout of %s? All traffic goes back to the stable slot at once.", true, false},
-	{"promote", "Skip this bake", "Skip the current bake of %s and go to the next step now?", false, false},
-	{"promote-full", "Promote to 100%", "Promote %s to 100%% of traffic now, skipping the remaining steps?", true, false},
-	{"rollback-immediate", "Roll back now", "Roll %s back to its previous version now, in one weight change?", true, false},
-	{"rollback-gradual", "Roll back gradually", "Roll %s back to its previous version gradually, over the spec's rollback duration?", true, false},
-	{"rollback-swap", "Swap back", "Swap %s back to its previous slot, keeping the bad one running for investigation?", true, false},
-	{"escalate", "Roll back the rest now", "Turn the gradual rollback of %s into an immediate one?", false, false},
-	{"approve", "Approve", "Approve release %s into the environment it waits at?", false, true},
-	{"reject", "Reject", "Reject release %s at the environment it waits at? The release ends.", true, true},
-	{"freeze", "Freeze", "Freeze release %s? New releases and deploys of its services are refused, and a running release pauses before its next step.", true, true},
-	{"unfreeze", "Unfreeze", "Unfreeze release %s?", false, true},
+	{access.Pause, "pause", "Pause", "Pause the rollout of %s? The bake clock stops until it is resumed.", false, false},
+	{access.Pause, "resume", "Resume", "Resume %s?", false, false},
+	{access.Abort, "abort", "Abort", "Abort the rollout of %s? All traffic goes back to the stable slot at once.", true, false},
+	{access.Promote, "promote", "Skip this bake", "Skip the current bake of %s and go to the next step now?", false, false},
+	{access.Promote, "promote-full", "Promote to 100%", "Promote %s to 100%% of traffic now, skipping the remaining steps?", true, false},
+	{access.Rollback, "rollback-immediate", "Roll back now", "Roll %s back to its previous version now, in one weight change?", true, false},
+	{access.Rollback, "rollback-gradual", "Roll back gradually", "Roll %s back to its previous version gradually, over the spec's rollback duration?", true, false},
+	{access.Rollback, "rollback-swap", "Swap back", "Swap %s back to its previous slot, keeping the bad one running for investigation?", true, false},
+	{access.Rollback, "escalate", "Roll back the rest now", "Turn the gradual rollback of %s into an immediate one?", false, false},
+	{access.Approve, "approve", "Approve", "Approve release %s into the environment it waits at?", false, true},
+	{access.Approve, "reject", "Reject", "Reject release %s at the environment it waits at? The release ends.", true, true},
+	{access.Freeze, "freeze", "Freeze", "Freeze release %s? New releases and deploys of its services are refused, and a running release pauses before its next step.", true, true},
+	{access.Freeze, "unfreeze", "Unfreeze", "Unfreeze release %s?", false, true},
 }
 
 // actData is the confirmation page and the result page.
@@ -138,11 +140,22 @@ func (s *Server) actRequest(w http.ResponseWriter, r *http.Request, acting bool)
 		s.render(w, http.StatusBadRequest, "page.html", pageData{View: view{Title: "Bad request", Body: "notfound-body", Data: bad}, Live: live{D: bad}})
 		return actData{}, false
 	}
+	target, env := d.Service, d.Env
+	if d.A.Release {
+		target = d.Release
+	}
+	if err := s.Roles.Allows(access.Identity{Subject: viewer, Groups: ses.groups}, d.A.Grant, target, env); err != nil {
+		s.forbidden(w, r, err.Error())
+		return actData{}, false
+	}
 	d.pageData = pageData{View: view{Title: d.A.Label}, Viewer: viewer, CSRF: ses.csrf, CanAct: true}
 	return d, true
 }
 
 func (s *Server) notSignedIn() string {
+	if s.OIDC != nil {
+		return "sign in to act (with your organisation's identity provider)"
+	}
 	if s.Token == "" {
 		return "this dashboard is read-only: start it with SWITCHYARD_DASHBOARD_TOKEN set (or --token-file) to allow actions"
 	}
@@ -279,13 +292,17 @@ type signinData struct {
 }
 
 func (s *Server) signinForm(w http.ResponseWriter, r *http.Request) {
+	if s.OIDC != nil {
+		s.oidcBegin(w, r)
+		return
+	}
 	s.render(w, http.StatusOK, "signin.html", signinData{pageData: pageData{View: view{Title: "Sign in"}, CanAct: s.Token != ""}, Next: local(r.FormValue("next"))})
 }
 
 func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
 	d := signinData{pageData: pageData{View: view{Title: "Sign in"}, CanAct: s.Token != ""}, Next: local(r.PostFormValue("next")), Name: strings.TrimSpace(r.PostFormValue("name"))}
 	switch {
-	case s.Token == "":
+	case s.Token == "" || s.OIDC != nil: // with OIDC, nobody signs in with a typed name
 		s.forbidden(w, r, s.notSignedIn())
 		return
 	case !sameSite(r):

@@ -21,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchyard/switchyard/internal/access"
 	"github.com/switchyard/switchyard/starter"
 	"github.com/switchyard/switchyard/workflows"
 )
@@ -45,6 +46,11 @@ type Server struct {
 	// MaxStreamsPerClient those of one address (default 16): each is a
 	// held connection, and a distinct view is a reader of Temporal.
 	MaxStreams, MaxStreamsPerClient int
+	// OIDC, when set, signs people in with an OpenID Connect provider (and
+	// then every page needs a sign-in); Token is then not used.
+	OIDC *OIDC
+	// Roles, when set, is who may do what where; without it anyone signed in may.
+	Roles *access.Policy
 	// SessionTTL is how long a sign-in lasts (default 8 h); sign-out ends it at once.
 	SessionTTL time.Duration
 	tmpl       *template.Template
@@ -98,6 +104,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /events", s.events)
 	mux.HandleFunc("GET /signin", s.signinForm)
 	mux.HandleFunc("POST /signin", s.signin)
+	mux.HandleFunc("GET /auth/callback", s.oidcCallback)
 	mux.HandleFunc("POST /signout", s.signout)
 	mux.HandleFunc("GET /act", s.confirm)
 	mux.HandleFunc("POST /act", s.act)
@@ -204,6 +211,10 @@ type pageData struct {
 }
 
 func (s *Server) page(w http.ResponseWriter, r *http.Request) {
+	if s.OIDC != nil && s.session(r) == nil { // with OIDC, reading needs a sign-in too
+		http.Redirect(w, r, "/signin?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusFound)
+		return
+	}
 	v := s.read(r.Context(), r.URL)
 	var viewer, csrf string
 	if ses := s.session(r); ses != nil {

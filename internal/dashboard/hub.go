@@ -93,6 +93,10 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "events: ?page= must be a dashboard address", http.StatusBadRequest)
 		return
 	}
+	if s.OIDC != nil && s.session(r) == nil {
+		http.Error(w, "events: sign in first", http.StatusUnauthorized)
+		return
+	}
 	if msg := known(u); msg != "" {
 		http.Error(w, "events: "+msg, http.StatusBadRequest)
 		return

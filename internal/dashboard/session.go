@@ -21,6 +21,7 @@ const maxSessions = 10000
 
 type session struct {
 	viewer  string
+	groups  []string // from the identity provider, for roles
 	csrf    string
 	expires time.Time
 }
@@ -38,14 +39,14 @@ func randomToken() string {
 }
 
 // start makes a session for viewer and returns its id.
-func (ss *sessions) start(viewer string, ttl time.Duration) string {
+func (ss *sessions) start(viewer string, ttl time.Duration, groups ...string) string {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if ss.byID == nil {
 		ss.byID = map[string]*session{}
 	}
 	id := randomToken()
-	ss.byID[id] = &session{viewer: viewer, csrf: randomToken(), expires: time.Now().Add(ttl)}
+	ss.byID[id] = &session{viewer: viewer, groups: groups, csrf: randomToken(), expires: time.Now().Add(ttl)}
 	ss.order = append(ss.order, id)
 	for len(ss.byID) > maxSessions {
 		delete(ss.byID, ss.order[0])

@@ -71,6 +71,8 @@ type Approval struct {
 	OnTimeout string `yaml:"onTimeout" json:"onTimeout,omitempty"`
 	// Approvers, if given, are the only ones whose approval counts.
 	Approvers []string `yaml:"approvers" json:"approvers,omitempty"`
+	// TwoPeople: whoever started the release may not approve it.
+	TwoPeople bool `yaml:"twoPeople" json:"twoPeople,omitempty"`
 }
 
 // What an approval that times out does.
@@ -195,8 +197,8 @@ func (r *Release) check() spec.Problems {
 		if a.Timeout < 0 {
 			add(f+".approval.timeout", "must not be negative")
 		}
-		if !a.Required && (a.Timeout != 0 || a.OnTimeout != "" || len(a.Approvers) > 0) {
-			add(f+".approval", "timeout, onTimeout and approvers need required: true")
+		if !a.Required && (a.Timeout != 0 || a.OnTimeout != "" || len(a.Approvers) > 0 || a.TwoPeople) {
+			add(f+".approval", "timeout, onTimeout, approvers and twoPeople need required: true")
 		}
 		if e.Soak < 0 {
 			add(f+".soak", "must not be negative")
