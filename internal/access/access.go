@@ -110,4 +110,6 @@ func (r Role) has(who Identity) bool {
 	return false
 }
 
-func match(list []string, v string) bool { return slices.Contains(list, "*") || slices.Contains(list, v) }
+func match(list []string, v string) bool {
+	return slices.Contains(list, "*") || slices.Contains(list, v)
+}
