@@ -120,7 +120,7 @@ func (a *Activities) admit(s *spec.Service) error {
 // server records none (no authorizer, or principal propagation off). The
 // name a client types (--by, SWITCHYARD_ACTOR) is a claim; this is not.
 func (a *Activities) startedBy(ctx context.Context) string {
-	if a.Client == nil {
+	if a == nil || a.Client == nil {
 		return ""
 	}
 	we := activity.GetInfo(ctx).WorkflowExecution
@@ -136,3 +136,7 @@ func (a *Activities) startedBy(ctx context.Context) string {
 	}
 	return ""
 }
+
+// StartedBy returns who the Temporal server verified started the calling
+// run (see startedBy), for workflows that have no other activity to ask.
+func (a *Activities) StartedBy(ctx context.Context) (string, error) { return a.startedBy(ctx), nil }

@@ -162,6 +162,7 @@ func TestTheProductionServerRefusesAnUnauthenticatedClientAndRecordsWhoStarted(t
 		t.Fatalf("the CI identity's rollout: %+v %v", o, err)
 	}
 	h := historyOf(t, e.starter.C, run)
+	record(t, h, "deployment_started_by_verified_principal.json")
 	if pr := h.Events[0].GetPrincipal(); pr.GetName() != "ci@example.com" || pr.GetType() != "jwt" {
 		t.Fatalf("the start event's principal: %v", pr)
 	}

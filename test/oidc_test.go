@@ -203,5 +203,6 @@ func TestDashboardSignsInWithOIDCAndHoldsApprovalsToRolesApproversAndTwoPeople(t
 	if st.Phase != workflows.ReleasePromoted || st.Approvals[len(st.Approvals)-1].By != "carol@example.com (dashboard)" {
 		t.Fatalf("after carol's approval: %s %+v", st.Phase, st.Approvals)
 	}
+	record(t, historyOf(t, e.starter.C, run), "release_two_people_refused_then_approved_by_oidc_identity.json")
 	t.Logf("carol@example.com approved production (identity from the OIDC provider): release %s", st.Phase)
 }

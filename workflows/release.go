@@ -96,7 +96,9 @@ type ReleaseApproval struct {
 
 // ReleaseStatus is what a release's status Query returns, and its result.
 type ReleaseStatus struct {
-	Name         string            `json:"name"`
+	Name string `json:"name"`
+	// StartedBy is who the Temporal server verified started the release.
+	StartedBy    string            `json:"startedBy,omitempty"`
 	Phase        string            `json:"phase"`
 	Environment  string            `json:"environment"`
 	Versions     map[string]string `json:"versions"`
@@ -283,10 +285,35 @@ func (r *releaseRun) canDecide(req ApprovalRequest) error {
 	if len(e.Approval.Approvers) > 0 && !slices.Contains(e.Approval.Approvers, who) {
 		return fmt.Errorf("%s may not approve %s (approvers: %s)", orUnknown(req.By), r.waiting, strings.Join(e.Approval.Approvers, ", "))
 	}
-	if e.Approval.TwoPeople && who != "" && strings.EqualFold(who, identityOf(r.in.By)) {
+	if e.Approval.TwoPeople && who != "" && (strings.EqualFold(who, r.requester()) || strings.EqualFold(who, identityOf(r.in.By))) {
 		return fmt.Errorf("%s started release %s and may not also approve %s: it needs a second person", who, r.in.Name, r.waiting)
 	}
 	return nil
+}
+
+// verifyRequester learns who the Temporal server verified started the
+// release (its start event's principal), when it runs with an authorizer:
+// the two-people rule then holds against that, not the name the client sent.
+func (r *releaseRun) verifyRequester(ctx workflow.Context) {
+	if workflow.GetVersion(ctx, "release-verified-requester", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return
+	}
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{StartToCloseTimeout: 10 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 3}})
+	var who string
+	if err := workflow.ExecuteLocalActivity(lctx, acts.StartedBy).Get(ctx, &who); err == nil && who != "" {
+		r.st.StartedBy = who
+		r.event(fmt.Sprintf("started by %s (verified by Temporal)", who))
+	}
+}
+
+// requester is who started the release: the verified principal's name
+// when there is one, else the name its client sent.
+func (r *releaseRun) requester() string {
+	if _, name, ok := strings.Cut(r.st.StartedBy, ":"); ok {
+		return name
+	}
+	return identityOf(r.in.By)
 }
 
 // identityOf is who a By names, without what the channel adds: the
@@ -347,6 +374,7 @@ func (r *releaseRun) end(ctx workflow.Context, phase, reason string) (*ReleaseSt
 }
 
 func (r *releaseRun) run(ctx workflow.Context) (*ReleaseStatus, error) {
+	r.verifyRequester(ctx)
 	windows, errs := r.in.Windows.Parse("windows")
 	if len(errs) > 0 {
 		return r.end(ctx, ReleaseFailed, errs[0].Field+": "+errs[0].Msg)

@@ -351,3 +351,26 @@ func TestAnApprovalSentAsASignalFromTheWebUICountsOnceAndIsValidated(t *testing.
 	}
 	require.True(t, ignored, "the refused signal is recorded")
 }
+
+// With twoPeople, whoever started the release may not approve it: neither
+// the principal the Temporal server verified for its start nor the name its
+// client sent.
+func TestTwoPeopleRefusesTheRequestersOwnApprovalByTheVerifiedPrincipal(t *testing.T) {
+	f := approvalFixture(t, release.OnTimeoutAbort)
+	for i := range f.in.Environments {
+		f.in.Environments[i].Approval.Approvers = nil
+		f.in.Environments[i].Approval.TwoPeople = true
+	}
+	f.in.By = "ci-bot" // what the client typed
+	f.env.RegisterActivity(&activities.Activities{})
+	f.env.OnActivity(acts.StartedBy, mock.Anything).Return("jwt:carol@example.com", nil)
+	f.env.RegisterDelayedCallback(func() {
+		f.update(Approve, ApprovalRequest{Environment: "production", By: "carol@example.com (dashboard)"}, "carol@example.com started release shop and may not also approve production: it needs a second person")
+		f.update(Approve, ApprovalRequest{Environment: "production", By: "ci-bot"}, "ci-bot started release shop")
+		f.update(Approve, ApprovalRequest{Environment: "production", By: "dave@example.com (dashboard)"}, "")
+	}, time.Hour)
+	st := f.run()
+	require.Equal(t, ReleasePromoted, st.Phase, st.Reason)
+	require.Equal(t, "jwt:carol@example.com", st.StartedBy)
+	require.Equal(t, "dave@example.com (dashboard)", st.Approvals[0].By)
+}
