@@ -14,10 +14,7 @@ import (
 )
 
 func TestBuildRunsTheSpecCommandWithTheVersionAndKeepsAFailuresOutput(t *testing.T) {
-	var ts testsuite.WorkflowTestSuite
-	env := ts.NewTestActivityEnvironment()
-	a := &Activities{}
-	env.RegisterActivity(a)
+	env, a := activityEnv()
 	dir := t.TempDir()
 	s := processSpec(t, dir)
 	s.Build = spec.Build{Timeout: spec.Duration(time.Minute), Command: []string{"sh", "-c", "echo building $VERSION > built-{{version}}.txt"}}
@@ -35,10 +32,7 @@ func TestBuildRunsTheSpecCommandWithTheVersionAndKeepsAFailuresOutput(t *testing
 }
 
 func TestGatesRunEveryCommandAndReportEachWithItsOutput(t *testing.T) {
-	var ts testsuite.WorkflowTestSuite
-	env := ts.NewTestActivityEnvironment()
-	a := &Activities{}
-	env.RegisterActivity(a)
+	env, a := activityEnv()
 	s := processSpec(t, t.TempDir())
 	s.Gates = []spec.Gate{
 		{Name: "unit", Command: []string{"sh", "-c", "test \"$VERSION\" = v2 && test \"$ARTIFACT\" = img@sha256:1"}, Timeout: spec.Duration(time.Minute)},
@@ -86,10 +80,7 @@ func processSpec(t *testing.T, dir string) spec.Service {
 func TestBuildAndGateCommandsGetAMinimalEnvironmentPlusWhatTheSpecNames(t *testing.T) {
 	t.Setenv("SWITCHYARD_TEST_WORKER_SECRET", "s3cret-of-the-worker")
 	t.Setenv("SWITCHYARD_TEST_GOFLAGS", "-mod=mod")
-	var ts testsuite.WorkflowTestSuite
-	env := ts.NewTestActivityEnvironment()
-	a := &Activities{}
-	env.RegisterActivity(a)
+	env, a := activityEnv()
 	dir := t.TempDir()
 	s := processSpec(t, dir)
 	s.Build = spec.Build{Timeout: spec.Duration(time.Minute), Command: []string{"sh", "-c", "env > build.env"}, Env: []string{"SWITCHYARD_TEST_GOFLAGS"}}
@@ -119,10 +110,7 @@ func TestBuildAndGateCommandsGetAMinimalEnvironmentPlusWhatTheSpecNames(t *testi
 
 func TestAFailedBuildsOutputIsRedactedBeforeItLeavesTheWorker(t *testing.T) {
 	t.Setenv("SWITCHYARD_TEST_REGISTRY_PASS", "p4ssw0rd-of-the-registry")
-	var ts testsuite.WorkflowTestSuite
-	env := ts.NewTestActivityEnvironment()
-	a := &Activities{}
-	env.RegisterActivity(a)
+	env, a := activityEnv()
 	s := processSpec(t, t.TempDir())
 	s.Build = spec.Build{Timeout: spec.Duration(time.Minute), Env: []string{"SWITCHYARD_TEST_REGISTRY_PASS"},
 		Command: []string{"sh", "-c", "echo login with $SWITCHYARD_TEST_REGISTRY_PASS at https://bot:tok3n@registry.example/v2; exit 1"}}
@@ -143,4 +131,13 @@ func TestAFailedBuildsOutputIsRedactedBeforeItLeavesTheWorker(t *testing.T) {
 	if len(res) != 1 || strings.Contains(res[0].Detail, "p4ssw0rd") || !strings.Contains(res[0].Detail, "[redacted $SWITCHYARD_TEST_REGISTRY_PASS]") {
 		t.Fatalf("gate result: %+v", res)
 	}
+}
+
+// activityEnv is the SDK's activity test environment with the activities registered.
+func activityEnv() (*testsuite.TestActivityEnvironment, *Activities) {
+	var ts testsuite.WorkflowTestSuite
+	env := ts.NewTestActivityEnvironment()
+	a := &Activities{}
+	env.RegisterActivity(a)
+	return env, a
 }
