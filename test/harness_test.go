@@ -145,6 +145,7 @@ type opts struct {
 	gradual   time.Duration // rollback.gradual.duration (default 4s)
 	extra     string        // more top-level YAML
 	ownCaddy  bool          // embedded: an admin port of its own (a separate process runs that Caddy)
+	unixAdmin bool          // embedded, ownCaddy: the admin API on a unix socket in the test's directory
 	docker    *dockerOpts   // platform: docker (docker_test.go)
 	address   string        // a Temporal server other than the embedded one
 	analysis  string        // rollout.analysis as a YAML flow mapping (default: judged at each bake's end, maxErrorRate 0.05)
@@ -212,7 +213,17 @@ esac
 		if o.ownCaddy {
 			admin = freePort(t)
 		}
-		routerYAML = fmt.Sprintf("router: {kind: embedded, caddy: {admin: 'http://127.0.0.1:%d', listen: '127.0.0.1:%d'}}", admin, front)
+		adminURL := fmt.Sprintf("http://127.0.0.1:%d", admin)
+		if o.unixAdmin {
+			// short: a unix socket's path must fit in 108 bytes, and test names are long
+			sd, err := os.MkdirTemp("", "adm")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { os.RemoveAll(sd) })
+			adminURL = "unix:" + filepath.Join(sd, "caddy-admin.sock")
+		}
+		routerYAML = fmt.Sprintf("router: {kind: embedded, caddy: {admin: '%s', listen: '127.0.0.1:%d'}}", adminURL, front)
 	}
 	steps := strings.Trim(strings.Join(strings.Fields(fmt.Sprint(o.steps)), ", "), "[]")
 	if o.analysis == "" {

@@ -6,6 +6,8 @@ package test
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -267,3 +269,38 @@ func TestALongBakeContinuesAsNewOnTheRealServerAndPromotesUnderLoad(t *testing.T
 }
 
 func weightsLine(e *env) string { return e.weights().String() }
+
+// TestTheEmbeddedRoutersAdminAPIListensOnAUnixSocketOnlyItsOwnerCanUse: a
+// worker process runs the embedded Caddy with its admin API on a unix
+// socket (mode 0200: Caddy's default, no other user can connect) and rolls
+// out through it under load; the admin route refuses weights for a key no
+// route uses, so nobody can grow its table.
+func TestTheEmbeddedRoutersAdminAPIListensOnAUnixSocketOnlyItsOwnerCanUse(t *testing.T) {
+	e := newEnv(t, opts{router: "embedded", ownCaddy: true, unixAdmin: true, noWorker: true, steps: []int{50, 100}})
+	startWorker(t, e)
+	if o := e.deploy("v1"); o.Kind != "" {
+		t.Fatalf("v1: %s", o.Reason)
+	}
+	gen := load.Start(e.url, 50, time.Minute)
+	e.promotedUnderLoad(e.start("v2"), gen, 100)
+	sock := strings.TrimPrefix(e.svc.Router.Caddy.Admin, "unix:")
+	fi, err := os.Stat(sock)
+	if err != nil || fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o200 {
+		t.Fatalf("the admin socket %s: %v %v, want a socket with mode 0200", sock, fi.Mode(), err)
+	}
+	cl := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}}}
+	for i := range 3 {
+		req, _ := http.NewRequest(http.MethodPut, fmt.Sprintf("http://localhost/switchyard/weights/junk-%d", i), strings.NewReader("[1,2]"))
+		resp, err := cl.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("weights for a key no route uses: %d, want 404", resp.StatusCode)
+		}
+	}
+	t.Logf("admin API on %s (mode %v); weights for unknown keys refused (404); %s", sock, fi.Mode().Perm(), e.weights())
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -39,6 +40,36 @@ type Caddy struct {
 
 var caddyClient = &http.Client{Timeout: 10 * time.Second}
 
+// AdminListen is the admin address as Caddy's config writes it:
+// "unix:/run/x.sock" (Switchyard's form) is Caddy's "unix//run/x.sock".
+func AdminListen(admin string) string {
+	if path, ok := strings.CutPrefix(admin, "unix:"); ok {
+		return "unix/" + path
+	}
+	u, _ := url.Parse(admin)
+	if u == nil {
+		return ""
+	}
+	return u.Host
+}
+
+// adminRequest builds a request to the admin API, over its unix socket
+// when it has one: no other user on the machine can reach that (Caddy
+// makes it 0200), where anyone local can reach a TCP port.
+func (c *Caddy) adminRequest(ctx context.Context, method, path string, body io.Reader) (*http.Request, *http.Client, error) {
+	sock, unix := strings.CutPrefix(c.Admin, "unix:")
+	if !unix {
+		req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(c.Admin, "/")+path, body)
+		return req, caddyClient, err
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://localhost"+path, body)
+	cl := &http.Client{Timeout: caddyClient.Timeout, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		}}}
+	return req, cl, err
+}
+
 func (c *Caddy) call(ctx context.Context, method, path string, body any) ([]byte, int, error) {
 	var rd io.Reader
 	if body != nil {
@@ -48,12 +79,15 @@ func (c *Caddy) call(ctx context.Context, method, path string, body any) ([]byte
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(c.Admin, "/")+path, rd)
+	req, cl, err := c.adminRequest(ctx, method, path, rd)
 	if err != nil {
 		return nil, 0, fmt.Errorf("caddy: %s %s: %w", method, path, err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := caddyClient.Do(req)
+	resp, err := cl.Do(req)
+	if cl != caddyClient {
+		defer cl.CloseIdleConnections()
+	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("caddy: %s %s: %w (is Caddy's admin API listening at %s?)", method, path, err, c.Admin)
 	}
@@ -166,9 +200,8 @@ func (c *Caddy) Ensure(ctx context.Context) error {
 	}
 	switch {
 	case full == nil:
-		u, _ := url.Parse(c.Admin)
 		_, _, err = c.call(ctx, http.MethodPost, "/load", map[string]any{
-			"admin": map[string]any{"listen": u.Host},
+			"admin": map[string]any{"listen": AdminListen(c.Admin)},
 			"apps":  map[string]any{"http": httpApp(c.ID, srv)},
 		})
 	case dig(full, "apps", "http") == nil:

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -126,15 +125,15 @@ func (e *Embedded) Start(ctx context.Context, admin string) error {
 	if _, _, err := c.call(ctx, http.MethodGet, "/config/", nil); err == nil {
 		return nil // a Caddy is there already
 	}
-	u, err := url.Parse(admin)
-	if err != nil || u.Host == "" {
-		return fmt.Errorf("caddy: admin address %q: want http://host:port", admin)
+	listen := AdminListen(admin)
+	if listen == "" {
+		return fmt.Errorf("caddy: admin address %q: want unix:/path/to/admin.sock or http://127.0.0.1:port", admin)
 	}
 	if err := os.MkdirAll(e.stateDir, 0o700); err != nil {
 		return fmt.Errorf("caddy: state dir: %w", err)
 	}
 	caddy.ConfigAutosavePath = filepath.Join(e.stateDir, "caddy-autosave.json")
-	cfg := embeddedConfig(u.Host)
+	cfg := embeddedConfig(listen)
 	if saved, err := os.ReadFile(caddy.ConfigAutosavePath); err == nil && len(saved) > 0 {
 		if re, err := e.reopenHeld(saved); err == nil {
 			cfg = re
@@ -145,7 +144,7 @@ func (e *Embedded) Start(ctx context.Context, admin string) error {
 	e.loadLive()
 	liveOwner.Store(e)
 	if err := caddy.Load(cfg, true); err != nil {
-		if err2 := caddy.Load(embeddedConfig(u.Host), true); err2 != nil {
+		if err2 := caddy.Load(embeddedConfig(listen), true); err2 != nil {
 			return fmt.Errorf("caddy: start embedded router: %w", err2)
 		}
 	}
@@ -173,6 +172,9 @@ func (e *Embedded) Resume(ctx context.Context) error {
 		// a process killed while Caddy rewrote the file leaves it cut short:
 		// the next activity starts the router afresh and rebuilds its route
 		return nil
+	}
+	if path, ok := strings.CutPrefix(cfg.Admin.Listen, "unix/"); ok {
+		return e.Start(ctx, "unix:"+path)
 	}
 	return e.Start(ctx, "http://"+cfg.Admin.Listen)
 }

@@ -54,6 +54,11 @@ type liveEntry struct {
 
 var liveTable sync.Map // key → *liveEntry
 
+// routed holds the keys a loaded route uses: the admin route sets weights
+// only for those, so it cannot be made to grow the table (or weights.json)
+// with keys nothing serves.
+var routed sync.Map // key → struct{}
+
 func liveFor(key string) *liveEntry {
 	e, _ := liveTable.LoadOrStore(key, &liveEntry{})
 	return e.(*liveEntry)
@@ -89,6 +94,7 @@ func (LiveWeights) CaddyModule() caddy.ModuleInfo {
 
 // Provision adopts the config's weights unless the process has live ones.
 func (p *LiveWeights) Provision(caddy.Context) error {
+	routed.Store(p.Key, struct{}{})
 	p.live = liveFor(p.Key)
 	p.live.mu.Lock()
 	defer p.live.mu.Unlock()
@@ -187,6 +193,9 @@ func serveLive(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("Content-Type", "application/json")
 		return json.NewEncoder(w).Encode(ws)
 	case http.MethodPut:
+		if _, ok := routed.Load(key); !ok {
+			return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("no route uses weights %q: load its route first", key)}
+		}
 		var ws []int
 		b, _ := io.ReadAll(io.LimitReader(r.Body, 1<<16))
 		if err := json.Unmarshal(b, &ws); err != nil || len(ws) == 0 {

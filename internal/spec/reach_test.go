@@ -137,3 +137,24 @@ func TestTheShippedWorkerPolicyLoads(t *testing.T) {
 		t.Fatal("hosts")
 	}
 }
+
+func TestTheEmbeddedRoutersAdminMustBeLoopbackOrAUnixSocket(t *testing.T) {
+	for admin, want := range map[string]string{
+		"http://0.0.0.0:2019":          "has no authentication: bind it to 127.0.0.1 or, better, a unix socket",
+		"http://10.0.0.5:2019":         "has no authentication",
+		"unix:run/admin.sock":          "must be absolute",
+		"tcp://127.0.0.1:2019":         "must be unix:/path/to/admin.sock or an http:// URL",
+		"http://127.0.0.1:2019":        "",
+		"unix:/run/switchyard/a.sock":  "",
+		"http://localhost:2019/config": "",
+	} {
+		f, err := Parse("api.yaml", []byte("service: api\nrun: {command: [./api], ports: {blue: 18001, green: 18002}}\nrouter: {kind: embedded, caddy: {listen: 127.0.0.1:18000, admin: '"+admin+"'}}\nenvironments: {test: {}}\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = f.Resolve("test")
+		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), "router.caddy.admin: ") || !strings.Contains(err.Error(), want)) {
+			t.Errorf("admin %s: %v, want %q", admin, err, want)
+		}
+	}
+}

@@ -2,6 +2,8 @@ package spec
 
 import (
 	"encoding/json"
+	"net"
+	"net/url"
 	"fmt"
 	"maps"
 	"regexp"
@@ -393,8 +395,17 @@ func (s *Service) validateRouter(add adder) {
 		} else if port := portOf(s.Router.Caddy.Listen); port == s.Run.Ports.Blue || port == s.Run.Ports.Green {
 			add("router.caddy.listen", "port %d is also a slot's port", port)
 		}
-		if !strings.HasPrefix(s.Router.Caddy.Admin, "http://") {
-			add("router.caddy.admin", "must be an http:// URL, like http://127.0.0.1:2019")
+		admin := s.Router.Caddy.Admin
+		switch {
+		case strings.HasPrefix(admin, "unix:"):
+			if !strings.HasPrefix(admin, "unix:/") {
+				add("router.caddy.admin", "a unix socket's path must be absolute, like unix:/run/switchyard/caddy-admin.sock")
+			}
+		case !strings.HasPrefix(admin, "http://"):
+			add("router.caddy.admin", "must be unix:/path/to/admin.sock or an http:// URL, like http://127.0.0.1:2019")
+		case s.Router.Kind == RouterEmbedded && !loopback(admin):
+			// the admin API has no authentication: it rewrites the routes
+			add("router.caddy.admin", "the embedded router's admin API has no authentication: bind it to 127.0.0.1 or, better, a unix socket (unix:/run/switchyard/caddy-admin.sock)")
 		}
 	case RouterGatewayAPI, RouterKubernetesService:
 		if s.Platform != PlatformKubernetes {
@@ -758,4 +769,17 @@ func portOf(addr string) int {
 	var p int
 	fmt.Sscanf(addr[i+1:], "%d", &p)
 	return p
+}
+
+// loopback says whether an http:// URL's host is a loopback address.
+func loopback(raw string) bool {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return false
+	}
+	if u.Hostname() == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(u.Hostname())
+	return ip != nil && ip.IsLoopback()
 }
