@@ -2,10 +2,10 @@ package spec
 
 import (
 	"encoding/json"
-	"net"
-	"net/url"
 	"fmt"
 	"maps"
+	"net"
+	"net/url"
 	"regexp"
 	"slices"
 	"strings"
