@@ -316,3 +316,9 @@ func TestAChannelThatHangsTimesOut(t *testing.T) {
 		t.Fatalf("a hanging channel must fail by its timeout: %v after %s", err, time.Since(start))
 	}
 }
+
+func TestAnEmailHeaderKeepsToItsLine(t *testing.T) {
+	if got := headerValue("api v1\r\nBcc: everyone@example.com"); strings.ContainsAny(got, "\r\n") || got != "api v1  Bcc: everyone@example.com" {
+		t.Fatalf("headerValue: %q", got)
+	}
+}
