@@ -9,6 +9,9 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -202,4 +205,15 @@ func serveOn(t *testing.T, srv *http.Server) (string, func()) {
 	}
 	go func() { _ = srv.Serve(l) }()
 	return "http://" + l.Addr().String(), func() { _ = srv.Close() }
+}
+
+// The shared token is for a dashboard on this machine only: serving it on
+// another address needs OIDC.
+func TestTheSharedTokenIsRefusedOffThisMachine(t *testing.T) {
+	cmd := exec.Command(filepath.Join(bins, "switchyard"), "dashboard", "--listen", "0.0.0.0:0", "--address", server.HostPort)
+	cmd.Env = append(os.Environ(), "SWITCHYARD_DASHBOARD_TOKEN="+dashToken)
+	out, _ := cmd.CombinedOutput()
+	if cmd.ProcessState.ExitCode() != 2 || !strings.Contains(string(out), "the shared token is for a dashboard on this machine") {
+		t.Fatalf("a token dashboard on 0.0.0.0: exit %d\n%s", cmd.ProcessState.ExitCode(), out)
+	}
 }

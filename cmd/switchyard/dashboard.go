@@ -54,6 +54,9 @@ which environment (deployments/roles.yaml).`,
 				}
 				oidcCfg, token = &oc, ""
 			}
+			if token != "" && oidcCfg == nil && !loopbackListen(listen) {
+				return withCode(exitBadInput, fmt.Errorf("dashboard: --listen %s: the shared token is for a dashboard on this machine (dev, a laptop): bind 127.0.0.1, or sign people in with --oidc-issuer", listen))
+			}
 			var roles *access.Policy
 			if rolesFile != "" {
 				if roles, err = access.Load(rolesFile); err != nil {
@@ -126,4 +129,17 @@ func dashboardToken(file string) (string, error) {
 		return "", fmt.Errorf("dashboard: %s: the token must be at least 16 characters", from)
 	}
 	return token, nil
+}
+
+// loopbackListen says whether a listen address is on this machine only.
+func loopbackListen(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
