@@ -241,3 +241,61 @@ func testCA(t testing.TB, dir string) *tls.Config {
 	pool.AddCert(caCert)
 	return &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
 }
+
+// TestSwitchyardsAuthorizerHoldsEveryClientToTheRoles runs this module's
+// own server (`switchyard temporal-server`) on PostgreSQL with the roles
+// file: a CI token that may write to the namespace deploys to staging, but
+// the server refuses it a production deploy, and an abort of production
+// sent straight through the SDK (as the temporal CLI would); the on-call
+// engineer's token may abort production.
+func TestSwitchyardsAuthorizerHoldsEveryClientToTheRoles(t *testing.T) {
+	rolesFile := filepath.Join(t.TempDir(), "roles.yaml")
+	if err := os.WriteFile(rolesFile, []byte(`roles:
+  - {name: ci, members: [ci@example.com], actions: [deploy, pause, promote, abort, rollback], services: ["*"], environments: [staging]}
+  - {name: on-call, members: [oncall@example.com], actions: [pause, abort, rollback], services: ["*"], environments: ["*"]}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	iss := newJWTIssuer(t)
+	p := startPGTemporalRoles(t, iss, rolesFile)
+	ci := iss.token("ci@example.com", "default:write")
+	e := newEnv(t, opts{address: p.hostPort, apiKey: ci, tls: p.tls, steps: []int{100}, noBake: true})
+	staging, production := *e.svc, *e.svc
+	staging.Environment, production.Environment = "staging", "production"
+	run, err := e.starter.Deploy(context.Background(), &staging, "v1", "ci", starter.DeployOptions{})
+	if err != nil {
+		t.Fatalf("CI deploying staging: %v", err)
+	}
+	if o, err := e.starter.Wait(context.Background(), run); err != nil || o.Kind != "" {
+		t.Fatalf("CI's staging rollout: %+v %v", o, err)
+	}
+	refused := func(what string, err error, want string) {
+		t.Helper()
+		var pd *serviceerror.PermissionDenied
+		if !errors.As(err, &pd) || !strings.Contains(pd.Reason, want) {
+			t.Fatalf("%s: %v (reason %q), want PermissionDenied with %q", what, err, reasonOf(err), want)
+		}
+		t.Logf("%s: refused by the server: %s", what, pd.Reason)
+	}
+	_, err = e.starter.Deploy(context.Background(), &production, "v1", "ci", starter.DeployOptions{})
+	refused("CI deploying production", err, "ci@example.com may not deploy "+e.svc.Name+" in production: no role in "+rolesFile+" grants it")
+	_, err = e.starter.C.UpdateWorkflow(context.Background(), client.UpdateWorkflowOptions{WorkflowID: workflows.DeploymentID(e.svc.Name, "production"),
+		UpdateName: workflows.Abort, Args: []any{workflows.AbortRequest{Reason: "x"}}, WaitForStage: client.WorkflowUpdateStageCompleted})
+	refused("CI aborting production straight through the SDK", err, "ci@example.com may not abort")
+	oncall := dialWith(t, p.hostPort, iss.token("oncall@example.com", "default:write"), p.tls)
+	_, err = oncall.UpdateWorkflow(context.Background(), client.UpdateWorkflowOptions{WorkflowID: workflows.DeploymentID(e.svc.Name, "production"),
+		UpdateName: workflows.Abort, Args: []any{workflows.AbortRequest{Reason: "x"}}, WaitForStage: client.WorkflowUpdateStageCompleted})
+	var pd *serviceerror.PermissionDenied
+	if errors.As(err, &pd) {
+		t.Fatalf("the on-call engineer aborting production was refused: %v", err)
+	}
+	t.Logf("on-call aborting production: let through to the workflow (%v)", err)
+}
+
+func reasonOf(err error) string {
+	var pd *serviceerror.PermissionDenied
+	if errors.As(err, &pd) {
+		return pd.Reason
+	}
+	return ""
+}

@@ -38,6 +38,9 @@ type pgTemporal struct {
 	// does; apiKey is the system admin's token the harness itself uses.
 	authz  *jwtIssuer
 	apiKey string
+	// roles, when set, runs this module's own server (switchyard
+	// temporal-server) with Switchyard's authorizer and this roles file.
+	roles string
 	tls    *tls.Config // a client's, trusting the frontend's test CA (with authz)
 	tlsDir string
 }
@@ -50,6 +53,13 @@ func startPGTemporal(t testing.TB) *pgTemporal { return startPGTemporalWith(t, n
 // startPGTemporalWith starts the real server on PostgreSQL; with an issuer,
 // it refuses every call without a token that issuer signed.
 func startPGTemporalWith(t testing.TB, authz *jwtIssuer) *pgTemporal {
+	t.Helper()
+	return startPGTemporalRoles(t, authz, "")
+}
+
+// startPGTemporalRoles is startPGTemporalWith, with Switchyard's own server
+// and authorizer holding every call to the roles file when roles is set.
+func startPGTemporalRoles(t testing.TB, authz *jwtIssuer, roles string) *pgTemporal {
 	t.Helper()
 	for _, b := range []string{"server", "sql"} {
 		if _, err := os.Stat(filepath.Join(toolsDir, b)); err != nil {
@@ -66,7 +76,7 @@ func startPGTemporalWith(t testing.TB, authz *jwtIssuer) *pgTemporal {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	p := &pgTemporal{t: t, dir: dir, pgBin: filepath.Dir(initdbs[len(initdbs)-1]), pgPort: freePort(t), authz: authz}
+	p := &pgTemporal{t: t, dir: dir, pgBin: filepath.Dir(initdbs[len(initdbs)-1]), pgPort: freePort(t), authz: authz, roles: roles}
 	if authz != nil {
 		p.apiKey = authz.token("temporal-admin", "temporal-system:admin")
 		p.tlsDir = filepath.Join(dir, "tls")
@@ -273,6 +283,9 @@ func (p *pgTemporal) startServer() {
 	if p.authz != nil {
 		// as the shipped compose file sets it: the internal frontend too
 		cmd.Env = append(os.Environ(), "TEMPORAL_SERVICES="+composeServices)
+	}
+	if p.roles != "" {
+		cmd = exec.Command(filepath.Join(bins, "switchyard"), "temporal-server", "--root", p.dir, "--config", "config", "--env", "production", "--roles", p.roles)
 	}
 	if p.serverLog == nil {
 		p.serverLog, _ = os.Create(filepath.Join(p.dir, "server.log"))

@@ -167,7 +167,7 @@ func main() {
 		controlCmd(&c, workflows.Pause, "Hold a rollout at its current step (the bake clock stops)"),
 		controlCmd(&c, workflows.Resume, "Continue a paused rollout"),
 		abortCmd(&c), promoteCmd(&c), validateCmd(), historyCmd(&c), demoCmd(),
-		rollbackCmd(&c), rollbackControlCmd(&c), retireCmd(&c), monitorCmd(&c), releaseCmd(&c), freezeCmd(&c), unfreezeCmd(&c))
+		rollbackCmd(&c), rollbackControlCmd(&c), retireCmd(&c), monitorCmd(&c), releaseCmd(&c), freezeCmd(&c), unfreezeCmd(&c), temporalServerCmd())
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := root.ExecuteContext(ctx)
 	stop()
@@ -175,8 +175,12 @@ func main() {
 		msg := err.Error()
 		var denied *serviceerror.PermissionDenied
 		if errors.As(err, &denied) {
-			msg += " — Temporal refused the call: permission denied. Set TEMPORAL_API_KEY to a token your identity provider issued " +
-				"with permission on the namespace (default:write to deploy and control, default:read to look), or use --tls-cert/--tls-key"
+			if denied.Reason != "" { // Switchyard's authorizer says which role is missing
+				msg += ": " + denied.Reason
+			} else {
+				msg += " — Temporal refused the call: permission denied. Set TEMPORAL_API_KEY to a token your identity provider issued " +
+					"with permission on the namespace (default:write to deploy and control, default:read to look), or use --tls-cert/--tls-key"
+			}
 		}
 		fmt.Fprintln(os.Stderr, "switchyard: "+msg)
 		os.Exit(exitCode(err))
