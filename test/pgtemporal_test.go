@@ -40,7 +40,7 @@ type pgTemporal struct {
 	apiKey string
 	// roles, when set, runs this module's own server (switchyard
 	// temporal-server) with Switchyard's authorizer and this roles file.
-	roles string
+	roles  string
 	tls    *tls.Config // a client's, trusting the frontend's test CA (with authz)
 	tlsDir string
 }
