@@ -262,13 +262,6 @@ func TestSwitchyardsAuthorizerHoldsEveryClientToTheRoles(t *testing.T) {
 	e := newEnv(t, opts{address: p.hostPort, apiKey: ci, tls: p.tls, steps: []int{100}, noBake: true})
 	staging, production := *e.svc, *e.svc
 	staging.Environment, production.Environment = "staging", "production"
-	run, err := e.starter.Deploy(context.Background(), &staging, "v1", "ci", starter.DeployOptions{})
-	if err != nil {
-		t.Fatalf("CI deploying staging: %v", err)
-	}
-	if o, err := e.starter.Wait(context.Background(), run); err != nil || o.Kind != "" {
-		t.Fatalf("CI's staging rollout: %+v %v", o, err)
-	}
 	refused := func(what string, err error, want string) {
 		t.Helper()
 		var pd *serviceerror.PermissionDenied
@@ -277,10 +270,29 @@ func TestSwitchyardsAuthorizerHoldsEveryClientToTheRoles(t *testing.T) {
 		}
 		t.Logf("%s: refused by the server: %s", what, pd.Reason)
 	}
-	_, err = e.starter.Deploy(context.Background(), &production, "v1", "ci", starter.DeployOptions{})
+	// the CLI with CI's token: who asks is the token's subject
+	src, err := os.ReadFile(e.file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stagingFile := filepath.Join(filepath.Dir(e.file), "staging.yaml")
+	if err := os.WriteFile(stagingFile, []byte(strings.Replace(string(src), "environments:\n  test: {}", "environments:\n  staging: {}\n  production: {}", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(bins, "switchyard"), "--address", p.hostPort, "--tls-ca", filepath.Join(p.tlsDir, "ca.pem"), "--task-queue", e.queue,
+		"deploy", e.svc.Name, "-f", stagingFile, "--env", "staging", "--version", "v1")
+	cmd.Env = append(os.Environ(), "TEMPORAL_API_KEY="+ci, "SWITCHYARD_ACTOR=someone-else")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "promoted") || !strings.Contains(string(out), "requested by ci@example.com") {
+		t.Fatalf("CI deploying staging with the CLI: %v\n%s", err, out)
+	}
+	t.Logf("CI deploying staging with the CLI: promoted, recorded as requested by ci@example.com (its token's subject, not SWITCHYARD_ACTOR)")
+	_, err = e.starter.Deploy(context.Background(), &staging, "v2", "carol@example.com", starter.DeployOptions{})
+	refused("CI's token saying the deploy is carol's", err, "the request says it is by carol@example.com, but the token is ci@example.com's")
+	_, err = e.starter.Deploy(context.Background(), &production, "v1", "ci@example.com", starter.DeployOptions{})
 	refused("CI deploying production", err, "ci@example.com may not deploy "+e.svc.Name+" in production: no role in "+rolesFile+" grants it")
 	_, err = e.starter.C.UpdateWorkflow(context.Background(), client.UpdateWorkflowOptions{WorkflowID: workflows.DeploymentID(e.svc.Name, "production"),
-		UpdateName: workflows.Abort, Args: []any{workflows.AbortRequest{Reason: "x"}}, WaitForStage: client.WorkflowUpdateStageCompleted})
+		UpdateName: workflows.Abort, Args: []any{workflows.AbortRequest{Reason: "x", By: "ci@example.com"}}, WaitForStage: client.WorkflowUpdateStageCompleted})
 	refused("CI aborting production straight through the SDK", err, "ci@example.com may not abort")
 	oncall := dialWith(t, p.hostPort, iss.token("oncall@example.com", "default:write"), p.tls)
 	_, err = oncall.UpdateWorkflow(context.Background(), client.UpdateWorkflowOptions{WorkflowID: workflows.DeploymentID(e.svc.Name, "production"),

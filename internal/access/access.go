@@ -30,7 +30,17 @@ var known = []string{Deploy, Pause, Promote, Abort, Rollback, Approve, Freeze}
 // Policy is the roles file.
 type Policy struct {
 	Roles []Role `yaml:"roles"`
-	Path  string `yaml:"-"`
+	// Delegates act for people they have verified themselves (the
+	// dashboard, which signs people in with OIDC): their requests may say
+	// they are by someone else. Everyone else's must say they are by the
+	// token's own subject, or by nobody.
+	Delegates []string `yaml:"delegates"`
+	Path      string   `yaml:"-"`
+}
+
+// Delegate says whether subject may act for others.
+func (p *Policy) Delegate(subject string) bool {
+	return p != nil && slices.ContainsFunc(p.Delegates, func(d string) bool { return strings.EqualFold(d, subject) })
 }
 
 // Role grants actions on services (or releases) in environments to members.

@@ -8,8 +8,10 @@ package authz
 
 import (
 	"context"
+	"fmt"
 	"strings"
 
+	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/server/common/authorization"
@@ -39,10 +41,52 @@ func (a *Authorizer) Authorize(ctx context.Context, claims *authorization.Claims
 	if action == "" || claims == nil || claims.System&authorization.RoleAdmin != 0 {
 		return res, nil
 	}
-	if err := a.Roles.Allows(access.Identity{Subject: claims.Subject}, action, service, env); err != nil {
+	who := claims.Subject
+	if by := identityOf(claimedBy(target.Request)); by != "" && !strings.EqualFold(by, claims.Subject) {
+		if !a.Roles.Delegate(claims.Subject) {
+			// what the run records as who asked must be who the token is
+			return authorization.Result{Decision: authorization.DecisionDeny,
+				Reason: fmt.Sprintf("the request says it is by %s, but the token is %s's: send your own name (the CLI sends the token's subject)", by, claims.Subject)}, nil
+		}
+		who = by // a delegate (the dashboard) acts for the person it verified
+	}
+	if err := a.Roles.Allows(access.Identity{Subject: who}, action, service, env); err != nil {
 		return authorization.Result{Decision: authorization.DecisionDeny, Reason: err.Error()}, nil
 	}
 	return res, nil
+}
+
+// claimedBy is the "by" a start's input or a control's argument names
+// (every Switchyard request carries one), "" when none.
+func claimedBy(req any) string {
+	var p *commonpb.Payloads
+	switch r := req.(type) {
+	case *workflowservice.StartWorkflowExecutionRequest:
+		p = r.GetInput()
+	case *workflowservice.SignalWithStartWorkflowExecutionRequest:
+		p = r.GetSignalInput()
+	case *workflowservice.UpdateWorkflowExecutionRequest:
+		p = r.GetRequest().GetInput().GetArgs()
+	case *workflowservice.SignalWorkflowExecutionRequest:
+		p = r.GetInput()
+	}
+	if len(p.GetPayloads()) == 0 {
+		return ""
+	}
+	var v struct {
+		By string `json:"by"`
+	}
+	if converter.GetDefaultDataConverter().FromPayload(p.GetPayloads()[0], &v) != nil {
+		return ""
+	}
+	return v.By
+}
+
+// identityOf is who a "by" names, without what a channel adds ("(dashboard)",
+// "(emergency: ...)").
+func identityOf(by string) string {
+	who, _, _ := strings.Cut(by, " (")
+	return strings.TrimSpace(who)
 }
 
 // Action names what a request does to which service (or release) in which

@@ -21,6 +21,7 @@ func TestEveryCallThatChangesARolloutIsHeldToTheRoles(t *testing.T) {
 	if err := os.WriteFile(path, []byte(`roles:
   - {name: ci, members: [ci@example.com], actions: [deploy, pause, promote, abort, rollback], services: ["*"], environments: [staging]}
   - {name: release managers, members: [carol@example.com], actions: ["*"], services: [shop], environments: ["*"]}
+delegates: [dashboard@example.com]
 `), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +34,12 @@ func TestEveryCallThatChangesARolloutIsHeldToTheRoles(t *testing.T) {
 		return &authorization.Claims{Subject: sub, Namespaces: map[string]authorization.Role{"default": authorization.RoleWriter}}
 	}
 	ex := func(id string) *commonpb.WorkflowExecution { return &commonpb.WorkflowExecution{WorkflowId: id} }
-	approve, _ := converter.GetDefaultDataConverter().ToPayloads(workflows.ApprovalRequest{Environment: "production", By: "x"})
+	approve, _ := converter.GetDefaultDataConverter().ToPayloads(workflows.ApprovalRequest{Environment: "production", By: "carol@example.com"})
+	args := func(v any) *commonpb.Payloads { p, _ := converter.GetDefaultDataConverter().ToPayloads(v); return p }
+	start := func(id string, in workflows.DeploymentInput) any {
+		return &workflowservice.StartWorkflowExecutionRequest{Namespace: "default", WorkflowId: id,
+			WorkflowType: &commonpb.WorkflowType{Name: workflows.DeploymentWorkflow}, Input: args(in)}
+	}
 	update := func(id, name string, args *commonpb.Payloads) any {
 		return &workflowservice.UpdateWorkflowExecutionRequest{Namespace: "default", WorkflowExecution: ex(id),
 			Request: &updatepb.Request{Input: &updatepb.Input{Name: name, Args: args}}}
@@ -53,6 +59,13 @@ func TestEveryCallThatChangesARolloutIsHeldToTheRoles(t *testing.T) {
 		{"ci@example.com", "UpdateWorkflowExecution", update("release/shop", workflows.Approve, approve), false},
 		{"carol@example.com", "UpdateWorkflowExecution", update("release/shop", workflows.Approve, approve), true},
 		{"carol@example.com", "StartWorkflowExecution", &workflowservice.StartWorkflowExecutionRequest{Namespace: "default", WorkflowId: "freeze/shop", WorkflowType: &commonpb.WorkflowType{Name: workflows.FreezeWorkflow}}, true},
+		// what the run records as who asked must be the token's subject
+		{"ci@example.com", "StartWorkflowExecution", start("deploy/api/staging", workflows.DeploymentInput{By: "ci@example.com (emergency: p1)"}), true},
+		{"ci@example.com", "StartWorkflowExecution", start("deploy/api/staging", workflows.DeploymentInput{By: "carol@example.com"}), false},
+		{"ci@example.com", "UpdateWorkflowExecution", update("deploy/api/staging", workflows.Pause, args(workflows.ControlRequest{By: "alice"})), false},
+		// unless the token is a delegate's (the dashboard, which verified the person): then the person is held to the roles
+		{"dashboard@example.com", "UpdateWorkflowExecution", update("release/shop", workflows.Approve, args(workflows.ApprovalRequest{Environment: "production", By: "carol@example.com (dashboard)"})), true},
+		{"dashboard@example.com", "UpdateWorkflowExecution", update("release/shop", workflows.Approve, args(workflows.ApprovalRequest{Environment: "production", By: "mallory@example.com (dashboard)"})), false},
 		{"ci@example.com", "DescribeWorkflowExecution", &workflowservice.DescribeWorkflowExecutionRequest{Namespace: "default", Execution: ex("deploy/api/production")}, true},
 		{"ci@example.com", "QueryWorkflow", &workflowservice.QueryWorkflowRequest{Namespace: "default", Execution: ex("deploy/api/production")}, true},
 	} {
