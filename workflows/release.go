@@ -281,11 +281,11 @@ func (r *releaseRun) canDecide(req ApprovalRequest) error {
 		return fmt.Errorf("release %s waits for approval of %s, not %s", r.in.Name, r.waiting, req.Environment)
 	}
 	e := r.env(r.waiting)
-	who := identityOf(req.By)
+	who := IdentityOf(req.By)
 	if len(e.Approval.Approvers) > 0 && !slices.Contains(e.Approval.Approvers, who) {
 		return fmt.Errorf("%s may not approve %s (approvers: %s)", orUnknown(req.By), r.waiting, strings.Join(e.Approval.Approvers, ", "))
 	}
-	if e.Approval.TwoPeople && who != "" && (strings.EqualFold(who, r.requester()) || strings.EqualFold(who, identityOf(r.in.By))) {
+	if e.Approval.TwoPeople && who != "" && (strings.EqualFold(who, r.requester()) || strings.EqualFold(who, IdentityOf(r.in.By))) {
 		return fmt.Errorf("%s started release %s and may not also approve %s: it needs a second person", who, r.in.Name, r.waiting)
 	}
 	return nil
@@ -313,13 +313,13 @@ func (r *releaseRun) requester() string {
 	if _, name, ok := strings.Cut(r.st.StartedBy, ":"); ok {
 		return name
 	}
-	return identityOf(r.in.By)
+	return IdentityOf(r.in.By)
 }
 
-// identityOf is who a By names, without what the channel adds: the
+// IdentityOf is who a By names, without what the channel adds: the
 // dashboard's "(dashboard)" (its names are verified by its identity
 // provider) or an emergency's reason.
-func identityOf(by string) string {
+func IdentityOf(by string) string {
 	who, _, _ := strings.Cut(by, " (")
 	return strings.TrimSpace(who)
 }

@@ -42,7 +42,7 @@ func (a *Authorizer) Authorize(ctx context.Context, claims *authorization.Claims
 		return res, nil
 	}
 	who := claims.Subject
-	if by := identityOf(claimedBy(target.Request)); by != "" && !strings.EqualFold(by, claims.Subject) {
+	if by := workflows.IdentityOf(claimedBy(target.Request)); by != "" && !strings.EqualFold(by, claims.Subject) {
 		if !a.Roles.Delegate(claims.Subject) {
 			// what the run records as who asked must be who the token is
 			return authorization.Result{Decision: authorization.DecisionDeny,
@@ -82,12 +82,6 @@ func claimedBy(req any) string {
 	return v.By
 }
 
-// identityOf is who a "by" names, without what a channel adds ("(dashboard)",
-// "(emergency: ...)").
-func identityOf(by string) string {
-	who, _, _ := strings.Cut(by, " (")
-	return strings.TrimSpace(who)
-}
 
 // Action names what a request does to which service (or release) in which
 // environment, from the workflow IDs Switchyard uses (workflows/names.go);
