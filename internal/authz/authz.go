@@ -82,7 +82,6 @@ func claimedBy(req any) string {
 	return v.By
 }
 
-
 // Action names what a request does to which service (or release) in which
 // environment, from the workflow IDs Switchyard uses (workflows/names.go);
 // "" for a request that changes no rollout (reads, workers' own calls).
