@@ -8,6 +8,7 @@ import (
 
 	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
@@ -20,33 +21,40 @@ import (
 // with every one of them: ~2.5 KB each); each reads it from the input of
 // the run that scheduled it, once per run and worker, and keeps it.
 
-// specCache holds the specs of the runs this worker has served lately.
+// specCache holds the specs of the runs this worker has served lately,
+// with who the server verified started each (read from the same event).
 type specCache struct {
 	mu    sync.Mutex
-	byRun map[string]*spec.Service
+	byRun map[string]cachedRun
 	order []string // oldest first, for a bounded size
+}
+
+type cachedRun struct {
+	spec      *spec.Service
+	startedBy string
 }
 
 // specCacheSize bounds the specs kept: a worker serving more runs at once
 // than this reads some inputs again, which costs a round trip, not correctness.
 const specCacheSize = 2000
 
-func (c *specCache) get(run string) *spec.Service {
+func (c *specCache) get(run string) (cachedRun, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.byRun[run]
+	r, ok := c.byRun[run]
+	return r, ok
 }
 
-func (c *specCache) put(run string, s *spec.Service) {
+func (c *specCache) put(run string, r cachedRun) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.byRun == nil {
-		c.byRun = map[string]*spec.Service{}
+		c.byRun = map[string]cachedRun{}
 	}
 	if _, ok := c.byRun[run]; ok {
 		return
 	}
-	c.byRun[run] = s
+	c.byRun[run] = r
 	c.order = append(c.order, run)
 	if len(c.order) > specCacheSize {
 		delete(c.byRun, c.order[0])
@@ -65,29 +73,22 @@ func (a *Activities) spec(ctx context.Context, given *spec.Service) (*spec.Servi
 	if given != nil {
 		return given, a.admit(given)
 	}
-	we := activity.GetInfo(ctx).WorkflowExecution
-	key := we.ID + "/" + we.RunID
-	if s := a.specs.get(key); s != nil {
-		return s, nil
+	key := runKey(ctx)
+	if r, ok := a.specs.get(key); ok {
+		return r.spec, nil
 	}
 	if a.Client == nil {
 		return nil, badInput(errors.New("the activity was given no spec and the worker has no Temporal client to read its run's"))
 	}
-	resp, err := a.Client.WorkflowService().GetWorkflowExecutionHistory(ctx, &workflowservice.GetWorkflowExecutionHistoryRequest{
-		Namespace:              activity.GetInfo(ctx).WorkflowNamespace,
-		Execution:              &commonpb.WorkflowExecution{WorkflowId: we.ID, RunId: we.RunID},
-		MaximumPageSize:        1,
-		HistoryEventFilterType: enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT,
-	})
+	first, err := a.startEvent(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read the spec of run %s: %w", key, err)
 	}
-	events := resp.GetHistory().GetEvents()
-	if len(events) == 0 || events[0].GetWorkflowExecutionStartedEventAttributes() == nil {
+	if first.GetWorkflowExecutionStartedEventAttributes() == nil {
 		return nil, badInput(fmt.Errorf("read the spec of run %s: its history does not start with the workflow's input", key))
 	}
 	var in runInput
-	payloads := events[0].GetWorkflowExecutionStartedEventAttributes().GetInput().GetPayloads()
+	payloads := first.GetWorkflowExecutionStartedEventAttributes().GetInput().GetPayloads()
 	if len(payloads) == 0 {
 		return nil, badInput(fmt.Errorf("read the spec of run %s: the workflow had no input", key))
 	}
@@ -97,7 +98,7 @@ func (a *Activities) spec(ctx context.Context, given *spec.Service) (*spec.Servi
 	if err := a.admit(in.Spec); err != nil {
 		return nil, err
 	}
-	a.specs.put(key, in.Spec)
+	a.specs.put(key, cachedRun{spec: in.Spec, startedBy: principalOf(first)})
 	return in.Spec, nil
 }
 
@@ -120,18 +121,49 @@ func (a *Activities) admit(s *spec.Service) error {
 // server records none (no authorizer, or principal propagation off). The
 // name a client types (--by, SWITCHYARD_ACTOR) is a claim; this is not.
 func (a *Activities) startedBy(ctx context.Context) string {
-	if a == nil || a.Client == nil {
+	if a == nil {
 		return ""
 	}
+	if r, ok := a.specs.get(runKey(ctx)); ok {
+		return r.startedBy
+	}
+	if a.Client == nil {
+		return ""
+	}
+	first, err := a.startEvent(ctx)
+	if err != nil {
+		return ""
+	}
+	return principalOf(first)
+}
+
+func runKey(ctx context.Context) string {
+	we := activity.GetInfo(ctx).WorkflowExecution
+	return we.ID + "/" + we.RunID
+}
+
+// startEvent reads the first event of the activity's run: its start (nil
+// for a history with no event).
+func (a *Activities) startEvent(ctx context.Context) (*historypb.HistoryEvent, error) {
 	we := activity.GetInfo(ctx).WorkflowExecution
 	resp, err := a.Client.WorkflowService().GetWorkflowExecutionHistory(ctx, &workflowservice.GetWorkflowExecutionHistoryRequest{
-		Namespace: activity.GetInfo(ctx).WorkflowNamespace, MaximumPageSize: 1,
-		Execution: &commonpb.WorkflowExecution{WorkflowId: we.ID, RunId: we.RunID},
+		Namespace:              activity.GetInfo(ctx).WorkflowNamespace,
+		Execution:              &commonpb.WorkflowExecution{WorkflowId: we.ID, RunId: we.RunID},
+		MaximumPageSize:        1,
+		HistoryEventFilterType: enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT,
 	})
-	if err != nil || len(resp.GetHistory().GetEvents()) == 0 {
-		return ""
+	if err != nil {
+		return nil, err
 	}
-	if p := resp.GetHistory().GetEvents()[0].GetPrincipal(); p.GetName() != "" {
+	if len(resp.GetHistory().GetEvents()) == 0 {
+		return nil, nil
+	}
+	return resp.GetHistory().GetEvents()[0], nil
+}
+
+// principalOf is an event's verified principal as "type:name", "" for none.
+func principalOf(ev *historypb.HistoryEvent) string {
+	if p := ev.GetPrincipal(); p.GetName() != "" {
 		return p.GetType() + ":" + p.GetName()
 	}
 	return ""
