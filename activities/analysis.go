@@ -3,6 +3,7 @@ package activities
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 
 	"github.com/switchyard/switchyard/internal/analysis"
 	"github.com/switchyard/switchyard/internal/rollout"
+	"github.com/switchyard/switchyard/internal/router"
 	"github.com/switchyard/switchyard/internal/spec"
 )
 
@@ -31,27 +33,66 @@ func setTargets(s *spec.Service, slot rollout.Slot, version string) error {
 	return nil
 }
 
-// analyzePrometheus runs each metric's queries on the step so far.
-func (a *Activities) analyzePrometheus(ctx context.Context, s *spec.Service, in AnalyzeInput, res *rollout.CheckResult) error {
-	an := s.Rollout.Analysis
-	p, err := analysis.NewPrometheus(an.Prometheus)
+// AnalyzeInput is the slot to judge and the counters at the step's start.
+type AnalyzeInput struct {
+	Spec     *spec.Service                     `json:"spec,omitempty"` // nil: the run's own (see spec.go)
+	Slot     rollout.Slot                      `json:"slot"`
+	Baseline map[rollout.Slot]rollout.Counters `json:"baseline,omitempty"`
+	// Version and LiveVersion fill the queries' {{version}}; Since is when
+	// the step began, the start of the judge's range queries.
+	Version     string    `json:"version,omitempty"`
+	LiveVersion string    `json:"liveVersion,omitempty"`
+	Since       time.Time `json:"since,omitempty"`
+	Weight      int       `json:"weight,omitempty"` // the slot's share of traffic
+}
+
+// Analyze judges the new slot on the traffic it served since the step
+// began: each metric measured on its source and judged by
+// analysis.Measure. A spec without metrics is judged on its error rate
+// (and maxP95) from the best source there is: the router's counters, the
+// slots' metricsPath, else a direct probe.
+func (a *Activities) Analyze(ctx context.Context, in AnalyzeInput) (*rollout.CheckResult, error) {
+	defer keepAlive(ctx)()
+	svc, err := a.spec(ctx, in.Spec)
 	if err != nil {
-		return badInput(err)
+		return nil, err
 	}
-	res.Source = "prometheus"
-	vars := analysis.Vars{Service: s.Name, Environment: s.Environment, Slot: in.Slot, BaselineSlot: in.Slot.Other(),
+	r, err := a.router(ctx, svc)
+	if err != nil {
+		return nil, err
+	}
+	an := svc.Rollout.Analysis
+	res := &rollout.CheckResult{Name: "analysis", Slot: in.Slot, At: time.Now(), Passed: true}
+	defer func() { a.metrics(ctx, svc.Name, svc.Environment).check("analysis", res.Passed) }()
+
+	src := &sources{a: a, svc: svc, r: r, base: in.Baseline}
+	metrics := an.Metrics
+	if len(metrics) == 0 {
+		metrics = defaultMetrics(an, src.counterSource(ctx, in.Slot))
+	}
+	vars := analysis.Vars{Service: svc.Name, Environment: svc.Environment, Slot: in.Slot, BaselineSlot: in.Slot.Other(),
 		Version: in.Version, LiveVersion: in.LiveVersion, Interval: an.Interval.D(), LiveIdle: in.Weight >= 100}
 	now := time.Now()
 	since := in.Since
 	if since.IsZero() || now.Sub(since) > 24*time.Hour {
 		since = now.Add(-an.Interval.D())
 	}
-	w := analysis.Window{Start: since, End: now, Step: an.Prometheus.Step.D()}
-	var failed, unsure []string
-	for _, m := range an.Metrics {
-		activity.RecordHeartbeat(ctx, "querying "+m.Name)
-		meas := analysis.Measure(ctx, p, m, vars, w)
+	w := analysis.Window{Start: since, End: now, Step: 5 * time.Second}
+	if an.Prometheus != nil {
+		w.Step = an.Prometheus.Step.D()
+	}
+	var failed, unsure, names []string
+	for _, m := range metrics {
+		activity.RecordHeartbeat(ctx, "measuring "+m.Name)
+		s, err := src.of(ctx, m)
+		if err != nil {
+			return nil, badInput(err)
+		}
+		meas := analysis.Measure(ctx, s, m, vars, w)
 		res.Measurements = append(res.Measurements, meas)
+		if !slices.Contains(names, meas.Source) {
+			names = append(names, meas.Source)
+		}
 		switch meas.Decision {
 		case rollout.Fail:
 			failed = append(failed, meas.String())
@@ -59,6 +100,7 @@ func (a *Activities) analyzePrometheus(ctx context.Context, s *spec.Service, in 
 			unsure = append(unsure, meas.String())
 		}
 	}
+	res.Source = strings.Join(names, "+")
 	switch {
 	case len(failed) > 0:
 		res.Passed = false
@@ -69,7 +111,91 @@ func (a *Activities) analyzePrometheus(ctx context.Context, s *spec.Service, in 
 	default:
 		res.Detail = fmt.Sprintf("%d metric(s) pass", len(res.Measurements))
 	}
-	return nil
+	return res, nil
+}
+
+// defaultMetrics are what a spec without metrics is judged on: its
+// maxErrorRate and maxP95, read from the counter source there is (a
+// router's average response time stands for the p95: an average over the
+// limit is a p95 over it too), else from a direct probe. No traffic in
+// the step passes, as a quiet step always has.
+func defaultMetrics(an spec.Analysis, counters string) []spec.Metric {
+	source, latency := spec.SourceCounters, analysis.QAvgResponseMs
+	if counters == "" {
+		source, latency = spec.SourceProbe, analysis.QP95Ms
+	}
+	out := []spec.Metric{{Name: "error-rate", Source: source, Query: analysis.QErrorRate, Max: &an.MaxErrorRate, OnNoData: rollout.Pass}}
+	if an.MaxP95 > 0 && counters != "metrics" {
+		ms := float64(an.MaxP95.D()) / float64(time.Millisecond)
+		out = append(out, spec.Metric{Name: "response-ms", Source: source, Query: latency, Max: &ms, OnNoData: rollout.Pass})
+	}
+	return out
+}
+
+// sources makes each metric's source once per analysis: the counters are
+// read once, a probe sent once per slot, a Prometheus client made once.
+type sources struct {
+	a    *Activities
+	svc  *spec.Service
+	r    router.Router
+	base map[rollout.Slot]rollout.Counters
+
+	counters *analysis.Counters
+	probe    *analysis.Probe
+	prom     *analysis.Prometheus
+}
+
+// readCounters reads the per-slot counters once per analysis.
+func (s *sources) readCounters(ctx context.Context) *analysis.Counters {
+	if s.counters == nil {
+		now, name := s.a.counters(ctx, s.svc, s.r)
+		s.counters = &analysis.Counters{Source: name, Base: s.base, Now: now}
+	}
+	return s.counters
+}
+
+// counterSource names where the slot's counters come from, or "" when
+// nothing counts its traffic in this step.
+func (s *sources) counterSource(ctx context.Context, slot rollout.Slot) string {
+	s.readCounters(ctx)
+	_, okNow := s.counters.Now[slot]
+	_, okBase := s.base[slot]
+	if s.counters.Source == "probe" || !okNow || !okBase {
+		return ""
+	}
+	return s.counters.Source
+}
+
+// of is the source a metric runs on.
+func (s *sources) of(ctx context.Context, m spec.Metric) (analysis.Source, error) {
+	switch m.Source {
+	case spec.SourceCounters:
+		if s.readCounters(ctx).Source == "probe" {
+			return nil, fmt.Errorf("metric %s: the %s router keeps no per-slot counters and rollout.analysis.metricsPath is not set: use source probe, prometheus or web", m.Name, s.svc.Router.Kind)
+		}
+		return s.counters, nil
+	case spec.SourceProbe:
+		if s.probe == nil {
+			s.probe = &analysis.Probe{N: s.svc.Rollout.Analysis.ProbeRequests,
+				URL: func(slot rollout.Slot) string { return "http://" + slotAddr(s.svc, slot) + s.svc.Checks.Health.Path }}
+		}
+		return s.probe, nil
+	case spec.SourceWeb:
+		return analysis.NewWeb(m.Web)
+	case spec.SourcePrometheus, "": // "": a spec recorded before sources had names
+		if s.prom == nil {
+			if s.svc.Rollout.Analysis.Prometheus == nil {
+				return nil, fmt.Errorf("metric %s: no rollout.analysis.prometheus to query", m.Name)
+			}
+			p, err := analysis.NewPrometheus(s.svc.Rollout.Analysis.Prometheus)
+			if err != nil {
+				return nil, err
+			}
+			s.prom = p
+		}
+		return s.prom, nil
+	}
+	return nil, fmt.Errorf("metric %s: unknown source %q", m.Name, m.Source)
 }
 
 // WatchInput is the step to watch: the slot, the counters when it began,

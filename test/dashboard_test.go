@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/switchyard/switchyard/internal/dashboard"
+	"github.com/switchyard/switchyard/internal/load"
 	"github.com/switchyard/switchyard/starter"
 	"github.com/switchyard/switchyard/workflows"
 )
@@ -86,6 +88,7 @@ func TestDashboardShowsTheWeightsChangeAsTheStepsLandWithoutReload(t *testing.T)
 	}
 	evalString(t, ctx, `window.notReloaded = "yes"; "ok"`)
 
+	gen := load.Start(e.url, 50, 2*time.Minute) // traffic for the analysis to measure
 	run := e.start("v2")
 	row := fmt.Sprintf(`(function(){ const r = document.querySelector('tr[data-key=%q]'); return r ? r.innerText : ""; })()`, key)
 	seen := map[string]bool{}
@@ -124,6 +127,7 @@ func TestDashboardShowsTheWeightsChangeAsTheStepsLandWithoutReload(t *testing.T)
 	if _, err := e.starter.Wait(context.Background(), run); err != nil {
 		t.Fatal(err)
 	}
+	requireNoFailures(t, gen.Stop(), 100)
 
 	if _, err := chromedp.Run(ctx, chromedp.Navigate(srv.URL+"/rollout/"+key)); err != nil {
 		t.Fatal(err)
@@ -132,6 +136,12 @@ func TestDashboardShowsTheWeightsChangeAsTheStepsLandWithoutReload(t *testing.T)
 		t.Fatalf("the rollout page lacks %q:\n%s", missing, text)
 	}
 	screenshot(t, ctx, "dashboard-rollout")
+	// judged on HAProxy's counters, not Prometheus: each analysis is still a
+	// measurement, charted per metric like any other source's
+	pts := evalString(t, ctx, `(function(){ const f = document.querySelector('figure[data-metric="error-rate"]'); return f ? f.dataset.points : "none"; })()`)
+	if n, _ := strconv.Atoi(pts); n < 3 {
+		t.Fatalf("the counter-judged rollout's page charts %s error-rate measurements, want one per bake (≥ 3)", pts)
+	}
 	// at a phone's width nothing runs off the page sideways (wide tables scroll in their box)
 	for _, path := range []string{"/", "/rollout/" + key, "/history"} {
 		if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844), chromedp.Navigate(srv.URL+path)); err != nil {

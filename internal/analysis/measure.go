@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -25,8 +25,13 @@ type Vars struct {
 	LiveIdle bool
 }
 
-// Render fills in a query for the new slot, or for the live one.
+// Render fills in a PromQL query for the new slot, or for the live one.
 func Render(query string, v Vars, live bool) string {
+	return render(query, v, live, spec.PromQLString)
+}
+
+// render fills in a query's variables, each value escaped for where it lands.
+func render(query string, v Vars, live bool, esc func(string) string) string {
 	slot, other, version := v.Slot, v.BaselineSlot, v.Version
 	if live {
 		slot, other, version = v.BaselineSlot, v.Slot, v.LiveVersion
@@ -36,9 +41,9 @@ func Render(query string, v Vars, live bool) string {
 	return spec.QueryVarRe.ReplaceAllStringFunc(query, func(m string) string {
 		name := strings.TrimSpace(m[2 : len(m)-2])
 		if val, ok := vals[name]; ok {
-			// values land inside label matchers' quotes: escaped, so
-			// none can close the string and rewrite the query
-			return spec.PromQLString(val)
+			// values land inside label matchers' quotes or a URL's
+			// query: escaped, so none can close it and rewrite the query
+			return esc(val)
 		}
 		return m
 	})
@@ -61,22 +66,29 @@ type Window struct {
 	Step       time.Duration
 }
 
-// Measure runs one metric's queries and judges the answer.
-func Measure(ctx context.Context, p *Prometheus, m spec.Metric, v Vars, w Window) rollout.Measurement {
-	r := rollout.Measurement{Metric: m.Name, Query: Render(m.Query, v, false)}
-	if m.Compare != nil || m.Judge != nil {
-		r.BaselineQuery = Render(m.Query, v, true)
+// Measure asks a metric's source and judges the answer; every source is
+// judged by this one function.
+func Measure(ctx context.Context, src Source, m spec.Metric, v Vars, w Window) rollout.Measurement {
+	text, esc := m.Query, spec.PromQLString
+	if m.Web != nil {
+		text, esc = m.Web.URL, url.QueryEscape
 	}
+	r := rollout.Measurement{Metric: m.Name, Source: src.Name(), Query: render(text, v, false, esc)}
+	if m.Compare != nil || m.Judge != nil {
+		r.BaselineQuery = render(text, v, true, esc)
+	}
+	q := Query{Text: r.Query, Slot: v.Slot, At: w.End}
+	live := Query{Text: r.BaselineQuery, Slot: v.BaselineSlot, At: w.End}
 	r.Threshold = threshold(m)
 	const idle = "not compared: the live slot takes no traffic at this step"
 	if m.Judge != nil {
 		if v.LiveIdle {
 			return decided(r, rollout.Pass, idle)
 		}
-		judge(ctx, p, m, w, &r)
+		judge(ctx, src, m, w, q, live, &r)
 		return r
 	}
-	val, why, err := single(ctx, p, r.Query, w.End)
+	val, why, err := src.Value(ctx, q)
 	switch {
 	case err != nil:
 		return errored(r, err)
@@ -101,7 +113,7 @@ func Measure(ctx context.Context, p *Prometheus, m spec.Metric, v Vars, w Window
 		}
 		return decided(r, rollout.Pass, idle)
 	} else if c != nil {
-		base, why, err := single(ctx, p, r.BaselineQuery, w.End)
+		base, why, err := src.Value(ctx, live)
 		switch {
 		case err != nil:
 			return errored(r, err)
@@ -123,42 +135,15 @@ func Measure(ctx context.Context, p *Prometheus, m spec.Metric, v Vars, w Window
 	return decided(r, rollout.Pass, "within "+r.Threshold)
 }
 
-// single runs an instant query that must give one finite number; why says
-// what was wrong with an answer that did not.
-func single(ctx context.Context, p *Prometheus, q string, at time.Time) (v float64, why string, err error) {
-	s, err := p.Instant(ctx, q, at)
-	if err != nil {
-		return 0, "", err
-	}
-	if why := notOne(s); why != "" {
-		return 0, why, nil
-	}
-	if len(s[0].Values) != 1 || math.IsNaN(s[0].Values[0]) || math.IsInf(s[0].Values[0], 0) {
-		return 0, "the query returned NaN or no value (no traffic in the interval?)", nil
-	}
-	return s[0].Values[0], "", nil
-}
-
-// notOne says what is wrong with an answer that is not exactly one series.
-func notOne(s []Series) string {
-	switch {
-	case len(s) == 0:
-		return "the query returned no series"
-	case len(s) > 1:
-		return fmt.Sprintf("the query returned %d series, not one (aggregate it, e.g. with sum)", len(s))
-	}
-	return ""
-}
-
 // judge compares the two slots' series over the step with Mann-Whitney.
-func judge(ctx context.Context, p *Prometheus, m spec.Metric, w Window, r *rollout.Measurement) {
+func judge(ctx context.Context, src Source, m spec.Metric, w Window, q, live Query, r *rollout.Measurement) {
 	j := m.Judge
-	x, why, err := series(ctx, p, r.Query, w)
+	x, why, err := src.Series(ctx, q, w)
 	if err != nil {
 		*r = errored(*r, err)
 		return
 	}
-	y, whyLive, err := series(ctx, p, r.BaselineQuery, w)
+	y, whyLive, err := src.Series(ctx, live, w)
 	if err != nil {
 		*r = errored(*r, err)
 		return
@@ -191,27 +176,6 @@ func judge(ctx context.Context, p *Prometheus, m spec.Metric, w Window, r *rollo
 	default:
 		*r = decided(*r, rollout.Pass, "no significant change beyond the allowed: "+stats)
 	}
-}
-
-// series runs a range query that must give one series; NaNs are dropped.
-func series(ctx context.Context, p *Prometheus, q string, w Window) ([]float64, string, error) {
-	s, err := p.Range(ctx, q, w.Start, w.End, w.Step)
-	if err != nil {
-		return nil, "", err
-	}
-	if why := notOne(s); why != "" {
-		return nil, why, nil
-	}
-	var v []float64
-	for _, f := range s[0].Values {
-		if !math.IsNaN(f) && !math.IsInf(f, 0) {
-			v = append(v, f)
-		}
-	}
-	if len(v) < 3 {
-		return nil, fmt.Sprintf("only %d values in the step so far (need 3)", len(v)), nil
-	}
-	return v, "", nil
 }
 
 func threshold(m spec.Metric) string {

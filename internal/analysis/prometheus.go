@@ -73,6 +73,55 @@ func (p *Prometheus) Range(ctx context.Context, query string, start, end time.Ti
 	return p.get(ctx, "/api/v1/query_range", v)
 }
 
+func (p *Prometheus) Name() string { return "prometheus" }
+
+// Value runs an instant query that must give one finite number.
+func (p *Prometheus) Value(ctx context.Context, q Query) (float64, string, error) {
+	s, err := p.Instant(ctx, q.Text, q.At)
+	if err != nil {
+		return 0, "", err
+	}
+	if why := notOne(s); why != "" {
+		return 0, why, nil
+	}
+	if len(s[0].Values) != 1 || !finite(s[0].Values[0]) {
+		return 0, "the query returned NaN or no value (no traffic in the interval?)", nil
+	}
+	return s[0].Values[0], "", nil
+}
+
+// Series runs a range query over the window that must give one series; NaNs are dropped.
+func (p *Prometheus) Series(ctx context.Context, q Query, w Window) ([]float64, string, error) {
+	s, err := p.Range(ctx, q.Text, w.Start, w.End, w.Step)
+	if err != nil {
+		return nil, "", err
+	}
+	if why := notOne(s); why != "" {
+		return nil, why, nil
+	}
+	var v []float64
+	for _, f := range s[0].Values {
+		if finite(f) {
+			v = append(v, f)
+		}
+	}
+	if len(v) < 3 {
+		return nil, fmt.Sprintf("only %d values in the step so far (need 3)", len(v)), nil
+	}
+	return v, "", nil
+}
+
+// notOne says what is wrong with an answer that is not exactly one series.
+func notOne(s []Series) string {
+	switch {
+	case len(s) == 0:
+		return "the query returned no series"
+	case len(s) > 1:
+		return fmt.Sprintf("the query returned %d series, not one (aggregate it, e.g. with sum)", len(s))
+	}
+	return ""
+}
+
 func stamp(t time.Time) string { return strconv.FormatFloat(float64(t.UnixMilli())/1000, 'f', 3, 64) }
 
 // get asks with bounded retries: a refused query is returned at once, an

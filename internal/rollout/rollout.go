@@ -118,6 +118,8 @@ const (
 // against what, and what was decided, so every decision can be explained.
 type Measurement struct {
 	Metric string `json:"metric"`
+	// Source is where the figures came from: prometheus, haproxy-stats, metrics, probe, web.
+	Source string `json:"source,omitempty"`
 	// Query and BaselineQuery are the queries as sent.
 	Query         string   `json:"query,omitempty"`
 	BaselineQuery string   `json:"baselineQuery,omitempty"`

@@ -26,12 +26,20 @@ type Prometheus struct {
 	Retries int `yaml:"retries" json:"retries"`
 }
 
-// Metric is one Prometheus query judged at each analysis.
+// Metric is one query judged at each analysis, on one of the sources.
 type Metric struct {
-	Name  string   `yaml:"name" json:"name"`
-	Query string   `yaml:"query" json:"query"`
-	Max   *float64 `yaml:"max" json:"max,omitempty"`
-	Min   *float64 `yaml:"min" json:"min,omitempty"`
+	Name string `yaml:"name" json:"name"`
+	// Source is where the query runs: prometheus (default), counters (the
+	// router's per-slot counters, else the slots' metricsPath), probe (a
+	// burst of requests to the slot), or web (an HTTP endpoint answering JSON).
+	Source string `yaml:"source" json:"source,omitempty"`
+	// Query is PromQL for prometheus; for counters and probe one of
+	// requests, errors, error_rate, avg_response_ms (counters), p95_ms (probe).
+	Query string `yaml:"query" json:"query"`
+	// Web is the endpoint of a web metric.
+	Web *Web     `yaml:"web" json:"web,omitempty"`
+	Max *float64 `yaml:"max" json:"max,omitempty"`
+	Min *float64 `yaml:"min" json:"min,omitempty"`
 	// Compare judges the new slot against the live slot's value of the same query.
 	Compare *Compare `yaml:"compare" json:"compare,omitempty"`
 	// Judge compares the two slots' series over the step with a statistical test.
@@ -42,6 +50,32 @@ type Metric struct {
 	// FailureLimit is how many failed measurements a step tolerates (default 0).
 	FailureLimit int `yaml:"failureLimit" json:"failureLimit"`
 }
+
+// Web is an HTTP endpoint answering JSON, like argo-rollouts' web provider.
+type Web struct {
+	// URL may use the query variables ({{slot}}, {{version}}, …), filled in URL-escaped.
+	URL string `yaml:"url" json:"url"`
+	// JSONPath finds the number in the answer, like {$.data.errorRate};
+	// a list of numbers is a series, which a judge compares.
+	JSONPath string `yaml:"jsonPath" json:"jsonPath"`
+	// HeadersEnv maps a request header to the worker variable holding its value.
+	HeadersEnv map[string]string `yaml:"headersEnv" json:"headersEnv,omitempty"`
+	Timeout    Duration          `yaml:"timeout" json:"timeout"` // default 10s
+}
+
+// The sources a metric may name.
+const (
+	SourcePrometheus = "prometheus"
+	SourceCounters   = "counters"
+	SourceProbe      = "probe"
+	SourceWeb        = "web"
+)
+
+// CounterQueries are what the counters source answers; ProbeQueries a probe's.
+var (
+	CounterQueries = []string{"requests", "errors", "error_rate", "avg_response_ms"}
+	ProbeQueries   = []string{"requests", "errors", "error_rate", "p95_ms"}
+)
 
 // Compare bounds the new slot's value by the live slot's.
 type Compare struct {
@@ -96,6 +130,15 @@ func (a *Analysis) defaultAnalysis() {
 	}
 	for i := range a.Metrics {
 		m := &a.Metrics[i]
+		if m.Source == "" {
+			m.Source = SourcePrometheus
+			if m.Web != nil {
+				m.Source = SourceWeb
+			}
+		}
+		if m.Web != nil && m.Web.Timeout == 0 {
+			m.Web.Timeout = Duration(10 * time.Second)
+		}
 		if m.OnNoData == "" {
 			m.OnNoData = "inconclusive"
 		}
@@ -150,9 +193,6 @@ func (a *Analysis) validateAnalysis(add adder) {
 			add(f+"prometheus.retries", "must be between 0 and 10 (got %d)", p.Retries)
 		}
 	}
-	if len(a.Metrics) > 0 && a.Prometheus == nil {
-		add(f+"metrics", "need rollout.analysis.prometheus.address: the server the queries run on")
-	}
 	seen := map[string]bool{}
 	for i, m := range a.Metrics {
 		at := fmt.Sprintf("%smetrics[%d].", f, i)
@@ -163,14 +203,7 @@ func (a *Analysis) validateAnalysis(add adder) {
 			add(at+"name", "%q is used twice", m.Name)
 		}
 		seen[m.Name] = true
-		if strings.TrimSpace(m.Query) == "" {
-			add(at+"query", "required: a PromQL expression")
-		}
-		for _, v := range QueryVarRe.FindAllStringSubmatch(m.Query, -1) {
-			if !slices.Contains(QueryVars, v[1]) {
-				add(at+"query", "unknown variable {{%s}} (known: %s)", v[1], strings.Join(QueryVars, ", "))
-			}
-		}
+		a.validateSource(add, at, m)
 		if m.Max == nil && m.Min == nil && m.Compare == nil && m.Judge == nil {
 			add(at[:len(at)-1], "judges nothing: give max, min, compare or judge")
 		}
@@ -212,15 +245,87 @@ func (a *Analysis) validateAnalysis(add adder) {
 			}
 		}
 	}
-	e := a.EarlyStop
+	a.EarlyStop.validate(add, f+"earlyStop.")
+}
+
+// validateSource checks a metric's query against the source it runs on.
+func (a *Analysis) validateSource(add adder, at string, m Metric) {
+	vars := func(field, text string) {
+		for _, v := range QueryVarRe.FindAllStringSubmatch(text, -1) {
+			if !slices.Contains(QueryVars, v[1]) {
+				add(at+field, "unknown variable {{%s}} (known: %s)", v[1], strings.Join(QueryVars, ", "))
+			}
+		}
+	}
+	oneOf := func(names []string) {
+		if !slices.Contains(names, m.Query) {
+			add(at+"query", "the %s source answers %s (got %q)", m.Source, strings.Join(names, ", "), m.Query)
+		}
+	}
+	if m.Web != nil && m.Source != SourceWeb {
+		add(at+"web", "is for source web (the source is %s)", m.Source)
+	}
+	switch m.Source {
+	case SourcePrometheus:
+		if a.Prometheus == nil {
+			add(at+"source", "prometheus needs rollout.analysis.prometheus.address: the server the queries run on")
+		}
+		if strings.TrimSpace(m.Query) == "" {
+			add(at+"query", "required: a PromQL expression")
+		}
+		vars("query", m.Query)
+	case SourceCounters, SourceProbe:
+		if m.Source == SourceCounters {
+			oneOf(CounterQueries)
+		} else {
+			oneOf(ProbeQueries)
+		}
+		if m.Judge != nil {
+			add(at+"judge", "needs a series over time, which the %s source does not keep: use max, min or compare (or a prometheus or web source)", m.Source)
+		}
+	case SourceWeb:
+		w := m.Web
+		if w == nil {
+			add(at+"web", "required for source web: url and jsonPath")
+			return
+		}
+		if m.Query != "" {
+			add(at+"query", "is not used by source web: the number is found by web.jsonPath")
+		}
+		if u, err := url.Parse(w.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			add(at+"web.url", "must be an http(s) URL (got %q)", StripUserinfo(w.URL))
+		} else if strings.Contains(u.Host, "{{") || strings.Contains(u.Host, "%7B") {
+			add(at+"web.url", "may use variables in its path and query, not its host (%s): the hosts a worker reaches are fixed by its policy", u.Host)
+		} else if u.User != nil {
+			add(at+"web.url", "holds credentials, which would be kept in the workflow's history: put them in headersEnv")
+		}
+		vars("web.url", w.URL)
+		if !strings.HasPrefix(strings.TrimSpace(w.JSONPath), "{") {
+			add(at+"web.jsonPath", "must be a JSONPath in braces, like {$.data.value} (got %q)", w.JSONPath)
+		}
+		for _, h := range slices.Sorted(maps.Keys(w.HeadersEnv)) {
+			if !envVarRe.MatchString(w.HeadersEnv[h]) {
+				add(at+"web.headersEnv."+h, "must name an environment variable of the worker, not hold the header's value")
+			}
+		}
+		if w.Timeout < Duration(100*time.Millisecond) || w.Timeout > Duration(time.Minute) {
+			add(at+"web.timeout", "must be between 100ms and 1m (got %s)", w.Timeout)
+		}
+	default:
+		add(at+"source", "must be prometheus, counters, probe or web (got %q)", m.Source)
+	}
+}
+
+// validate checks the early stop's settings.
+func (e EarlyStop) validate(add adder, f string) {
 	if e.FalseAlarmRate <= 0 || e.FalseAlarmRate > 0.2 {
-		add(f+"earlyStop.falseAlarmRate", "must be above 0 and at most 0.2, like 0.01 (got %v)", e.FalseAlarmRate)
+		add(f+"falseAlarmRate", "must be above 0 and at most 0.2, like 0.01 (got %v)", e.FalseAlarmRate)
 	}
 	if e.Ratio <= 1 {
-		add(f+"earlyStop.ratio", "must be above 1: the error-rate ratio (new/live) to catch (got %v)", e.Ratio)
+		add(f+"ratio", "must be above 1: the error-rate ratio (new/live) to catch (got %v)", e.Ratio)
 	}
-	checkRate(add, f+"earlyStop.minErrorRate", e.MinErrorRate)
+	checkRate(add, f+"minErrorRate", e.MinErrorRate)
 	if e.Poll < Duration(50*time.Millisecond) {
-		add(f+"earlyStop.poll", "must be at least 50ms (got %s)", e.Poll)
+		add(f+"poll", "must be at least 50ms (got %s)", e.Poll)
 	}
 }

@@ -200,6 +200,13 @@ func (s *Service) EnvReads() []Named {
 			add("rollout.analysis.prometheus.headersEnv."+h, p.HeadersEnv[h])
 		}
 	}
+	for i, m := range s.Rollout.Analysis.Metrics {
+		if m.Web != nil {
+			for _, h := range slices.Sorted(maps.Keys(m.Web.HeadersEnv)) {
+				add(fmt.Sprintf("rollout.analysis.metrics[%d].web.headersEnv.%s", i, h), m.Web.HeadersEnv[h])
+			}
+		}
+	}
 	for i, a := range s.Alerts {
 		f := fmt.Sprintf("alerts[%d].", i)
 		add(f+"urlEnv", a.URLEnv)
@@ -211,7 +218,7 @@ func (s *Service) EnvReads() []Named {
 }
 
 // HostsReached is every host the worker sends a request to for the spec:
-// check endpoints, Prometheus, alert URLs and SMTP servers.
+// check endpoints, Prometheus, web metrics, alert URLs and SMTP servers.
 func (s *Service) HostsReached() []Named {
 	var out []Named
 	addURL := func(field, raw string) {
@@ -227,6 +234,13 @@ func (s *Service) HostsReached() []Named {
 	}
 	if p := s.Rollout.Analysis.Prometheus; p != nil {
 		addURL("rollout.analysis.prometheus.address", p.Address)
+	}
+	for i, m := range s.Rollout.Analysis.Metrics {
+		if m.Web != nil {
+			// the host before the variables are filled in: a {{…}} in the
+			// host itself is refused below, since no policy could allow it
+			addURL(fmt.Sprintf("rollout.analysis.metrics[%d].web.url", i), m.Web.URL)
+		}
 	}
 	for i, a := range s.Alerts {
 		f := fmt.Sprintf("alerts[%d].", i)

@@ -407,3 +407,56 @@ func problemsAt(t *testing.T, ps Problems, want map[string]int) {
 		}
 	}
 }
+
+// Each source answers its own queries; the problems name the field and line.
+func TestMetricSourcesNameWhatEachAnswers(t *testing.T) {
+	src := `service: api
+run:
+  command: ["./x"]
+  ports: {blue: 8081, green: 8082}
+router: {kind: haproxy, haproxy: {socket: /run/haproxy.sock, backend: api}}
+rollout:
+  analysis:
+    metrics:
+      - {name: a, source: counters, query: p99, max: 1}
+      - {name: b, source: counters, query: error_rate, judge: {kind: mann-whitney}}
+      - {name: c, query: 'up'}
+      - {name: d, source: web, max: 1}
+      - {name: e, source: web, max: 1, web: {url: "ftp://x/{{slots}}", jsonPath: "$.x", headersEnv: {Authorization: "Bearer x"}}}
+      - {name: f, source: statsd, query: x, max: 1}
+      - {name: g, source: probe, query: p95_ms, max: 300, web: {url: "http://127.0.0.1:1/", jsonPath: "{$.x}"}}
+      - {name: h, source: web, max: 1, web: {url: "http://127.0.0.1:9/q?slot={{slot}}", jsonPath: "{$.x}", timeout: 5m}}
+environments:
+  production:
+`
+	f, err := Parse("x.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := f.ValidateAll()
+	problemsAt(t, ps, map[string]int{
+		"rollout.analysis.metrics[0].query":                         9,
+		"rollout.analysis.metrics[1].judge":                         10,
+		"rollout.analysis.metrics[2].source":                        11,
+		"rollout.analysis.metrics[3].web":                           12,
+		"rollout.analysis.metrics[4].web.url":                       13,
+		"rollout.analysis.metrics[4].web.jsonPath":                  13,
+		"rollout.analysis.metrics[4].web.headersEnv.Authorization": 13,
+		"rollout.analysis.metrics[5].source":                        14,
+		"rollout.analysis.metrics[6].web":                           15,
+		"rollout.analysis.metrics[7].web.timeout":                   16,
+	})
+	for _, want := range []string{
+		"the counters source answers requests, errors, error_rate, avg_response_ms",
+		"needs a series over time, which the counters source does not keep",
+		"prometheus needs rollout.analysis.prometheus.address",
+		"must be prometheus, counters, probe or web",
+	} {
+		if !strings.Contains(ps.Error(), want) {
+			t.Errorf("problems lack %q:\n%s", want, ps.Error())
+		}
+	}
+	if strings.Contains(ps.Error(), "Bearer x") {
+		t.Errorf("a header value is echoed:\n%s", ps.Error())
+	}
+}
