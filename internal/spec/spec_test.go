@@ -435,16 +435,16 @@ environments:
 	}
 	ps := f.ValidateAll()
 	problemsAt(t, ps, map[string]int{
-		"rollout.analysis.metrics[0].query":                         9,
-		"rollout.analysis.metrics[1].judge":                         10,
-		"rollout.analysis.metrics[2].source":                        11,
-		"rollout.analysis.metrics[3].web":                           12,
-		"rollout.analysis.metrics[4].web.url":                       13,
-		"rollout.analysis.metrics[4].web.jsonPath":                  13,
+		"rollout.analysis.metrics[0].query":                        9,
+		"rollout.analysis.metrics[1].judge":                        10,
+		"rollout.analysis.metrics[2].source":                       11,
+		"rollout.analysis.metrics[3].web":                          12,
+		"rollout.analysis.metrics[4].web.url":                      13,
+		"rollout.analysis.metrics[4].web.jsonPath":                 13,
 		"rollout.analysis.metrics[4].web.headersEnv.Authorization": 13,
-		"rollout.analysis.metrics[5].source":                        14,
-		"rollout.analysis.metrics[6].web":                           15,
-		"rollout.analysis.metrics[7].web.timeout":                   16,
+		"rollout.analysis.metrics[5].source":                       14,
+		"rollout.analysis.metrics[6].web":                          15,
+		"rollout.analysis.metrics[7].web.timeout":                  16,
 	})
 	for _, want := range []string{
 		"the counters source answers requests, errors, error_rate, avg_response_ms",
