@@ -73,6 +73,38 @@ func TestValidateReportsEveryProblemWithItsLine(t *testing.T) {
 	expect(t, out, code, 0, "demo.yaml: ok", "api-haproxy.yaml: ok", "api-compose.yaml: ok", "api-ecs.yaml: ok")
 }
 
+// validate deployments/*.yaml checks each file as what it is: service
+// specs, release files (with their services' specs), roles and worker
+// policies; a bad one of each kind names its line or field.
+func TestValidateChecksEveryKindOfFileAsWhatItIs(t *testing.T) {
+	files, _ := filepath.Glob("../deployments/*.yaml")
+	out, code := cli(t, nil, append([]string{"validate"}, files...)...)
+	expect(t, out, code, 0, "shop.release.yaml: ok (release shop: shop-backend → shop-frontend", "roles.yaml: ok (roles: 3 role(s)", "worker-policy.yaml: ok (worker policy:")
+	if n := strings.Count(out, ": ok ("); n != len(files) {
+		t.Fatalf("%d of %d files ok:\n%s", n, len(files), out)
+	}
+	dir := t.TempDir()
+	write := func(name, src string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	rel := write("bad.release.yaml", "release: shop\nservices:\n  api: {spec: nosuch.yaml, afterr: [db]}\nenvironments:\n  - name: prod\n")
+	out, code = cli(t, nil, "validate", rel)
+	expect(t, out, code, 2, rel+`:3: `, `afterr`)
+	rel = write("bad2.release.yaml", "release: shop\nservices:\n  api: {spec: nosuch.yaml}\nenvironments:\n  - name: prod\n")
+	out, code = cli(t, nil, "validate", rel)
+	expect(t, out, code, 2, rel+":3: ", "nosuch.yaml")
+	roles := write("roles.yaml", "roles:\n  - {name: devs, members: [a@example.com], actions: [deploy, launch], services: ['*'], environments: ['*']}\n")
+	out, code = cli(t, nil, "validate", roles)
+	expect(t, out, code, 2, "launch")
+	pol := write("policy.yaml", "commands: [bin/make]\n")
+	out, code = cli(t, nil, "validate", pol)
+	expect(t, out, code, 2, `commands[0]: "bin/make" must be an absolute path`)
+}
+
 func TestDeployRefusesBadArguments(t *testing.T) {
 	e := newEnv(t, opts{})
 	out, code := cli(t, e, "deploy", e.svc.Name, "-f", e.file, "--env", "prod", "--version", "v1")
