@@ -19,9 +19,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/switchyard/switchyard/internal/awsapi"
 	"github.com/switchyard/switchyard/internal/check"
-	"github.com/switchyard/switchyard/internal/kube"
 	"github.com/switchyard/switchyard/internal/platform"
 	"github.com/switchyard/switchyard/internal/rollout"
 	"github.com/switchyard/switchyard/internal/router"
@@ -77,12 +75,10 @@ func keepAlive(ctx context.Context) (stop func()) {
 	return func() { close(done) }
 }
 
-// classify turns adapter errors that no retry can fix into non-retryable ones.
+// classify turns adapter errors that say no retry can fix them into
+// non-retryable ones.
 func classify(err error) error {
-	var bad *platform.BadInputError
-	var perm *kube.PermanentError
-	var refused *awsapi.Refused
-	if errors.As(err, &bad) || errors.As(err, &perm) || errors.As(err, &refused) {
+	if rollout.IsPermanent(err) {
 		return badInput(err)
 	}
 	return err
@@ -449,6 +445,9 @@ func (a *Activities) Shift(ctx context.Context, in ShiftInput) (*ShiftResult, er
 		return nil, err
 	}
 	if err := r.SetWeights(ctx, in.Weights); err != nil {
+		return nil, classify(err)
+	}
+	if err := router.Verify(ctx, r, svc.Router.Kind, in.Weights); err != nil {
 		return nil, classify(err)
 	}
 	a.metrics(ctx, svc.Name, svc.Environment).weights(in.Weights)

@@ -1,15 +1,22 @@
 package activities
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/switchyard/switchyard/internal/awsapi"
+	"github.com/switchyard/switchyard/internal/kube"
+	"github.com/switchyard/switchyard/internal/platform"
 	"github.com/switchyard/switchyard/internal/rollout"
+	"github.com/switchyard/switchyard/internal/router"
 	"github.com/switchyard/switchyard/internal/spec"
 )
 
@@ -140,4 +147,28 @@ func activityEnv() (*testsuite.TestActivityEnvironment, *Activities) {
 	a := &Activities{}
 	env.RegisterActivity(a)
 	return env, a
+}
+
+// Adapters say themselves whether an error is permanent: classify knows
+// none of their types, and a router's weights that did not land are retried.
+func TestClassifyTrustsTheAdaptersOwnWordOnRetrying(t *testing.T) {
+	for _, err := range []error{
+		&platform.BadInputError{Err: errors.New("bad image")},
+		&kube.PermanentError{Err: errors.New("forbidden")},
+		&awsapi.Refused{Err: errors.New("AccessDenied")},
+		fmt.Errorf("wrapped: %w", &rollout.PermanentError{Err: errors.New("cannot split")}),
+	} {
+		var app *temporal.ApplicationError
+		if !errors.As(classify(err), &app) || !app.NonRetryable() {
+			t.Errorf("%T (%v) is retried", err, err)
+		}
+	}
+	for _, err := range []error{
+		&router.MismatchError{Kind: "haproxy", Set: rollout.Weights{Green: 10, Blue: 90}},
+		errors.New("connection refused"),
+	} {
+		if got := classify(err); got != err {
+			t.Errorf("%v became %v: it should be retried", err, got)
+		}
+	}
 }

@@ -363,6 +363,9 @@ func TestECSRolloutCallsAndWeightsAgainstAStandInAWSEndpoint(t *testing.T) {
 		if err := r.SetWeights(ctx, w); err != nil {
 			t.Fatal(err)
 		}
+		if err := router.Verify(ctx, r, spec.RouterALB, w); err != nil { // as the Shift activity does
+			t.Fatal(err)
+		}
 		aws.mu.Lock()
 		got := rollout.Weights{Blue: aws.weights[tgBlue], Green: aws.weights[tgGreen]}
 		aws.mu.Unlock()

@@ -38,6 +38,9 @@ type Refused struct{ Err error }
 func (e *Refused) Error() string { return e.Err.Error() }
 func (e *Refused) Unwrap() error { return e.Err }
 
+// Permanent: no retry helps (rollout.IsPermanent).
+func (e *Refused) Permanent() bool { return true }
+
 // Explain words an AWS error for the operation it answered: access denied
 // names the IAM action and the policy to grant; errors that retrying cannot
 // fix are Refused. The SDK's messages carry no credentials.

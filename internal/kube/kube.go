@@ -100,6 +100,9 @@ type PermanentError struct{ Err error }
 func (e *PermanentError) Error() string { return e.Err.Error() }
 func (e *PermanentError) Unwrap() error { return e.Err }
 
+// Permanent: no retry helps (rollout.IsPermanent).
+func (e *PermanentError) Permanent() bool { return true }
+
 // Error is Explain's message, marked permanent where it is.
 func (c *Clients) Error(what string, err error) error {
 	msg, bad := c.Explain(what, err)

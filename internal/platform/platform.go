@@ -60,6 +60,9 @@ type BadInputError struct{ Err error }
 func (e *BadInputError) Error() string { return e.Err.Error() }
 func (e *BadInputError) Unwrap() error { return e.Err }
 
+// Permanent: no retry helps (rollout.IsPermanent).
+func (e *BadInputError) Permanent() bool { return true }
+
 // slotEnv is what every platform tells a slot: VERSION, SWITCHYARD_*, the
 // spec's run.env, and run.secretEnv read from the worker's environment
 // (named in errors, never shown).

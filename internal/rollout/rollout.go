@@ -3,6 +3,7 @@
 package rollout
 
 import (
+	"errors"
 	"fmt"
 	"time"
 )
@@ -149,6 +150,23 @@ func (m Measurement) String() string {
 	}
 	return s
 }
+
+// IsPermanent says whether an adapter's error is one no retry can fix:
+// input the adapter cannot use, a permission refused. Adapters' error types
+// say so themselves, with a Permanent method, so activities need to know
+// none of them.
+func IsPermanent(err error) bool {
+	var p interface{ Permanent() bool }
+	return errors.As(err, &p) && p.Permanent()
+}
+
+// PermanentError is an adapter error no retry can fix, for adapters with
+// no error type of their own.
+type PermanentError struct{ Err error }
+
+func (e *PermanentError) Error() string   { return e.Err.Error() }
+func (e *PermanentError) Unwrap() error   { return e.Err }
+func (e *PermanentError) Permanent() bool { return true }
 
 // Counters are cumulative per-slot request counters read from the router or
 // the slot itself; analysis works on the difference of two readings.

@@ -139,28 +139,24 @@ func (h *HAProxy) SetWeights(ctx context.Context, w rollout.Weights) error {
 			cmds = append(cmds, fmt.Sprintf("set weight %s/%s %d", h.Backend, name, w.Of(slot)))
 		}
 	}
-	if err := h.commands(ctx, cmds...); err != nil {
-		return err
-	}
-	all, err := h.serverWeights(ctx)
-	if err != nil {
-		return err
-	}
-	for _, slot := range []rollout.Slot{rollout.Blue, rollout.Green} {
-		for i, name := range h.servers(slot) {
-			if all[slot][i] != w.Of(slot) {
-				return fmt.Errorf("haproxy: server %s/%s reports weight %d after setting %s", h.Backend, name, all[slot][i], w)
-			}
-		}
-	}
-	return nil
+	return h.commands(ctx, cmds...)
 }
 
-// Weights reads the slots' weights: each slot's first server's.
+// Weights reads the slots' weights. Every replica of a slot must carry the
+// slot's weight: one that does not (a set that did not land) is named in
+// an error, so a verify after a set catches it and the set is tried again.
 func (h *HAProxy) Weights(ctx context.Context) (rollout.Weights, error) {
 	all, err := h.serverWeights(ctx)
 	if err != nil {
 		return rollout.Weights{}, err
+	}
+	for _, slot := range []rollout.Slot{rollout.Blue, rollout.Green} {
+		for i, name := range h.servers(slot) {
+			if all[slot][i] != all[slot][0] {
+				return rollout.Weights{}, fmt.Errorf("haproxy: the servers of slot %s disagree: %s/%s has weight %d, %s/%s %d",
+					slot, h.Backend, h.servers(slot)[0], all[slot][0], h.Backend, name, all[slot][i])
+			}
+		}
 	}
 	return rollout.Weights{Blue: all[rollout.Blue][0], Green: all[rollout.Green][0]}, nil
 }

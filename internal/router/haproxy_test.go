@@ -3,6 +3,7 @@ package router
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -164,13 +165,27 @@ func TestHAProxyStandInSetsWeightsRaisingBeforeLoweringSoNoInstantHasNoServer(t 
 	}
 }
 
-func TestHAProxyStandInReadBackCatchesAWeightThatDidNotLand(t *testing.T) {
+func TestHAProxyStandInVerifyCatchesAWeightThatDidNotLand(t *testing.T) {
 	h, sock := startStandIn(t, "blue", "green", "green-2")
 	h.stuck["green-2"] = true
 	r := &HAProxy{Socket: sock, Backend: "app", Blue: []string{"127.0.0.1:9001"}, Green: []string{"127.0.0.1:9002", "127.0.0.1:9003"}}
-	err := r.SetWeights(context.Background(), rollout.Weights{Blue: 50, Green: 50})
-	if err == nil || !strings.Contains(err.Error(), "server app/green-2 reports weight 0") {
+	if err := r.SetWeights(context.Background(), rollout.Weights{Blue: 50, Green: 50}); err != nil {
+		t.Fatal(err)
+	}
+	err := Verify(context.Background(), r, "haproxy", rollout.Weights{Blue: 50, Green: 50})
+	if err == nil || !strings.Contains(err.Error(), "the servers of slot green disagree: app/green has weight 50, app/green-2 0") {
 		t.Fatalf("want the stuck replica named, got %v", err)
+	}
+	h.stuck["green-2"] = false
+	if err := r.SetWeights(context.Background(), rollout.Weights{Blue: 50, Green: 50}); err != nil {
+		t.Fatal(err)
+	}
+	if err := Verify(context.Background(), r, "haproxy", rollout.Weights{Blue: 50, Green: 50}); err != nil {
+		t.Fatalf("set again, all replicas agree: %v", err)
+	}
+	var mm *MismatchError
+	if err := Verify(context.Background(), r, "haproxy", rollout.Weights{Blue: 25, Green: 75}); !errors.As(err, &mm) || mm.Got != (rollout.Weights{Blue: 50, Green: 50}) {
+		t.Fatalf("a verify of weights never set: %v", err)
 	}
 }
 

@@ -17,8 +17,8 @@ type Router interface {
 	// Ensure points the two slots' backends at their addresses, creating the
 	// route where the router allows it. Idempotent; it leaves weights as they are.
 	Ensure(ctx context.Context) error
-	// SetWeights applies absolute weights, then reads them back and fails if
-	// the router does not report exactly them.
+	// SetWeights applies absolute weights. It does not read them back: the
+	// caller verifies once, with Verify, whatever the router.
 	SetWeights(ctx context.Context, w rollout.Weights) error
 	// Weights reads the weights the router applies now: the state of record.
 	Weights(ctx context.Context) (rollout.Weights, error)
@@ -30,6 +30,30 @@ type Router interface {
 // ErrNoCounters says the router keeps no per-slot counters; analysis then
 // reads the slots' own metrics or probes them.
 var ErrNoCounters = errors.New("router keeps no per-slot counters")
+
+// MismatchError is a router reporting other weights than were just set:
+// a change that did not land (or was overwritten). Setting again may fix it.
+type MismatchError struct {
+	Kind     spec.RouterKind
+	Set, Got rollout.Weights
+}
+
+func (e *MismatchError) Error() string {
+	return fmt.Sprintf("%s router reports %s after setting %s", e.Kind, e.Got, e.Set)
+}
+
+// Verify reads the weights back after a SetWeights and fails unless the
+// router reports exactly w (argo-rollouts' VerifyWeight, for every router).
+func Verify(ctx context.Context, r Router, kind spec.RouterKind, w rollout.Weights) error {
+	got, err := r.Weights(ctx)
+	if err != nil {
+		return err
+	}
+	if got != w {
+		return &MismatchError{Kind: kind, Set: w, Got: got}
+	}
+	return nil
+}
 
 // New returns the router the spec names. emb is the worker's embedded
 // Caddy, used by router kind embedded (nil where the process runs none).
