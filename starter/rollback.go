@@ -81,10 +81,7 @@ func (s *Starter) Rollback(ctx context.Context, svc *spec.Service, strategy, rea
 		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		TypedSearchAttributes: temporal.NewSearchAttributes(
-			workflows.SAService.ValueSet(svc.Name), workflows.SAEnvironment.ValueSet(svc.Environment),
-			workflows.SAVersion.ValueSet(st.PreviousVersion), workflows.SAPhase.ValueSet(string(rollout.PhaseRollingBack)),
-			workflows.SATraffic.ValueSet(int64(st.Weights.Of(in.To))),
-		),
+			workflows.RunAttributes(svc.Name, svc.Environment, st.PreviousVersion, rollout.PhaseRollingBack, st.Weights.Of(in.To))...),
 	}, workflows.RollbackWorkflow, in)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &started) {

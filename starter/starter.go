@@ -108,12 +108,7 @@ func (s *Starter) Deploy(ctx context.Context, svc *spec.Service, version, by str
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		TypedSearchAttributes: temporal.NewSearchAttributes(
-			workflows.SAService.ValueSet(svc.Name),
-			workflows.SAEnvironment.ValueSet(svc.Environment),
-			workflows.SAVersion.ValueSet(version),
-			workflows.SAPhase.ValueSet(string(rollout.PhaseValidating)),
-			workflows.SATraffic.ValueSet(0),
-		),
+			workflows.RunAttributes(svc.Name, svc.Environment, version, rollout.PhaseValidating, 0)...),
 	}, workflows.DeploymentWorkflow, workflows.DeploymentInput{Spec: *svc, Version: version, By: by, Emergency: emergency})
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &started) {

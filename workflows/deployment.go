@@ -311,29 +311,6 @@ func (d *deployment) recordCheck(r rollout.CheckResult) {
 	d.st.Checks = append(d.st.Checks, r)
 }
 
-func activityCtx(ctx workflow.Context, timeout, heartbeat time.Duration, attempts int32) workflow.Context {
-	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: timeout,
-		HeartbeatTimeout:    heartbeat,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval: 500 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second,
-			MaximumAttempts:        attempts,
-			NonRetryableErrorTypes: []string{activities.ErrBadInput},
-		},
-	})
-}
-
-// liveness is the heartbeat timeout of the activities that keep alive
-// (activities.keepAlive beats every 500 ms): a worker lost with one in
-// flight is noticed this soon and the activity retried on another.
-const liveness = 3 * time.Second
-
-// shiftCtx: router changes are short and retried until they land; a shift
-// is absolute, so a retry is harmless.
-func shiftCtx(ctx workflow.Context, s *spec.Service) workflow.Context {
-	return activityCtx(ctx, s.Router.Kind.ShiftTimeout(), 0, 0)
-}
-
 // run is the rollout, phase by phase. A phase before any traffic moves
 // fails the rollout with the live slot untouched; from the first shift on,
 // a problem rolls back.
@@ -438,9 +415,8 @@ func (d *deployment) window(ctx workflow.Context) *failure {
 // platform what it runs: the target is the other one.
 func (d *deployment) readState(ctx workflow.Context) *failure {
 	s := &d.in.Spec
-	var state activities.State
-	if err := workflow.ExecuteActivity(activityCtx(d.work, 30*time.Second, liveness, 5), acts.ReadState,
-		activities.ReadStateInput{Who: true}).Get(ctx, &state); err != nil {
+	state, err := readState(d.work, activities.ReadStateInput{Who: true})
+	if err != nil {
 		return &failure{"reading the router and slots", err}
 	}
 	if state.StartedBy != "" {
@@ -478,10 +454,11 @@ func (d *deployment) build(ctx workflow.Context) *failure {
 		return nil
 	}
 	d.setPhase(ctx, rollout.PhaseBuilding)
-	if err := workflow.ExecuteActivity(activityCtx(d.work, s.Build.Timeout.D()+time.Minute, liveness, 2), acts.Build,
-		activities.BuildInput{Version: d.in.Version}).Get(ctx, &d.st.Artifact); err != nil {
+	artifact, err := buildArtifact(d.work, s, activities.BuildInput{Version: d.in.Version})
+	if err != nil {
 		return &failure{"building " + d.in.Version, err}
 	}
+	d.st.Artifact = artifact
 	if d.st.Artifact != "" {
 		d.event("built " + d.st.Artifact)
 	}
@@ -496,13 +473,7 @@ func (d *deployment) gate(ctx workflow.Context) *failure {
 		return nil
 	}
 	d.setPhase(ctx, rollout.PhaseGating)
-	timeout := time.Minute
-	for _, g := range s.Gates {
-		timeout += g.Timeout.D()
-	}
-	var gates []rollout.CheckResult
-	err := workflow.ExecuteActivity(activityCtx(d.work, timeout, liveness, 2), acts.Gates,
-		activities.GatesInput{Version: d.in.Version, Artifact: d.st.Artifact}).Get(ctx, &gates)
+	gates, err := runGates(d.work, s, activities.GatesInput{Version: d.in.Version, Artifact: d.st.Artifact})
 	for _, c := range gates {
 		d.recordCheck(c)
 	}
@@ -525,10 +496,9 @@ func (d *deployment) gate(ctx workflow.Context) *failure {
 func (d *deployment) provision(ctx workflow.Context) *failure {
 	s := &d.in.Spec
 	d.setPhase(ctx, rollout.PhaseProvisioning)
-	var inst rollout.Instance
-	if err := workflow.ExecuteActivity(activityCtx(d.work, s.Run.StartTimeout.D()+s.Run.StopTimeout.D()+time.Minute, liveness, 3), acts.Provision,
-		activities.ProvisionInput{Slot: d.st.Target, Version: d.in.Version, Artifact: d.st.Artifact,
-			Live: d.st.Stable, LiveVersion: d.st.PreviousVersion}).Get(ctx, &inst); err != nil {
+	inst, err := provisionSlot(d.work, s, activities.ProvisionInput{Slot: d.st.Target, Version: d.in.Version, Artifact: d.st.Artifact,
+		Live: d.st.Stable, LiveVersion: d.st.PreviousVersion})
+	if err != nil {
 		return &failure{"provisioning slot " + string(d.st.Target), err}
 	}
 	what := ""
@@ -548,10 +518,7 @@ func (d *deployment) provision(ctx workflow.Context) *failure {
 func (d *deployment) verify(ctx workflow.Context) *failure {
 	s := &d.in.Spec
 	d.setPhase(ctx, rollout.PhaseVerifying)
-	var checks []rollout.CheckResult
-	verifyTimeout := s.Checks.Health.Timeout.D() + 2*time.Minute
-	err := workflow.ExecuteActivity(activityCtx(d.work, verifyTimeout, liveness, 2), acts.Verify,
-		activities.VerifyInput{Slot: d.st.Target, Version: d.in.Version, Live: d.st.Stable}).Get(ctx, &checks)
+	checks, err := verifySlot(d.work, s, activities.VerifyInput{Slot: d.st.Target, Version: d.in.Version, Live: d.st.Stable})
 	for _, c := range checks {
 		d.recordCheck(c)
 	}
@@ -666,8 +633,7 @@ func (d *deployment) promoteAndRetire(ctx workflow.Context) (*Status, error) {
 	}
 	if prev != rollout.None {
 		d.setPhase(ctx, rollout.PhaseRetiring)
-		if err := workflow.ExecuteActivity(activityCtx(ctx, s.Run.StopTimeout.D()+time.Minute, liveness, 5), acts.Retire,
-			activities.RetireInput{Slot: prev}).Get(ctx, nil); err != nil {
+		if err := retireSlot(ctx, s, activities.RetireInput{Slot: prev}); err != nil {
 			d.event("retiring slot " + string(prev) + " failed: " + err.Error())
 		} else {
 			d.event("retired slot " + string(prev))
@@ -689,9 +655,8 @@ func (d *deployment) setWeights(ctx workflow.Context, w rollout.Weights) {
 
 // shift applies an absolute split and returns the counters at that moment.
 func (d *deployment) shift(ctx workflow.Context, w rollout.Weights, label string) (*activities.ShiftResult, error) {
-	var res activities.ShiftResult
-	if err := workflow.ExecuteActivity(shiftCtx(ctx, &d.in.Spec), acts.Shift,
-		activities.ShiftInput{Weights: w}).Get(ctx, &res); err != nil {
+	res, err := shiftTraffic(ctx, &d.in.Spec, activities.ShiftInput{Weights: w})
+	if err != nil {
 		return nil, err
 	}
 	d.setWeights(ctx, res.Weights)
@@ -810,10 +775,8 @@ func (c *Continued) resumeBase(i int) *activities.ShiftResult {
 // pauses the rollout and alerts: resume goes on, abort rolls back.
 func (d *deployment) analyze(ctx workflow.Context, base *activities.ShiftResult) string {
 	s := &d.in.Spec
-	var res rollout.CheckResult
-	err := workflow.ExecuteActivity(activityCtx(d.work, 20*time.Second+time.Duration(len(s.Rollout.Analysis.Metrics))*30*time.Second, liveness, 3), acts.Analyze,
-		activities.AnalyzeInput{Slot: d.st.Target, Baseline: base.Counters, Version: d.in.Version, LiveVersion: d.st.PreviousVersion,
-			Since: d.stepSince, Weight: d.st.Weights.Of(d.st.Target)}).Get(ctx, &res)
+	res, err := analyzeSlot(d.work, s, activities.AnalyzeInput{Slot: d.st.Target, Baseline: base.Counters, Version: d.in.Version,
+		LiveVersion: d.st.PreviousVersion, Since: d.stepSince, Weight: d.st.Weights.Of(d.st.Target)})
 	if d.abort != nil {
 		return ""
 	}
@@ -942,7 +905,7 @@ func (d *deployment) rollback(ctx workflow.Context, reason, by string) (*Status,
 	rep := &RollbackReport{Service: s.Name, Environment: s.Environment, Strategy: Immediate, Reason: reason, By: orUnknown(by),
 		From: stable.Other(), To: stable, BadVersion: d.in.Version, PreviousVersion: d.st.PreviousVersion,
 		StartedAt: workflow.Now(ctx), Phase: rollout.PhaseRollingBack}
-	res, err := rollbackNow(ctx, s, stable)
+	res, err := rollbackNow(ctx, stable)
 	if err != nil {
 		return nil, err
 	}
@@ -958,8 +921,7 @@ func (d *deployment) rollback(ctx workflow.Context, reason, by string) (*Status,
 	d.event(fmt.Sprintf("rolled back by %s: %s", orUnknown(by), res.Weights))
 	if s.Rollout.RetireOnFailure {
 		bad := stable.Other()
-		if err := workflow.ExecuteActivity(activityCtx(ctx, s.Run.StopTimeout.D()+time.Minute, liveness, 5), acts.Retire,
-			activities.RetireInput{Slot: bad}).Get(ctx, nil); err != nil {
+		if err := retireSlot(ctx, s, activities.RetireInput{Slot: bad}); err != nil {
 			d.event("retiring slot " + string(bad) + " failed: " + err.Error())
 		}
 	} else {
@@ -991,8 +953,7 @@ func (d *deployment) fail(ctx workflow.Context, what string, err error) (*Status
 	d.event("failed " + reason + "; live slot untouched")
 	s := &d.in.Spec
 	if s.Rollout.RetireOnFailure && d.st.Target != rollout.None && d.st.Weights.Of(d.st.Target) == 0 {
-		_ = workflow.ExecuteActivity(activityCtx(ctx, s.Run.StopTimeout.D()+time.Minute, liveness, 3), acts.Retire,
-			activities.RetireInput{Slot: d.st.Target}).Get(ctx, nil)
+		_ = retireSlot(ctx, s, activities.RetireInput{Slot: d.st.Target})
 	}
 	d.setPhase(ctx, rollout.PhaseFailed)
 	countOutcome(ctx, "deployment", s.Name, s.Environment, "failed")

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"time"
 
-	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/switchyard/switchyard/activities"
@@ -25,7 +24,7 @@ type MonitorInput struct {
 func Monitor(ctx workflow.Context, in MonitorInput) (*incident.State, error) {
 	s := &in.Spec
 	_ = workflow.UpsertTypedSearchAttributes(ctx, SAService.ValueSet(s.Name), SAEnvironment.ValueSet(s.Environment))
-	short := activityCtx(ctx, 30*time.Second, 0, 3)
+	short := options(ctx, 30*time.Second, 0, 3)
 	var prev incident.State
 	var last *incident.State
 	if err := workflow.ExecuteActivity(short, acts.LastMonitorState, lastMonitorQuery(s.Name, s.Environment)).Get(ctx, &last); err != nil {
@@ -35,7 +34,7 @@ func Monitor(ctx workflow.Context, in MonitorInput) (*incident.State, error) {
 		prev = *last
 	}
 	var checks activities.MonitorChecksResult
-	if err := workflow.ExecuteActivity(activityCtx(ctx, 2*time.Minute, 30*time.Second, 2), acts.MonitorChecks,
+	if err := workflow.ExecuteActivity(options(ctx, 2*time.Minute, 30*time.Second, 2), acts.MonitorChecks,
 		activities.MonitorChecksInput{Previous: prev.Counters}).Get(ctx, &checks); err != nil {
 		return nil, err
 	}
@@ -44,28 +43,24 @@ func Monitor(ctx workflow.Context, in MonitorInput) (*incident.State, error) {
 	st := &incident.State{Service: s.Name, Environment: s.Environment, RanAt: now, Results: checks.Results,
 		Incidents: open, Counters: checks.Counters, Notices: notices}
 
-	// every notice to every channel at once; each one retried with backoff
-	nctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 30 * time.Second,
-		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second,
-			MaximumAttempts: 3, NonRetryableErrorTypes: []string{activities.ErrBadInput}},
-	})
+	// every notice to every channel at once
 	type pending struct {
 		notice  int
 		channel string
-		f       workflow.Future
 	}
 	var sent []pending
+	var ns []activities.NotifyInput
 	for i, n := range notices {
 		for c, al := range s.Alerts {
-			f := workflow.ExecuteActivity(nctx, acts.Notify, activities.NotifyInput{Channel: c, Action: n.Action, In: n.Incident})
-			sent = append(sent, pending{i, incident.ChannelName(al.Kind, c), f})
+			ns = append(ns, activities.NotifyInput{Channel: c, Action: n.Action, In: n.Incident})
+			sent = append(sent, pending{i, incident.ChannelName(al.Kind, c)})
 		}
 	}
-	for _, p := range sent {
-		var ref string
+	refs, errs := notify(ctx, ns)
+	for j, p := range sent {
+		ref := refs[j]
 		n := notices[p.notice]
-		if err := p.f.Get(ctx, &ref); err != nil {
+		if err := errs[j]; err != nil {
 			st.Delivery = append(st.Delivery, fmt.Sprintf("%s %s to %s failed: %s", n.Action, n.Incident.Key, p.channel, rootMessage(err)))
 			continue
 		}

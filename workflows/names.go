@@ -3,6 +3,8 @@ package workflows
 import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
+
+	"github.com/switchyard/switchyard/internal/rollout"
 )
 
 // Every name that crosses the wire is defined here, once: workflow types and
@@ -99,6 +101,19 @@ var (
 	// SAIncidents is how many incidents a monitoring run left open.
 	SAIncidents = temporal.NewSearchAttributeKeyInt64("SwitchyardOpenIncidents")
 )
+
+// RunAttributes are a rollout's or rollback's search attributes, the one
+// list that starts, children and upserts all set: the Web UI and the
+// status Query never disagree.
+func RunAttributes(service, env, version string, phase rollout.Phase, traffic int) []temporal.SearchAttributeUpdate {
+	return []temporal.SearchAttributeUpdate{
+		SAService.ValueSet(service),
+		SAEnvironment.ValueSet(env),
+		SAVersion.ValueSet(version),
+		SAPhase.ValueSet(string(phase)),
+		SATraffic.ValueSet(int64(traffic)),
+	}
+}
 
 // SearchAttributes is what a namespace must register for the keys above:
 // the worker adds what is missing, the dev server creates them.

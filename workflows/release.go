@@ -15,6 +15,7 @@ import (
 	"github.com/switchyard/switchyard/activities"
 	"github.com/switchyard/switchyard/internal/incident"
 	"github.com/switchyard/switchyard/internal/release"
+	"github.com/switchyard/switchyard/internal/rollout"
 	"github.com/switchyard/switchyard/internal/spec"
 	"github.com/switchyard/switchyard/internal/window"
 )
@@ -545,20 +546,14 @@ func (r *releaseRun) announce(ctx workflow.Context, env, summary, detail string)
 	if len(r.in.Alerts) == 0 {
 		return
 	}
-	nctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 30 * time.Second,
-		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3, NonRetryableErrorTypes: []string{activities.ErrBadInput}},
-	})
 	to := &spec.Service{Name: r.in.Name, Environment: env, Alerts: r.in.Alerts}
 	in := incident.Incident{Key: incident.Key(r.in.Name, env, "approval"), Service: r.in.Name, Environment: env,
 		Check: "approval", Summary: summary, Detail: detail, OpenedAt: workflow.Now(ctx)}
-	var fs []workflow.Future
+	var ns []activities.NotifyInput
 	for c := range r.in.Alerts {
-		fs = append(fs, workflow.ExecuteActivity(nctx, acts.Notify, activities.NotifyInput{Spec: to, Channel: c, Action: incident.Event, In: in}))
+		ns = append(ns, activities.NotifyInput{Spec: to, Channel: c, Action: incident.Event, In: in})
 	}
-	for _, f := range fs {
-		_ = f.Get(ctx, nil)
-	}
+	notify(ctx, ns)
 }
 
 func orDefault(s, def string) string {
@@ -742,9 +737,8 @@ func (r *releaseRun) startChild(ctx workflow.Context, e *ReleaseEnvironment, svc
 		// a release cancelled from the Web UI cancels its rollouts, which
 		// roll back rather than leave traffic split
 		ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_REQUEST_CANCEL,
-		TypedSearchAttributes: temporal.NewSearchAttributes(
-			SAService.ValueSet(svc), SAEnvironment.ValueSet(e.Name), SAVersion.ValueSet(r.in.Versions[svc]),
-			SAPhase.ValueSet("validating"), SATraffic.ValueSet(0), SARelease.ValueSet(r.in.Name)),
+		TypedSearchAttributes: temporal.NewSearchAttributes(append(RunAttributes(svc, e.Name, r.in.Versions[svc], rollout.PhaseValidating, 0),
+			SARelease.ValueSet(r.in.Name))...),
 	})
 	r.event(fmt.Sprintf("deploying %s %s to %s", svc, r.in.Versions[svc], e.Name))
 	return workflow.ExecuteChildWorkflow(cctx, DeploymentWorkflow, DeploymentInput{
@@ -769,8 +763,8 @@ func (r *releaseRun) rollBackEarlier(ctx workflow.Context, env, reason string) (
 				cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
 					WorkflowID:        DeploymentID(svc, e.Name),
 					ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_REQUEST_CANCEL,
-					TypedSearchAttributes: temporal.NewSearchAttributes(SAService.ValueSet(svc), SAEnvironment.ValueSet(e.Name),
-						SAVersion.ValueSet(s.PreviousVersion), SAPhase.ValueSet("validating"), SATraffic.ValueSet(0), SARelease.ValueSet(r.in.Name)),
+					TypedSearchAttributes: temporal.NewSearchAttributes(append(RunAttributes(svc, e.Name, s.PreviousVersion, rollout.PhaseValidating, 0),
+						SARelease.ValueSet(r.in.Name))...),
 				})
 				r.event(fmt.Sprintf("redeploying %s %s to %s", svc, s.PreviousVersion, e.Name))
 				err := workflow.ExecuteChildWorkflow(cctx, DeploymentWorkflow, DeploymentInput{

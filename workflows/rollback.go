@@ -11,24 +11,7 @@ import (
 
 	"github.com/switchyard/switchyard/activities"
 	"github.com/switchyard/switchyard/internal/rollout"
-	"github.com/switchyard/switchyard/internal/spec"
 )
-
-// rollbackNow puts 100 % on the slot `to` in one absolute change, as a local
-// activity so it lands in milliseconds. It is the one code path of every
-// immediate rollback: a manual one, an abort and a failed analysis.
-func rollbackNow(ctx workflow.Context, s *spec.Service, to rollout.Slot) (*activities.ShiftResult, error) {
-	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
-		StartToCloseTimeout: 10 * time.Second,
-		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: 100 * time.Millisecond, MaximumInterval: 2 * time.Second},
-	})
-	var res activities.ShiftResult
-	if err := workflow.ExecuteLocalActivity(lctx, acts.Shift,
-		activities.ShiftInput{Weights: rollout.Split(to, 100)}).Get(ctx, &res); err != nil {
-		return nil, err
-	}
-	return &res, nil
-}
 
 // Rollback takes a service back to its previous slot: at once (immediate),
 // over a duration on durable timers (gradual), or by flipping the whole
@@ -199,7 +182,7 @@ func (r *rollbackRun) run(ctx workflow.Context) (*RollbackReport, error) {
 				NonRetryableErrorTypes: []string{activities.ErrBadInput}},
 		}), acts.ReadState, activities.ReadStateInput{})
 	} else {
-		read = workflow.ExecuteActivity(activityCtx(ctx, 30*time.Second, liveness, 5), acts.ReadState, activities.ReadStateInput{})
+		read = workflow.ExecuteActivity(options(ctx, 30*time.Second, liveness, 5), acts.ReadState, activities.ReadStateInput{})
 	}
 	readErr := read.Get(ctx, &state)
 	if err := locked.Get(ctx, nil); err != nil {
@@ -232,7 +215,7 @@ func (r *rollbackRun) run(ctx workflow.Context) (*RollbackReport, error) {
 		}
 	}
 	if r.rep.Weights.Of(r.in.To) != 100 {
-		res, err := rollbackNow(ctx, s, r.in.To)
+		res, err := rollbackNow(ctx, r.in.To)
 		if err != nil {
 			return r.fail(ctx, "shifting back: "+rootMessage(err))
 		}
@@ -243,8 +226,7 @@ func (r *rollbackRun) run(ctx workflow.Context) (*RollbackReport, error) {
 		r.event(fmt.Sprintf("slot %s (%s) keeps running untouched at %s for investigation; retire it with: switchyard retire %s --env %s",
 			r.in.From, r.in.BadVersion, r.rep.BadSlotAddr, s.Name, s.Environment))
 	case s.Rollout.RetireOnFailure:
-		if err := workflow.ExecuteActivity(activityCtx(ctx, s.Run.StopTimeout.D()+time.Minute, liveness, 5), acts.Retire,
-			activities.RetireInput{Slot: r.in.From}).Get(ctx, nil); err != nil {
+		if err := retireSlot(ctx, s, activities.RetireInput{Slot: r.in.From}); err != nil {
 			r.event("retiring slot " + string(r.in.From) + " failed: " + rootMessage(err))
 		} else {
 			r.event("retired slot " + string(r.in.From))
@@ -297,18 +279,15 @@ func (r *rollbackRun) gradual(ctx workflow.Context) error {
 		}
 		if base != nil || len(r.rep.Timeline) > 0 {
 			// the previous slot took more since the last step: judge it on what it served
-			var chk rollout.CheckResult
-			if err := workflow.ExecuteActivity(activityCtx(ctx, 20*time.Second, liveness, 3), acts.Analyze,
-				activities.AnalyzeInput{Slot: r.in.To, Baseline: base}).Get(ctx, &chk); err == nil {
+			if chk, err := analyzeSlot(ctx, s, activities.AnalyzeInput{Slot: r.in.To, Baseline: base}); err == nil {
 				r.rep.Checks = append(r.rep.Checks, chk)
 				if !chk.Passed {
 					r.event("previous slot analysis: " + chk.Detail + " (going on: it is the way back)")
 				}
 			}
 		}
-		var res activities.ShiftResult
-		if err := workflow.ExecuteActivity(shiftCtx(ctx, &r.in.Spec), acts.Shift,
-			activities.ShiftInput{Weights: rollout.Split(r.in.From, pct)}).Get(ctx, &res); err != nil {
+		res, err := shiftTraffic(ctx, s, activities.ShiftInput{Weights: rollout.Split(r.in.From, pct)})
+		if err != nil {
 			return err
 		}
 		r.applied(ctx, &res)
@@ -331,5 +310,5 @@ func ValidStrategy(s string) (string, error) {
 // Retire stops one slot on the worker that runs the service's slots, after
 // the activity has checked the router sends it no traffic.
 func Retire(ctx workflow.Context, in activities.RetireInput) error {
-	return workflow.ExecuteActivity(activityCtx(ctx, in.Spec.Run.StopTimeout.D()+time.Minute, liveness, 3), acts.Retire, in).Get(ctx, nil)
+	return retireSlot(ctx, in.Spec, in)
 }

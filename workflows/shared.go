@@ -11,8 +11,6 @@ import (
 	"github.com/switchyard/switchyard/activities"
 	"github.com/switchyard/switchyard/internal/incident"
 
-	"go.temporal.io/sdk/temporal"
-
 	"github.com/switchyard/switchyard/internal/rollout"
 	"github.com/switchyard/switchyard/internal/spec"
 )
@@ -275,13 +273,7 @@ func recordRollback(ctx workflow.Context, r *RollbackReport) {
 // upsertRun keeps a run's search attributes in step with its state, so the
 // Web UI and the status Query never disagree.
 func upsertRun(ctx workflow.Context, service, env, version string, phase rollout.Phase, traffic int) {
-	_ = workflow.UpsertTypedSearchAttributes(ctx,
-		SAService.ValueSet(service),
-		SAEnvironment.ValueSet(env),
-		SAVersion.ValueSet(version),
-		SAPhase.ValueSet(string(phase)),
-		SATraffic.ValueSet(int64(traffic)),
-	)
+	_ = workflow.UpsertTypedSearchAttributes(ctx, RunAttributes(service, env, version, phase, traffic)...)
 }
 
 // notifyEvent tells every alert channel about a rollout or rollback event
@@ -304,17 +296,11 @@ func send(ctx workflow.Context, s *spec.Service, action incident.Action, check, 
 	if len(s.Alerts) == 0 {
 		return
 	}
-	nctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 30 * time.Second,
-		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3, NonRetryableErrorTypes: []string{activities.ErrBadInput}},
-	})
 	in := incident.Incident{Key: incident.Key(s.Name, s.Environment, check), Service: s.Name, Environment: s.Environment,
 		Check: check, Summary: summary, Detail: detail, OpenedAt: workflow.Now(ctx)}
-	var fs []workflow.Future
+	var ns []activities.NotifyInput
 	for c := range s.Alerts {
-		fs = append(fs, workflow.ExecuteActivity(nctx, acts.Notify, activities.NotifyInput{Channel: c, Action: action, In: in}))
+		ns = append(ns, activities.NotifyInput{Channel: c, Action: action, In: in})
 	}
-	for _, f := range fs {
-		_ = f.Get(ctx, nil)
-	}
+	notify(ctx, ns)
 }
