@@ -163,7 +163,7 @@ func (s *Starter) StartRelease(ctx context.Context, r *release.Release, versions
 	}
 	id := workflows.ReleaseID(r.Name)
 	run, err := s.C.ExecuteWorkflow(ctx, exclusive(id, s.TaskQueue, workflows.SARelease.ValueSet(r.Name),
-		workflows.SAPhase.ValueSet(workflows.ReleaseRunning)), workflows.ReleaseWorkflow, in)
+		workflows.SAPhase.ValueSet(string(workflows.ReleaseRunning))), workflows.ReleaseWorkflow, in)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &started) {
 		return nil, &AlreadyRunningError{WorkflowID: id, RunID: started.RunId,
@@ -385,7 +385,7 @@ func (s *Starter) RollbackRelease(ctx context.Context, r *release.Release, env, 
 	in := workflows.ReleaseInput{Name: r.Name, Versions: prev, Environments: []workflows.ReleaseEnvironment{re}, Alerts: r.Alerts,
 		By: by + " (rollback of " + env + ": " + reason + ")"}
 	return s.C.ExecuteWorkflow(ctx, exclusive(workflows.ReleaseID(r.Name), s.TaskQueue, workflows.SARelease.ValueSet(r.Name),
-		workflows.SAPhase.ValueSet(workflows.ReleaseRunning)), workflows.ReleaseWorkflow, in)
+		workflows.SAPhase.ValueSet(string(workflows.ReleaseRunning))), workflows.ReleaseWorkflow, in)
 }
 
 // exclusive are the options of a run that must be the only one with its ID

@@ -44,8 +44,8 @@ func (s *Starter) RollbackRunning(ctx context.Context, service, env string) bool
 // Rollback starts a Rollback workflow. A rollout in progress is first
 // stopped without touching the router (its Update answers once it has
 // stopped writing), so the rollback is the one writer from then on.
-func (s *Starter) Rollback(ctx context.Context, svc *spec.Service, strategy, reason, by string) (client.WorkflowRun, error) {
-	strategy, err := workflows.ValidStrategy(strategy)
+func (s *Starter) Rollback(ctx context.Context, svc *spec.Service, name workflows.Strategy, reason, by string) (client.WorkflowRun, error) {
+	strategy, err := workflows.ValidStrategy(string(name))
 	if err != nil {
 		return nil, &BadInputError{err}
 	}
@@ -110,9 +110,9 @@ func (s *Starter) RollbackStatus(ctx context.Context, service, env string) (*wor
 }
 
 // RollbackControl sends pause, resume or escalate to the running rollback.
-func (s *Starter) RollbackControl(ctx context.Context, service, env, name string) (*workflows.RollbackReport, error) {
+func (s *Starter) RollbackControl(ctx context.Context, service, env, name string, req workflows.ControlRequest) (*workflows.RollbackReport, error) {
 	var rep workflows.RollbackReport
-	if err := s.update(ctx, workflows.RollbackID(service, env), name, nil, &rep); err != nil {
+	if err := s.update(ctx, workflows.RollbackID(service, env), name, []any{req}, &rep); err != nil {
 		return nil, controlError(service, env, name, err)
 	}
 	return &rep, nil

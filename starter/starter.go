@@ -208,7 +208,7 @@ const WorkflowTaskTimeout = 2 * time.Second
 type Outcome struct {
 	Status *workflows.Status
 	// Kind is "" for promoted, or workflows.ErrRolledBack / ErrFailed.
-	Kind   string
+	Kind   workflows.Ending
 	Reason string
 }
 
@@ -220,8 +220,8 @@ func (s *Starter) Wait(ctx context.Context, run client.WorkflowRun) (*Outcome, e
 		return &Outcome{Status: &st}, nil
 	}
 	var app *temporal.ApplicationError
-	if errors.As(err, &app) && (app.Type() == workflows.ErrRolledBack || app.Type() == workflows.ErrFailed) {
-		o := &Outcome{Kind: app.Type(), Reason: app.Message()}
+	if k := workflows.EndingOf(err); (k == workflows.ErrRolledBack || k == workflows.ErrFailed) && errors.As(err, &app) {
+		o := &Outcome{Kind: k, Reason: app.Message()}
 		if app.HasDetails() {
 			var det workflows.Status
 			if app.Details(&det) == nil {

@@ -80,7 +80,7 @@ func (s *Starter) Stats(ctx context.Context, since time.Duration) ([]Stats, erro
 				var ds workflows.Status
 				err := run.Get(ctx, &ds)
 				var app *temporal.ApplicationError
-				if errors.As(err, &app) && app.Type() == workflows.ErrRolledBack {
+				if workflows.EndingOf(err) == workflows.ErrRolledBack && errors.As(err, &app) {
 					st.RolledBack++
 					if app.HasDetails() && app.Details(&ds) == nil && ds.Rollback != nil {
 						st.Rollbacks++

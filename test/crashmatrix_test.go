@@ -25,7 +25,7 @@ var crashMatrixAll = flag.Bool("crash-matrix", false, "run every case of the kil
 type crashCase struct {
 	name string
 	// rollback: the strategy of a Rollback workflow killed mid-way, "" for a rollout
-	rollback string
+	rollback workflows.Strategy
 	// at says when to kill, from the rollout's (or rollback's) status; nil:
 	// right after the request (an immediate or swap rollback is over in
 	// milliseconds, so the kill lands wherever it is)

@@ -179,7 +179,7 @@ func TestKubernetesGatewayAPIRolloutAbortAndEveryRollbackOnARealAPIServerWithSta
 		e.waitFor(version+" promoted, old slot warm", func(st *starterStatus) bool { return st.Version == version && st.Phase == rollout.PhaseScalingDown })
 		live, prev := e.weights().Live(), e.weights().Live().Other()
 		watch := weightWatch(e)
-		rb, err := e.starter.Rollback(ctx, e.svc, strategy, "test "+strategy, "test")
+		rb, err := e.starter.Rollback(ctx, e.svc, strategy, "test "+string(strategy), "test")
 		if err != nil {
 			t.Fatalf("%s: %v", strategy, err)
 		}

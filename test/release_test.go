@@ -157,7 +157,7 @@ func (e *releaseEnv) run(backend, frontend string) *workflows.ReleaseStatus {
 }
 
 // waitPhase waits up to two minutes for the release to be in a phase.
-func (e *releaseEnv) waitPhase(phase string) *workflows.ReleaseStatus {
+func (e *releaseEnv) waitPhase(phase workflows.ReleasePhase) *workflows.ReleaseStatus {
 	e.t.Helper()
 	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(50 * time.Millisecond) {
 		st, err := e.starter.ReleaseStatus(context.Background(), e.release().Name)

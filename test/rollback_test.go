@@ -31,7 +31,8 @@ func promotedWithWarmSlot(t *testing.T, o opts) *env {
 }
 
 func TestEachRollbackStrategyUnderLoadFailsNoRequest(t *testing.T) {
-	for _, strategy := range workflows.Strategies {
+	for _, st := range workflows.Strategies {
+		strategy := string(st)
 		t.Run(strategy, func(t *testing.T) {
 			e := promotedWithWarmSlot(t, opts{})
 			gen := load.Start(e.url, 100, 2*time.Minute)
@@ -56,7 +57,7 @@ func TestEachRollbackStrategyUnderLoadFailsNoRequest(t *testing.T) {
 			if !green.Running {
 				t.Fatalf("the bad slot should be left running (strategy %s): %+v", strategy, green)
 			}
-			if strategy == workflows.Gradual {
+			if st == workflows.Gradual {
 				rep, err := e.starter.RollbackStatus(context.Background(), e.svc.Name, e.svc.Environment)
 				if err != nil {
 					t.Fatal(err)
@@ -65,7 +66,7 @@ func TestEachRollbackStrategyUnderLoadFailsNoRequest(t *testing.T) {
 					t.Fatalf("gradual: want 4 steps over 4s, got %d in %s: %v", len(rep.Timeline), rep.Duration(), rep.Timeline)
 				}
 			}
-			if strategy == workflows.Swap {
+			if st == workflows.Swap {
 				out, code := cli(t, e, "retire", e.svc.Name, "-f", e.file, "--env", "test", "--slot", "blue")
 				expect(t, out, code, 2, "slot blue still has 100% of traffic", "refusing to stop it")
 				out, code = cli(t, e, "retire", e.svc.Name, "-f", e.file, "--env", "test", "--slot", "green")

@@ -145,6 +145,39 @@ func TestAbortUnderLoadFailsNoRequestAndKeepsTheBadSlotForInspection(t *testing.
 	}
 }
 
+// promote answers once the weights moved, as abort does: the CLI's answer
+// is what the router now applies. A skip of the bake moves to the next
+// step; --full to 100 %.
+func TestPromoteAnswersOnceTheWeightsMoved(t *testing.T) {
+	e := newEnv(t, opts{bake: time.Minute})
+	if o := e.deploy("v1"); o.Kind != "" {
+		t.Fatalf("v1: %s", o.Reason)
+	}
+	run := e.start("v2")
+	e.waitFor("the bake of step 1", func(st *starterStatus) bool { return st.Step == 0 && !st.BakeEndsAt.IsZero() })
+	out, code := cli(t, e, "promote", e.svc.Name, "--env", "test")
+	expect(t, out, code, 0, "promote "+e.svc.Name+" in test: done in", "phase shifting, blue=75% green=25%")
+	if w := e.weights(); w != (rollout.Weights{Blue: 75, Green: 25}) {
+		t.Fatalf("promote answered %q but the router says %s", out, w)
+	}
+	out, code = cli(t, e, "promote", e.svc.Name, "--env", "test", "--full")
+	expect(t, out, code, 0, "green=100%")
+	if w := e.weights(); w != (rollout.Weights{Green: 100}) {
+		t.Fatalf("promote --full answered %q but the router says %s", out, w)
+	}
+	// the bake at 100 % skipped too: the answer comes as the rollout leaves shifting
+	out, code = cli(t, e, "promote", e.svc.Name, "--env", "test")
+	expect(t, out, code, 0, "green=100%")
+	if strings.Contains(out, "phase shifting") {
+		t.Fatalf("the last bake's skip answered before the rollout moved on: %s", out)
+	}
+	o, err := e.starter.Wait(context.Background(), run)
+	if err != nil || o.Kind != "" {
+		t.Fatalf("v2: %v %+v", err, o)
+	}
+	record(t, history(t, e, run), "deployment_promote_answers_when_moved.json")
+}
+
 func TestBadVersionRollsBackByItself(t *testing.T) {
 	e := newEnv(t, opts{bake: 3 * time.Second})
 	if o := e.deploy("v1"); o.Kind != "" {

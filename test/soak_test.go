@@ -136,7 +136,7 @@ func (s *soaker) promote() {
 
 // rollbackInWarmWindow promotes a version, then rolls back to the warm
 // slot with strategy, then retires the slot it left.
-func (s *soaker) rollbackInWarmWindow(strategy string) {
+func (s *soaker) rollbackInWarmWindow(strategy workflows.Strategy) {
 	v := s.next()
 	run := s.e.start(v)
 	s.e.waitFor(v+" promoted", func(st *starterStatus) bool { return st.Version == v && st.Phase == rollout.PhaseScalingDown })
@@ -156,7 +156,7 @@ func (s *soaker) rollbackInWarmWindow(strategy string) {
 	s.counted(run)
 	s.counted(rb)
 	s.retire(rep.From)
-	s.ops[strategy+" rollback"]++
+	s.ops[string(strategy)+" rollback"]++
 }
 
 // abortMidway aborts a rollout in its second step's bake.

@@ -204,7 +204,7 @@ func TestAbortPutsAllTrafficBackOnTheStableSlot(t *testing.T) {
 	f.run()
 	var app *temporal.ApplicationError
 	require.True(t, errors.As(f.env.GetWorkflowError(), &app))
-	require.Equal(t, ErrRolledBack, app.Type())
+	require.Equal(t, string(ErrRolledBack), app.Type())
 	require.Contains(t, app.Message(), "p99 up")
 	require.Equal(t, []rollout.Weights{green(10), green(25), green(50), {Blue: 100}}, f.shifts)
 	require.Equal(t, 2*time.Minute+10*time.Second, f.shiftAt[3], "the rollback is applied the moment the abort arrives")
@@ -234,7 +234,7 @@ func TestFailedAnalysisRollsBackByItself(t *testing.T) {
 	f.run()
 	var app *temporal.ApplicationError
 	require.True(t, errors.As(f.env.GetWorkflowError(), &app))
-	require.Equal(t, ErrRolledBack, app.Type())
+	require.Equal(t, string(ErrRolledBack), app.Type())
 	require.Contains(t, app.Message(), "error rate 12%")
 	// 3 analyses per 1m bake at a 20s interval: the 4th is 20s into step 2
 	require.Equal(t, []rollout.Weights{green(10), green(25), {Blue: 100}}, f.shifts)
@@ -247,7 +247,7 @@ func TestFailedVerificationLeavesTheLiveSlotUntouched(t *testing.T) {
 	f.run()
 	var app *temporal.ApplicationError
 	require.True(t, errors.As(f.env.GetWorkflowError(), &app))
-	require.Equal(t, ErrFailed, app.Type())
+	require.Equal(t, string(ErrFailed), app.Type())
 	require.Contains(t, app.Message(), "status 500")
 	require.Empty(t, f.shifts, "no traffic moved")
 }

@@ -28,9 +28,6 @@ func ServiceLock(ctx workflow.Context, holder string) error {
 	return workflow.Await(ctx, func() bool { return false })
 }
 
-// ErrLocked is the error type of a writer refused because another holds the service.
-const ErrLocked = "ServiceLocked"
-
 // holdService takes the service's lock for this run, trying for up to wait
 // (a rollback taking over from the rollout it aborted waits the moment that
 // rollout needs to close); it fails with ErrLocked when another holds it.
@@ -55,9 +52,9 @@ func holdService(ctx workflow.Context, service, env string, wait time.Duration) 
 			return err
 		}
 		if !workflow.Now(ctx).Before(deadline) {
-			return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+			return ErrLocked.end(fmt.Sprintf(
 				"another rollout or rollback of %s in %s is running (it holds %s): wait for it, or abort it",
-				service, env, LockID(service, env)), ErrLocked, nil)
+				service, env, LockID(service, env)))
 		}
 		if err := workflow.Sleep(ctx, 200*time.Millisecond); err != nil {
 			return err

@@ -74,7 +74,7 @@ func TestADayOfBakeAtOneSecondContinuesAsNewAndAnAbortAtItsEndLands(t *testing.T
 		require.True(t, last, "run %d ended without continuing before the day was over: %v", runs, err)
 		var app *temporal.ApplicationError
 		require.ErrorAs(t, err, &app)
-		require.Equal(t, ErrRolledBack, app.Type(), "%v", err)
+		require.Equal(t, string(ErrRolledBack), app.Type(), "%v", err)
 		var st Status
 		require.NoError(t, app.Details(&st))
 		require.Equal(t, rollout.PhaseRolledBack, st.Phase)

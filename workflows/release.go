@@ -55,19 +55,22 @@ type ApprovalRequest struct {
 	By          string `json:"by,omitempty"`
 }
 
+// ReleasePhase is where a release is.
+type ReleasePhase string
+
 // Release phases.
 const (
-	ReleaseRunning          = "running"
-	ReleaseWaitingWindow    = "waiting-for-window"
-	ReleaseSoaking          = "soaking"
-	ReleaseAwaitingApproval = "awaiting-approval"
-	ReleaseDeploying        = "deploying"
-	ReleaseFrozen           = "frozen"
-	ReleaseRollingBack      = "rolling-back"
-	ReleasePromoted         = "promoted"
-	ReleaseRolledBack       = "rolled-back"
-	ReleaseRejected         = "rejected"
-	ReleaseFailed           = "failed"
+	ReleaseRunning          ReleasePhase = "running"
+	ReleaseWaitingWindow    ReleasePhase = "waiting-for-window"
+	ReleaseSoaking          ReleasePhase = "soaking"
+	ReleaseAwaitingApproval ReleasePhase = "awaiting-approval"
+	ReleaseDeploying        ReleasePhase = "deploying"
+	ReleaseFrozen           ReleasePhase = "frozen"
+	ReleaseRollingBack      ReleasePhase = "rolling-back"
+	ReleasePromoted         ReleasePhase = "promoted"
+	ReleaseRolledBack       ReleasePhase = "rolled-back"
+	ReleaseRejected         ReleasePhase = "rejected"
+	ReleaseFailed           ReleasePhase = "failed"
 )
 
 // ReleaseService is one service in one environment of a release.
@@ -100,7 +103,7 @@ type ReleaseStatus struct {
 	Name string `json:"name"`
 	// StartedBy is who the Temporal server verified started the release.
 	StartedBy    string            `json:"startedBy,omitempty"`
-	Phase        string            `json:"phase"`
+	Phase        ReleasePhase      `json:"phase"`
 	Environment  string            `json:"environment"`
 	Versions     map[string]string `json:"versions"`
 	Services     []ReleaseService  `json:"services"`
@@ -161,56 +164,26 @@ func (r *releaseRun) setup(ctx workflow.Context) error {
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (*ReleaseStatus, error) { return &r.st, nil }); err != nil {
 		return err
 	}
-	for _, c := range []struct {
-		name    string
-		approve bool
-	}{{Approve, true}, {Reject, false}} {
-		c := c
-		if err := workflow.SetUpdateHandlerWithOptions(ctx, c.name,
-			func(ctx workflow.Context, req ApprovalRequest) (*ReleaseStatus, error) {
-				r.decide(req, c.approve)
-				return &r.st, nil
-			},
-			workflow.UpdateHandlerOptions{Validator: func(_ workflow.Context, req ApprovalRequest) error { return r.canDecide(req) }},
-		); err != nil {
-			return err
-		}
+	c := &controls{ctx: ctx, ignored: func(name string, err error) { r.event(fmt.Sprintf("signal %s ignored: %v", name, err)) }}
+	status := func() *ReleaseStatus { return &r.st }
+	if err := control(c, Approve, status, r.canDecide, func(q ApprovalRequest) { r.decide(q, true) }, nil); err != nil {
+		return err
 	}
-	workflow.Go(ctx, func(ctx workflow.Context) {
-		sel := workflow.NewSelector(ctx)
-		for _, c := range []struct {
-			name    string
-			approve bool
-		}{{Approve, true}, {Reject, false}} {
-			c := c
-			sel.AddReceive(workflow.GetSignalChannel(ctx, c.name), func(ch workflow.ReceiveChannel, _ bool) {
-				var req ApprovalRequest
-				ch.Receive(ctx, &req)
-				if req.By == "" {
-					req.By = "signal"
-				}
-				if err := r.canDecide(req); err != nil {
-					r.event(fmt.Sprintf("signal %s ignored: %v", c.name, err))
-					return
-				}
-				r.decide(req, c.approve)
-			})
-		}
-		sel.AddReceive(workflow.GetSignalChannel(ctx, FreezeSignal), func(ch workflow.ReceiveChannel, _ bool) {
-			var f FreezeState
-			ch.Receive(ctx, &f)
-			r.freeze(ctx, &f)
-		})
-		sel.AddReceive(workflow.GetSignalChannel(ctx, Unfreeze), func(ch workflow.ReceiveChannel, _ bool) {
-			var by string
-			ch.Receive(ctx, &by)
-			r.unfreeze(ctx, by)
-		})
-		for {
-			sel.Select(ctx)
-		}
+	if err := control(c, Reject, status, r.canDecide, func(q ApprovalRequest) { r.decide(q, false) }, nil); err != nil {
+		return err
+	}
+	c.signal(FreezeSignal, func(ctx workflow.Context, ch workflow.ReceiveChannel) {
+		var f FreezeState
+		ch.Receive(ctx, &f)
+		r.freeze(ctx, &f)
 	})
-	_ = workflow.UpsertTypedSearchAttributes(ctx, SARelease.ValueSet(r.in.Name), SAPhase.ValueSet(ReleaseRunning))
+	c.signal(Unfreeze, func(ctx workflow.Context, ch workflow.ReceiveChannel) {
+		var by string
+		ch.Receive(ctx, &by)
+		r.unfreeze(ctx, by)
+	})
+	c.listen()
+	_ = workflow.UpsertTypedSearchAttributes(ctx, SARelease.ValueSet(r.in.Name), SAPhase.ValueSet(string(ReleaseRunning)))
 	r.event(fmt.Sprintf("release %s of %s started by %s", r.in.Name, versionList(r.in.Versions), orUnknown(r.in.By)))
 	return nil
 }
@@ -347,10 +320,10 @@ func (r *releaseRun) event(msg string) {
 	r.st.Events = append(r.st.Events, Event{At: workflow.Now(r.root), Message: msg})
 }
 
-func (r *releaseRun) setPhase(ctx workflow.Context, p string) {
+func (r *releaseRun) setPhase(ctx workflow.Context, p ReleasePhase) {
 	r.st.Phase = p
-	r.event("phase " + p)
-	_ = workflow.UpsertTypedSearchAttributes(ctx, SAPhase.ValueSet(p))
+	r.event("phase " + string(p))
+	_ = workflow.UpsertTypedSearchAttributes(ctx, SAPhase.ValueSet(string(p)))
 }
 
 func (r *releaseRun) service(svc, env string) *ReleaseService {
@@ -364,14 +337,14 @@ func (r *releaseRun) service(svc, env string) *ReleaseService {
 
 // end closes the release with a phase; an outcome other than promoted is
 // an error carrying the status, as a rollout's is.
-func (r *releaseRun) end(ctx workflow.Context, phase, reason string) (*ReleaseStatus, error) {
+func (r *releaseRun) end(ctx workflow.Context, phase ReleasePhase, reason string) (*ReleaseStatus, error) {
 	r.st.Reason, r.st.EndedAt = reason, workflow.Now(ctx)
 	r.setPhase(ctx, phase)
 	_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
 	if phase == ReleasePromoted {
 		return &r.st, nil
 	}
-	return nil, temporal.NewNonRetryableApplicationError(phase+": "+reason, phase, nil, &r.st)
+	return nil, temporal.NewNonRetryableApplicationError(string(phase)+": "+reason, string(phase), nil, &r.st)
 }
 
 func (r *releaseRun) run(ctx workflow.Context) (*ReleaseStatus, error) {
@@ -631,7 +604,7 @@ func (r *releaseRun) deploy(ctx workflow.Context, e *ReleaseEnvironment) (*Relea
 					return
 				}
 				s.Phase, s.Reason = "failed", rootMessage(res.err)
-				if kind := errorKind(res.err); kind == ErrRolledBack {
+				if kind := EndingOf(res.err); kind == ErrRolledBack {
 					s.Phase = "rolled-back"
 				}
 				delete(waiting, res.service)
@@ -693,7 +666,7 @@ func (r *releaseRun) undo(ctx workflow.Context, e *ReleaseEnvironment, failed st
 		if err == nil {
 			err = futures[svc].Get(ctx, nil)
 		}
-		if errorKind(err) == ErrRolledBack {
+		if EndingOf(err) == ErrRolledBack {
 			s.Phase, s.Reason = "rolled-back", "back on "+s.PreviousVersion
 			r.event(fmt.Sprintf("%s rolled back to %s in %s", svc, s.PreviousVersion, e.Name))
 		} else {
@@ -718,15 +691,6 @@ func errOr(err error, msg string) error {
 		return err
 	}
 	return errors.New(msg)
-}
-
-// errorKind is the type of an application error a child ended with.
-func errorKind(err error) string {
-	var app *temporal.ApplicationError
-	if errors.As(err, &app) {
-		return app.Type()
-	}
-	return ""
 }
 
 func (r *releaseRun) startChild(ctx workflow.Context, e *ReleaseEnvironment, svc string) workflow.ChildWorkflowFuture {

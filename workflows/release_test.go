@@ -82,7 +82,7 @@ func (f *relFixture) deployment(ctx workflow.Context, in DeploymentInput) (*Stat
 	}
 	if bad {
 		end("rolled-back")
-		return nil, temporal.NewNonRetryableApplicationError("rolled back: analysis failed at 10%", ErrRolledBack, nil, st)
+		return nil, ErrRolledBack.end("rolled back: analysis failed at 10%", st)
 	}
 	if !in.Hold {
 		end("done")
@@ -109,7 +109,7 @@ func (f *relFixture) deployment(ctx workflow.Context, in DeploymentInput) (*Stat
 	sel.Select(ctx)
 	if !done {
 		end("rolled-back")
-		return nil, temporal.NewNonRetryableApplicationError("rolled back: "+abort.Reason, ErrRolledBack, nil, st)
+		return nil, ErrRolledBack.end("rolled back: "+abort.Reason, st)
 	}
 	end("done")
 	return st, nil
@@ -242,9 +242,10 @@ func TestAnApprovalBeforeTheReleaseWaitsIsRefused(t *testing.T) {
 
 func TestAnApprovalThatTimesOutDoesWhatTheSpecSays(t *testing.T) {
 	for _, c := range []struct {
-		onTimeout, phase string
-		production       bool   // production deployed
-		staging          string // how staging's services end
+		onTimeout  string
+		phase      ReleasePhase
+		production bool   // production deployed
+		staging    string // how staging's services end
 	}{
 		{release.OnTimeoutAbort, ReleaseFailed, false, "v2"},
 		{release.OnTimeoutProceed, ReleasePromoted, true, "v2"},

@@ -29,6 +29,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 			r.RegisterWorkflowWithOptions(Retire, workflow.RegisterOptions{Name: RetireWorkflow})
 			r.RegisterWorkflowWithOptions(ServiceLock, workflow.RegisterOptions{Name: ServiceLockWorkflow})
 			r.RegisterWorkflowWithOptions(Release, workflow.RegisterOptions{Name: ReleaseWorkflow})
+			r.RegisterWorkflowWithOptions(Freeze, workflow.RegisterOptions{Name: FreezeWorkflow})
 			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {
 				t.Fatal(err)
 			}

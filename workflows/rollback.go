@@ -41,49 +41,25 @@ func (r *rollbackRun) setup(ctx workflow.Context) error {
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (*RollbackReport, error) { return &r.rep, nil }); err != nil {
 		return err
 	}
-	controls := []struct {
-		name     string
-		validate func() error
-		apply    func()
-	}{
-		{Pause, r.canPause, func() { r.rep.Paused = true; r.event("paused") }},
-		{Resume, r.canResume, func() { r.rep.Paused = false; r.event("resumed") }},
-		{Escalate, r.canEscalate, func() { r.escalated = true; r.event("escalated to immediate") }},
+	c := &controls{ctx: ctx, ignored: func(name string, err error) { r.event(fmt.Sprintf("signal %s ignored: %v", name, err)) }}
+	status := func() *RollbackReport { return &r.rep }
+	if err := control(c, Pause, status, func(ControlRequest) error { return r.canPause() },
+		func(q ControlRequest) { r.rep.Paused = true; r.event("paused" + q.said()) }, nil); err != nil {
+		return err
 	}
-	for _, c := range controls {
-		c := c
-		if err := workflow.SetUpdateHandlerWithOptions(ctx, c.name,
-			func(ctx workflow.Context) (*RollbackReport, error) {
-				c.apply()
-				if c.name == Escalate {
-					// answer once all traffic is back
-					err := workflow.Await(ctx, func() bool { return r.rep.Phase.Done() })
-					return &r.rep, err
-				}
-				return &r.rep, nil
-			},
-			workflow.UpdateHandlerOptions{Validator: func(workflow.Context) error { return c.validate() }},
-		); err != nil {
-			return err
-		}
+	if err := control(c, Resume, status, func(ControlRequest) error { return r.canResume() },
+		func(q ControlRequest) { r.rep.Paused = false; r.event("resumed" + q.said()) }, nil); err != nil {
+		return err
 	}
-	workflow.Go(ctx, func(ctx workflow.Context) {
-		sel := workflow.NewSelector(ctx)
-		for _, c := range controls {
-			c := c
-			sel.AddReceive(workflow.GetSignalChannel(ctx, c.name), func(ch workflow.ReceiveChannel, _ bool) {
-				ch.Receive(ctx, nil)
-				if err := c.validate(); err != nil {
-					r.event(fmt.Sprintf("signal %s ignored: %v", c.name, err))
-					return
-				}
-				c.apply()
-			})
-		}
-		for {
-			sel.Select(ctx)
-		}
-	})
+	// an escalation answers once all traffic is back
+	if err := control(c, Escalate, status, func(ControlRequest) error { return r.canEscalate() },
+		func(q ControlRequest) { r.escalated = true; r.event("escalated to immediate" + q.said()) },
+		func(ctx workflow.Context, _ ControlRequest) error {
+			return workflow.Await(ctx, func() bool { return r.rep.Phase.Done() })
+		}); err != nil {
+		return err
+	}
+	c.listen()
 	r.setPhase(ctx, rollout.PhaseRollingBack)
 	return nil
 }
@@ -149,7 +125,7 @@ func (r *rollbackRun) fail(ctx workflow.Context, msg string) (*RollbackReport, e
 	r.setPhase(ctx, rollout.PhaseFailed)
 	countOutcome(ctx, "rollback", r.rep.Service, r.rep.Environment, "failed")
 	_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
-	return nil, temporal.NewNonRetryableApplicationError(msg, ErrFailed, nil, &r.rep)
+	return nil, ErrFailed.end(msg, &r.rep)
 }
 
 func (r *rollbackRun) run(ctx workflow.Context) (*RollbackReport, error) {
@@ -297,14 +273,16 @@ func (r *rollbackRun) gradual(ctx workflow.Context) error {
 }
 
 // ValidStrategy checks a strategy name and returns it normalised.
-func ValidStrategy(s string) (string, error) {
+func ValidStrategy(s string) (Strategy, error) {
 	s = strings.ToLower(strings.TrimSpace(s))
+	var names []string
 	for _, k := range Strategies {
-		if s == k {
-			return s, nil
+		if s == string(k) {
+			return k, nil
 		}
+		names = append(names, string(k))
 	}
-	return "", fmt.Errorf("unknown strategy %q (use %s)", s, strings.Join(Strategies, ", "))
+	return "", fmt.Errorf("unknown strategy %q (use %s)", s, strings.Join(names, ", "))
 }
 
 // Retire stops one slot on the worker that runs the service's slots, after

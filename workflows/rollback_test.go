@@ -29,7 +29,7 @@ type rbFixture struct {
 	weights rollout.Weights
 }
 
-func newRB(t *testing.T, strategy string) *rbFixture {
+func newRB(t *testing.T, strategy Strategy) *rbFixture {
 	var ts testsuite.WorkflowTestSuite
 	f := &rbFixture{t: t, env: ts.NewTestWorkflowEnvironment(), blueUp: true, weights: rollout.Weights{Green: 100}}
 	s := testSpec()

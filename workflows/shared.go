@@ -4,8 +4,10 @@
 package workflows
 
 import (
+	"errors"
 	"time"
 
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/switchyard/switchyard/activities"
@@ -180,24 +182,27 @@ func (s *Status) Traffic() int {
 	return s.Weights.Of(s.Target)
 }
 
+// Strategy is how a Rollback goes back.
+type Strategy string
+
 // Rollback strategies.
 const (
 	// Immediate puts 100 % on the previous slot in one change.
-	Immediate = "immediate"
+	Immediate Strategy = "immediate"
 	// Gradual moves traffic back in steps over a duration, on durable timers.
-	Gradual = "gradual"
+	Gradual Strategy = "gradual"
 	// Swap flips the whole environment back and keeps the bad slot running,
 	// untouched, for investigation, until someone retires it.
-	Swap = "swap"
+	Swap Strategy = "swap"
 )
 
 // Strategies lists the rollback strategies.
-var Strategies = []string{Immediate, Gradual, Swap}
+var Strategies = []Strategy{Immediate, Gradual, Swap}
 
 // RollbackInput starts a Rollback.
 type RollbackInput struct {
 	Spec     spec.Service `json:"spec"`
-	Strategy string       `json:"strategy"`
+	Strategy Strategy     `json:"strategy"`
 	Reason   string       `json:"reason"`
 	By       string       `json:"by,omitempty"`
 	// From is the bad slot, To the previous one, as the last rollout left them.
@@ -221,7 +226,7 @@ type WeightChange struct {
 type RollbackReport struct {
 	Service         string                `json:"service"`
 	Environment     string                `json:"environment"`
-	Strategy        string                `json:"strategy"`
+	Strategy        Strategy              `json:"strategy"`
 	Reason          string                `json:"reason"`
 	By              string                `json:"by"`
 	From            rollout.Slot          `json:"from"`
@@ -252,11 +257,46 @@ func (r *RollbackReport) Duration() time.Duration {
 	return r.EndedAt.Sub(r.StartedAt)
 }
 
-// Error types a Deployment ends with, besides success.
+// Ending is an error a run ends with other than success. Its value is the
+// type of the Temporal ApplicationError that carries it across the wire,
+// so a run recorded by any build is read the same.
+type Ending string
+
+// The endings of a Deployment (and a writer refused the service's lock).
 const (
-	ErrRolledBack = "RolledBack" // traffic went back to the stable slot
-	ErrFailed     = "Failed"     // the rollout stopped before any traffic moved
+	ErrRolledBack Ending = "RolledBack"    // traffic went back to the stable slot
+	ErrFailed     Ending = "Failed"        // the rollout stopped before any traffic moved
+	ErrLocked     Ending = "ServiceLocked" // another writer holds the service (lock.go)
 )
+
+func (e Ending) Error() string {
+	switch e {
+	case ErrRolledBack:
+		return "rolled back"
+	case ErrFailed:
+		return "failed before any traffic moved"
+	case ErrLocked:
+		return "another rollout or rollback holds the service"
+	}
+	return string(e)
+}
+
+// EndingOf is the ending a run's error carries, or "" for any other error.
+func EndingOf(err error) Ending {
+	var app *temporal.ApplicationError
+	if errors.As(err, &app) {
+		switch e := Ending(app.Type()); e {
+		case ErrRolledBack, ErrFailed, ErrLocked:
+			return e
+		}
+	}
+	return ""
+}
+
+// end is the ApplicationError a run ends with, carrying its status.
+func (e Ending) end(msg string, details ...any) error {
+	return temporal.NewNonRetryableApplicationError(msg, string(e), nil, details...)
+}
 
 // countOutcome records how a rollout or rollback ended, for /metrics.
 func countOutcome(ctx workflow.Context, kind, service, env, result string) {
@@ -266,7 +306,7 @@ func countOutcome(ctx workflow.Context, kind, service, env, result string) {
 
 // recordRollback records how long a rollback took, from its decision to 100 % on the previous slot.
 func recordRollback(ctx workflow.Context, r *RollbackReport) {
-	workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"service": r.Service, "environment": r.Environment, "strategy": r.Strategy}).
+	workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"service": r.Service, "environment": r.Environment, "strategy": string(r.Strategy)}).
 		Timer("switchyard_rollback_duration").Record(r.Duration())
 }
 

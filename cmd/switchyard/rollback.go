@@ -43,7 +43,7 @@ Exit codes: 0 rolled back, 2 bad input, 4 could not roll back, 5 refused.`,
 				return err
 			}
 			return c.withStarter(func(s *starter.Starter) error {
-				run, err := s.Rollback(cmd.Context(), svc, strategy, reason, who())
+				run, err := s.Rollback(cmd.Context(), svc, workflows.Strategy(strategy), reason, who())
 				if err != nil {
 					return rollbackExit(err)
 				}
@@ -56,7 +56,7 @@ Exit codes: 0 rolled back, 2 bad input, 4 could not roll back, 5 refused.`,
 		},
 	}
 	t.flags(cmd, true)
-	cmd.Flags().StringVar(&strategy, "strategy", workflows.Immediate, "immediate, gradual or swap")
+	cmd.Flags().StringVar(&strategy, "strategy", string(workflows.Immediate), "immediate, gradual or swap")
 	cmd.Flags().StringVar(&reason, "reason", "rollback requested by an operator", "why, for the report")
 	cmd.Flags().BoolVar(&detach, "detach", false, "start the rollback and return at once")
 	return cmd
@@ -151,7 +151,7 @@ func rollbackControlCmd(c *conn) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return c.withStarter(func(s *starter.Starter) error {
 				start := time.Now()
-				rep, err := s.RollbackControl(cmd.Context(), args[0], t.env, workflows.Escalate)
+				rep, err := s.RollbackControl(cmd.Context(), args[0], t.env, workflows.Escalate, workflows.ControlRequest{By: who()})
 				if err != nil {
 					return withCode(exitConflict, err)
 				}

@@ -108,7 +108,6 @@ traffic moved, 5 another rollout of the service is running, 1 other errors.`,
 	t.flags(cmd, true)
 	cmd.Flags().StringVar(&version, "version", "", "version to deploy (required)")
 	cmd.Flags().BoolVar(&detach, "detach", false, "start the rollout and return at once")
-	cmd.Flags().Bool("wait", true, "wait for the rollout to end, showing progress (the default)")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
 	em.flags(cmd)
 	return cmd
@@ -488,7 +487,8 @@ func sendControl(ctx context.Context, c *conn, service, env, name string, arg an
 	defer closeFn()
 	t := time.Now()
 	if (name == workflows.Pause || name == workflows.Resume) && s.RollbackRunning(ctx, service, env) {
-		rep, err := s.RollbackControl(ctx, service, env, name)
+		req, _ := arg.(workflows.ControlRequest)
+		rep, err := s.RollbackControl(ctx, service, env, name, req)
 		if err != nil {
 			return withCode(exitConflict, err)
 		}

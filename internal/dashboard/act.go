@@ -204,7 +204,7 @@ func (s *Server) do(ctx context.Context, d actData, reason, by string) (string, 
 	switch d.A.Do {
 	case "pause", "resume":
 		if st.RollbackRunning(ctx, d.Service, d.Env) {
-			rep, err := st.RollbackControl(ctx, d.Service, d.Env, d.A.Do)
+			rep, err := st.RollbackControl(ctx, d.Service, d.Env, d.A.Do, workflows.ControlRequest{By: by, Reason: reason})
 			if err != nil {
 				return "", err
 			}
@@ -221,11 +221,11 @@ func (s *Server) do(ctx context.Context, d actData, reason, by string) (string, 
 			return "", err
 		}
 		strategy := strings.TrimPrefix(d.A.Do, "rollback-")
-		run, err := st.Rollback(ctx, svc, strategy, reason, by)
+		run, err := st.Rollback(ctx, svc, workflows.Strategy(strategy), reason, by)
 		if err != nil {
 			return "", err
 		}
-		if strategy == workflows.Gradual {
+		if workflows.Strategy(strategy) == workflows.Gradual {
 			return "the gradual rollback started; this rollout's page follows it", nil
 		}
 		rep, err := st.WaitRollback(ctx, run)
@@ -234,7 +234,7 @@ func (s *Server) do(ctx context.Context, d actData, reason, by string) (string, 
 		}
 		return fmt.Sprintf("rolled back to %s in %s; %s", rep.PreviousVersion, rep.Duration().Round(time.Millisecond), rep.Weights), nil
 	case "escalate":
-		rep, err := st.RollbackControl(ctx, d.Service, d.Env, workflows.Escalate)
+		rep, err := st.RollbackControl(ctx, d.Service, d.Env, workflows.Escalate, workflows.ControlRequest{By: by, Reason: reason})
 		if err != nil {
 			return "", err
 		}

@@ -1,0 +1,96 @@
+package workflows
+
+import (
+	"fmt"
+
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/switchyard/switchyard/activities"
+	"github.com/switchyard/switchyard/internal/rollout"
+)
+
+// shiftSteps moves traffic to the target step by step, baking and
+// analysing each. It returns nil, nil once the target has 100 %, or how the
+// rollout ended when it rolled back.
+func (d *deployment) shiftSteps(ctx workflow.Context) (*Status, error) {
+	s := &d.in.Spec
+	first, cont := 0, d.cont
+	d.cont = nil
+	if cont == nil {
+		d.setPhase(ctx, rollout.PhaseShifting)
+		notifyEvent(ctx, s, fmt.Sprintf("rollout of %s started (previous %s)", d.in.Version, orUnknown(d.st.PreviousVersion)), "")
+	} else {
+		first = cont.Status.Step
+	}
+	steps := s.Rollout.Steps
+	if d.st.Stable == rollout.None {
+		steps = []int{100} // nothing to compare with, nobody to protect
+	}
+	for i := first; i < len(steps); i++ {
+		if err := workflow.Await(ctx, func() bool { return !d.st.Paused || d.abort != nil }); err != nil {
+			return nil, err
+		}
+		if d.abort != nil {
+			return d.rollback(ctx, d.abort.Reason, d.abort.By)
+		}
+		pct := steps[i]
+		if d.promote != nil && d.promote.Full {
+			pct, i = 100, len(steps)-1
+		}
+		d.promote = nil
+		d.st.Step = i
+		base, bake := cont.resumeBase(i), s.Rollout.Bake.D()
+		if base != nil {
+			bake = cont.Remaining // the traffic is where the last run left it
+		} else {
+			var err error
+			if base, err = d.shift(ctx, rollout.Split(d.st.Target, pct), fmt.Sprintf("step %d/%d", i+1, len(steps))); err != nil {
+				return d.rollbackAfter(ctx, "shifting to "+fmt.Sprint(pct)+"%", err)
+			}
+		}
+		cont = nil
+		if d.st.Stable == rollout.None {
+			break
+		}
+		reason, more := d.bake(ctx, base, bake)
+		if more != nil {
+			return d.continueAsNew(ctx, more)
+		}
+		if reason != "" {
+			return d.rollback(ctx, reason, "analysis")
+		}
+		// an inconclusive last analysis paused the step: a person decides
+		if err := workflow.Await(ctx, func() bool { return !d.st.Paused || d.abort != nil || d.promote != nil }); err != nil {
+			return nil, err
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if d.abort != nil {
+			return d.rollback(ctx, d.abort.Reason, d.abort.By)
+		}
+	}
+	return nil, nil
+}
+
+// setWeights records the router's weights, and in the timeline when they changed.
+func (d *deployment) setWeights(ctx workflow.Context, w rollout.Weights) {
+	d.st.Weights = w
+	if n := len(d.st.Timeline); n == 0 || d.st.Timeline[n-1].Weights != w {
+		d.st.Timeline = append(d.st.Timeline, WeightChange{At: workflow.Now(ctx), Weights: w})
+	}
+}
+
+// shift applies an absolute split and returns the counters at that moment.
+func (d *deployment) shift(ctx workflow.Context, w rollout.Weights, label string) (*activities.ShiftResult, error) {
+	res, err := shiftTraffic(ctx, &d.in.Spec, activities.ShiftInput{Weights: w})
+	if err != nil {
+		return nil, err
+	}
+	d.setWeights(ctx, res.Weights)
+	d.st.AnalysisSource = res.Source
+	d.stepSince, d.fails = workflow.Now(ctx), map[string]int{}
+	d.event(fmt.Sprintf("%s: %s", label, res.Weights))
+	d.upsert(ctx)
+	return &res, nil
+}
