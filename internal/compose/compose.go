@@ -195,9 +195,20 @@ func Load(ctx context.Context, dir, path, name, network string) (*Service, error
 	}
 	s := &Service{File: file, Name: name, lines: keys, Restart: sc.Restart, Labels: map[string]string(sc.Labels), User: sc.User,
 		Command: sc.Command, Entrypoint: sc.Entrypoint, WorkingDir: sc.WorkingDir, Memory: int64(sc.MemLimit), NanoCPUs: int64(sc.CPUS * 1e9)}
+	if err := s.what(sc, bad); err != nil {
+		return nil, err
+	}
+	if err := s.how(sc, network, bad); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// what reads what runs: the image or build, and its environment.
+func (s *Service) what(sc types.ServiceConfig, bad func(key, msg string) error) error {
 	if sc.Image != "" {
 		if strings.Contains(sc.Image, "@") {
-			return nil, bad("image", fmt.Sprintf("%q is pinned by digest: the version is the tag, name the repository only", sc.Image))
+			return bad("image", fmt.Sprintf("%q is pinned by digest: the version is the tag, name the repository only", sc.Image))
 		}
 		s.Image = sc.Image
 		if i := strings.LastIndexByte(s.Image, ':'); i > strings.LastIndexByte(s.Image, '/') {
@@ -206,7 +217,7 @@ func Load(ctx context.Context, dir, path, name, network string) (*Service, error
 	}
 	if b := sc.Build; b != nil {
 		if b.DockerfileInline != "" {
-			return nil, bad("build", "dockerfile_inline is not supported: put the Dockerfile in the build context")
+			return bad("build", "dockerfile_inline is not supported: put the Dockerfile in the build context")
 		}
 		s.Build = &Build{Context: b.Context, Dockerfile: b.Dockerfile, Target: b.Target, Args: map[string]string{}}
 		if s.Build.Dockerfile == "" {
@@ -218,7 +229,7 @@ func Load(ctx context.Context, dir, path, name, network string) (*Service, error
 			}
 		}
 	} else if s.Image == "" {
-		return nil, bad("image", "the service needs an image (whose tag is the version) or a build")
+		return bad("image", "the service needs an image (whose tag is the version) or a build")
 	}
 	for _, f := range sc.EnvFiles {
 		s.EnvFiles = append(s.EnvFiles, f.Path)
@@ -229,6 +240,11 @@ func Load(ctx context.Context, dir, path, name, network string) (*Service, error
 		}
 	}
 	slices.Sort(s.Env)
+	return nil
+}
+
+// how reads how it runs: health check, volumes, resources, network, ports.
+func (s *Service) how(sc types.ServiceConfig, network string, bad func(key, msg string) error) error {
 	if h := sc.HealthCheck; h != nil {
 		s.Health = &Health{Test: h.Test}
 		if h.Disable {
@@ -257,12 +273,12 @@ func Load(ctx context.Context, dir, path, name, network string) (*Service, error
 		case types.VolumeTypeVolume:
 			s.Volumes = append(s.Volumes, Volume{Name: v.Source, Target: v.Target, ReadOnly: v.ReadOnly})
 		default:
-			return nil, bad("volumes", fmt.Sprintf("a %s volume (%s) is not supported: use a bind mount or a named volume", v.Type, v.Target))
+			return bad("volumes", fmt.Sprintf("a %s volume (%s) is not supported: use a bind mount or a named volume", v.Type, v.Target))
 		}
 	}
 	if d := sc.Deploy; d != nil {
 		if d.Replicas != nil {
-			return nil, bad("deploy", "deploy.replicas: use docker.replicas")
+			return bad("deploy", "deploy.replicas: use docker.replicas")
 		}
 		if l := d.Resources.Limits; l != nil {
 			if l.MemoryBytes > 0 {
@@ -276,18 +292,18 @@ func Load(ctx context.Context, dir, path, name, network string) (*Service, error
 	switch sc.NetworkMode {
 	case "", network:
 	default:
-		return nil, bad("network_mode", fmt.Sprintf("%q: a slot runs on the network docker.network names (%s)", sc.NetworkMode, network))
+		return bad("network_mode", fmt.Sprintf("%q: a slot runs on the network docker.network names (%s)", sc.NetworkMode, network))
 	}
 	for _, p := range sc.Ports {
 		if network == "host" && p.Published != "" {
-			return nil, bad("ports", fmt.Sprintf("%s:%d publishes a fixed host port, which two slots cannot both hold: with host networking each slot listens on its own run.ports port (told by PORT); remove the published port",
+			return bad("ports", fmt.Sprintf("%s:%d publishes a fixed host port, which two slots cannot both hold: with host networking each slot listens on its own run.ports port (told by PORT); remove the published port",
 				p.Published, p.Target))
 		}
 	}
 	if network == "bridge" && len(sc.Ports) > 0 {
 		s.Port = int(sc.Ports[0].Target) // each slot publishes it on its own port
 	}
-	return s, nil
+	return nil
 }
 
 // serviceKeys reads the service's keys and their lines from the file as
