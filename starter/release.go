@@ -339,11 +339,18 @@ func (s *Starter) serviceFrozen(ctx context.Context, service string) (*workflows
 	return nil, false
 }
 
+// Staged is a release rollback through each service's own steps and bakes.
+const Staged workflows.Strategy = "staged"
+
 // RollbackRelease undoes the newest run of a release in one environment,
 // after it ended: a release of each service's previous version there, in
 // the reverse dependency order, with the same unit semantics (if one fails,
-// the others go back to what they ran).
-func (s *Starter) RollbackRelease(ctx context.Context, r *release.Release, env, reason, by string) (client.WorkflowRun, error) {
+// the others go back to what they ran). Immediate skips the steps and
+// bakes: each service is provisioned, checked and cut over at once.
+func (s *Starter) RollbackRelease(ctx context.Context, r *release.Release, env string, strategy workflows.Strategy, reason, by string) (client.WorkflowRun, error) {
+	if strategy != "" && strategy != workflows.Immediate && strategy != Staged {
+		return nil, &BadInputError{fmt.Errorf("--strategy %s: a release rolls back %s (each service's own steps and bakes, the default) or %s (each service provisioned, checked and cut over at once)", strategy, Staged, workflows.Immediate)}
+	}
 	if _, i := r.Environment(env); i < 0 {
 		return nil, &BadInputError{fmt.Errorf("release %s has no environment %s", r.Name, env)}
 	}
@@ -375,7 +382,13 @@ func (s *Starter) RollbackRelease(ctx context.Context, r *release.Release, env, 
 		for _, svc := range levels[li] {
 			if _, ok := prev[svc]; ok {
 				level = append(level, svc)
-				re.Specs[svc] = *specs[svc]
+				sp := *specs[svc]
+				if strategy == workflows.Immediate {
+					// the version it goes back to ran here before: its checks
+					// still run on the idle slot, then all traffic moves at once
+					sp.Rollout.Steps, sp.Rollout.Bake = []int{100}, 0
+				}
+				re.Specs[svc] = sp
 			}
 		}
 		if len(level) > 0 {

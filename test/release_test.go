@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -247,11 +248,33 @@ func TestAReleaseGoesThroughStagingAndProductionInDependencyOrderUnderLoad(t *te
 	if strings.Count(out, " release ") != 2 || strings.Count(out, " deploy ") != 8 {
 		t.Fatalf("history of the release: want 2 releases and 8 rollouts:\n%s", out)
 	}
+	// each rollout names its service and environment
+	for _, svc := range []string{"backend", "frontend"} {
+		for _, env := range []string{"staging", "production"} {
+			if !regexp.MustCompile(`deploy +` + e.svc(svc) + ` +` + env + ` `).MatchString(out) {
+				t.Fatalf("history of the release lacks a row for %s in %s:\n%s", e.svc(svc), env, out)
+			}
+		}
+	}
 
 	// by hand, after it ended: production back on v1, the frontend first
 	out, code = cli(t, &env{queue: e.starter.TaskQueue, address: server.HostPort},
-		"release", "rollback", e.release().Name, "-f", e.file, "--env", "production", "--reason", "p99 up")
+		"release", "rollback", e.release().Name, "-f", e.file, "--env", "production", "--reason", "p99 up", "--strategy", "immediate")
 	expect(t, out, code, 0, "rolling release "+e.release().Name+" back in production", "release "+e.release().Name+": promoted")
+	// immediate: each service checked, then all of its traffic moved in one change, no bakes
+	for _, svc := range []string{"backend", "frontend"} {
+		st, err := e.starter.Status(context.Background(), e.svc(svc), "production")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var moves []string
+		for _, c := range st.Timeline {
+			moves = append(moves, c.Weights.String())
+		}
+		if st.Version != "v1" || len(st.Timeline) != 2 || st.Timeline[1].Weights.Of(st.Target) != 100 {
+			t.Fatalf("%s's immediate rollback to v1 moved traffic %v (version %s), want one change to 100%%", svc, moves, st.Version)
+		}
+	}
 	if strings.Index(out, "deploying "+e.svc("frontend")+" v1 to production") > strings.Index(out, "deploying "+e.svc("backend")+" v1 to production") {
 		t.Fatalf("the backend went back before the frontend that needs it:\n%s", out)
 	}

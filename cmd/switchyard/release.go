@@ -133,7 +133,7 @@ func releaseStartCmd(c *conn) *cobra.Command {
 }
 
 func releaseRollbackCmd(c *conn) *cobra.Command {
-	var file, env, reason string
+	var file, env, reason, strategy string
 	cmd := &cobra.Command{
 		Use:   "rollback NAME --env ENV --reason TEXT",
 		Short: "Put the previous versions back in one environment after a release ended, dependents first",
@@ -147,7 +147,7 @@ func releaseRollbackCmd(c *conn) *cobra.Command {
 				return err
 			}
 			return c.withStarter(func(s *starter.Starter) error {
-				run, err := s.RollbackRelease(cmd.Context(), r, env, reason, who())
+				run, err := s.RollbackRelease(cmd.Context(), r, env, workflows.Strategy(strategy), reason, who())
 				if err != nil {
 					return err
 				}
@@ -163,6 +163,7 @@ func releaseRollbackCmd(c *conn) *cobra.Command {
 	cmd.Flags().StringVarP(&file, "file", "f", "", "release file (default deployments/NAME.release.yaml)")
 	cmd.Flags().StringVarP(&env, "env", "e", "", "the environment to put back")
 	cmd.Flags().StringVar(&reason, "reason", "", "why; recorded with who asked")
+	cmd.Flags().StringVar(&strategy, "strategy", string(starter.Staged), "staged (each service's steps and bakes) or immediate (provision, check, cut over at once)")
 	return cmd
 }
 

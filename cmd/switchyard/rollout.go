@@ -503,6 +503,38 @@ func sendControl(ctx context.Context, c *conn, service, env, name string, arg an
 	return nil
 }
 
+// printRuns lists runs as a table; a release's runs span services and
+// environments, so they are named on each row.
+func printRuns(runs []starter.RunSummary, release bool) {
+	where := func(string, string) string { return "" }
+	head := ""
+	if release {
+		w := len("SERVICE")
+		for _, r := range runs {
+			w = max(w, len(r.Service))
+		}
+		where = func(svc, env string) string { return fmt.Sprintf("%-*s %-12s ", w, orDash(svc), orDash(env)) }
+		head = where("SERVICE", "ENV")
+	}
+	fmt.Printf("%-20s %-9s %s%-10s %-13s %-8s %-10s %s\n", "STARTED", "KIND", head, "VERSION", "PHASE", "TRAFFIC", "DURATION", "RUN")
+	for _, r := range runs {
+		dur := "running"
+		if !r.Close.IsZero() {
+			dur = r.Close.Sub(r.Start).Round(time.Second).String()
+		}
+		kind, _, _ := strings.Cut(r.WorkflowID, "/")
+		fmt.Printf("%-20s %-9s %s%-10s %-13s %-8s %-10s %s\n", r.Start.Local().Format("2006-01-02 15:04:05"), kind, where(r.Service, r.Environment),
+			orDash(r.Version), r.Phase, fmt.Sprintf("%d%%", r.Traffic), dur, r.RunID)
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
 func historyCmd(c *conn) *cobra.Command {
 	var t target
 	var limit int
@@ -530,26 +562,19 @@ func historyCmd(c *conn) *cobra.Command {
 				if err != nil {
 					return err
 				}
+				release := false
 				if len(runs) == 0 {
 					// a release's name: its runs and the rollouts they ran
 					if runs, err = s.ReleaseHistory(cmd.Context(), args[0], limit); err != nil {
 						return err
 					}
+					release = true
 				}
 				if len(runs) == 0 {
 					fmt.Printf("no rollouts of %s in %s, and no release %s\n", args[0], t.env, args[0])
 					return nil
 				}
-				fmt.Printf("%-20s %-9s %-10s %-13s %-8s %-10s %s\n", "STARTED", "KIND", "VERSION", "PHASE", "TRAFFIC", "DURATION", "RUN")
-				for _, r := range runs {
-					dur := "running"
-					if !r.Close.IsZero() {
-						dur = r.Close.Sub(r.Start).Round(time.Second).String()
-					}
-					kind, _, _ := strings.Cut(r.WorkflowID, "/")
-					fmt.Printf("%-20s %-9s %-10s %-13s %-8s %-10s %s\n", r.Start.Local().Format("2006-01-02 15:04:05"), kind, r.Version, r.Phase,
-						fmt.Sprintf("%d%%", r.Traffic), dur, r.RunID)
-				}
+				printRuns(runs, release)
 				return nil
 			})
 		},
