@@ -5,10 +5,16 @@ BIN := bin
 TOOLS := $(BIN)/tools
 TEMPORAL_VERSION := v1.32.1
 
-.PHONY: demo demo-release build demo-builds test test-short bench crash-matrix soak clean temporal-bins kube-bins oidc-bins
+.PHONY: demo demo-release build build-worker demo-builds test test-short bench crash-matrix soak clean temporal-bins kube-bins oidc-bins
 
+# stripped (-s -w: no symbol table or DWARF; panics still print their stacks)
 build:
-	$(GO) build -o $(BIN)/switchyard ./cmd/switchyard
+	$(GO) build -ldflags "-s -w" -o $(BIN)/switchyard ./cmd/switchyard
+
+# for images and production workers: without the embedded Temporal server
+# and its Web UI (dev, demo and temporal-server then say so), a third the size
+build-worker:
+	$(GO) build -tags noserver -ldflags "-s -w" -o $(BIN)/switchyard-worker ./cmd/switchyard
 
 # three builds of the demo service; v3 is a bad release that fails half its requests
 demo-builds:

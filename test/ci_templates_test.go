@@ -3,6 +3,7 @@ package test
 import (
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -75,4 +76,41 @@ func spliced(t *testing.T, src []byte) []string {
 		}
 	}
 	return out
+}
+
+// The image build (make build-worker: -tags noserver, stripped) leaves the
+// embedded Temporal server out and fits the 150 MB budget; it runs the
+// worker, the dashboard and the CLI, and says what it lacks.
+func TestTheWorkerBuildIsSmallAndSaysWhatItLacks(t *testing.T) {
+	bin := filepath.Join(bins, "switchyard-worker")
+	fi, err := os.Stat(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("switchyard-worker: %.1f MB", float64(fi.Size())/1e6)
+	if fi.Size() > 150e6 {
+		t.Fatalf("the worker build is %.1f MB, over the 150 MB budget", float64(fi.Size())/1e6)
+	}
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"dev"}, 2, "built without the embedded Temporal server"},
+		{[]string{"demo"}, 2, "use the full build (make build)"},
+		{[]string{"validate", "../deployments/demo.yaml"}, 0, "demo.yaml: ok"},
+		{[]string{"worker", "--help"}, 0, "--policy"},
+		{[]string{"dashboard", "--help"}, 0, "--oidc-issuer"},
+	} {
+		out, err := exec.Command(bin, c.args...).CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if code != c.code || !strings.Contains(string(out), c.want) {
+			t.Errorf("switchyard-worker %v: exit %d, want %d with %q:\n%s", c.args, code, c.code, c.want, out)
+		}
+	}
 }

@@ -60,6 +60,7 @@ func run(m *testing.M) int {
 	embedded = router.NewEmbedded(filepath.Join(dir, "router"))
 	for _, b := range [][]string{
 		{"build", "-o", filepath.Join(dir, "switchyard"), "../cmd/switchyard"},
+		{"build", "-tags", "noserver", "-ldflags", "-s -w", "-o", filepath.Join(dir, "switchyard-worker"), "../cmd/switchyard"}, // as make build-worker
 		{"build", "-o", filepath.Join(dir, "good", "demo-app"), "../cmd/demo-app"},
 		{"build", "-ldflags", "-X main.errorRate=0.5", "-o", filepath.Join(dir, "bad", "demo-app"), "../cmd/demo-app"},
 	} {
