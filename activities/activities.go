@@ -110,6 +110,14 @@ type State struct {
 	StartedBy string `json:"startedBy,omitempty"`
 }
 
+// Instance is what runs in a slot.
+func (s State) Instance(slot rollout.Slot) rollout.Instance {
+	if slot == rollout.Green {
+		return s.Green
+	}
+	return s.Blue
+}
+
 // ReadStateInput names the service.
 type ReadStateInput struct {
 	Spec *spec.Service `json:"spec,omitempty"` // nil: the run's own (see spec.go)

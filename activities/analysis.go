@@ -44,6 +44,9 @@ type AnalyzeInput struct {
 	LiveVersion string    `json:"liveVersion,omitempty"`
 	Since       time.Time `json:"since,omitempty"`
 	Weight      int       `json:"weight,omitempty"` // the slot's share of traffic
+	// Guard judges a promoted slot by the guard's metrics (rollout.guard)
+	// and returns the counters read, the next judgement's baseline.
+	Guard bool `json:"guard,omitempty"`
 }
 
 // Analyze judges the new slot on the traffic it served since the step
@@ -67,6 +70,9 @@ func (a *Activities) Analyze(ctx context.Context, in AnalyzeInput) (*rollout.Che
 
 	src := &sources{a: a, svc: svc, r: r, base: in.Baseline}
 	metrics := an.Metrics
+	if g := svc.Rollout.Guard; in.Guard && g != nil && len(g.Metrics) > 0 {
+		metrics = g.Metrics
+	}
 	if len(metrics) == 0 {
 		metrics = defaultMetrics(an, src.counterSource(ctx, in.Slot))
 	}
@@ -101,6 +107,9 @@ func (a *Activities) Analyze(ctx context.Context, in AnalyzeInput) (*rollout.Che
 		}
 	}
 	res.Source = strings.Join(names, "+")
+	if in.Guard && src.counters != nil && src.counters.Source != "probe" {
+		res.Counters = src.counters.Now
+	}
 	switch {
 	case len(failed) > 0:
 		res.Passed = false

@@ -139,6 +139,16 @@ func (s *Starter) Status(ctx context.Context, service, env string) (*workflows.S
 	if err := v.Get(&st); err != nil {
 		return nil, err
 	}
+	if g := st.Guard; g != nil && g.Workflow != "" {
+		// after the warm window the Guard workflow judges: its word is newer
+		if gv, err := s.C.QueryWorkflow(ctx, g.Workflow, "", workflows.QueryStatus); err == nil {
+			var gst workflows.GuardStatus
+			if gv.Get(&gst) == nil && gst.Version == st.Version {
+				gst.Guard.Workflow = g.Workflow
+				st.Guard = &gst.Guard
+			}
+		}
+	}
 	return &st, nil
 }
 

@@ -145,6 +145,7 @@ type opts struct {
 	scaleDown time.Duration
 	gradual   time.Duration // rollback.gradual.duration (default 4s)
 	extra     string        // more top-level YAML
+	guard     string        // rollout.guard as a YAML flow mapping (default none)
 	ownCaddy  bool          // embedded: an admin port of its own (a separate process runs that Caddy)
 	unixAdmin bool          // embedded, ownCaddy: the admin API on a unix socket in the test's directory
 	docker    *dockerOpts   // platform: docker (docker_test.go)
@@ -230,6 +231,10 @@ esac
 	if o.analysis == "" {
 		o.analysis = fmt.Sprintf("{interval: %s, maxErrorRate: 0.05}", o.bake)
 	}
+	guardYAML := ""
+	if o.guard != "" {
+		guardYAML = "\n  guard: " + o.guard
+	}
 	runYAML := `run:
   command: ["./run.sh"]`
 	if o.docker != nil {
@@ -247,13 +252,13 @@ rollout:
   steps: [%s]
   bake: %s
   analysis: %s
-  scaleDownDelay: %s
+  scaleDownDelay: %s%s
 rollback:
   gradual: {duration: %s}
 %s
 environments:
   test: {}
-`, name, runYAML, blue, green, routerYAML, steps, o.bake, o.analysis, o.scaleDown, o.gradual, o.extra)
+`, name, runYAML, blue, green, routerYAML, steps, o.bake, o.analysis, o.scaleDown, guardYAML, o.gradual, o.extra)
 	path := filepath.Join(dir, name+".yaml")
 	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
 		t.Fatal(err)

@@ -89,6 +89,7 @@ func New(c client.Client, cfg Config) sdkworker.Worker {
 	w.RegisterWorkflowWithOptions(workflows.Monitor, workflow.RegisterOptions{Name: workflows.MonitorWorkflow})
 	w.RegisterWorkflowWithOptions(workflows.Release, workflow.RegisterOptions{Name: workflows.ReleaseWorkflow})
 	w.RegisterWorkflowWithOptions(workflows.Freeze, workflow.RegisterOptions{Name: workflows.FreezeWorkflow})
+	w.RegisterWorkflowWithOptions(workflows.Guard, workflow.RegisterOptions{Name: workflows.GuardWorkflow})
 	if cfg.Embedded == nil {
 		cfg.Embedded = router.NewEmbedded(filepath.Join(cfg.StateDir, "router"))
 	}

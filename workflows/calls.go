@@ -78,7 +78,11 @@ func verifySlot(ctx workflow.Context, s *spec.Service, in activities.VerifyInput
 // per metric (each a query or two, retried). The one definition, for the
 // rollout's bakes and the gradual rollback's steps alike.
 func analyzeSlot(ctx workflow.Context, s *spec.Service, in activities.AnalyzeInput) (rollout.CheckResult, error) {
-	timeout := 20*time.Second + time.Duration(len(s.Rollout.Analysis.Metrics))*30*time.Second
+	metrics := len(s.Rollout.Analysis.Metrics)
+	if g := s.Rollout.Guard; in.Guard && g != nil && len(g.Metrics) > 0 {
+		metrics = len(g.Metrics)
+	}
+	timeout := 20*time.Second + time.Duration(metrics)*30*time.Second
 	var res rollout.CheckResult
 	err := workflow.ExecuteActivity(options(ctx, timeout, liveness, 3), acts.Analyze, in).Get(ctx, &res)
 	return res, err

@@ -69,6 +69,9 @@ type deployment struct {
 	// counts this run's analyses, for continuing as new.
 	cont     *Continued
 	analyses int
+	// guardBase is the counters at the last traffic change or guard
+	// judgement: the baseline of the guard's next one.
+	guardBase map[rollout.Slot]rollout.Counters
 }
 
 func (d *deployment) setup(ctx workflow.Context) error {

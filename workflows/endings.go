@@ -28,11 +28,31 @@ func (d *deployment) promoteAndRetire(ctx workflow.Context) (*Status, error) {
 		}
 	} else if prev != rollout.None {
 		delay := s.Rollout.ScaleDownDelay.D()
+		guard := s.Rollout.Guard != nil && workflow.GetVersion(ctx, "post-promotion-guard", workflow.DefaultVersion, 1) == 1
+		if guard {
+			d.st.Guard = &GuardState{Until: workflow.Now(ctx).Add(s.Rollout.Guard.For.D()), KnownGood: d.st.PreviousVersion, Phase: GuardJudging}
+			d.fails = map[string]int{}
+		}
 		if delay > 0 {
 			d.event(fmt.Sprintf("promoted; slot %s kept warm for %s for an instant rollback", prev, delay))
-			ok, err := workflow.AwaitWithTimeout(ctx, delay, func() bool { return d.abort != nil })
-			if err != nil {
-				return nil, err
+			warmFrom := workflow.Now(ctx)
+			if guard {
+				d.event(fmt.Sprintf("guard: judging %s every %s until %s", d.in.Version, s.Rollout.Guard.Interval, d.st.Guard.Until.Format(time.RFC3339)))
+				breach, err := d.guardWarm(ctx, min(delay, s.Rollout.Guard.For.D()))
+				if err != nil {
+					return nil, err
+				}
+				if breach != "" {
+					d.st.Stable = prev
+					return d.rollback(ctx, "guard: "+breach, "guard")
+				}
+			}
+			ok := d.abort != nil
+			if left := delay - workflow.Now(ctx).Sub(warmFrom); left > 0 && !ok {
+				var err error
+				if ok, err = workflow.AwaitWithTimeout(ctx, left, func() bool { return d.abort != nil }); err != nil {
+					return nil, err
+				}
 			}
 			if ok {
 				d.st.Stable = prev
@@ -47,6 +67,9 @@ func (d *deployment) promoteAndRetire(ctx workflow.Context) (*Status, error) {
 		} else {
 			d.event("retired slot " + string(prev))
 		}
+	}
+	if d.st.Guard != nil {
+		d.startGuard(ctx)
 	}
 	d.setPhase(ctx, rollout.PhasePromoted)
 	countOutcome(ctx, "deployment", s.Name, s.Environment, "promoted")

@@ -96,15 +96,25 @@ func lastMonitorQuery(service, env string) string {
 		MonitorWorkflow, SAService.GetName(), service, SAEnvironment.GetName(), env)
 }
 
-// abortForMonitor signals the service's rollout to abort: while it is still
-// in its rollback window (the old slot warm) it goes back at once with its
-// own immediate rollback. A rollout that has ended is not an error; it says
-// so. The rollout records a signal its validator refuses, with the reason.
+// abortForMonitor takes the way back the post-promotion guard takes (guard.go):
+// while the rollout is still in its rollback window (the old slot warm) an
+// abort signal makes it go back at once with its own immediate rollback;
+// after it, a Breach signal makes the service's Guard redeploy the last
+// known-good version on a fast track. With neither running there is
+// nothing to go back to, which it says. A signal the receiver refuses is
+// recorded there, with the reason.
 func abortForMonitor(ctx workflow.Context, service, env, reason string) string {
 	id := DeploymentID(service, env)
-	err := workflow.SignalExternalWorkflow(ctx, id, "", Abort, AbortRequest{Reason: reason, By: "monitor"}).Get(ctx, nil)
-	if err != nil {
-		return "no rollout in its rollback window: nothing to roll back to"
+	req := AbortRequest{Reason: reason, By: "monitor"}
+	if workflow.SignalExternalWorkflow(ctx, id, "", Abort, req).Get(ctx, nil) == nil {
+		return "abort signalled to " + id
 	}
-	return "abort signalled to " + id
+	if workflow.GetVersion(ctx, "monitor-breach-to-guard", workflow.DefaultVersion, 1) == 1 {
+		gid := GuardID(service, env)
+		if workflow.SignalExternalWorkflow(ctx, gid, "", Breach, req).Get(ctx, nil) == nil {
+			return "breach signalled to " + gid + ": it redeploys the last known-good version"
+		}
+		return "no rollout in its rollback window and no guard running: nothing to roll back to"
+	}
+	return "no rollout in its rollback window: nothing to roll back to"
 }

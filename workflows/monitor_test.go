@@ -26,7 +26,10 @@ type monFixture struct {
 	results  []rollout.CheckResult
 	last     *incident.State
 	aborts   []string
-	notified []activities.NotifyInput
+	breaches []string
+	// deployGone, guardGone: no rollout (no guard) runs to take the signal
+	deployGone, guardGone bool
+	notified              []activities.NotifyInput
 	notify   func(activities.NotifyInput) (string, error)
 }
 
@@ -65,7 +68,18 @@ func newMonitor(t *testing.T) *monFixture {
 		})
 	env.OnSignalExternalWorkflow(mock.Anything, "deploy/api/production", "", Abort, mock.Anything).Return(
 		func(_, _, _, _ string, arg any) error {
+			if f.deployGone {
+				return errors.New("workflow not found")
+			}
 			f.aborts = append(f.aborts, arg.(AbortRequest).Reason)
+			return nil
+		})
+	env.OnSignalExternalWorkflow(mock.Anything, "guard/api/production", "", Breach, mock.Anything).Return(
+		func(_, _, _, _ string, arg any) error {
+			if f.guardGone {
+				return errors.New("workflow not found")
+			}
+			f.breaches = append(f.breaches, arg.(AbortRequest).Reason)
 			return nil
 		})
 	return f
@@ -103,6 +117,27 @@ func TestCriticalCheckTriggersTheRollbackWhenTheSpecAllows(t *testing.T) {
 	g.results = f.results // same failure, but the spec does not allow it
 	g.run(t)
 	require.Empty(t, g.aborts)
+}
+
+// After the warm window the rollout has ended: the critical check takes the
+// guard's way back, a Breach to the service's Guard, which redeploys the
+// last known-good version; with no guard either, it says there is nothing.
+func TestACriticalCheckAfterTheWarmWindowGoesToTheGuard(t *testing.T) {
+	f := newMonitor(t)
+	f.in.Spec.Monitor.RollbackOnCritical = true
+	f.deployGone = true
+	f.results = []rollout.CheckResult{{Name: "health:root", Passed: false, Critical: true, Detail: "status 503"}}
+	st := f.run(t)
+	require.Empty(t, f.aborts)
+	require.Len(t, f.breaches, 1)
+	require.Contains(t, f.breaches[0], "critical check health:root failing")
+	require.Equal(t, "breach signalled to guard/api/production: it redeploys the last known-good version", st.Rollback)
+
+	g := newMonitor(t)
+	g.in.Spec.Monitor.RollbackOnCritical = true
+	g.deployGone, g.guardGone = true, true
+	g.results = f.results
+	require.Equal(t, "no rollout in its rollback window and no guard running: nothing to roll back to", g.run(t).Rollback)
 }
 
 func TestAChannelThatIsDownNeverStopsTheRun(t *testing.T) {

@@ -29,7 +29,13 @@ const (
 	ReleaseWorkflow = "Release"
 	// FreezeWorkflow runs while a release is frozen (Freeze).
 	FreezeWorkflow = "Freeze"
+	// GuardWorkflow judges a promoted version after its warm window (Guard).
+	GuardWorkflow = "Guard"
 )
+
+// GuardID is the workflow ID of a service's post-promotion guard: one per
+// service and environment, the newest promotion's.
+func GuardID(service, env string) string { return "guard/" + service + "/" + env }
 
 // DeploymentID is the workflow ID of a service's rollout in one environment:
 // one at a time, by construction.
@@ -81,6 +87,9 @@ const (
 	FreezeSignal = "freeze"
 	// Unfreeze ends a freeze, and resumes a release it paused.
 	Unfreeze = "unfreeze"
+	// Breach tells a Guard its version breached (monitoring's critical
+	// check): it redeploys the known-good version. Takes an AbortRequest.
+	Breach = "breach"
 )
 
 // Search attributes every run carries, so the Web UI and `temporal workflow

@@ -141,6 +141,8 @@ type Status struct {
 	Measurements []Measured `json:"measurements,omitempty"`
 	// Rollback reports the rollout's own rollback, if it rolled back.
 	Rollback *RollbackReport `json:"rollback,omitempty"`
+	// Guard is the post-promotion guard, once the version reached 100 % (guard.go).
+	Guard *GuardState `json:"guard,omitempty"`
 }
 
 // Measured is one measurement, with the step and weight it was taken at.

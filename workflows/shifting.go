@@ -88,6 +88,7 @@ func (d *deployment) shift(ctx workflow.Context, w rollout.Weights, label string
 		return nil, err
 	}
 	d.setWeights(ctx, res.Weights)
+	d.guardBase = res.Counters
 	d.st.AnalysisSource = res.Source
 	d.stepSince, d.fails = workflow.Now(ctx), map[string]int{}
 	d.event(fmt.Sprintf("%s: %s", label, res.Weights))

@@ -15,6 +15,7 @@ import (
 	"context"
 	"fmt"
 	"log"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -31,7 +32,7 @@ var errorRate = "0"
 
 type app struct {
 	version, slot string
-	errorRate     float64
+	errorRate     atomic.Uint64 // math.Float64bits: set at run time by /admin/fail?rate=
 	latency       time.Duration
 	served        atomic.Int64
 	unhealthy     atomic.Bool
@@ -59,7 +60,8 @@ func main() {
 	if err != nil {
 		log.Fatalf("demo-app: DEMO_LATENCY: %v", err)
 	}
-	a := &app{version: version, slot: os.Getenv("SWITCHYARD_SLOT"), errorRate: rate, latency: latency, byCode: map[int]int64{}}
+	a := &app{version: version, slot: os.Getenv("SWITCHYARD_SLOT"), latency: latency, byCode: map[int]int64{}}
+	a.errorRate.Store(math.Float64bits(rate))
 	addr := net.JoinHostPort(getenv("HOST", "127.0.0.1"), getenv("PORT", "8080"))
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", a.root)
@@ -70,10 +72,22 @@ func main() {
 		}
 		fmt.Fprintln(w, "ok")
 	})
-	// failure injection at run time, for monitoring demos: /admin/fail?health=1 (or 0)
+	// failure injection at run time, for monitoring and guard demos:
+	// /admin/fail?health=1 (or 0) fails the health check, ?rate=0.5 half the requests
 	mux.HandleFunc("/admin/fail", func(w http.ResponseWriter, r *http.Request) {
-		a.unhealthy.Store(r.URL.Query().Get("health") == "1")
-		fmt.Fprintf(w, "unhealthy=%v\n", a.unhealthy.Load())
+		q := r.URL.Query()
+		if q.Has("health") {
+			a.unhealthy.Store(q.Get("health") == "1")
+		}
+		if q.Has("rate") {
+			f, err := strconv.ParseFloat(q.Get("rate"), 64)
+			if err != nil || f < 0 || f > 1 {
+				http.Error(w, "rate must be a fraction between 0 and 1", http.StatusBadRequest)
+				return
+			}
+			a.errorRate.Store(math.Float64bits(f))
+		}
+		fmt.Fprintf(w, "unhealthy=%v rate=%g\n", a.unhealthy.Load(), math.Float64frombits(a.errorRate.Load()))
 	})
 	mux.HandleFunc("/version", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, version) })
 	mux.HandleFunc("/metrics", a.metrics)
@@ -113,7 +127,7 @@ func (a *app) root(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Slot", a.slot)
 	// deterministic: request n fails when the running count of failures owed grows
 	code := http.StatusOK
-	if a.errorRate > 0 && int64(float64(n)*a.errorRate) > int64(float64(n-1)*a.errorRate) {
+	if rate := math.Float64frombits(a.errorRate.Load()); rate > 0 && int64(float64(n)*rate) > int64(float64(n-1)*rate) {
 		code = http.StatusInternalServerError
 	}
 	a.mu.Lock()

@@ -338,6 +338,20 @@ func printStatus(w io.Writer, st *workflows.Status) {
 	if st.Reason != "" {
 		fmt.Fprintf(w, "reason       %s\n", st.Reason)
 	}
+	if g := st.Guard; g != nil {
+		where := "in this rollout, while the old slot is warm"
+		if g.Workflow != "" {
+			where = "by workflow " + g.Workflow
+		}
+		fmt.Fprintf(w, "guard        %s until %s, %d judgement(s), %s; a breach restores %s\n", g.Phase, g.Until.Local().Format("2006-01-02 15:04:05"),
+			g.Judged, where, orDash(g.KnownGood))
+		if g.Last != "" {
+			fmt.Fprintf(w, "             last: %s\n", g.Last)
+		}
+		if g.Reason != "" {
+			fmt.Fprintf(w, "             breach: %s\n", g.Reason)
+		}
+	}
 	if st.AnalysisSource != "" {
 		fmt.Fprintf(w, "analysis     from %s\n", st.AnalysisSource)
 	}

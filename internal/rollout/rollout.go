@@ -105,6 +105,9 @@ type CheckResult struct {
 	Inconclusive bool `json:"inconclusive,omitempty"`
 	// Measurements are the analysis's figures, one per metric.
 	Measurements []Measurement `json:"measurements,omitempty"`
+	// Counters are the per-slot counters a guard's analysis read: the
+	// baseline of its next one.
+	Counters map[Slot]Counters `json:"counters,omitempty"`
 }
 
 // The decisions a measurement can reach.

@@ -51,6 +51,19 @@ type Metric struct {
 	FailureLimit int `yaml:"failureLimit" json:"failureLimit"`
 }
 
+// Guard keeps judging a promoted version for a while after it reached
+// 100 %, with the same analysis: a breach while the old slot is still warm
+// (scaleDownDelay) rolls back to it at once; after that, the last
+// known-good version is redeployed on a fast track (no steps, no bakes,
+// its checks only).
+type Guard struct {
+	For Duration `yaml:"for" json:"for"`
+	// Interval is how often it judges (default: the analysis interval, at least 5s).
+	Interval Duration `yaml:"interval" json:"interval"`
+	// Metrics judged (default: the analysis's metrics, or its error rate and maxP95).
+	Metrics []Metric `yaml:"metrics" json:"metrics,omitempty"`
+}
+
 // Web is an HTTP endpoint answering JSON, like argo-rollouts' web provider.
 type Web struct {
 	// URL may use the query variables ({{slot}}, {{version}}, …), filled in URL-escaped.
@@ -128,8 +141,26 @@ func (a *Analysis) defaultAnalysis() {
 			p.Retries = 2
 		}
 	}
-	for i := range a.Metrics {
-		m := &a.Metrics[i]
+	defaultMetrics(a.Metrics)
+	e := &a.EarlyStop
+	if e.FalseAlarmRate == 0 {
+		e.FalseAlarmRate = 0.01
+	}
+	if e.Ratio == 0 {
+		e.Ratio = 10
+	}
+	if e.MinErrorRate == 0 {
+		e.MinErrorRate = 0.01
+	}
+	if e.Poll == 0 {
+		e.Poll = Duration(250 * time.Millisecond)
+	}
+}
+
+// defaultMetrics fills in each metric's source, onNoData and judge.
+func defaultMetrics(ms []Metric) {
+	for i := range ms {
+		m := &ms[i]
 		if m.Source == "" {
 			m.Source = SourcePrometheus
 			if m.Web != nil {
@@ -157,19 +188,6 @@ func (a *Analysis) defaultAnalysis() {
 			}
 		}
 	}
-	e := &a.EarlyStop
-	if e.FalseAlarmRate == 0 {
-		e.FalseAlarmRate = 0.01
-	}
-	if e.Ratio == 0 {
-		e.Ratio = 10
-	}
-	if e.MinErrorRate == 0 {
-		e.MinErrorRate = 0.01
-	}
-	if e.Poll == 0 {
-		e.Poll = Duration(250 * time.Millisecond)
-	}
 }
 
 // validateAnalysis checks the Prometheus metrics and the early stop.
@@ -193,9 +211,44 @@ func (a *Analysis) validateAnalysis(add adder) {
 			add(f+"prometheus.retries", "must be between 0 and 10 (got %d)", p.Retries)
 		}
 	}
+	a.validateMetrics(add, f+"metrics", a.Metrics)
+	a.EarlyStop.validate(add, f+"earlyStop.")
+}
+
+// defaultGuard fills in the guard's interval and its metrics' defaults.
+func (r *Rollout) defaultGuard() {
+	g := r.Guard
+	if g == nil {
+		return
+	}
+	if g.Interval == 0 {
+		g.Interval = max(r.Analysis.Interval, Duration(5*time.Second))
+	}
+	defaultMetrics(g.Metrics)
+}
+
+// validateGuard checks the guard's window, interval and metrics.
+func (r *Rollout) validateGuard(add adder) {
+	g := r.Guard
+	if g == nil {
+		return
+	}
+	if g.For <= 0 || g.For > Duration(7*24*time.Hour) {
+		add("rollout.guard.for", "must be between 1s and 7d, like 1h: how long the promoted version is judged (got %s)", g.For)
+	}
+	if g.Interval < Duration(time.Second) {
+		add("rollout.guard.interval", "must be at least 1s (got %s)", g.Interval)
+	} else if g.For > 0 && g.Interval > g.For {
+		add("rollout.guard.interval", "%s is longer than the guard (%s): it would never judge", g.Interval, g.For)
+	}
+	r.Analysis.validateMetrics(add, "rollout.guard.metrics", g.Metrics)
+}
+
+// validateMetrics checks a list of metrics (the analysis's, the guard's).
+func (a *Analysis) validateMetrics(add adder, field string, ms []Metric) {
 	seen := map[string]bool{}
-	for i, m := range a.Metrics {
-		at := fmt.Sprintf("%smetrics[%d].", f, i)
+	for i, m := range ms {
+		at := fmt.Sprintf("%s[%d].", field, i)
 		switch {
 		case m.Name == "":
 			add(at+"name", "required")
@@ -245,7 +298,6 @@ func (a *Analysis) validateAnalysis(add adder) {
 			}
 		}
 	}
-	a.EarlyStop.validate(add, f+"earlyStop.")
 }
 
 // validateSource checks a metric's query against the source it runs on.

@@ -200,11 +200,9 @@ func (s *Service) EnvReads() []Named {
 			add("rollout.analysis.prometheus.headersEnv."+h, p.HeadersEnv[h])
 		}
 	}
-	for i, m := range s.Rollout.Analysis.Metrics {
-		if m.Web != nil {
-			for _, h := range slices.Sorted(maps.Keys(m.Web.HeadersEnv)) {
-				add(fmt.Sprintf("rollout.analysis.metrics[%d].web.headersEnv.%s", i, h), m.Web.HeadersEnv[h])
-			}
+	for _, m := range s.webMetrics() {
+		for _, h := range slices.Sorted(maps.Keys(m.Web.HeadersEnv)) {
+			add(m.Field+".web.headersEnv."+h, m.Web.HeadersEnv[h])
 		}
 	}
 	for i, a := range s.Alerts {
@@ -235,12 +233,9 @@ func (s *Service) HostsReached() []Named {
 	if p := s.Rollout.Analysis.Prometheus; p != nil {
 		addURL("rollout.analysis.prometheus.address", p.Address)
 	}
-	for i, m := range s.Rollout.Analysis.Metrics {
-		if m.Web != nil {
-			// the host before the variables are filled in: a {{…}} in the
-			// host itself is refused below, since no policy could allow it
-			addURL(fmt.Sprintf("rollout.analysis.metrics[%d].web.url", i), m.Web.URL)
-		}
+	for _, m := range s.webMetrics() {
+		// variables are refused in a web URL's host: no policy could allow them
+		addURL(m.Field+".web.url", m.Web.URL)
 	}
 	for i, a := range s.Alerts {
 		f := fmt.Sprintf("alerts[%d].", i)
@@ -263,4 +258,27 @@ func (s *Service) ComposeAllows() ComposeReach {
 	c := s.Reach.Compose
 	c.AllowRoot = c.AllowRoot && s.Docker.AllowRoot
 	return c
+}
+
+// fieldMetric is a metric with the field that holds it.
+type fieldMetric struct {
+	Field string
+	Metric
+}
+
+// webMetrics are the analysis's and the guard's web metrics.
+func (s *Service) webMetrics() []fieldMetric {
+	var out []fieldMetric
+	add := func(field string, ms []Metric) {
+		for i, m := range ms {
+			if m.Web != nil {
+				out = append(out, fieldMetric{fmt.Sprintf("%s[%d]", field, i), m})
+			}
+		}
+	}
+	add("rollout.analysis.metrics", s.Rollout.Analysis.Metrics)
+	if g := s.Rollout.Guard; g != nil {
+		add("rollout.guard.metrics", g.Metrics)
+	}
+	return out
 }

@@ -335,6 +335,8 @@ type Rollout struct {
 	ScaleDownDelay *Duration `yaml:"scaleDownDelay" json:"scaleDownDelay"`
 	// RetireOnFailure stops the bad slot after a rollback instead of keeping it for inspection.
 	RetireOnFailure bool `yaml:"retireOnFailure" json:"retireOnFailure"`
+	// Guard keeps judging the promoted version after 100 % (guard.go).
+	Guard *Guard `yaml:"guard" json:"guard,omitempty"`
 }
 
 // Monitor is what each periodic run checks on the live environment.

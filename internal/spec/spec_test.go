@@ -484,3 +484,37 @@ environments:
 		t.Errorf("a header value is echoed:\n%s", ps.Error())
 	}
 }
+
+// The guard's window, interval and metrics are checked like the analysis's.
+func TestAGuardNamesItsProblems(t *testing.T) {
+	src := strings.Replace(good, "rollout:\n  bake: 30s\n", `rollout:
+  bake: 30s
+  guard:
+    for: 0s
+    interval: 5m
+    metrics:
+      - {name: errors, source: counters, query: p99, max: 1}
+`, 1)
+	f, err := Parse("x.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	problemsAt(t, f.ValidateAll(), map[string]int{
+		"rollout.guard.for":              12,
+		"rollout.guard.metrics[0].query": 15,
+	})
+	src = strings.Replace(src, "for: 0s", "for: 1h", 1)
+	f, _ = Parse("x.yaml", []byte(src))
+	s, err := f.Resolve("production")
+	if err == nil || !strings.Contains(err.Error(), "rollout.guard.metrics[0].query") {
+		t.Fatalf("a guard metric the counters do not answer: %v", err)
+	}
+	src = strings.Replace(src, "query: p99", "query: error_rate", 1)
+	f, _ = Parse("x.yaml", []byte(src))
+	if s, err = f.Resolve("production"); err != nil {
+		t.Fatal(err)
+	}
+	if g := s.Rollout.Guard; g.For.D() != time.Hour || g.Interval.D() != 5*time.Minute || g.Metrics[0].OnNoData != "inconclusive" {
+		t.Fatalf("guard defaults: %+v", g)
+	}
+}

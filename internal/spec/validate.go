@@ -203,6 +203,7 @@ func (s *Service) defaultRollout(written func(path string) bool) {
 		a.ProbeRequests = 20
 	}
 	a.defaultAnalysis()
+	r.defaultGuard()
 	// 0 is a choice (retire at once), so only a missing value is defaulted.
 	if r.ScaleDownDelay == nil {
 		d := Duration(10 * time.Minute)
@@ -518,6 +519,7 @@ func (s *Service) validateRollout(add adder) {
 		add("rollout.analysis.probeRequests", "must be between 1 and 10000 (got %d)", a.ProbeRequests)
 	}
 	a.validateAnalysis(add)
+	s.Rollout.validateGuard(add)
 }
 
 // validateRollback checks the gradual rollback.
