@@ -24,11 +24,11 @@ import (
 
 // GuardInput is what a Guard judges, until when, and what it restores.
 type GuardInput struct {
-	Spec      spec.Service `json:"spec"`
-	Version   string       `json:"version"`   // the promoted version
-	KnownGood string       `json:"knownGood"` // the version before it
-	Slot      rollout.Slot `json:"slot"`      // where the promoted version runs
-	Until     time.Time    `json:"until"`
+	Spec      spec.Service                      `json:"spec"`
+	Version   string                            `json:"version"`   // the promoted version
+	KnownGood string                            `json:"knownGood"` // the version before it
+	Slot      rollout.Slot                      `json:"slot"`      // where the promoted version runs
+	Until     time.Time                         `json:"until"`
 	Baseline  map[rollout.Slot]rollout.Counters `json:"baseline,omitempty"`
 	// Judged counts the judgements of earlier runs (continue-as-new).
 	Judged int `json:"judged,omitempty"`

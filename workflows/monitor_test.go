@@ -30,7 +30,7 @@ type monFixture struct {
 	// deployGone, guardGone: no rollout (no guard) runs to take the signal
 	deployGone, guardGone bool
 	notified              []activities.NotifyInput
-	notify   func(activities.NotifyInput) (string, error)
+	notify                func(activities.NotifyInput) (string, error)
 }
 
 func newMonitor(t *testing.T) *monFixture {
