@@ -38,7 +38,7 @@ func (d *daemon) stop() {
 }
 
 // startDaemon runs bin with args on 127.0.0.1:port and waits for path to answer 200.
-func startDaemon(t *testing.T, bin string, port int, path string, args ...string) *daemon {
+func startDaemon(t testing.TB, bin string, port int, path string, args ...string) *daemon {
 	t.Helper()
 	exe, err := exec.LookPath(bin)
 	if err != nil {
@@ -77,7 +77,7 @@ type prometheus struct {
 	args    []string
 }
 
-func startPrometheus(t *testing.T) *prometheus {
+func startPrometheus(t testing.TB) *prometheus {
 	t.Helper()
 	dir := t.TempDir()
 	p := &prometheus{targets: filepath.Join(dir, "targets", "switchyard.json"), port: freePort(t)}

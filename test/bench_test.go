@@ -3,6 +3,7 @@ package test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"sort"
 	"strings"
 	"testing"
@@ -189,4 +190,42 @@ func badReleaseRuns(b *testing.B, runs int, name, analysis string) {
 	p50, p99 := quantiles(took)
 	fmt.Printf("bad release (10%% errors at 10%% of 500 req/s), %s: %d runs; first bad request → 100%% stable p50 %s, p99 %s; failed requests p50 %d, p99 %d\n",
 		name, runs, p50.Round(time.Millisecond), p99.Round(time.Millisecond), failed[len(failed)/2], failed[(len(failed)*99)/100])
+}
+
+// BenchmarkGuardBreachToWarmSlot: a promoted version (100 req/s through
+// HAProxy) starts failing half its requests 3 s after promotion; the guard
+// judges Prometheus's error rate every second. From the first bad request
+// to 100 % on the warm old slot, over 3 runs.
+func BenchmarkGuardBreachToWarmSlot(b *testing.B) {
+	const runs = 3
+	e, _ := guardEnv(b, 20*time.Second, "5m") // each good version waits out its warm window
+	var took []time.Duration
+	failed := 0
+	for i := 0; i < runs; i++ {
+		good := fmt.Sprintf("v1-%d", i)
+		if o := e.deploy(good); o.Kind != "" {
+			b.Fatalf("%s: %s", good, o.Reason)
+		}
+		gen := load.Start(e.url, 100, 2*time.Minute)
+		run := e.start("v2")
+		e.waitFor("v2 at 100%", func(st *starterStatus) bool { return st.Weights.Of(st.Target) == 100 })
+		time.Sleep(3 * time.Second)
+		st, _ := e.starter.Status(context.Background(), e.svc.Name, "test")
+		resp, err := http.Get("http://" + e.instance(st.Target).Addr + "/admin/fail?rate=0.5")
+		if err != nil {
+			b.Fatal(err)
+		}
+		resp.Body.Close()
+		o, err := e.starter.Wait(context.Background(), run)
+		res := gen.Stop()
+		if err != nil || o.Kind != workflows.ErrRolledBack || o.Status.Rollback == nil || len(res.Failures) == 0 {
+			b.Fatalf("run %d: %v %+v (%s)", i, err, o, res)
+		}
+		took = append(took, o.Status.Rollback.EndedAt.Sub(res.Failures[0].At))
+		failed += res.Failed
+	}
+	p50, p99 := quantiles(took)
+	b.ReportMetric(float64(p50.Milliseconds()), "first-bad-to-old-p50-ms")
+	fmt.Printf("guard breach after promotion (50%% errors at 100 req/s, judged every 1 s on Prometheus): %d runs; first bad request → 100%% on the warm slot p50 %s, max %s; %d failed requests in all (the bad version's own)\n",
+		runs, p50.Round(time.Millisecond), p99.Round(time.Millisecond), failed)
 }

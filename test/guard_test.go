@@ -18,14 +18,15 @@ import (
 // guardYAML guards a promoted version with Prometheus's error rate over the
 // last 5 s (five scrapes), judged every second, for a while.
 func guardYAML(dur string) string {
-	q := strings.ReplaceAll(errorRateQuery, "{{interval}}", "5s")
+	// by version too: the slot's previous process may have erred in the window
+	q := strings.ReplaceAll(strings.ReplaceAll(errorRateQuery, "{{interval}}", "5s"), `slot="{{slot}}"`, `slot="{{slot}}",version="{{version}}"`)
 	return fmt.Sprintf(`{for: %s, interval: 1s, metrics: [{name: guard-error-rate, query: '%s', max: 0.05}]}`, dur, q)
 }
 
 // guardEnv: HAProxy, a real Prometheus scraping the slots every second (the
 // guard's metric), quick bakes judged on HAProxy's counters.
 func guardEnv(t testing.TB, scaleDown time.Duration, dur string) (*env, *prometheus) {
-	prom := startPrometheus(t.(*testing.T))
+	prom := startPrometheus(t)
 	e := newEnv(t, opts{steps: []int{50, 100}, bake: time.Second, scaleDown: scaleDown, guard: guardYAML(dur),
 		analysis: fmt.Sprintf(`{interval: 1s, maxErrorRate: 0.05, prometheus: {address: 'http://%s', targetsFile: %q, step: 1s, retries: 1}}`, prom.addr, prom.targets)})
 	return e, prom
@@ -34,7 +35,7 @@ func guardEnv(t testing.TB, scaleDown time.Duration, dur string) (*env, *prometh
 // failAfterPromotion deploys v2 under load, waits `after` once it is
 // promoted, then makes its slot fail half its requests (as a version gone
 // bad an hour in would). It returns when the failures began.
-func failAfterPromotion(t *testing.T, e *env, gen *load.Generator, after time.Duration) (client.WorkflowRun, time.Time) {
+func failAfterPromotion(t testing.TB, e *env, gen *load.Generator, after time.Duration) (client.WorkflowRun, time.Time) {
 	t.Helper()
 	run := e.start("v2")
 	e.waitFor("v2 at 100%", func(st *starterStatus) bool { return st.Weights.Of(st.Target) == 100 })
