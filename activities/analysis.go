@@ -2,6 +2,7 @@ package activities
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -266,4 +267,33 @@ func (a *Activities) Watch(ctx context.Context, in WatchInput) (*rollout.CheckRe
 			return res, nil
 		}
 	}
+}
+
+// BudgetInput names the run whose SLOs to read.
+type BudgetInput struct {
+	Spec *spec.Service `json:"spec,omitempty"` // nil: the run's own (see spec.go)
+}
+
+// Budget reads each SLO's error budget: burn rates over the workbook's
+// windows and what is left of the period's budget. A query that fails is
+// reported in its budget, not as an error: the rollout decides.
+func (a *Activities) Budget(ctx context.Context, in BudgetInput) ([]analysis.Budget, error) {
+	svc, err := a.spec(ctx, in.Spec)
+	if err != nil {
+		return nil, err
+	}
+	if svc.Rollout.Analysis.Prometheus == nil {
+		return nil, badInput(errors.New("slos need rollout.analysis.prometheus"))
+	}
+	p, err := analysis.NewPrometheus(svc.Rollout.Analysis.Prometheus)
+	if err != nil {
+		return nil, badInput(err)
+	}
+	now := time.Now()
+	var out []analysis.Budget
+	for _, o := range svc.SLOs {
+		activity.RecordHeartbeat(ctx, "reading "+o.Name)
+		out = append(out, analysis.ReadBudget(ctx, p, o, svc.Name, svc.Environment, now))
+	}
+	return out, nil
 }

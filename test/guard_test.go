@@ -147,3 +147,40 @@ func TestAfterTheWarmWindowTheGuardRedeploysTheKnownGoodVersion(t *testing.T) {
 	}
 	record(t, historyOf(t, e.starter.C, guard), "guard_redeployed_known_good.json")
 }
+
+// An SLO burning its error budget fast (v1 fails 10 % of requests against a
+// 99.9 % objective: a burn of ~100× on every window) holds the next rollout,
+// saying why, with the burn rates in status; --emergency --reason goes
+// through, recorded.
+func TestAServiceBurningItsErrorBudgetFastIsHeldUnlessItIsAnEmergency(t *testing.T) {
+	prom := startPrometheus(t)
+	e := newEnv(t, opts{steps: []int{100}, bake: time.Second,
+		analysis: fmt.Sprintf(`{interval: 1s, maxErrorRate: 0.5, prometheus: {address: 'http://%s', targetsFile: %q, step: 1s, retries: 1}}`, prom.addr, prom.targets),
+		extra: `slos:
+  - name: availability
+    good: 'sum(rate(http_requests_total{service="{{service}}",code!~"5.."}[{{window}}]))'
+    total: 'sum(rate(http_requests_total{service="{{service}}"}[{{window}}]))'
+    objective: 0.999`})
+	if o := e.deploy("v1-err10"); o.Kind != "" {
+		t.Fatalf("v1: %s", o.Reason)
+	}
+	gen := load.Start(e.url, 100, 3*time.Minute)
+	defer gen.Stop()
+	time.Sleep(12 * time.Second) // Prometheus scrapes v1's errors every second
+
+	out, code := cli(t, e, "deploy", e.svc.Name, "-f", e.file, "--env", "test", "--version", "v2")
+	expect(t, out, code, 4, "held: SLO availability burns its error budget fast (1h burns", "both over 14.4×", "--emergency --reason")
+	if w := e.weights(); w.Of(w.Live()) != 100 || e.instance(w.Live()).Version != "v1-err10" {
+		t.Fatalf("a held rollout moved traffic: %s", w)
+	}
+	out, code = cli(t, e, "status", e.svc.Name, "--env", "test")
+	expect(t, out, code, 0, "budget       availability (objective 0.999):", "% of the budget left; burn 1h ", "burning fast: 1h burns")
+	t.Logf("status of the held rollout:\n%s", out)
+
+	out, code = cli(t, e, "deploy", e.svc.Name, "-f", e.file, "--env", "test", "--version", "v2", "--emergency", "--reason", "the fix for the errors")
+	expect(t, out, code, 0, "through the error budget of availability: emergency: the fix for the errors", "promoted")
+	st, err := e.starter.Status(context.Background(), e.svc.Name, "test")
+	if err != nil || st.Version != "v2" || len(st.Budgets) != 1 || !st.Budgets[0].FastBurn || st.Budgets[0].Burns[0].Burn < 14.4 {
+		t.Fatalf("the emergency rollout's status: %v %+v", err, st)
+	}
+}

@@ -203,12 +203,12 @@ func (d *deployment) watch(ctx workflow.Context, base *activities.ShiftResult) (
 	}
 	wctx, cancel := workflow.WithCancel(d.work)
 	wctx = workflow.WithActivityOptions(wctx, workflow.ActivityOptions{
-		StartToCloseTimeout: s.Rollout.Bake.D() + 31*time.Minute,
+		StartToCloseTimeout: d.bakeTime() + 31*time.Minute,
 		HeartbeatTimeout:    5 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3, NonRetryableErrorTypes: []string{activities.ErrBadInput}},
 	})
 	f := workflow.ExecuteActivity(wctx, acts.Watch, activities.WatchInput{Slot: d.st.Target, Baseline: base.Counters,
-		For: s.Rollout.Bake.D() + 30*time.Minute})
+		For: d.bakeTime() + 30*time.Minute})
 	return f, cancel
 }
 

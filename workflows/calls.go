@@ -7,6 +7,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/switchyard/switchyard/activities"
+	"github.com/switchyard/switchyard/internal/analysis"
 	"github.com/switchyard/switchyard/internal/rollout"
 	"github.com/switchyard/switchyard/internal/spec"
 )
@@ -86,6 +87,14 @@ func analyzeSlot(ctx workflow.Context, s *spec.Service, in activities.AnalyzeInp
 	var res rollout.CheckResult
 	err := workflow.ExecuteActivity(options(ctx, timeout, liveness, 3), acts.Analyze, in).Get(ctx, &res)
 	return res, err
+}
+
+// readBudget reads the SLOs' error budgets: a few queries each, retried.
+func readBudget(ctx workflow.Context, s *spec.Service) ([]analysis.Budget, error) {
+	var out []analysis.Budget
+	err := workflow.ExecuteActivity(options(ctx, 30*time.Second+time.Duration(len(s.SLOs))*30*time.Second, liveness, 3), acts.Budget,
+		activities.BudgetInput{}).Get(ctx, &out)
+	return out, err
 }
 
 // shiftTraffic sets absolute weights: short, and retried until it lands

@@ -72,6 +72,8 @@ type deployment struct {
 	// guardBase is the counters at the last traffic change or guard
 	// judgement: the baseline of the guard's next one.
 	guardBase map[rollout.Slot]rollout.Counters
+	// bakeFactor slows the bakes while an error budget is low (1: as written).
+	bakeFactor float64
 }
 
 func (d *deployment) setup(ctx workflow.Context) error {
@@ -160,7 +162,7 @@ func (d *deployment) run(ctx workflow.Context) (*Status, error) {
 		}
 		return d.shiftAndPromote(ctx)
 	}
-	for _, phase := range []func(workflow.Context) *failure{d.checkInput, d.hold, d.window, d.readState, d.build, d.gate, d.provision, d.verify} {
+	for _, phase := range []func(workflow.Context) *failure{d.checkInput, d.hold, d.window, d.budget, d.readState, d.build, d.gate, d.provision, d.verify} {
 		if f := phase(ctx); f != nil {
 			return d.fail(ctx, f.what, f.err)
 		}

@@ -84,6 +84,37 @@ func (d *deployment) window(ctx workflow.Context) *failure {
 	return nil
 }
 
+// budget holds the rollout while an SLO burns its error budget fast (an
+// emergency goes through, recorded), and slows the bakes while a budget is
+// low. A budget that cannot be read holds nothing: the rollout goes on, and
+// says so.
+func (d *deployment) budget(ctx workflow.Context) *failure {
+	s := &d.in.Spec
+	if len(s.SLOs) == 0 || d.cont != nil {
+		return nil
+	}
+	bs, err := readBudget(d.work, s)
+	if err != nil {
+		d.event("error budget unread, going on: " + rootMessage(err))
+		return nil
+	}
+	d.st.Budgets = bs
+	for i, b := range bs {
+		d.event("error budget: " + b.String())
+		if b.FastBurn {
+			if d.in.Emergency == "" {
+				return &failure{"checking the error budget", fmt.Errorf("held: SLO %s burns its error budget fast (%s); an emergency goes through: --emergency --reason", b.SLO, b.Why)}
+			}
+			d.event(fmt.Sprintf("through the error budget of %s: emergency: %s", b.SLO, d.in.Emergency))
+		}
+		if o := s.SLOs[i]; b.Error == "" && b.Remaining < o.SlowBakesBelow && o.SlowBakesBy > d.bakeFactor {
+			d.bakeFactor = o.SlowBakesBy
+			d.event(fmt.Sprintf("error budget of %s low (%.1f%% left, under %.0f%%): bakes take %g× longer", b.SLO, 100*b.Remaining, 100*o.SlowBakesBelow, o.SlowBakesBy))
+		}
+	}
+	return nil
+}
+
 // readState learns from the router which slot is live, and from the
 // platform what it runs: the target is the other one.
 func (d *deployment) readState(ctx workflow.Context) *failure {

@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/switchyard/switchyard/activities"
+	"github.com/switchyard/switchyard/internal/analysis"
 	"github.com/switchyard/switchyard/internal/incident"
 
 	"github.com/switchyard/switchyard/internal/rollout"
@@ -143,6 +144,8 @@ type Status struct {
 	Rollback *RollbackReport `json:"rollback,omitempty"`
 	// Guard is the post-promotion guard, once the version reached 100 % (guard.go).
 	Guard *GuardState `json:"guard,omitempty"`
+	// Budgets are the SLOs' error budgets as read before the rollout (phases.go).
+	Budgets []analysis.Budget `json:"budgets,omitempty"`
 }
 
 // Measured is one measurement, with the step and weight it was taken at.

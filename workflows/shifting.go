@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"fmt"
+	"time"
 
 	"go.temporal.io/sdk/workflow"
 
@@ -39,7 +40,7 @@ func (d *deployment) shiftSteps(ctx workflow.Context) (*Status, error) {
 		}
 		d.promote = nil
 		d.st.Step = i
-		base, bake := cont.resumeBase(i), s.Rollout.Bake.D()
+		base, bake := cont.resumeBase(i), d.bakeTime()
 		if base != nil {
 			bake = cont.Remaining // the traffic is where the last run left it
 		} else {
@@ -94,4 +95,13 @@ func (d *deployment) shift(ctx workflow.Context, w rollout.Weights, label string
 	d.event(fmt.Sprintf("%s: %s", label, res.Weights))
 	d.upsert(ctx)
 	return &res, nil
+}
+
+// bakeTime is a step's bake: the spec's, slowed while an error budget is low.
+func (d *deployment) bakeTime() time.Duration {
+	b := d.in.Spec.Rollout.Bake.D()
+	if d.bakeFactor > 1 {
+		b = time.Duration(float64(b) * d.bakeFactor)
+	}
+	return b
 }

@@ -122,7 +122,7 @@ type emergencyFlags struct {
 }
 
 func (e *emergencyFlags) flags(cmd *cobra.Command) {
-	cmd.Flags().BoolVar(&e.on, "emergency", false, "go through a freeze; needs --reason, and is recorded with who asked")
+	cmd.Flags().BoolVar(&e.on, "emergency", false, "go through a freeze or a held error budget; needs --reason, and is recorded with who asked")
 	cmd.Flags().StringVar(&e.reason, "reason", "", "why, with --emergency")
 	cmd.Flags().BoolVar(&e.noWait, "no-wait", false, "outside the allowed windows, refuse (exit 5) instead of waiting for the next")
 }
@@ -334,9 +334,16 @@ func printStatus(w io.Writer, st *workflows.Status) {
 	if st.Step >= 0 {
 		fmt.Fprintf(w, "step         %d of %d %v\n", st.Step+1, len(st.Steps), st.Steps)
 	}
-	fmt.Fprintf(w, "weights      %s (new version in %s, stable %s)\n", st.Weights, st.Target, orNone(st.Stable))
+	if st.Target == rollout.None {
+		fmt.Fprintf(w, "weights      not read: the rollout ended before it read the router (the live slot was not touched)\n")
+	} else {
+		fmt.Fprintf(w, "weights      %s (new version in %s, stable %s)\n", st.Weights, st.Target, orNone(st.Stable))
+	}
 	if st.Reason != "" {
 		fmt.Fprintf(w, "reason       %s\n", st.Reason)
+	}
+	for _, b := range st.Budgets {
+		fmt.Fprintf(w, "budget       %s\n", b)
 	}
 	if g := st.Guard; g != nil {
 		where := "in this rollout, while the old slot is warm"

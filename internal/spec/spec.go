@@ -41,6 +41,9 @@ type Service struct {
 	// Windows are when a rollout may run; outside them it waits (or is
 	// refused with --no-wait), and a freeze refuses it.
 	Windows window.Spec `yaml:"windows" json:"windows,omitzero"`
+	// SLOs are the service's objectives: while one burns its error budget
+	// fast, new rollouts are held (slo.go).
+	SLOs []SLO `yaml:"slos" json:"slos,omitempty"`
 	// Dir is the directory the spec file was read from; relative paths in
 	// commands resolve against it.
 	Dir string `yaml:"-" json:"dir"`

@@ -40,6 +40,7 @@ func (s *Service) applyDefaults(written func(path string) bool) {
 	s.defaultRollout(written)
 	s.defaultMonitor()
 	s.defaultRollback()
+	s.defaultSLOs()
 }
 
 // defaultDocker fills in the docker platform.
@@ -297,6 +298,7 @@ func (s *Service) validate() Problems {
 	s.validateRollback(add)
 	s.validateMonitor(add)
 	s.validateAlerts(add)
+	s.validateSLOs(add)
 	_, werrs := s.Windows.Parse("windows")
 	for _, e := range werrs {
 		add(e.Field, "%s", e.Msg)
