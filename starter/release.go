@@ -36,6 +36,8 @@ type DeployOptions struct {
 	Emergency *Emergency
 	// NoWait refuses, instead of waiting, outside the allowed windows.
 	NoWait bool
+	// CommitTime is when the version's commit was made (for its lead time).
+	CommitTime time.Time
 }
 
 // OutsideWindowError refuses a --no-wait start outside the allowed windows.

@@ -81,7 +81,7 @@ func (d *deployment) setup(ctx workflow.Context) error {
 	now := workflow.Now(ctx)
 	d.st = Status{
 		Service: s.Name, Environment: s.Environment, Version: d.in.Version, Release: d.in.Release,
-		Steps: s.Rollout.Steps, Step: -1, StartedAt: now, UpdatedAt: now,
+		Steps: s.Rollout.Steps, Step: -1, StartedAt: now, UpdatedAt: now, RequestedBy: d.in.By, CommitTime: d.in.CommitTime,
 	}
 	if c := d.in.Continued; c != nil {
 		d.st, d.fails, d.stepSince, d.cont = c.Status, c.Fails, c.StepSince, c

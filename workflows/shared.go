@@ -32,6 +32,9 @@ type DeploymentInput struct {
 	Hold bool `json:"hold,omitempty"`
 	// Emergency, when set, is why this rollout goes through a freeze.
 	Emergency string `json:"emergency,omitempty"`
+	// CommitTime is when the version's commit was made, if the caller knows
+	// (deploy --commit-time): the start of its lead time.
+	CommitTime time.Time `json:"commitTime,omitzero"`
 	// Continued is set on a run that a long bake continued as new: where
 	// the rollout picks up.
 	Continued *Continued `json:"continued,omitempty"`
@@ -111,6 +114,10 @@ type Status struct {
 	PreviousVersion string `json:"previousVersion,omitempty"`
 	// Release names the release this rollout is part of, if any.
 	Release string `json:"release,omitempty"`
+	// RequestedBy is who asked, as the request said ("guard (…)" for a
+	// guard's fast-track restore); CommitTime is the version's commit time.
+	RequestedBy string    `json:"requestedBy,omitempty"`
+	CommitTime  time.Time `json:"commitTime,omitzero"`
 	// StartedBy is who the Temporal server verified started the rollout
 	// ("jwt:ci@example.com"), when it runs with an authorizer.
 	StartedBy string `json:"startedBy,omitempty"`

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
@@ -68,6 +69,8 @@ is "embedded", an in-process Caddy.`,
 				d := &dashboard.Server{Starter: &starter.Starter{C: cl, TaskQueue: c.taskQueue}, WebUI: srv.UIURL, Namespace: c.namespace, Token: token}
 				go func() { _ = serveDashboard(cmd.Context(), l, d) }()
 			}
+			go worker.ReportDORA(cmd.Context(), &starter.Starter{C: cl, TaskQueue: c.taskQueue}, mh, time.Minute, 30*24*time.Hour,
+				func(string, ...any) {}) // the DORA figures on /metrics, as a worker's
 			fmt.Println("ready: switchyard deploy SERVICE --env ENV --version V   (Ctrl-C stops)")
 			return worker.Run(cmd.Context(), cl, worker.Config{TaskQueue: c.taskQueue, Namespace: c.namespace, StateDir: stateDir})
 		},

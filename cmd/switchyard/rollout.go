@@ -55,7 +55,7 @@ func loadSpec(service string, t *target) (*spec.Service, error) {
 
 func deployCmd(c *conn) *cobra.Command {
 	var t target
-	var version, output string
+	var version, output, commitTime string
 	var detach bool
 	var em emergencyFlags
 	cmd := &cobra.Command{
@@ -86,8 +86,14 @@ traffic moved, 5 another rollout of the service is running, 1 other errors.`,
 			if err != nil {
 				return err
 			}
+			var committed time.Time
+			if commitTime != "" {
+				if committed, err = time.Parse(time.RFC3339, commitTime); err != nil {
+					return withCode(exitBadInput, fmt.Errorf("--commit-time %q: want RFC 3339, as git log -1 --format=%%cI prints it", commitTime))
+				}
+			}
 			return c.withStarter(func(s *starter.Starter) error {
-				run, err := s.Deploy(cmd.Context(), svc, version, who(), starter.DeployOptions{Emergency: emergency, NoWait: em.noWait})
+				run, err := s.Deploy(cmd.Context(), svc, version, who(), starter.DeployOptions{Emergency: emergency, NoWait: em.noWait, CommitTime: committed})
 				if err != nil {
 					return err
 				}
@@ -108,6 +114,7 @@ traffic moved, 5 another rollout of the service is running, 1 other errors.`,
 	t.flags(cmd, true)
 	cmd.Flags().StringVar(&version, "version", "", "version to deploy (required)")
 	cmd.Flags().BoolVar(&detach, "detach", false, "start the rollout and return at once")
+	cmd.Flags().StringVar(&commitTime, "commit-time", os.Getenv("SWITCHYARD_COMMIT_TIME"), "when the version's commit was made (RFC 3339, git log -1 --format=%cI), for the lead time in history --stats")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
 	em.flags(cmd)
 	return cmd
@@ -636,6 +643,19 @@ func printStats(ctx context.Context, s *starter.Starter, since time.Duration, la
 	for _, st := range all {
 		fmt.Printf("%-24s %-12s %8d %7.1f%% %10s %10s %9d %14s\n", st.Service, st.Environment, st.Rollouts, 100*st.SuccessRate(),
 			st.P50.Round(time.Millisecond), st.P95.Round(time.Millisecond), st.Rollbacks, st.MeanTimeToStable.Round(time.Millisecond))
+	}
+	fmt.Printf("\nDORA over the last %s\n", label)
+	fmt.Printf("%-24s %-12s %12s %15s %16s %18s\n", "SERVICE", "ENV", "DEPLOYS/DAY", "CHANGE FAILURE", "TIME TO RESTORE", "LEAD TIME (p50)")
+	for _, st := range all {
+		lead := "-"
+		if st.LeadTimes > 0 {
+			lead = fmt.Sprintf("%s (%d)", st.LeadTime.Round(time.Second), st.LeadTimes)
+		}
+		restore := "-"
+		if st.ChangeFailures > 0 {
+			restore = st.TimeToRestore.Round(time.Millisecond).String()
+		}
+		fmt.Printf("%-24s %-12s %12.2f %14.1f%% %16s %18s\n", st.Service, st.Environment, st.DeploysPerDay, 100*st.ChangeFailureRate, restore, lead)
 	}
 	return nil
 }

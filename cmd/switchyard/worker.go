@@ -6,17 +6,20 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 	sdklog "go.temporal.io/sdk/log"
 
 	"github.com/switchyard/switchyard/internal/spec"
+	"github.com/switchyard/switchyard/starter"
 	"github.com/switchyard/switchyard/worker"
 )
 
 func workerCmd(c *conn) *cobra.Command {
 	var stateDir, metricsAddr string
 	var stickyCache, maxActivities int
+	var doraEvery, doraWindow time.Duration
 	var buildID, deploymentName, policy string
 	cmd := &cobra.Command{
 		Use:   "worker",
@@ -54,6 +57,10 @@ worker's user can.`,
 				return err
 			}
 			defer cl.Close()
+			if c.metrics != nil && doraEvery > 0 {
+				go worker.ReportDORA(cmd.Context(), &starter.Starter{C: cl, TaskQueue: c.taskQueue}, c.metrics, doraEvery, doraWindow,
+					func(f string, a ...any) { fmt.Printf(f+"\n", a...) })
+			}
 			fmt.Printf("worker on %s, namespace %s, task queue %s, build %s, %s\n", c.address, c.namespace, c.taskQueue, orUnversioned(buildID), policyLine(reach))
 			return worker.Run(cmd.Context(), cl, worker.Config{TaskQueue: c.taskQueue, Namespace: c.namespace, StateDir: stateDir, Reach: reach,
 				BuildID: buildID, DeploymentName: deploymentName, Logf: func(f string, a ...any) { fmt.Printf(f+"\n", a...) },
@@ -62,6 +69,8 @@ worker's user can.`,
 	}
 	cmd.Flags().StringVar(&stateDir, "state-dir", ".switchyard", "where an embedded router keeps its config")
 	cmd.Flags().StringVar(&metricsAddr, "metrics", "", "serve Prometheus /metrics here, like 127.0.0.1:9464")
+	cmd.Flags().DurationVar(&doraEvery, "dora-every", 5*time.Minute, "with --metrics: how often the DORA figures are read from history (0: never)")
+	cmd.Flags().DurationVar(&doraWindow, "dora-window", 30*24*time.Hour, "with --metrics: the period the DORA figures cover")
 	cmd.Flags().IntVar(&stickyCache, "sticky-cache", 1000, "workflows kept in memory between tasks (bounds memory; evicted ones replay)")
 	cmd.Flags().IntVar(&maxActivities, "max-activities", 200, "activities run at once by this worker")
 	cmd.Flags().StringVar(&buildID, "build-id", binaryBuildID(), "this worker's version in the worker deployment (\"\": unversioned)")

@@ -89,6 +89,7 @@ func (s *Server) Handler() http.Handler {
 			return fmt.Sprintf("%.4g", *v)
 		},
 		"dur":   func(d time.Duration) string { return d.Round(time.Millisecond).String() },
+		"share": func(f float64) string { return fmt.Sprintf("%.1f%%", 100*f) },
 		"part":  s.part,
 		"clock": func(t time.Time) string { return t.Local().Format("15:04:05") },
 		"when": func(t time.Time) string {
