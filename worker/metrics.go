@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	prom "github.com/prometheus/client_golang/prometheus"
@@ -47,4 +48,24 @@ func ServeMetrics(addr string) (client.MetricsHandler, func(), error) {
 		_ = srv.Close()
 	}
 	return sdktally.NewMetricsHandler(sdktally.NewPrometheusNamingScope(scope)), stop, nil
+}
+
+// ServePprof serves Go's profiles (net/http/pprof) on a loopback address:
+// they show the worker's insides, so never on a routable one.
+func ServePprof(addr string) (func(), error) {
+	host, _, err := net.SplitHostPort(addr)
+	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+		return nil, fmt.Errorf("--pprof %s: must be a loopback address like 127.0.0.1:6060", addr)
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("pprof: listen %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(l) }()
+	return func() { _ = srv.Close() }, nil
 }

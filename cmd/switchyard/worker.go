@@ -20,6 +20,7 @@ func workerCmd(c *conn) *cobra.Command {
 	var stateDir, metricsAddr string
 	var stickyCache, maxActivities int
 	var doraEvery, doraWindow time.Duration
+	var pprofAddr string
 	var buildID, deploymentName, policy string
 	cmd := &cobra.Command{
 		Use:   "worker",
@@ -42,6 +43,14 @@ worker's user can.`,
 			reach, err := loadReach(policy)
 			if err != nil {
 				return err
+			}
+			if pprofAddr != "" {
+				stop, err := worker.ServePprof(pprofAddr)
+				if err != nil {
+					return err
+				}
+				defer stop()
+				fmt.Printf("pprof on http://%s/debug/pprof/\n", pprofAddr)
 			}
 			if metricsAddr != "" {
 				mh, stopMetrics, err := worker.ServeMetrics(metricsAddr)
@@ -69,6 +78,7 @@ worker's user can.`,
 	}
 	cmd.Flags().StringVar(&stateDir, "state-dir", ".switchyard", "where an embedded router keeps its config")
 	cmd.Flags().StringVar(&metricsAddr, "metrics", "", "serve Prometheus /metrics here, like 127.0.0.1:9464")
+	cmd.Flags().StringVar(&pprofAddr, "pprof", "", "serve Go's /debug/pprof here, on a loopback address like 127.0.0.1:6060 (for finding where memory goes)")
 	cmd.Flags().DurationVar(&doraEvery, "dora-every", 5*time.Minute, "with --metrics: how often the DORA figures are read from history (0: never)")
 	cmd.Flags().DurationVar(&doraWindow, "dora-window", 30*24*time.Hour, "with --metrics: the period the DORA figures cover")
 	cmd.Flags().IntVar(&stickyCache, "sticky-cache", 1000, "workflows kept in memory between tasks (bounds memory; evicted ones replay)")

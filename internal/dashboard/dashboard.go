@@ -19,6 +19,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/switchyard/switchyard/internal/access"
@@ -55,6 +56,7 @@ type Server struct {
 	SessionTTL time.Duration
 	tmpl       *template.Template
 	hub        hub
+	overview   overviewCache
 	sessions   sessions
 	streams    streams
 }
@@ -260,7 +262,64 @@ type overviewData struct {
 	Error    string
 }
 
+// overviewCache shares one read of the overview among every page and feed
+// that wants it at about the same time, as the hub shares one among the
+// pages that watch it: a read younger than the refresh interval is used as
+// it is; one up to five intervals old is used while a fresh one is read
+// behind it; an older one (or an error) waits for the read under way —
+// never a second read at once. Under load a render is the template's time,
+// not Temporal's visibility query's.
+type overviewCache struct {
+	mu      sync.Mutex
+	at      time.Time
+	data    overviewData
+	reading chan struct{} // closed when the read under way ends
+}
+
 func (s *Server) overviewData(ctx context.Context) overviewData {
+	c := &s.overview
+	c.mu.Lock()
+	age := time.Since(c.at)
+	if !c.at.IsZero() && age < s.Every {
+		d := c.data
+		c.mu.Unlock()
+		return d
+	}
+	if c.reading == nil {
+		c.reading = make(chan struct{})
+		go s.readOverview()
+	}
+	wait := c.reading
+	if !c.at.IsZero() && age < 5*s.Every && c.data.Error == "" {
+		d := c.data
+		c.mu.Unlock()
+		return d
+	}
+	c.mu.Unlock()
+	select {
+	case <-wait:
+	case <-ctx.Done():
+		return overviewData{Error: unreachable(ctx.Err())}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.data
+}
+
+// readOverview is the one read under way, and keeps its answer.
+func (s *Server) readOverview() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	d := s.readOverviewData(ctx)
+	c := &s.overview
+	c.mu.Lock()
+	c.data, c.at = d, time.Now()
+	close(c.reading)
+	c.reading = nil
+	c.mu.Unlock()
+}
+
+func (s *Server) readOverviewData(ctx context.Context) overviewData {
 	o, err := s.Starter.Overview(ctx)
 	var p overviewData
 	if err != nil {
