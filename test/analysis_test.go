@@ -163,14 +163,10 @@ func TestPrometheusQueriesPromoteAGoodVersionAndRollBackOneWhoseP99Doubles(t *te
         query: '%s'
         judge: {kind: mann-whitney, confidence: 0.98, direction: increase, allowedIncrease: 1.2}
 `, errorRateQuery, p99Query))})
-	if o := e.deploy("v1-lat10"); o.Kind != "" {
-		t.Fatalf("v1: %s", o.Reason)
-	}
+	e.given("v1-lat10")
 	gen := load.Start(e.url, 100, 4*time.Minute)
 	defer gen.Stop()
-	if o := e.deploy("v2-lat10"); o.Kind != "" {
-		t.Fatalf("v2 (as fast as v1) was not promoted: %s", o.Reason)
-	}
+	e.given("v2-lat10")
 	st := statusJSON(t, e)
 	if testing.Verbose() {
 		out, _ := cli(t, e, "status", e.svc.Name, "--env", "test")
@@ -212,14 +208,10 @@ func TestABaselineCompareJudgesAgainstTheLiveSlotsOwnErrorRate(t *testing.T) {
       - {name: error-rate, query: '%s', compare: {to: baseline, maxIncrease: 0.015}}
     earlyStop: {disabled: true}
 `, errorRateQuery))})
-	if o := e.deploy("v1-err2"); o.Kind != "" {
-		t.Fatalf("v1: %s", o.Reason)
-	}
+	e.given("v1-err2")
 	gen := load.Start(e.url, 100, 3*time.Minute)
 	defer gen.Stop()
-	if o := e.deploy("v2-err2"); o.Kind != "" {
-		t.Fatalf("v2 (2%% errors, as the live v1) was not promoted: %s", o.Reason)
-	}
+	e.given("v2-err2")
 	er := measurementBelow(t, statusJSON(t, e), "error-rate", 100)
 	t.Logf("v2 at 50%%: %s", er.Measurement)
 	if er.Decision != rollout.Pass || value(er.Value) <= 0.01 || value(er.Baseline) <= 0.01 {
@@ -312,14 +304,10 @@ func TestNoDataDoesWhatOnNoDataSays(t *testing.T) {
 			e := newEnv(t, opts{steps: []int{50, 100}, bake: c.bake, analysis: prom.analysisYAML(c.bake.String(), fmt.Sprintf(`
       - {name: typo, query: '%s', max: 100, onNoData: %s}
 `, c.query, c.onNoData)), extra: fmt.Sprintf("alerts:\n  - {kind: alertmanager, url: 'http://%s'}", am.addr)})
-			if o := e.deploy("v1"); o.Kind != "" {
-				t.Fatalf("v1: %s", o.Reason)
-			}
+			e.given("v1")
 			switch c.want {
 			case "promoted":
-				if o := e.deploy("v2"); o.Kind != "" {
-					t.Fatalf("onNoData pass: %s %s", o.Kind, o.Reason)
-				}
+				e.given("v2")
 			case "rolled-back":
 				o := e.deploy("v2")
 				if o.Kind != workflows.ErrRolledBack || !strings.Contains(o.Reason, "no data: the query returned no series") {
@@ -381,9 +369,7 @@ func TestPrometheusDownMidBakeIsNeverAPass(t *testing.T) {
 	e := newEnv(t, opts{steps: []int{50, 100}, bake: 4 * time.Second, analysis: prom.analysisYAML("4s", fmt.Sprintf(`
       - {name: error-rate, query: '%s', max: 0.01}
 `, errorRateQuery))})
-	if o := e.deploy("v1"); o.Kind != "" {
-		t.Fatalf("v1: %s", o.Reason)
-	}
+	e.given("v1")
 	gen := load.Start(e.url, 50, 2*time.Minute)
 	defer gen.Stop()
 	run := e.start("v2")
@@ -417,9 +403,7 @@ func TestPrometheusDownMidBakeIsNeverAPass(t *testing.T) {
 // the same settings is promoted.
 func TestEarlyStopRollsBackABadVersionWithinASecond(t *testing.T) {
 	e := newEnv(t, opts{steps: []int{10, 100}, bake: 10 * time.Second, analysis: "{interval: 10s, maxErrorRate: 0.05}"})
-	if o := e.deploy("v1"); o.Kind != "" {
-		t.Fatalf("v1: %s", o.Reason)
-	}
+	e.given("v1")
 	gen := load.Start(e.url, 500, 2*time.Minute)
 	defer gen.Stop()
 	time.Sleep(500 * time.Millisecond)
@@ -507,9 +491,7 @@ func (a *alertmanager) alerts(t *testing.T, service string) []amAlert {
 func TestAlertmanagerReceivesAnIncidentAndItResolves(t *testing.T) {
 	am := startAlertmanager(t)
 	e := newEnv(t, opts{router: "embedded", extra: fmt.Sprintf("alerts:\n  - {kind: alertmanager, url: 'http://%s'}", am.addr)})
-	if o := e.deploy("v1"); o.Kind != "" {
-		t.Fatal(o.Reason)
-	}
+	e.given("v1")
 	live := fmt.Sprintf("http://127.0.0.1:%d", e.svc.Run.Ports.Blue)
 	if _, err := http.Get(live + "/admin/fail?health=1"); err != nil {
 		t.Fatal(err)

@@ -1,12 +1,9 @@
 package test
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,44 +12,6 @@ import (
 	"github.com/switchyard/switchyard/internal/load"
 	"github.com/switchyard/switchyard/internal/rollout"
 )
-
-// cli runs the switchyard binary against the test server and returns its
-// combined output and exit code.
-func cli(t *testing.T, e *env, args ...string) (string, int) {
-	t.Helper()
-	addr := server.HostPort
-	if e != nil {
-		addr = e.address
-	}
-	full := append([]string{"--address", addr}, args...)
-	if e != nil {
-		full = append([]string{"--task-queue", e.queue}, full...)
-	}
-	cmd := exec.Command(filepath.Join(bins, "switchyard"), full...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return out.String(), ee.ExitCode()
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out.String(), 0
-}
-
-func expect(t *testing.T, out string, code, wantCode int, wants ...string) {
-	t.Helper()
-	if code != wantCode {
-		t.Fatalf("exit %d, want %d; output:\n%s", code, wantCode, out)
-	}
-	for _, w := range wants {
-		if !strings.Contains(out, w) {
-			t.Fatalf("output lacks %q:\n%s", w, out)
-		}
-	}
-}
 
 func TestValidateReportsEveryProblemWithItsLine(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "bad.yaml")

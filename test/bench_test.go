@@ -27,9 +27,7 @@ func quantiles(d []time.Duration) (p50, p99 time.Duration) {
 func BenchmarkAbortToStable(b *testing.B) {
 	const runs = 30
 	e := newEnv(b, opts{bake: 10 * time.Minute})
-	if o := e.deploy("v1"); o.Kind != "" {
-		b.Fatalf("v1: %s", o.Reason)
-	}
+	e.given("v1")
 	gen := load.Start(e.url, 50, 10*time.Minute)
 	var lat []time.Duration
 	for i := 0; i < runs; i++ {
@@ -61,23 +59,9 @@ func BenchmarkAbortToStable(b *testing.B) {
 // router change and its read-back, the history it writes.
 func BenchmarkStepOverhead(b *testing.B) {
 	e := newEnv(b, opts{noBake: true, steps: []int{5, 10, 15, 20, 25, 30, 35, 40, 45, 50, 55, 60, 65, 70, 75, 80, 85, 90, 95, 100}})
-	if o := e.deploy("v1"); o.Kind != "" {
-		b.Fatalf("v1: %s", o.Reason)
-	}
-	o := e.deploy("v2")
-	if o.Kind != "" {
-		b.Fatalf("v2: %s", o.Reason)
-	}
-	var at []time.Time
-	for _, ev := range o.Status.Events {
-		if strings.HasPrefix(ev.Message, "step ") {
-			at = append(at, ev.At)
-		}
-	}
-	var gaps []time.Duration
-	for i := 1; i < len(at); i++ {
-		gaps = append(gaps, at[i].Sub(at[i-1]))
-	}
+	e.given("v1")
+	o := e.given("v2")
+	gaps := stepGaps(o.Status)
 	p50, p99 := quantiles(gaps)
 	b.ReportMetric(float64(p50.Microseconds())/1000, "step-p50-ms")
 	b.ReportMetric(float64(p99.Microseconds())/1000, "step-p99-ms")
@@ -91,9 +75,7 @@ func BenchmarkRequestsThroughRollout(b *testing.B) {
 	for _, kind := range []string{"haproxy", "embedded"} {
 		b.Run(kind, func(b *testing.B) {
 			e := newEnv(b, opts{router: kind, bake: 2 * time.Second})
-			if o := e.deploy("v1"); o.Kind != "" {
-				b.Fatalf("v1: %s", o.Reason)
-			}
+			e.given("v1")
 			gen := load.Start(e.url, 200, 5*time.Minute)
 			o := e.deploy("v2")
 			res := gen.Stop()
@@ -114,9 +96,7 @@ func BenchmarkRequestsThroughRollout(b *testing.B) {
 func BenchmarkManualImmediateRollback(b *testing.B) {
 	const runs = 30
 	e := newEnv(b, opts{noBake: true, steps: []int{100}, scaleDown: 10 * time.Minute})
-	if o := e.deploy("v1"); o.Kind != "" {
-		b.Fatalf("v1: %s", o.Reason)
-	}
+	e.given("v1")
 	gen := load.Start(e.url, 50, 10*time.Minute)
 	var applied, done []time.Duration
 	for i := 0; i < runs; i++ {
@@ -168,9 +148,7 @@ func BenchmarkBadReleaseEarlyStop(b *testing.B) {
 
 func badReleaseRuns(b *testing.B, runs int, name, analysis string) {
 	e := newEnv(b, opts{steps: []int{10, 100}, bake: 30 * time.Second, analysis: analysis})
-	if o := e.deploy("v1"); o.Kind != "" {
-		b.Fatalf("v1: %s", o.Reason)
-	}
+	e.given("v1")
 	var took []time.Duration
 	var failed []int
 	for i := 0; i < runs; i++ {
@@ -203,9 +181,7 @@ func BenchmarkGuardBreachToWarmSlot(b *testing.B) {
 	failed := 0
 	for i := 0; i < runs; i++ {
 		good := fmt.Sprintf("v1-%d", i)
-		if o := e.deploy(good); o.Kind != "" {
-			b.Fatalf("%s: %s", good, o.Reason)
-		}
+		e.given(good)
 		gen := load.Start(e.url, 100, 2*time.Minute)
 		run := e.start("v2")
 		e.waitFor("v2 at 100%", func(st *starterStatus) bool { return st.Weights.Of(st.Target) == 100 })

@@ -107,9 +107,7 @@ var appFiles = map[string]string{
 func TestComposeServiceDefinesTheSlotsContainersAndRollsOutUnderLoad(t *testing.T) {
 	dk := dockerEngine(t)
 	e := newEnv(t, opts{bake: time.Second, docker: &dockerOpts{compose: appCompose, files: appFiles}})
-	if o := e.deploy("v1"); o.Kind != "" {
-		t.Fatalf("v1: %s", o.Reason)
-	}
+	e.given("v1")
 	in := e.instance(e.weights().Live())
 	if len(in.Containers) != 1 {
 		t.Fatalf("the live slot runs %d containers, want 1", len(in.Containers))

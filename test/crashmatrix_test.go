@@ -97,9 +97,7 @@ func TestKillMatrix(t *testing.T) {
 func killCase(t *testing.T, c crashCase) {
 	e := newEnv(t, opts{bake: 2 * time.Second, scaleDown: 2 * time.Second, gradual: 4 * time.Second, noWorker: true})
 	w := startWorker(t, e)
-	if o := e.deploy("v1"); o.Kind != "" {
-		t.Fatalf("v1: %s", o.Reason)
-	}
+	e.given("v1")
 	gen := load.Start(e.url, 100, 3*time.Minute)
 	defer gen.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

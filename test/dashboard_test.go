@@ -72,9 +72,7 @@ func evalString(t *testing.T, ctx context.Context, js string) string {
 func TestDashboardShowsTheWeightsChangeAsTheStepsLandWithoutReload(t *testing.T) {
 	bin := chromium(t)
 	e := newEnv(t, opts{bake: 2 * time.Second})
-	if o := e.deploy("v1"); o.Kind != "" {
-		t.Fatalf("v1: %s", o.Reason)
-	}
+	e.given("v1")
 	srv := httptest.NewServer((&dashboard.Server{Starter: e.starter, WebUI: "http://127.0.0.1:8233", Every: 200 * time.Millisecond}).Handler())
 	// the pages' event streams stay open: close them, or Close waits for them
 	defer func() { srv.CloseClientConnections(); srv.Close() }()
@@ -179,9 +177,7 @@ func TestDashboardSaysWhenTemporalIsDownAndRecovers(t *testing.T) {
 	d := startDevProc(t)
 	e := newEnv(t, opts{address: d.hostPort, bake: 0, noBake: true, noWorker: true})
 	startWorker(t, e)
-	if o := e.deploy("v1"); o.Kind != "" {
-		t.Fatalf("v1: %s", o.Reason)
-	}
+	e.given("v1")
 	srv := httptest.NewServer((&dashboard.Server{Starter: &starter.Starter{C: e.starter.C, TaskQueue: e.queue}, Every: 200 * time.Millisecond}).Handler())
 	// the pages' event streams stay open: close them, or Close waits for them
 	defer func() { srv.CloseClientConnections(); srv.Close() }()
@@ -263,9 +259,7 @@ func actFromThePage(t *testing.T, ctx context.Context, do, reason, question stri
 func TestDashboardAbortFromThePagePutsTrafficBackAndRecordsWhoAndWhy(t *testing.T) {
 	bin := chromium(t)
 	e := newEnv(t, opts{bake: time.Minute})
-	if o := e.deploy("v1"); o.Kind != "" {
-		t.Fatalf("v1: %s", o.Reason)
-	}
+	e.given("v1")
 	srv := httptest.NewServer((&dashboard.Server{Starter: e.starter, Every: 200 * time.Millisecond, Token: dashToken}).Handler())
 	defer func() { srv.CloseClientConnections(); srv.Close() }()
 	run := e.start("v2")
@@ -340,9 +334,7 @@ func TestDashboardActionsAreRefusedWithoutTheTokenOrTheFormsCSRFToken(t *testing
 	defer rw.Close()
 	ro := httptest.NewServer((&dashboard.Server{Starter: e.starter}).Handler())
 	defer func() { ro.CloseClientConnections(); ro.Close() }()
-	if o := e.deploy("v1"); o.Kind != "" {
-		t.Fatalf("v1: %s", o.Reason)
-	}
+	e.given("v1")
 	run := e.start("v2")
 	e.waitFor("step 1", func(st *starterStatus) bool { return st.Step == 0 && st.Weights.Of(st.Target) == 10 })
 	page := "/rollout/" + e.svc.Name + "/test"

@@ -320,9 +320,7 @@ func TestDockerRolloutUnderLoadFailsNoRequestAndABadVersionRollsBack(t *testing.
 	reg := startRegistry(t)
 	e := newEnv(t, opts{docker: &dockerOpts{replicas: 2, registry: reg}})
 	removeImages(t, c, e.svc)
-	if o := e.deploy("v1"); o.Kind != "" {
-		t.Fatalf("v1: %s: %s", o.Kind, o.Reason)
-	}
+	e.given("v1")
 	if n := len(slotContainers(t, c, e.svc, rollout.Blue)); n != 2 {
 		t.Fatalf("blue runs %d containers, want 2 replicas", n)
 	}
@@ -366,9 +364,7 @@ func TestDockerWorkerKilledMidRolloutStartsNoDuplicateContainers(t *testing.T) {
 	e := newEnv(t, opts{docker: &dockerOpts{replicas: 2}, bake: 3 * time.Second, noWorker: true})
 	removeImages(t, c, e.svc)
 	w := startWorker(t, e)
-	if o := e.deploy("v1"); o.Kind != "" {
-		t.Fatalf("v1: %s", o.Reason)
-	}
+	e.given("v1")
 	gen := load.Start(e.url, 100, 3*time.Minute)
 	run := e.start("v2")
 	e.waitFor("the bake of step 2", func(st *starterStatus) bool { return st.Step == 1 && !st.BakeEndsAt.IsZero() })

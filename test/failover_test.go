@@ -50,13 +50,12 @@ func requireStepsScheduledOnce(t *testing.T, h *historypb.History) {
 	}
 }
 
-// stepGaps returns the time between successive steps in a rollout's events.
+// stepGaps returns the time between successive steps, from the rollout's
+// timeline (its first entry is the weights the rollout found).
 func stepGaps(st *workflows.Status) []time.Duration {
 	var at []time.Time
-	for _, ev := range st.Events {
-		if strings.HasPrefix(ev.Message, "step ") {
-			at = append(at, ev.At)
-		}
+	for _, c := range st.Timeline[1:] {
+		at = append(at, c.At)
 	}
 	var gaps []time.Duration
 	for i := 1; i < len(at); i++ {
@@ -69,9 +68,7 @@ func TestTwoWorkersOnPostgresTheOtherFinishesWhenOneIsKilledMidBake(t *testing.T
 	pg := startPGTemporal(t)
 	e := newEnv(t, opts{address: pg.hostPort, bake: 3 * time.Second, noWorker: true})
 	w1, w2 := startWorker(t, e), startWorker(t, e)
-	if o := e.deploy("v1"); o.Kind != "" {
-		t.Fatalf("v1: %s", o.Reason)
-	}
+	e.given("v1")
 	gen := load.Start(e.url, 50, 3*time.Minute)
 	run := e.start("v2")
 	e.waitFor("the bake of step 2", func(st *starterStatus) bool { return st.Step == 1 && !st.BakeEndsAt.IsZero() })
@@ -114,9 +111,7 @@ func TestServerRestartMidBakeAndMidGradualRollbackKeepsTheTimers(t *testing.T) {
 	bake := 3 * time.Second
 	e := newEnv(t, opts{address: pg.hostPort, bake: bake, gradual: 8 * time.Second, scaleDown: 10 * time.Minute, noWorker: true})
 	startWorker(t, e)
-	if o := e.deploy("v1"); o.Kind != "" {
-		t.Fatalf("v1: %s", o.Reason)
-	}
+	e.given("v1")
 	gen := load.Start(e.url, 50, 5*time.Minute)
 	defer gen.Stop()
 	run := e.start("v2")
@@ -186,9 +181,7 @@ func TestPostgresRestartMidRolloutPausesAndResumes(t *testing.T) {
 	pg := startPGTemporal(t)
 	e := newEnv(t, opts{address: pg.hostPort, bake: 3 * time.Second, noWorker: true})
 	startWorker(t, e)
-	if o := e.deploy("v1"); o.Kind != "" {
-		t.Fatalf("v1: %s", o.Reason)
-	}
+	e.given("v1")
 	gen := load.Start(e.url, 50, 5*time.Minute)
 	run := e.start("v2")
 	e.waitFor("the bake of step 2", func(st *starterStatus) bool { return st.Step == 1 && !st.BakeEndsAt.IsZero() })

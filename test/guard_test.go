@@ -70,9 +70,7 @@ func requireOnlyTheBadVersionsOwnFailures(t *testing.T, res load.Result) {
 // back to the warm slot at once.
 func TestTheGuardRollsAVersionThatGoesBadAfterPromotionBackToTheWarmSlot(t *testing.T) {
 	e, _ := guardEnv(t, 2*time.Minute, "5m")
-	if o := e.deploy("v1"); o.Kind != "" {
-		t.Fatalf("v1: %s", o.Reason)
-	}
+	e.given("v1")
 	gen := load.Start(e.url, 100, 3*time.Minute)
 	run, bad := failAfterPromotion(t, e, gen, 20*time.Second)
 	o, err := e.starter.Wait(context.Background(), run)
@@ -105,9 +103,7 @@ func TestTheGuardRollsAVersionThatGoesBadAfterPromotionBackToTheWarmSlot(t *test
 // request beyond the bad version's own.
 func TestAfterTheWarmWindowTheGuardRedeploysTheKnownGoodVersion(t *testing.T) {
 	e, _ := guardEnv(t, 2*time.Second, "5m")
-	if o := e.deploy("v1"); o.Kind != "" {
-		t.Fatalf("v1: %s", o.Reason)
-	}
+	e.given("v1")
 	gen := load.Start(e.url, 100, 3*time.Minute)
 	run, _ := failAfterPromotion(t, e, gen, 20*time.Second)
 	o, err := e.starter.Wait(context.Background(), run)
@@ -161,9 +157,7 @@ func TestAServiceBurningItsErrorBudgetFastIsHeldUnlessItIsAnEmergency(t *testing
     good: 'sum(rate(http_requests_total{service="{{service}}",code!~"5.."}[{{window}}]))'
     total: 'sum(rate(http_requests_total{service="{{service}}"}[{{window}}]))'
     objective: 0.999`})
-	if o := e.deploy("v1-err10"); o.Kind != "" {
-		t.Fatalf("v1: %s", o.Reason)
-	}
+	e.given("v1-err10")
 	gen := load.Start(e.url, 100, 3*time.Minute)
 	defer gen.Stop()
 	time.Sleep(12 * time.Second) // Prometheus scrapes v1's errors every second

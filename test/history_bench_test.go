@@ -21,9 +21,7 @@ import (
 // given is what a rollout costs the server.
 func BenchmarkRolloutHistorySize(b *testing.B) {
 	e := newEnv(b, opts{})
-	if o := e.deploy("v1"); o.Kind != "" {
-		b.Fatalf("v1: %s", o.Reason)
-	}
+	e.given("v1")
 	run := e.start("v2")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

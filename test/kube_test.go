@@ -118,9 +118,7 @@ func TestKubernetesGatewayAPIRolloutAbortAndEveryRollbackOnARealAPIServerWithSta
 	k := startKube(t, true)
 	e, _ := kubeEnv(t, k, "router: {kind: gateway-api, gatewayAPI: {route: api, gateway: public, gatewayNamespace: gateways}}", "")
 	ctx := context.Background()
-	if o := e.deploy("v1"); o.Kind != "" {
-		t.Fatalf("v1: %s: %s", o.Kind, o.Reason)
-	}
+	e.given("v1")
 	d, err := k.admin.AppsV1().Deployments("shop").Get(ctx, "api-blue", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -216,15 +214,11 @@ func TestKubernetesServiceRouterFlipsTheSelectorWithStandInPods(t *testing.T) {
 		}
 		return s.Spec.Selector["switchyard.io/slot"]
 	}
-	if o := e.deploy("v1"); o.Kind != "" {
-		t.Fatalf("v1: %s", o.Reason)
-	}
+	e.given("v1")
 	if got := selector(); got != "blue" {
 		t.Fatalf("after v1 the stable Service selects %q", got)
 	}
-	if o := e.deploy("v2"); o.Kind != "" {
-		t.Fatalf("v2: %s", o.Reason)
-	}
+	e.given("v2")
 	if got := selector(); got != "green" {
 		t.Fatalf("after v2 the stable Service selects %q", got)
 	}
@@ -271,9 +265,7 @@ func TestKubernetesBadInputWithStandInPods(t *testing.T) {
 	_ = os.WriteFile(admin, []byte(strings.Replace(string(b), "namespace: shop", "namespace: nope", 1)), 0o644)
 	t.Logf("namespace missing (admin): %s", deploy(admin, "v1", 4, `namespaces "nope" not found`, "kubectl create namespace"))
 	// a live v1, then a v2 whose rollout never becomes available
-	if o := e.deploy("v1"); o.Kind != "" {
-		t.Fatalf("v1: %s", o.Reason)
-	}
+	e.given("v1")
 	t.Logf("progress deadline: %s", deploy(e.file, "stuck-2", 4, "missed its progress deadline"))
 	if w := e.weights(); w != (rollout.Weights{Blue: 100}) {
 		t.Fatalf("after the failures the HTTPRoute says %s, want blue=100 untouched", w)

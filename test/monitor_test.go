@@ -119,9 +119,7 @@ alerts:
 		t.Fatal(err)
 	}
 	defer w.Stop()
-	if o := e.deploy("v1"); o.Kind != "" {
-		t.Fatal(o.Reason)
-	}
+	e.given("v1")
 	ctx := context.Background()
 	for _, want := range []string{"created", "updated"} { // enabling twice is not an error
 		what, err := e.starter.EnableMonitor(ctx, e.svc, time.Second)
@@ -205,9 +203,7 @@ alerts:
 
 func TestMonitorVerbsFromTheCLI(t *testing.T) {
 	e := newEnv(t, opts{router: "embedded", extra: "monitor:\n  every: 1h\n  security: {headers: [X-Frame-Options, Strict-Transport-Security]}"})
-	if o := e.deploy("v1"); o.Kind != "" {
-		t.Fatal(o.Reason)
-	}
+	e.given("v1")
 	args := func(a ...string) []string { return append(a, e.svc.Name, "--env", "test") }
 	out, code := cli(t, e, "monitor", "status", e.svc.Name, "--env", "test")
 	expect(t, out, code, 2, "is not enabled (switchyard monitor enable")
@@ -235,9 +231,7 @@ func TestACriticalCheckFailingInTheWarmWindowRollsTheRolloutBack(t *testing.T) {
   endpoints: [{name: live, url: "http://127.0.0.1:1/healthz", critical: true}]`}) // the URL is the router's, set below
 	ctx := context.Background()
 	e.svc.Monitor.Endpoints[0].URL = e.url + "healthz"
-	if o := e.deploy("v1"); o.Kind != "" {
-		t.Fatal(o.Reason)
-	}
+	e.given("v1")
 	run := e.start("v2")
 	e.waitFor("the scale-down window", func(st *starterStatus) bool { return st.Phase == "scaling-down" })
 	green := fmt.Sprintf("http://127.0.0.1:%d", e.svc.Run.Ports.Green)

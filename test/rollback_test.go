@@ -20,9 +20,7 @@ func promotedWithWarmSlot(t *testing.T, o opts) *env {
 		o.scaleDown = 10 * time.Minute
 	}
 	e := newEnv(t, o)
-	if out := e.deploy("v1"); out.Kind != "" {
-		t.Fatalf("v1: %s", out.Reason)
-	}
+	e.given("v1")
 	e.start("v2")
 	e.waitFor("v2 promoted, v1 kept warm", func(st *starterStatus) bool {
 		return st.Version == "v2" && st.Phase == rollout.PhaseScalingDown
@@ -81,9 +79,7 @@ func TestEachRollbackStrategyUnderLoadFailsNoRequest(t *testing.T) {
 
 func TestRollbackDuringARolloutTakesOverAsTheOnlyWriter(t *testing.T) {
 	e := newEnv(t, opts{bake: time.Minute})
-	if o := e.deploy("v1"); o.Kind != "" {
-		t.Fatal(o.Reason)
-	}
+	e.given("v1")
 	gen := load.Start(e.url, 100, 2*time.Minute)
 	run := e.start("v2")
 	e.waitFor("step 1", func(st *starterStatus) bool { return st.Step == 0 && !st.BakeEndsAt.IsZero() })
@@ -121,9 +117,7 @@ func TestRollbackDuringARolloutTakesOverAsTheOnlyWriter(t *testing.T) {
 func TestWorkerKilledMidGradualRollbackResumes(t *testing.T) {
 	e := newEnv(t, opts{noWorker: true, scaleDown: 10 * time.Minute, gradual: 8 * time.Second})
 	w := startWorker(t, e)
-	if o := e.deploy("v1"); o.Kind != "" {
-		t.Fatal(o.Reason)
-	}
+	e.given("v1")
 	e.start("v2")
 	e.waitFor("v2 promoted", func(st *starterStatus) bool { return st.Phase == rollout.PhaseScalingDown })
 	gen := load.Start(e.url, 100, 2*time.Minute)
@@ -179,14 +173,10 @@ func TestRollbackBadInput(t *testing.T) {
 	expect(t, out, code, 2, "was never deployed: nothing to go back to")
 	out, code = cli(t, e, "rollback", e.svc.Name, "-f", e.file, "--env", "test", "--strategy", "sideways")
 	expect(t, out, code, 2, `--strategy: unknown strategy "sideways" (use immediate, gradual, swap)`)
-	if o := e.deploy("v1"); o.Kind != "" {
-		t.Fatal(o.Reason)
-	}
+	e.given("v1")
 	out, code = cli(t, e, "rollback", e.svc.Name, "-f", e.file, "--env", "test")
 	expect(t, out, code, 2, "no previous slot: the last rollout of "+e.svc.Name+" (v1) was its first deployment")
-	if o := e.deploy("v2"); o.Kind != "" {
-		t.Fatal(o.Reason)
-	}
+	e.given("v2")
 	// scaleDownDelay 0: blue was retired at promotion
 	out, code = cli(t, e, "rollback", e.svc.Name, "-f", e.file, "--env", "test")
 	expect(t, out, code, 4, "the previous slot blue no longer runs v1",

@@ -129,9 +129,7 @@ func TestTheWorkerHoldsEverySpecToItsPolicy(t *testing.T) {
 func TestADeployAndARollbackRacedFiftyTimesNeverRunTogether(t *testing.T) {
 	e := newEnv(t, opts{steps: []int{100}, noBake: true})
 	for _, v := range []string{"v1", "v2"} {
-		if o := e.deploy(v); o.Kind != "" {
-			t.Fatalf("%s: %s", v, o.Reason)
-		}
+		e.given(v)
 	}
 	type held struct {
 		from, to time.Time
@@ -222,9 +220,7 @@ func TestADeployAndARollbackRacedFiftyTimesNeverRunTogether(t *testing.T) {
 // again in each run, and promotes with 0 failed requests.
 func TestALongBakeContinuesAsNewOnTheRealServerAndPromotesUnderLoad(t *testing.T) {
 	e := newEnv(t, opts{bake: 6 * time.Second, steps: []int{50, 100}, analysis: "{interval: 1s, maxErrorRate: 0.05}"})
-	if o := e.deploy("v1"); o.Kind != "" {
-		t.Fatalf("v1: %s", o.Reason)
-	}
+	e.given("v1")
 	gen := load.Start(e.url, 50, 2*time.Minute)
 	run, err := e.starter.C.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{
 		ID: workflows.DeploymentID(e.svc.Name, "test"), TaskQueue: e.queue, WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
@@ -278,9 +274,7 @@ func weightsLine(e *env) string { return e.weights().String() }
 func TestTheEmbeddedRoutersAdminAPIListensOnAUnixSocketOnlyItsOwnerCanUse(t *testing.T) {
 	e := newEnv(t, opts{router: "embedded", ownCaddy: true, unixAdmin: true, noWorker: true, steps: []int{50, 100}})
 	startWorker(t, e)
-	if o := e.deploy("v1"); o.Kind != "" {
-		t.Fatalf("v1: %s", o.Reason)
-	}
+	e.given("v1")
 	gen := load.Start(e.url, 50, time.Minute)
 	e.promotedUnderLoad(e.start("v2"), gen, 100)
 	sock := strings.TrimPrefix(e.svc.Router.Caddy.Admin, "unix:")

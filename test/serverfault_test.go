@@ -186,9 +186,7 @@ func shiftInFlightRestart(t *testing.T, kind string) {
 	bake := 2 * time.Second
 	e := newEnv(t, opts{address: addr, bake: bake, noWorker: true, haproxySocket: hold.socket})
 	startWorker(t, e)
-	if o := e.deploy("v1"); o.Kind != "" {
-		t.Fatalf("v1: %s", o.Reason)
-	}
+	e.given("v1")
 	gen := load.Start(e.url, 100, 5*time.Minute)
 	defer gen.Stop()
 	run := e.start("v2")

@@ -46,9 +46,7 @@ func soak(t *testing.T, routerKind string) {
 	}
 	e := newEnv(t, opts{router: routerKind, bake: 300 * time.Millisecond, scaleDown: 3 * time.Second, gradual: 2 * time.Second})
 	s := &soaker{t: t, e: e, ops: map[string]int{}}
-	if o := e.deploy("soak1"); o.Kind != "" {
-		t.Fatalf("soak1: %s", o.Reason)
-	}
+	e.given("soak1")
 	s.n = 1
 	// both clients at rate req/s; bounded, so the whole run stays bounded
 	keep := load.Start(e.url, rate, 2*time.Hour)

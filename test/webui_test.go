@@ -61,9 +61,7 @@ func TestWebUIShowsTheRolloutFoundByItsSearchAttributes(t *testing.T) {
 	e := newEnv(t, opts{router: "embedded", ownCaddy: true, noWorker: true, bake: 5 * time.Minute,
 		address: fmt.Sprintf("127.0.0.1:%d", port)})
 	e.starter.TaskQueue = "dev-q"
-	if o := e.deploy("v1"); o.Kind != "" {
-		t.Fatalf("v1: %s", o.Reason)
-	}
+	e.given("v1")
 	run := e.start("v2")
 	e.waitFor("v2 baking at 10%", func(st *starterStatus) bool {
 		return st.Phase == rollout.PhaseShifting && st.Weights.Of(st.Target) == 10 && !st.BakeEndsAt.IsZero()
