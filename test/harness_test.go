@@ -200,33 +200,7 @@ esac
 	if o.steps == nil {
 		o.steps = spec.DefaultSteps
 	}
-	var routerYAML string
-	switch o.router {
-	case "haproxy", "":
-		sock := startHAProxy(t, dir, front, blue, green, replicas)
-		if o.haproxySocket != nil {
-			sock = o.haproxySocket(sock)
-		}
-		routerYAML = fmt.Sprintf("router: {kind: haproxy, haproxy: {socket: %s, backend: app}}", sock)
-	case "embedded":
-		// one embedded Caddy per process: every test's service shares its admin API
-		embeddedAdminOnce.Do(func() { embeddedAdmin = freePort(t) })
-		admin := embeddedAdmin
-		if o.ownCaddy {
-			admin = freePort(t)
-		}
-		adminURL := fmt.Sprintf("http://127.0.0.1:%d", admin)
-		if o.unixAdmin {
-			// short: a unix socket's path must fit in 108 bytes, and test names are long
-			sd, err := os.MkdirTemp("", "adm")
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { os.RemoveAll(sd) })
-			adminURL = "unix:" + filepath.Join(sd, "caddy-admin.sock")
-		}
-		routerYAML = fmt.Sprintf("router: {kind: embedded, caddy: {admin: '%s', listen: '127.0.0.1:%d'}}", adminURL, front)
-	}
+	routerYAML := routerFor(t, o, dir, front, blue, green, replicas)
 	steps := strings.Trim(strings.Join(strings.Fields(fmt.Sprint(o.steps)), ", "), "[]")
 	if o.analysis == "" {
 		o.analysis = fmt.Sprintf("{interval: %s, maxErrorRate: 0.05}", o.bake)
@@ -268,6 +242,44 @@ environments:
 		t.Fatalf("spec: %v\n%s", err, src)
 	}
 	e.svc, e.file = svc, path
+	e.connect(o, dir)
+	return e
+}
+
+// routerFor starts the test's router (a real HAProxy, or a route on the
+// process's embedded Caddy) and returns the spec's router line.
+func routerFor(t testing.TB, o opts, dir string, front, blue, green, replicas int) string {
+	if o.router == "embedded" {
+		// one embedded Caddy per process: every test's service shares its admin API
+		embeddedAdminOnce.Do(func() { embeddedAdmin = freePort(t) })
+		admin := embeddedAdmin
+		if o.ownCaddy {
+			admin = freePort(t)
+		}
+		adminURL := fmt.Sprintf("http://127.0.0.1:%d", admin)
+		if o.unixAdmin {
+			// short: a unix socket's path must fit in 108 bytes, and test names are long
+			sd, err := os.MkdirTemp("", "adm")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { os.RemoveAll(sd) })
+			adminURL = "unix:" + filepath.Join(sd, "caddy-admin.sock")
+		}
+		return fmt.Sprintf("router: {kind: embedded, caddy: {admin: '%s', listen: '127.0.0.1:%d'}}", adminURL, front)
+	}
+	sock := startHAProxy(t, dir, front, blue, green, replicas)
+	if o.haproxySocket != nil {
+		sock = o.haproxySocket(sock)
+	}
+	return fmt.Sprintf("router: {kind: haproxy, haproxy: {socket: %s, backend: app}}", sock)
+}
+
+// connect gives the env its router, its starter and (unless the test runs
+// its own) a worker, and stops the service's slots when the test ends.
+func (e *env) connect(o opts, dir string) {
+	t, svc := e.t, e.svc
+	var err error
 	if e.router, err = router.New(svc, embedded); err != nil {
 		t.Fatal(err)
 	}
@@ -289,7 +301,6 @@ environments:
 			_ = p.Retire(context.Background(), s)
 		}
 	})
-	return e
 }
 
 // startHAProxy runs a real HAProxy with backend "app" over the two slots,

@@ -175,30 +175,7 @@ alerts:
 		t.Fatalf("%d webhook calls had a bad signature", hook.badSigs)
 	}
 
-	resp, err := http.Get("http://" + metricsAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	body := string(b)
-	svc := `service="` + e.svc.Name + `"`
-	// Prometheus label values are sanitised: webhook#0 → webhook_0, health:health → health_health
-	if v := metric(t, body, "switchyard_alerts_sent_total", `channel="webhook_0"`, svc); v < float64(len(got)) {
-		t.Fatalf("alerts sent to the webhook: %v in /metrics, %d received", v, len(got))
-	}
-	if v := metric(t, body, "switchyard_alerts_failed_total", `channel="slack_1"`, svc); v < 3 {
-		t.Fatalf("the channel that is down should count failed attempts, got %v", v)
-	}
-	if v := metric(t, body, "switchyard_traffic_weight", `slot="blue"`, svc); v != 100 {
-		t.Fatalf("traffic weight of blue: %v", v)
-	}
-	if v := metric(t, body, "switchyard_rollouts_total", `result="promoted"`, svc); v != 1 {
-		t.Fatalf("rollouts promoted: %v", v)
-	}
-	if v := metric(t, body, "switchyard_check_results_total", `check="health_health"`, `result="fail"`, svc); v < 2 {
-		t.Fatalf("failed health checks: %v", v)
-	}
+	requireMonitorMetrics(t, e, metricsAddr, len(got))
 }
 
 func TestMonitorVerbsFromTheCLI(t *testing.T) {
@@ -289,4 +266,34 @@ func overviewIncidents(t *testing.T, e *env, ok func(int64) bool, want string) {
 		}
 	}
 	t.Fatalf("the overview never showed %s open incidents for %s: %+v", want, e.svc.Name, got)
+}
+
+// requireMonitorMetrics reads the worker's /metrics: every alert sent and
+// every failed attempt at the channel that is down counted, the weights,
+// the rollout and the failed health checks.
+func requireMonitorMetrics(t *testing.T, e *env, metricsAddr string, sent int) {
+	resp, err := http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	body := string(b)
+	svc := `service="` + e.svc.Name + `"`
+	// Prometheus label values are sanitised: webhook#0 → webhook_0, health:health → health_health
+	if v := metric(t, body, "switchyard_alerts_sent_total", `channel="webhook_0"`, svc); v < float64(sent) {
+		t.Fatalf("alerts sent to the webhook: %v in /metrics, %d received", v, sent)
+	}
+	if v := metric(t, body, "switchyard_alerts_failed_total", `channel="slack_1"`, svc); v < 3 {
+		t.Fatalf("the channel that is down should count failed attempts, got %v", v)
+	}
+	if v := metric(t, body, "switchyard_traffic_weight", `slot="blue"`, svc); v != 100 {
+		t.Fatalf("traffic weight of blue: %v", v)
+	}
+	if v := metric(t, body, "switchyard_rollouts_total", `result="promoted"`, svc); v != 1 {
+		t.Fatalf("rollouts promoted: %v", v)
+	}
+	if v := metric(t, body, "switchyard_check_results_total", `check="health_health"`, `result="fail"`, svc); v < 2 {
+		t.Fatalf("failed health checks: %v", v)
+	}
 }

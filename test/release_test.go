@@ -205,43 +205,7 @@ func TestAReleaseGoesThroughStagingAndProductionInDependencyOrderUnderLoad(t *te
 	if total.Failed != 0 || total.Requests < 200 {
 		t.Fatalf("load: %d requests, %d failed", total.Requests, total.Failed)
 	}
-	// the order, from the rollouts' own histories: the frontend's first step
-	// comes after the backend promoted, production after staging
-	at := map[string]time.Time{}
-	for _, env := range []string{"staging", "production"} {
-		for _, svc := range []string{"backend", "frontend"} {
-			o, err := e.starter.Wait(context.Background(), e.starter.Run(e.svc(svc), env))
-			if err != nil || o.Status == nil {
-				t.Fatalf("%s/%s: %v", svc, env, err)
-			}
-			if o.Status.Version != "v2" || o.Status.Release != e.release().Name {
-				t.Fatalf("%s/%s ran %s for release %q", svc, env, o.Status.Version, o.Status.Release)
-			}
-			at[svc+"/"+env+"/start"] = o.Status.StartedAt
-			// promoted: all traffic on the new version, the old slot held for the release
-			for _, ev := range o.Status.Events {
-				if strings.HasPrefix(ev.Message, "promoted; slot") && strings.Contains(ev.Message, "kept warm until release") {
-					at[svc+"/"+env+"/promoted"] = ev.At
-				}
-			}
-			if at[svc+"/"+env+"/promoted"].IsZero() {
-				t.Fatalf("%s/%s never held its old slot for the release: %v", svc, env, o.Status.Events)
-			}
-			if w := e.weights(svc, env); w.Live() != o.Status.Stable || w.Of(o.Status.Stable) != 100 {
-				t.Fatalf("%s/%s: router %s, rollout says %s is live", svc, env, w, o.Status.Stable)
-			}
-		}
-	}
-	for _, c := range [][2]string{
-		{"backend/staging/promoted", "frontend/staging/start"},
-		{"frontend/staging/promoted", "backend/production/start"},
-		{"backend/production/promoted", "frontend/production/start"},
-	} {
-		if at[c[1]].Before(at[c[0]]) {
-			t.Fatalf("%s (%s) came before %s (%s)", c[1], at[c[1]].Format("15:04:05.000"), c[0], at[c[0]].Format("15:04:05.000"))
-		}
-		t.Logf("%s %s ≤ %s %s", c[0], at[c[0]].Format("15:04:05.000"), c[1], at[c[1]].Format("15:04:05.000"))
-	}
+	requireDependencyOrder(t, e)
 
 	out, code := cli(t, &env{queue: e.starter.TaskQueue, address: server.HostPort}, "history", e.release().Name)
 	expect(t, out, code, 0, "release ", "deploy ")
@@ -257,36 +221,7 @@ func TestAReleaseGoesThroughStagingAndProductionInDependencyOrderUnderLoad(t *te
 		}
 	}
 
-	// by hand, after it ended: production back on v1, the frontend first
-	out, code = cli(t, &env{queue: e.starter.TaskQueue, address: server.HostPort},
-		"release", "rollback", e.release().Name, "-f", e.file, "--env", "production", "--reason", "p99 up", "--strategy", "immediate")
-	expect(t, out, code, 0, "rolling release "+e.release().Name+" back in production", "release "+e.release().Name+": promoted")
-	// immediate: each service checked, then all of its traffic moved in one change, no bakes
-	for _, svc := range []string{"backend", "frontend"} {
-		st, err := e.starter.Status(context.Background(), e.svc(svc), "production")
-		if err != nil {
-			t.Fatal(err)
-		}
-		var moves []string
-		for _, c := range st.Timeline {
-			moves = append(moves, c.Weights.String())
-		}
-		if st.Version != "v1" || len(st.Timeline) != 2 || st.Timeline[1].Weights.Of(st.Target) != 100 {
-			t.Fatalf("%s's immediate rollback to v1 moved traffic %v (version %s), want one change to 100%%", svc, moves, st.Version)
-		}
-	}
-	if strings.Index(out, "deploying "+e.svc("frontend")+" v1 to production") > strings.Index(out, "deploying "+e.svc("backend")+" v1 to production") {
-		t.Fatalf("the backend went back before the frontend that needs it:\n%s", out)
-	}
-	for _, svc := range []string{"backend", "frontend"} {
-		w := e.weights(svc, "production")
-		if v := releaseInstance(t, e, svc, "production", w.Live()).Version; v != "v1" || w.Of(w.Live()) != 100 {
-			t.Fatalf("%s/production after the rollback: %s runs %s", svc, w, v)
-		}
-		if v := releaseInstance(t, e, svc, "staging", e.weights(svc, "staging").Live()).Version; v != "v2" {
-			t.Fatalf("%s/staging was touched: runs %s", svc, v)
-		}
-	}
+	rollBackProductionByHand(t, e)
 }
 
 func TestABadFrontendRollsTheBackendBackWithIt(t *testing.T) {
@@ -571,4 +506,84 @@ func TestAReleaseOutsideItsWindowWaitsForItToOpen(t *testing.T) {
 		t.Fatalf("the first rollout started at %s, before the window opened at %s", o.Status.StartedAt, open)
 	}
 	t.Logf("window opened %s; first rollout started %s", open.Format("15:04:05.000"), o.Status.StartedAt.UTC().Format("15:04:05.000"))
+}
+
+// requireDependencyOrder reads the release's rollouts: each ran v2 for the
+// release, held its old slot until the release was done, and started only
+// after what it depends on promoted (the frontend after the backend,
+// production after staging).
+func requireDependencyOrder(t *testing.T, e *releaseEnv) {
+	// the order, from the rollouts' own histories: the frontend's first step
+	// comes after the backend promoted, production after staging
+	at := map[string]time.Time{}
+	for _, env := range []string{"staging", "production"} {
+		for _, svc := range []string{"backend", "frontend"} {
+			o, err := e.starter.Wait(context.Background(), e.starter.Run(e.svc(svc), env))
+			if err != nil || o.Status == nil {
+				t.Fatalf("%s/%s: %v", svc, env, err)
+			}
+			if o.Status.Version != "v2" || o.Status.Release != e.release().Name {
+				t.Fatalf("%s/%s ran %s for release %q", svc, env, o.Status.Version, o.Status.Release)
+			}
+			at[svc+"/"+env+"/start"] = o.Status.StartedAt
+			// promoted: all traffic on the new version, the old slot held for the release
+			for _, ev := range o.Status.Events {
+				if strings.HasPrefix(ev.Message, "promoted; slot") && strings.Contains(ev.Message, "kept warm until release") {
+					at[svc+"/"+env+"/promoted"] = ev.At
+				}
+			}
+			if at[svc+"/"+env+"/promoted"].IsZero() {
+				t.Fatalf("%s/%s never held its old slot for the release: %v", svc, env, o.Status.Events)
+			}
+			if w := e.weights(svc, env); w.Live() != o.Status.Stable || w.Of(o.Status.Stable) != 100 {
+				t.Fatalf("%s/%s: router %s, rollout says %s is live", svc, env, w, o.Status.Stable)
+			}
+		}
+	}
+	for _, c := range [][2]string{
+		{"backend/staging/promoted", "frontend/staging/start"},
+		{"frontend/staging/promoted", "backend/production/start"},
+		{"backend/production/promoted", "frontend/production/start"},
+	} {
+		if at[c[1]].Before(at[c[0]]) {
+			t.Fatalf("%s (%s) came before %s (%s)", c[1], at[c[1]].Format("15:04:05.000"), c[0], at[c[0]].Format("15:04:05.000"))
+		}
+		t.Logf("%s %s ≤ %s %s", c[0], at[c[0]].Format("15:04:05.000"), c[1], at[c[1]].Format("15:04:05.000"))
+	}
+}
+
+// rollBackProductionByHand rolls the ended release back in production with
+// --strategy immediate: dependents first, one change to 100 % each, staging
+// untouched.
+func rollBackProductionByHand(t *testing.T, e *releaseEnv) {
+	// by hand, after it ended: production back on v1, the frontend first
+	out, code := cli(t, &env{queue: e.starter.TaskQueue, address: server.HostPort},
+		"release", "rollback", e.release().Name, "-f", e.file, "--env", "production", "--reason", "p99 up", "--strategy", "immediate")
+	expect(t, out, code, 0, "rolling release "+e.release().Name+" back in production", "release "+e.release().Name+": promoted")
+	// immediate: each service checked, then all of its traffic moved in one change, no bakes
+	for _, svc := range []string{"backend", "frontend"} {
+		st, err := e.starter.Status(context.Background(), e.svc(svc), "production")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var moves []string
+		for _, c := range st.Timeline {
+			moves = append(moves, c.Weights.String())
+		}
+		if st.Version != "v1" || len(st.Timeline) != 2 || st.Timeline[1].Weights.Of(st.Target) != 100 {
+			t.Fatalf("%s's immediate rollback to v1 moved traffic %v (version %s), want one change to 100%%", svc, moves, st.Version)
+		}
+	}
+	if strings.Index(out, "deploying "+e.svc("frontend")+" v1 to production") > strings.Index(out, "deploying "+e.svc("backend")+" v1 to production") {
+		t.Fatalf("the backend went back before the frontend that needs it:\n%s", out)
+	}
+	for _, svc := range []string{"backend", "frontend"} {
+		w := e.weights(svc, "production")
+		if v := releaseInstance(t, e, svc, "production", w.Live()).Version; v != "v1" || w.Of(w.Live()) != 100 {
+			t.Fatalf("%s/production after the rollback: %s runs %s", svc, w, v)
+		}
+		if v := releaseInstance(t, e, svc, "staging", e.weights(svc, "staging").Live()).Version; v != "v2" {
+			t.Fatalf("%s/staging was touched: runs %s", svc, v)
+		}
+	}
 }

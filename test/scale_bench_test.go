@@ -35,70 +35,7 @@ import (
 func BenchmarkScale200ConcurrentRollouts(b *testing.B) {
 	const n = 200
 	pg := startPGTemporal(b)
-	dir := b.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "run.sh"), []byte(fmt.Sprintf("#!/bin/sh\nexec %s/good/demo-app\n", bins)), 0o755); err != nil {
-		b.Fatal(err)
-	}
-	haproxy, err := exec.LookPath("haproxy")
-	if err != nil {
-		b.Skip("haproxy is not installed (apt-get install haproxy)")
-	}
-	sock := filepath.Join(dir, "haproxy.sock")
-	var cfg strings.Builder
-	fmt.Fprintf(&cfg, "global\n    stats socket %s mode 600 level admin\n    maxconn 4000\ndefaults\n    mode http\n    timeout connect 2s\n    timeout client 30s\n    timeout server 30s\n", sock)
-	svcs := make([]*spec.Service, n)
-	for i := range n {
-		blue, green := freePort(b), freePort(b)
-		name := fmt.Sprintf("scale-%03d", i)
-		fmt.Fprintf(&cfg, "backend %s\n    server blue 127.0.0.1:%d weight 0\n    server green 127.0.0.1:%d weight 0\n", name, blue, green)
-		src := fmt.Sprintf(`service: %s
-run:
-  command: ["./run.sh"]
-  ports: {blue: %d, green: %d}
-  stateDir: slots
-router: {kind: haproxy, haproxy: {socket: %s, backend: %s}}
-checks:
-  health: {successes: 1, interval: 100ms, timeout: 60s}
-  performance: {requests: 5, concurrency: 1, maxP95: 5s}
-rollout:
-  bake: 0s
-  scaleDownDelay: 0s
-environments:
-  bench: {}
-`, name, blue, green, sock, name)
-		path := filepath.Join(dir, name+".yaml")
-		if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
-			b.Fatal(err)
-		}
-		if svcs[i], err = starter.ResolveSpec(path, "bench"); err != nil {
-			b.Fatal(err)
-		}
-	}
-	if err := os.WriteFile(filepath.Join(dir, "haproxy.cfg"), []byte(cfg.String()), 0o644); err != nil {
-		b.Fatal(err)
-	}
-	hp := exec.Command(haproxy, "-db", "-f", filepath.Join(dir, "haproxy.cfg"))
-	if err := hp.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = hp.Process.Kill(); _ = hp.Wait() })
-	for i := 0; ; i++ {
-		if c, err := net.Dial("unix", sock); err == nil {
-			c.Close()
-			break
-		}
-		if i > 100 {
-			b.Fatal("haproxy did not open its socket")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	b.Cleanup(func() {
-		for _, s := range svcs {
-			p := platform.NewProcess(s)
-			_ = p.Retire(context.Background(), rollout.Blue)
-			_ = p.Retire(context.Background(), rollout.Green)
-		}
-	})
+	svcs := scaleServices(b, n)
 	e := &env{t: b, queue: "scale", address: pg.hostPort}
 	// the production worker build (make build-worker: no embedded server),
 	// with its heap profile on loopback to show where the memory goes
@@ -292,4 +229,74 @@ func heapTop(b *testing.B, addr string) {
 		return
 	}
 	fmt.Printf("worker heap in use after the v2 wave (go tool pprof -top):\n%s", out)
+}
+
+// scaleServices writes n services' specs (process platform, no bake) and
+// starts one HAProxy with a backend for each; their slots stop at the end.
+func scaleServices(b *testing.B, n int) []*spec.Service {
+	dir := b.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "run.sh"), []byte(fmt.Sprintf("#!/bin/sh\nexec %s/good/demo-app\n", bins)), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	haproxy, err := exec.LookPath("haproxy")
+	if err != nil {
+		b.Skip("haproxy is not installed (apt-get install haproxy)")
+	}
+	sock := filepath.Join(dir, "haproxy.sock")
+	var cfg strings.Builder
+	fmt.Fprintf(&cfg, "global\n    stats socket %s mode 600 level admin\n    maxconn 4000\ndefaults\n    mode http\n    timeout connect 2s\n    timeout client 30s\n    timeout server 30s\n", sock)
+	svcs := make([]*spec.Service, n)
+	for i := range n {
+		blue, green := freePort(b), freePort(b)
+		name := fmt.Sprintf("scale-%03d", i)
+		fmt.Fprintf(&cfg, "backend %s\n    server blue 127.0.0.1:%d weight 0\n    server green 127.0.0.1:%d weight 0\n", name, blue, green)
+		src := fmt.Sprintf(`service: %s
+run:
+  command: ["./run.sh"]
+  ports: {blue: %d, green: %d}
+  stateDir: slots
+router: {kind: haproxy, haproxy: {socket: %s, backend: %s}}
+checks:
+  health: {successes: 1, interval: 100ms, timeout: 60s}
+  performance: {requests: 5, concurrency: 1, maxP95: 5s}
+rollout:
+  bake: 0s
+  scaleDownDelay: 0s
+environments:
+  bench: {}
+`, name, blue, green, sock, name)
+		path := filepath.Join(dir, name+".yaml")
+		if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		if svcs[i], err = starter.ResolveSpec(path, "bench"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "haproxy.cfg"), []byte(cfg.String()), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	hp := exec.Command(haproxy, "-db", "-f", filepath.Join(dir, "haproxy.cfg"))
+	if err := hp.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = hp.Process.Kill(); _ = hp.Wait() })
+	for i := 0; ; i++ {
+		if c, err := net.Dial("unix", sock); err == nil {
+			c.Close()
+			break
+		}
+		if i > 100 {
+			b.Fatal("haproxy did not open its socket")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b.Cleanup(func() {
+		for _, s := range svcs {
+			p := platform.NewProcess(s)
+			_ = p.Retire(context.Background(), rollout.Blue)
+			_ = p.Retire(context.Background(), rollout.Green)
+		}
+	})
+	return svcs
 }
