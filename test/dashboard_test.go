@@ -340,83 +340,123 @@ func TestDashboardActionsAreRefusedWithoutTheTokenOrTheFormsCSRFToken(t *testing
 	page := "/rollout/" + e.svc.Name + "/test"
 	abort := url.Values{"do": {"abort"}, "service": {e.svc.Name}, "env": {"test"}, "reason": {"should not happen"}}
 
-	get := func(c *http.Client, u string) (int, string) {
-		t.Helper()
-		resp, err := c.Get(u)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+	pc := pageClient{t}
+	pc.readOnlyAndSignedOutRefuse(ro.URL, base, page, abort)
+	user, csrf := pc.signedInNeedsTheCSRFToken(base, page, e.svc.Name, abort)
+	st, err := e.starter.Status(context.Background(), e.svc.Name, "test")
+	if err != nil {
+		t.Fatal(err)
 	}
-	post := func(c *http.Client, u string, form url.Values, header ...string) (int, string) {
-		t.Helper()
-		req, _ := http.NewRequest(http.MethodPost, u, strings.NewReader(form.Encode()))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		for i := 0; i+1 < len(header); i += 2 {
-			req.Header.Set(header[i], header[i+1])
-		}
-		resp, err := c.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+	if st.Phase.Done() || st.Paused || e.weights().Of(st.Target) != 10 {
+		t.Fatalf("a refused request changed the rollout: %s, paused %v, %s", st.Phase, st.Paused, e.weights())
 	}
-	want := func(what string, code int, body string, wantCode int, wantText string) {
-		t.Helper()
-		if code != wantCode || !strings.Contains(body, wantText) {
-			t.Fatalf("%s: %d, want %d with %q:\n%s", what, code, wantCode, wantText, body)
-		}
-		t.Logf("%s: %d (%s)", what, code, wantText)
+	code, body := pc.post(user, base+"/act", url.Values{"csrf": {csrf}, "do": {"pause"}, "service": {e.svc.Name}, "env": {"test"}, "reason": {"waiting for the on-call"}})
+	pc.want("pause from the dashboard", code, body, 200, "Done: the rollout is shifting (paused)")
+	st, _ = e.starter.Status(context.Background(), e.svc.Name, "test")
+	if last := st.Events[len(st.Events)-1].Message; last != "paused by Bo Ops (dashboard): waiting for the on-call" {
+		t.Fatalf("the pause is recorded as %q", last)
 	}
 
+	monitorDashboard(t, e)
+	if _, err := e.starter.Control(context.Background(), e.svc.Name, "test", workflows.Abort, workflows.AbortRequest{Reason: "test over"}); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = e.starter.Wait(context.Background(), run)
+}
+
+// pageClient reads and posts the dashboard's pages as a browser would.
+type pageClient struct{ t *testing.T }
+
+func (pc pageClient) get(c *http.Client, u string) (int, string) {
+	pc.t.Helper()
+	resp, err := c.Get(u)
+	if err != nil {
+		pc.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func (pc pageClient) post(c *http.Client, u string, form url.Values, header ...string) (int, string) {
+	pc.t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, u, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		pc.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func (pc pageClient) want(what string, code int, body string, wantCode int, wantText string) {
+	pc.t.Helper()
+	if code != wantCode || !strings.Contains(body, wantText) {
+		pc.t.Fatalf("%s: %d, want %d with %q:\n%s", what, code, wantCode, wantText, body)
+	}
+	pc.t.Logf("%s: %d (%s)", what, code, wantText)
+}
+
+// readOnlyAndSignedOutRefuse: a dashboard without a token shows no action
+// and refuses every one; a signed-out visitor of one with a token too.
+func (pc pageClient) readOnlyAndSignedOutRefuse(ro, base, page string, abort url.Values) {
+	t := pc.t
 	anon := &http.Client{}
-	code, body := get(anon, ro.URL+page)
-	want("read-only dashboard, rollout page", code, body, 200, "read-only")
+	code, body := pc.get(anon, ro+page)
+	pc.want("read-only dashboard, rollout page", code, body, 200, "read-only")
 	if strings.Contains(body, "/act?") {
 		t.Fatalf("the read-only dashboard shows actions:\n%s", body)
 	}
-	code, body = get(anon, ro.URL+"/act?do=abort&service="+e.svc.Name+"&env=test")
-	want("read-only dashboard, confirmation page", code, body, 403, "read-only")
-	code, body = post(anon, ro.URL+"/act", abort)
-	want("read-only dashboard, POST /act", code, body, 403, "read-only")
-	code, body = post(anon, ro.URL+"/signin", url.Values{"name": {"x"}, "token": {dashToken}})
-	want("read-only dashboard, sign in", code, body, 403, "read-only")
+	code, body = pc.get(anon, ro+"/act?do=abort&service="+abort.Get("service")+"&env=test")
+	pc.want("read-only dashboard, confirmation page", code, body, 403, "read-only")
+	code, body = pc.post(anon, ro+"/act", abort)
+	pc.want("read-only dashboard, POST /act", code, body, 403, "read-only")
+	code, body = pc.post(anon, ro+"/signin", url.Values{"name": {"x"}, "token": {dashToken}})
+	pc.want("read-only dashboard, sign in", code, body, 403, "read-only")
 
-	code, body = get(anon, base+page)
-	want("signed out, rollout page", code, body, 200, "Sign in to act")
+	code, body = pc.get(anon, base+page)
+	pc.want("signed out, rollout page", code, body, 200, "Sign in to act")
 	if strings.Contains(body, "/act?") {
 		t.Fatalf("signed out, the page shows actions:\n%s", body)
 	}
-	code, body = post(anon, base+"/act", abort)
-	want("signed out, POST /act", code, body, 403, "sign in to act")
+	code, body = pc.post(anon, base+"/act", abort)
+	pc.want("signed out, POST /act", code, body, 403, "sign in to act")
 
+}
+
+// signedInNeedsTheCSRFToken: a wrong token gets no session; a session acts
+// only with its form's CSRF token, from this site, with a reason, for a
+// known action. It returns the signed-in client and its token.
+func (pc pageClient) signedInNeedsTheCSRFToken(base, page, service string, abort url.Values) (*http.Client, string) {
+	t := pc.t
 	jar, _ := cookiejar.New(nil)
 	user := &http.Client{Jar: jar}
-	code, body = post(user, base+"/signin", url.Values{"name": {"Mallory"}, "token": {"not-the-token-at-all"}, "next": {"/"}})
-	want("sign in with a wrong token", code, body, 403, "token: not the dashboard")
+	code, body := pc.post(user, base+"/signin", url.Values{"name": {"Mallory"}, "token": {"not-the-token-at-all"}, "next": {"/"}})
+	pc.want("sign in with a wrong token", code, body, 403, "token: not the dashboard")
 	if u, _ := url.Parse(base); len(jar.Cookies(u)) != 0 {
 		t.Fatal("a wrong token got a session cookie")
 	}
-	code, body = post(user, base+"/signin", url.Values{"name": {"Bo Ops"}, "token": {dashToken}, "next": {page}})
-	want("sign in", code, body, 200, "signed in as <strong>Bo Ops</strong>")
+	code, body = pc.post(user, base+"/signin", url.Values{"name": {"Bo Ops"}, "token": {dashToken}, "next": {page}})
+	pc.want("sign in", code, body, 200, "signed in as <strong>Bo Ops</strong>")
 	if !strings.Contains(body, "/act?do=abort") {
 		t.Fatalf("signed in, the rollout page has no abort action:\n%s", body)
 	}
-	code, body = post(user, base+"/act", abort)
-	want("signed in, POST /act without the CSRF token", code, body, 403, "CSRF token is missing or wrong")
+	code, body = pc.post(user, base+"/act", abort)
+	pc.want("signed in, POST /act without the CSRF token", code, body, 403, "CSRF token is missing or wrong")
 	bad := url.Values{"csrf": {"forged"}}
 	for k, v := range abort {
 		bad[k] = v
 	}
-	code, body = post(user, base+"/act", bad)
-	want("signed in, POST /act with a forged CSRF token", code, body, 403, "CSRF token is missing or wrong")
+	code, body = pc.post(user, base+"/act", bad)
+	pc.want("signed in, POST /act with a forged CSRF token", code, body, 403, "CSRF token is missing or wrong")
 
-	code, body = get(user, base+"/act?do=pause&service="+e.svc.Name+"&env=test")
-	want("confirmation page", code, body, 200, "Pause the rollout of "+e.svc.Name+" in test?")
+	code, body = pc.get(user, base+"/act?do=pause&service="+service+"&env=test")
+	pc.want("confirmation page", code, body, 200, "Pause the rollout of "+service+" in test?")
 	m := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(body)
 	if m == nil {
 		t.Fatalf("the confirmation page has no CSRF token:\n%s", body)
@@ -426,29 +466,21 @@ func TestDashboardActionsAreRefusedWithoutTheTokenOrTheFormsCSRFToken(t *testing
 	for k, v := range abort {
 		good[k] = v
 	}
-	code, body = post(user, base+"/act", good, "Sec-Fetch-Site", "cross-site")
-	want("signed in, POST /act from another site", code, body, 403, "CSRF token is missing or wrong")
+	code, body = pc.post(user, base+"/act", good, "Sec-Fetch-Site", "cross-site")
+	pc.want("signed in, POST /act from another site", code, body, 403, "CSRF token is missing or wrong")
 	good.Set("reason", "  ")
-	code, body = post(user, base+"/act", good)
-	want("abort without a reason", code, body, 400, "reason: say why")
+	code, body = pc.post(user, base+"/act", good)
+	pc.want("abort without a reason", code, body, 400, "reason: say why")
 	good.Set("do", "explode")
-	code, body = post(user, base+"/act", good)
-	want("an unknown action", code, body, 400, `do &#34;explode&#34;: not an action`)
+	code, body = pc.post(user, base+"/act", good)
+	pc.want("an unknown action", code, body, 400, `do &#34;explode&#34;: not an action`)
 
-	st, err := e.starter.Status(context.Background(), e.svc.Name, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Phase.Done() || st.Paused || e.weights().Of(st.Target) != 10 {
-		t.Fatalf("a refused request changed the rollout: %s, paused %v, %s", st.Phase, st.Paused, e.weights())
-	}
-	code, body = post(user, base+"/act", url.Values{"csrf": {csrf}, "do": {"pause"}, "service": {e.svc.Name}, "env": {"test"}, "reason": {"waiting for the on-call"}})
-	want("pause from the dashboard", code, body, 200, "Done: the rollout is shifting (paused)")
-	st, _ = e.starter.Status(context.Background(), e.svc.Name, "test")
-	if last := st.Events[len(st.Events)-1].Message; last != "paused by Bo Ops (dashboard): waiting for the on-call" {
-		t.Fatalf("the pause is recorded as %q", last)
-	}
+	return user, csrf
+}
 
+// monitorDashboard: the service's monitoring checks the dashboard itself
+// (its pages answer, its security headers are set).
+func monitorDashboard(t *testing.T, e *env) {
 	mon, err := e.starter.RunMonitor(context.Background(), e.svc)
 	if err != nil {
 		t.Fatal(err)
@@ -466,10 +498,6 @@ func TestDashboardActionsAreRefusedWithoutTheTokenOrTheFormsCSRFToken(t *testing
 	if n != 4 {
 		t.Fatalf("the monitor ran %d health and security checks on the dashboard, want 4: %+v", n, mon.Results)
 	}
-	if _, err := e.starter.Control(context.Background(), e.svc.Name, "test", workflows.Abort, workflows.AbortRequest{Reason: "test over"}); err != nil {
-		t.Fatal(err)
-	}
-	_, _ = e.starter.Wait(context.Background(), run)
 }
 
 // TestDashboardReleasePageShowsEachEnvironmentsServicesAndApprovesFromIt:
