@@ -126,55 +126,10 @@ func TestDashboardSignsInWithOIDCAndHoldsApprovalsToRolesApproversAndTwoPeople(t
 	go func() { _ = srv.Serve(l) }()
 	defer srv.Close()
 
-	// reading needs a sign-in; a callback nobody started signs nobody in
-	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := noFollow.Get(base + "/release/" + name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), "/signin") {
-		t.Fatalf("a page without a sign-in: %d %s", resp.StatusCode, resp.Header.Get("Location"))
-	}
-	resp, err = noFollow.Get(base + "/auth/callback?state=forged&code=forged")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusForbidden || len(resp.Cookies()) != 0 {
-		t.Fatalf("a forged callback: %d, cookies %v", resp.StatusCode, resp.Cookies())
-	}
-	resp, err = http.PostForm(base+"/signin", map[string][]string{"name": {"carol@example.com"}, "token": {"anything"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusForbidden {
-		t.Fatalf("a typed name with OIDC on: %d", resp.StatusCode)
-	}
+	requireSignInFirst(t, base, name)
 
 	page := base + "/release/" + name
-	// approve asks to approve production from the dashboard and returns the
-	// text of the page that answers: the confirmation refused, or the result
-	approve := func(ctx context.Context) string {
-		t.Helper()
-		if _, err := chromedp.Run(ctx, chromedp.Navigate(base+"/act?do=approve&release="+name+"&env=production")); err != nil {
-			t.Fatal(err)
-		}
-		if text, missing := pageText(ctx, 5*time.Second, "Reason"); missing != "" {
-			return text // refused before the confirmation
-		}
-		if err := chromedp.Do(ctx, chromedp.SendKeys(chromedp.CSS("#reason"), "staging looked fine"), chromedp.Click(chromedp.CSS("#confirm"))); err != nil {
-			t.Fatal(err)
-		}
-		var text string
-		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(300 * time.Millisecond) {
-			if text, _ = pageText(ctx, 0); strings.Contains(text, "Done:") || strings.Contains(text, "may not") {
-				break
-			}
-		}
-		return text
-	}
+	approve := func(ctx context.Context) string { return approveFromDashboard(t, ctx, base, name) }
 	for _, c := range []struct{ login, want string }{
 		{"mallory", "mallory@example.com may not approve " + name + " in production: no role in " + rolesFile + " grants it"},
 		{"bob", "bob@example.com (dashboard) may not approve production (approvers: alice@example.com, carol@example.com)"},
@@ -205,4 +160,58 @@ func TestDashboardSignsInWithOIDCAndHoldsApprovalsToRolesApproversAndTwoPeople(t
 	}
 	record(t, historyOf(t, e.starter.C, run), "release_two_people_refused_then_approved_by_oidc_identity.json")
 	t.Logf("carol@example.com approved production (identity from the OIDC provider): release %s", st.Phase)
+}
+
+// requireSignInFirst: reading needs a sign-in; a callback nobody started
+// signs nobody in; a typed name is no sign-in once OIDC is on.
+func requireSignInFirst(t *testing.T, base, name string) {
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noFollow.Get(base + "/release/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), "/signin") {
+		t.Fatalf("a page without a sign-in: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	resp, err = noFollow.Get(base + "/auth/callback?state=forged&code=forged")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || len(resp.Cookies()) != 0 {
+		t.Fatalf("a forged callback: %d, cookies %v", resp.StatusCode, resp.Cookies())
+	}
+	resp, err = http.PostForm(base+"/signin", map[string][]string{"name": {"carol@example.com"}, "token": {"anything"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("a typed name with OIDC on: %d", resp.StatusCode)
+	}
+
+}
+
+// approveFromDashboard asks to approve production from the dashboard and
+// returns the text of the page that answers: the confirmation refused, or
+// the result.
+func approveFromDashboard(t *testing.T, ctx context.Context, base, name string) string {
+	t.Helper()
+	if _, err := chromedp.Run(ctx, chromedp.Navigate(base+"/act?do=approve&release="+name+"&env=production")); err != nil {
+		t.Fatal(err)
+	}
+	if text, missing := pageText(ctx, 5*time.Second, "Reason"); missing != "" {
+		return text // refused before the confirmation
+	}
+	if err := chromedp.Do(ctx, chromedp.SendKeys(chromedp.CSS("#reason"), "staging looked fine"), chromedp.Click(chromedp.CSS("#confirm"))); err != nil {
+		t.Fatal(err)
+	}
+	var text string
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(300 * time.Millisecond) {
+		if text, _ = pageText(ctx, 0); strings.Contains(text, "Done:") || strings.Contains(text, "may not") {
+			break
+		}
+	}
+	return text
 }
