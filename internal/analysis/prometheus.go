@@ -39,14 +39,20 @@ func NewPrometheus(p *spec.Prometheus) (*Prometheus, error) {
 		u.User = nil
 		c.Address = u.String()
 	}
-	for h, env := range p.HeadersEnv {
+	return c, headersFromEnv("prometheus", p.HeadersEnv, c.headers)
+}
+
+// headersFromEnv fills in each header from the worker variable named for
+// it; an error names the variable, never a value.
+func headersFromEnv(what string, names, into map[string]string) error {
+	for h, env := range names {
 		v, ok := os.LookupEnv(env)
 		if !ok {
-			return nil, fmt.Errorf("prometheus: header %s: the worker has no environment variable %s", h, env)
+			return fmt.Errorf("%s: header %s: the worker has no environment variable %s", what, h, env)
 		}
-		c.headers[h] = v
+		into[h] = v
 	}
-	return c, nil
+	return nil
 }
 
 // Series is one series of a query's answer.

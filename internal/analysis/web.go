@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"reflect"
 	"strconv"
 
@@ -35,14 +34,7 @@ func NewWeb(w *spec.Web) (*Web, error) {
 		return nil, fmt.Errorf("web: jsonPath %q: %v", w.JSONPath, err)
 	}
 	out := &Web{path: p, raw: w.JSONPath, headers: map[string]string{}, client: &http.Client{Timeout: w.Timeout.D()}}
-	for h, env := range w.HeadersEnv {
-		v, ok := os.LookupEnv(env)
-		if !ok {
-			return nil, fmt.Errorf("web: header %s: the worker has no environment variable %s", h, env)
-		}
-		out.headers[h] = v
-	}
-	return out, nil
+	return out, headersFromEnv("web", w.HeadersEnv, out.headers)
 }
 
 func (w *Web) Name() string { return "web" }
