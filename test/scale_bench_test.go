@@ -40,7 +40,11 @@ func BenchmarkScale200ConcurrentRollouts(b *testing.B) {
 	// the production worker build (make build-worker: no embedded server),
 	// with its heap profile on loopback to show where the memory goes
 	pprofAddr := fmt.Sprintf("127.0.0.1:%d", freePort(b))
-	w := startWorkerFrom(b, e, filepath.Join(bins, "switchyard-worker"), "worker.log", "--pprof", pprofAddr)
+	workerBin := filepath.Join(bins, "switchyard-worker")
+	if os.Getenv("SWITCHYARD_SCALE_FULL_WORKER") != "" { // to compare: the full build's worker
+		workerBin = filepath.Join(bins, "switchyard")
+	}
+	w := startWorkerFrom(b, e, workerBin, "worker.log", "--pprof", pprofAddr)
 	c := dialAt(b, pg.hostPort)
 	st := &starter.Starter{C: c, TaskQueue: e.queue}
 
@@ -116,9 +120,9 @@ func BenchmarkScale200ConcurrentRollouts(b *testing.B) {
 	b.ReportMetric(float64(p2), "promoted")
 	b.ReportMetric(p99.Seconds(), "step-p99-s")
 	b.ReportMetric(float64(peak)/1024, "worker-rss-MB")
-	fmt.Printf("scale (PostgreSQL-backed server, one worker (make build-worker), %d services, no bake): v1 %d/%d promoted in %s; v2 %d/%d promoted in %s; "+
+	fmt.Printf("scale (PostgreSQL-backed server, one worker (%s), %d services, no bake): v1 %d/%d promoted in %s; v2 %d/%d promoted in %s; "+
 		"per-step overhead over %d steps p50 %s, p99 %s (target ≤ 2s); worker peak RSS %d MB (target ≤ 150 MB)\n",
-		n, p1, n, t1.Round(time.Millisecond), p2, n, t2.Round(time.Millisecond), len(gaps), p50.Round(time.Millisecond), p99.Round(time.Millisecond), peak/1024)
+		filepath.Base(workerBin), n, p1, n, t1.Round(time.Millisecond), p2, n, t2.Round(time.Millisecond), len(gaps), p50.Round(time.Millisecond), p99.Round(time.Millisecond), peak/1024)
 }
 
 // overviewRenders times n renders of the dashboard's overview, each
