@@ -27,6 +27,14 @@ type Source interface {
 	Series(ctx context.Context, q Query, w Window) (v []float64, why string, err error)
 }
 
+// Every source, checked by the compiler.
+var (
+	_ Source = (*Prometheus)(nil)
+	_ Source = (*Counters)(nil)
+	_ Source = (*Probe)(nil)
+	_ Source = (*Web)(nil)
+)
+
 // Query is one question to a source: the metric's query as rendered for
 // the slot asked about.
 type Query struct {
