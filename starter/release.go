@@ -135,6 +135,9 @@ func (s *Starter) StartRelease(ctx context.Context, r *release.Release, versions
 		return nil, &OutsideWindowError{Until: next}
 	}
 	in := workflows.ReleaseInput{Name: r.Name, Versions: versions, Windows: r.Windows, Alerts: r.Alerts, By: by}
+	if em != nil {
+		in.Emergency = em.Reason
+	}
 	levels := r.Levels()
 	for n, svc := range r.Services {
 		if len(svc.After) > 0 {

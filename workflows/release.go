@@ -33,6 +33,9 @@ type ReleaseInput struct {
 	// Alerts hear of approvals: waiting (with the commands and the deadline), then the decision.
 	Alerts []spec.Alert `json:"alerts,omitempty"`
 	By     string       `json:"by,omitempty"`
+	// Emergency, when set, is why the release's rollouts go through their
+	// services' held error budgets (the calendar's freezes are lifted at the start).
+	Emergency string `json:"emergency,omitempty"`
 }
 
 // ReleaseEnvironment is one environment of a release: its gate and the
@@ -706,7 +709,7 @@ func (r *releaseRun) startChild(ctx workflow.Context, e *ReleaseEnvironment, svc
 	})
 	r.event(fmt.Sprintf("deploying %s %s to %s", svc, r.in.Versions[svc], e.Name))
 	return workflow.ExecuteChildWorkflow(cctx, DeploymentWorkflow, DeploymentInput{
-		Spec: e.Specs[svc], Version: r.in.Versions[svc], By: "release " + r.in.Name, Release: r.in.Name, Hold: true})
+		Spec: e.Specs[svc], Version: r.in.Versions[svc], By: "release " + r.in.Name, Release: r.in.Name, Hold: true, Emergency: r.in.Emergency})
 }
 
 // rollBackEarlier ends a release whose approval timed out with rollback:
