@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/switchyard/switchyard/activities"
+	"github.com/switchyard/switchyard/internal/analysis"
 	"github.com/switchyard/switchyard/internal/rollout"
 	"github.com/switchyard/switchyard/internal/spec"
 	"github.com/switchyard/switchyard/internal/window"
@@ -451,4 +453,45 @@ func TestFailureLimitCountsFailedMeasurementsPerStep(t *testing.T) {
 			require.Contains(t, msgs, "p99 failed (1 of 1 tolerated this step): fail reason")
 		}
 	}
+}
+
+// The error budget, as the Budget activity reads it: a fast burn holds the
+// rollout before it touches anything (an emergency goes through, recorded);
+// a low budget doubles the bakes.
+func TestTheErrorBudgetHoldsAFastBurnAndSlowsBakesWhenLow(t *testing.T) {
+	withBudget := func(b analysis.Budget, emergency string) *fixture {
+		f := newFixture(t)
+		f.in.Spec.SLOs = []spec.SLO{{Name: "availability", Objective: 0.999, SlowBakesBelow: 0.25, SlowBakesBy: 2}}
+		f.in.Emergency = emergency
+		f.env.OnActivity(acts.Budget, mock.Anything, mock.Anything).Return(
+			func(context.Context, activities.BudgetInput) ([]analysis.Budget, error) {
+				return []analysis.Budget{b}, nil
+			})
+		return f
+	}
+	burning := analysis.Budget{SLO: "availability", FastBurn: true, Why: "1h burns 20.0× and 5m 30.0×, both over 14.4×", Remaining: 0.5}
+	f := withBudget(burning, "")
+	f.run()
+	require.Equal(t, ErrFailed, EndingOf(f.env.GetWorkflowError()))
+	require.Contains(t, f.env.GetWorkflowError().Error(), "held: SLO availability burns its error budget fast (1h burns 20.0×")
+	require.Empty(t, f.shifts, "a held rollout touches nothing")
+
+	f = withBudget(burning, "the fix for the outage")
+	f.run()
+	require.NoError(t, f.env.GetWorkflowError())
+	require.Contains(t, strings.Join(eventTexts(f.status()), "\n"), "through the error budget of availability: emergency: the fix for the outage")
+
+	f = withBudget(analysis.Budget{SLO: "availability", Remaining: 0.1}, "")
+	f.run()
+	require.NoError(t, f.env.GetWorkflowError())
+	require.Len(t, f.shifts, 5)
+	require.Equal(t, 2*time.Minute, f.shiftAt[1]-f.shiftAt[0], "a 1m bake doubled while a tenth of the budget is left")
+}
+
+func eventTexts(st *Status) []string {
+	var out []string
+	for _, e := range st.Events {
+		out = append(out, e.Message)
+	}
+	return out
 }
