@@ -495,3 +495,30 @@ func eventTexts(st *Status) []string {
 	}
 	return out
 }
+
+// Inside the warm window the guard judges the promoted version every
+// interval; a metric's failureLimit holds over the whole guard: the first
+// failure is tolerated, the second rolls back to the warm slot.
+func TestTheGuardToleratesFailureLimitThenRollsBackToTheWarmSlot(t *testing.T) {
+	f := newFixture(t)
+	warm := spec.Duration(5 * time.Minute)
+	f.in.Spec.Rollout.ScaleDownDelay = &warm
+	f.in.Spec.Rollout.Guard = &spec.Guard{For: spec.Duration(time.Hour), Interval: spec.Duration(30 * time.Second),
+		Metrics: []spec.Metric{{Name: "errors", Source: spec.SourceCounters, Query: "error_rate", FailureLimit: 1}}}
+	analyses, guarded := 0, 0
+	f.analyze = func() rollout.CheckResult {
+		if analyses++; analyses <= 15 { // the bakes: five steps, a 1m bake judged every 20s
+			return rollout.CheckResult{Name: "analysis", Passed: true}
+		}
+		guarded++
+		v, limit := 0.3, 0.05
+		return rollout.CheckResult{Name: "analysis", Passed: false, Detail: "errors: fail",
+			Measurements: []rollout.Measurement{{Metric: "errors", Value: &v, Limit: &limit, Decision: rollout.Fail, Reason: "0.3 is above the maximum 0.05"}}}
+	}
+	f.run()
+	require.Equal(t, ErrRolledBack, EndingOf(f.env.GetWorkflowError()))
+	require.Contains(t, f.env.GetWorkflowError().Error(), "guard: errors: fail (value 0.3): 0.3 is above the maximum 0.05")
+	require.Equal(t, 2, guarded, "one failure tolerated (failureLimit 1), the second breaches")
+	require.Equal(t, rollout.Weights{Blue: 100}, f.shifts[len(f.shifts)-1], "back on the warm slot")
+	require.Equal(t, time.Minute+2*30*time.Second, f.shiftAt[len(f.shiftAt)-1]-f.shiftAt[4], "the last bake, then two guard intervals")
+}

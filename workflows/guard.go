@@ -69,9 +69,11 @@ type GuardStatus struct {
 const guardJudgementsPerRun = 500
 
 // judgeGuard runs one guard analysis of the promoted slot. It returns the
-// breach ("" when it held) and the counters for the next judgement.
+// breach ("" when it held) and the counters for the next judgement. The
+// whole guard is one step for failureLimit: a metric breaches once it has
+// failed more times than its limit (fails counts them).
 func judgeGuard(ctx workflow.Context, s *spec.Service, slot rollout.Slot, version string,
-	base map[rollout.Slot]rollout.Counters, st *GuardState, keep func(rollout.CheckResult)) (string, map[rollout.Slot]rollout.Counters) {
+	base map[rollout.Slot]rollout.Counters, st *GuardState, fails map[string]int, keep func(rollout.CheckResult)) (string, map[rollout.Slot]rollout.Counters) {
 	res, err := analyzeSlot(ctx, s, activities.AnalyzeInput{Slot: slot, Baseline: base, Version: version, Weight: 100, Guard: true})
 	if err != nil {
 		st.Last = "could not judge: " + rootMessage(err)
@@ -82,8 +84,25 @@ func judgeGuard(ctx workflow.Context, s *spec.Service, slot rollout.Slot, versio
 	if res.Counters != nil {
 		base = res.Counters
 	}
+	var over, tolerated []string
+	for _, m := range res.Measurements {
+		if m.Decision != rollout.Fail {
+			continue
+		}
+		fails[m.Metric]++
+		if limit := guardLimit(s, m.Metric); fails[m.Metric] > limit {
+			over = append(over, m.String())
+		} else {
+			tolerated = append(tolerated, fmt.Sprintf("%s failed (%d of %d tolerated)", m.Metric, fails[m.Metric], limit))
+		}
+	}
 	switch {
-	case !res.Passed:
+	case len(over) > 0:
+		st.Last = "failed: " + strings.Join(over, "; ")
+		return strings.Join(over, "; "), base
+	case len(tolerated) > 0:
+		st.Last = strings.Join(tolerated, "; ")
+	case !res.Passed && len(res.Measurements) == 0:
 		st.Last = "failed: " + res.Detail
 		return res.Detail, base
 	case res.Inconclusive:
@@ -92,6 +111,21 @@ func judgeGuard(ctx workflow.Context, s *spec.Service, slot rollout.Slot, versio
 		st.Last = "held: " + res.Detail
 	}
 	return "", base
+}
+
+// guardLimit is a guard metric's failureLimit: from the guard's metrics,
+// else the analysis's.
+func guardLimit(s *spec.Service, metric string) int {
+	ms := s.Rollout.Analysis.Metrics
+	if g := s.Rollout.Guard; g != nil && len(g.Metrics) > 0 {
+		ms = g.Metrics
+	}
+	for _, m := range ms {
+		if m.Name == metric {
+			return m.FailureLimit
+		}
+	}
+	return 0
 }
 
 // guardWarm is the Deployment's guard inside its warm window: it judges
@@ -112,7 +146,7 @@ func (d *deployment) guardWarm(ctx workflow.Context, delay time.Duration) (strin
 		if !workflow.Now(ctx).Before(end) {
 			return "", nil
 		}
-		breach, base := judgeGuard(d.work, s, d.st.Target, d.in.Version, d.guardBase, d.st.Guard, func(res rollout.CheckResult) {
+		breach, base := judgeGuard(d.work, s, d.st.Target, d.in.Version, d.guardBase, d.st.Guard, d.fails, func(res rollout.CheckResult) {
 			d.measured(res)
 		})
 		d.guardBase = base
@@ -175,7 +209,7 @@ func Guard(ctx workflow.Context, in GuardInput) (*GuardStatus, error) {
 	})
 	c.listen()
 	event(fmt.Sprintf("judging %s in slot %s until %s", in.Version, in.Slot, in.Until.Format(time.RFC3339)))
-	base, runs := in.Baseline, 0
+	base, runs, fails := in.Baseline, 0, map[string]int{}
 	for breach == "" {
 		left := in.Until.Sub(workflow.Now(ctx))
 		if left <= 0 {
@@ -203,7 +237,7 @@ func Guard(ctx workflow.Context, in GuardInput) (*GuardStatus, error) {
 			}
 		}
 		runs++
-		breach, base = judgeGuard(ctx, s, in.Slot, in.Version, base, &st.Guard, func(res rollout.CheckResult) {
+		breach, base = judgeGuard(ctx, s, in.Slot, in.Version, base, &st.Guard, fails, func(res rollout.CheckResult) {
 			for _, m := range res.Measurements {
 				st.Measurements = append(st.Measurements, Measured{At: res.At, Weight: 100, Measurement: m})
 			}
