@@ -71,8 +71,8 @@ func (a *Activities) Analyze(ctx context.Context, in AnalyzeInput) (*rollout.Che
 
 	src := &sources{a: a, svc: svc, r: r, base: in.Baseline}
 	metrics := an.Metrics
-	if g := svc.Rollout.Guard; in.Guard && g != nil && len(g.Metrics) > 0 {
-		metrics = g.Metrics
+	if in.Guard {
+		metrics = svc.Rollout.GuardMetrics()
 	}
 	if len(metrics) == 0 {
 		metrics = defaultMetrics(an, src.counterSource(ctx, in.Slot))

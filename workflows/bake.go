@@ -10,6 +10,7 @@ import (
 
 	"github.com/switchyard/switchyard/activities"
 	"github.com/switchyard/switchyard/internal/rollout"
+	"github.com/switchyard/switchyard/internal/spec"
 )
 
 // bake holds the step for the bake time, analysing the new slot every
@@ -168,13 +169,7 @@ func (d *deployment) withinLimits(res rollout.CheckResult) (bool, string) {
 			continue
 		}
 		d.fails[m.Metric]++
-		limit := 0
-		for _, sm := range d.in.Spec.Rollout.Analysis.Metrics {
-			if sm.Name == m.Metric {
-				limit = sm.FailureLimit
-			}
-		}
-		if d.fails[m.Metric] > limit {
+		if limit := failureLimit(d.in.Spec.Rollout.Analysis.Metrics, m.Metric); d.fails[m.Metric] > limit {
 			over = append(over, m.String())
 		} else {
 			d.event(fmt.Sprintf("%s failed (%d of %d tolerated this step): %s", m.Metric, d.fails[m.Metric], limit, m.Reason))
@@ -227,4 +222,15 @@ func (d *deployment) watched(ctx workflow.Context, f workflow.Future) string {
 	}
 	d.recordCheck(res)
 	return "analysis failed at " + fmt.Sprint(d.st.Weights.Of(d.st.Target)) + "%: " + res.Detail
+}
+
+// failureLimit is a metric's failureLimit in the list that names it (0 for
+// a metric it does not name: the error rate a spec without metrics is judged on).
+func failureLimit(ms []spec.Metric, metric string) int {
+	for _, m := range ms {
+		if m.Name == metric {
+			return m.FailureLimit
+		}
+	}
+	return 0
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/switchyard/switchyard/activities"
 	"github.com/switchyard/switchyard/internal/analysis"
+	"github.com/switchyard/switchyard/internal/incident"
 	"github.com/switchyard/switchyard/internal/rollout"
 	"github.com/switchyard/switchyard/internal/spec"
 )
@@ -38,8 +39,27 @@ func options(ctx workflow.Context, timeout, heartbeat time.Duration, attempts in
 // readState reads the router's weights and what each slot runs.
 func readState(ctx workflow.Context, in activities.ReadStateInput) (activities.State, error) {
 	var st activities.State
-	err := workflow.ExecuteActivity(options(ctx, 30*time.Second, liveness, 5), acts.ReadState, in).Get(ctx, &st)
+	err := startReadState(ctx, in).Get(ctx, &st)
 	return st, err
+}
+
+// startReadState is readState for a caller that does something else meanwhile.
+func startReadState(ctx workflow.Context, in activities.ReadStateInput) workflow.Future {
+	return workflow.ExecuteActivity(options(ctx, 30*time.Second, liveness, 5), acts.ReadState, in)
+}
+
+// lastMonitorState reads the incidents the service's last monitoring run left.
+func lastMonitorState(ctx workflow.Context, query string) (*incident.State, error) {
+	var last *incident.State
+	err := workflow.ExecuteActivity(options(ctx, 30*time.Second, 0, 3), acts.LastMonitorState, query).Get(ctx, &last)
+	return last, err
+}
+
+// monitorChecks checks the live environment: endpoints, a probe, headers.
+func monitorChecks(ctx workflow.Context, in activities.MonitorChecksInput) (activities.MonitorChecksResult, error) {
+	var checks activities.MonitorChecksResult
+	err := workflow.ExecuteActivity(options(ctx, 2*time.Minute, 30*time.Second, 2), acts.MonitorChecks, in).Get(ctx, &checks)
+	return checks, err
 }
 
 // buildArtifact runs the spec's build: as long as the spec allows, plus a minute.
@@ -80,8 +100,8 @@ func verifySlot(ctx workflow.Context, s *spec.Service, in activities.VerifyInput
 // rollout's bakes and the gradual rollback's steps alike.
 func analyzeSlot(ctx workflow.Context, s *spec.Service, in activities.AnalyzeInput) (rollout.CheckResult, error) {
 	metrics := len(s.Rollout.Analysis.Metrics)
-	if g := s.Rollout.Guard; in.Guard && g != nil && len(g.Metrics) > 0 {
-		metrics = len(g.Metrics)
+	if in.Guard {
+		metrics = len(s.Rollout.GuardMetrics())
 	}
 	timeout := 20*time.Second + time.Duration(metrics)*30*time.Second
 	var res rollout.CheckResult

@@ -90,7 +90,7 @@ func judgeGuard(ctx workflow.Context, s *spec.Service, slot rollout.Slot, versio
 			continue
 		}
 		fails[m.Metric]++
-		if limit := guardLimit(s, m.Metric); fails[m.Metric] > limit {
+		if limit := failureLimit(s.Rollout.GuardMetrics(), m.Metric); fails[m.Metric] > limit {
 			over = append(over, m.String())
 		} else {
 			tolerated = append(tolerated, fmt.Sprintf("%s failed (%d of %d tolerated)", m.Metric, fails[m.Metric], limit))
@@ -111,21 +111,6 @@ func judgeGuard(ctx workflow.Context, s *spec.Service, slot rollout.Slot, versio
 		st.Last = "held: " + res.Detail
 	}
 	return "", base
-}
-
-// guardLimit is a guard metric's failureLimit: from the guard's metrics,
-// else the analysis's.
-func guardLimit(s *spec.Service, metric string) int {
-	ms := s.Rollout.Analysis.Metrics
-	if g := s.Rollout.Guard; g != nil && len(g.Metrics) > 0 {
-		ms = g.Metrics
-	}
-	for _, m := range ms {
-		if m.Name == metric {
-			return m.FailureLimit
-		}
-	}
-	return 0
 }
 
 // guardWarm is the Deployment's guard inside its warm window: it judges

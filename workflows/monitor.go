@@ -2,7 +2,6 @@ package workflows
 
 import (
 	"fmt"
-	"time"
 
 	"go.temporal.io/sdk/workflow"
 
@@ -24,18 +23,16 @@ type MonitorInput struct {
 func Monitor(ctx workflow.Context, in MonitorInput) (*incident.State, error) {
 	s := &in.Spec
 	_ = workflow.UpsertTypedSearchAttributes(ctx, SAService.ValueSet(s.Name), SAEnvironment.ValueSet(s.Environment))
-	short := options(ctx, 30*time.Second, 0, 3)
 	var prev incident.State
-	var last *incident.State
-	if err := workflow.ExecuteActivity(short, acts.LastMonitorState, lastMonitorQuery(s.Name, s.Environment)).Get(ctx, &last); err != nil {
+	last, err := lastMonitorState(ctx, lastMonitorQuery(s.Name, s.Environment))
+	if err != nil {
 		return nil, err
 	}
 	if last != nil {
 		prev = *last
 	}
-	var checks activities.MonitorChecksResult
-	if err := workflow.ExecuteActivity(options(ctx, 2*time.Minute, 30*time.Second, 2), acts.MonitorChecks,
-		activities.MonitorChecksInput{Previous: prev.Counters}).Get(ctx, &checks); err != nil {
+	checks, err := monitorChecks(ctx, activities.MonitorChecksInput{Previous: prev.Counters})
+	if err != nil {
 		return nil, err
 	}
 	now := workflow.Now(ctx)

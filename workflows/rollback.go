@@ -158,7 +158,7 @@ func (r *rollbackRun) run(ctx workflow.Context) (*RollbackReport, error) {
 				NonRetryableErrorTypes: []string{activities.ErrBadInput}},
 		}), acts.ReadState, activities.ReadStateInput{})
 	} else {
-		read = workflow.ExecuteActivity(options(ctx, 30*time.Second, liveness, 5), acts.ReadState, activities.ReadStateInput{})
+		read = startReadState(ctx, activities.ReadStateInput{})
 	}
 	readErr := read.Get(ctx, &state)
 	if err := locked.Get(ctx, nil); err != nil {

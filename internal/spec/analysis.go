@@ -215,6 +215,15 @@ func (a *Analysis) validateAnalysis(add adder) {
 	a.EarlyStop.validate(add, f+"earlyStop.")
 }
 
+// GuardMetrics are what the guard judges: its own metrics, else the
+// analysis's (either may be none: the error rate and maxP95 then).
+func (r *Rollout) GuardMetrics() []Metric {
+	if g := r.Guard; g != nil && len(g.Metrics) > 0 {
+		return g.Metrics
+	}
+	return r.Analysis.Metrics
+}
+
 // defaultGuard fills in the guard's interval and its metrics' defaults.
 func (r *Rollout) defaultGuard() {
 	g := r.Guard
