@@ -38,6 +38,8 @@ type DeployOptions struct {
 	NoWait bool
 	// CommitTime is when the version's commit was made (for its lead time).
 	CommitTime time.Time
+	// ForceSchema goes back to a version a contract broke, without a down migration.
+	ForceSchema bool
 }
 
 // OutsideWindowError refuses a --no-wait start outside the allowed windows.

@@ -109,7 +109,7 @@ func (s *Starter) Deploy(ctx context.Context, svc *spec.Service, version, by str
 		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			workflows.RunAttributes(svc.Name, svc.Environment, version, rollout.PhaseValidating, 0)...),
-	}, workflows.DeploymentWorkflow, workflows.DeploymentInput{Spec: *svc, Version: version, By: by, Emergency: emergency, CommitTime: o.CommitTime})
+	}, workflows.DeploymentWorkflow, workflows.DeploymentInput{Spec: *svc, Version: version, By: by, Emergency: emergency, CommitTime: o.CommitTime, ForceSchema: o.ForceSchema})
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &started) {
 		e := &AlreadyRunningError{WorkflowID: id, RunID: started.RunId}

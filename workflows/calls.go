@@ -10,6 +10,7 @@ import (
 	"github.com/switchyard/switchyard/internal/analysis"
 	"github.com/switchyard/switchyard/internal/incident"
 	"github.com/switchyard/switchyard/internal/rollout"
+	"github.com/switchyard/switchyard/internal/schema"
 	"github.com/switchyard/switchyard/internal/spec"
 )
 
@@ -115,6 +116,15 @@ func readBudget(ctx workflow.Context, s *spec.Service) ([]analysis.Budget, error
 	err := workflow.ExecuteActivity(options(ctx, 30*time.Second+time.Duration(len(s.SLOs))*30*time.Second, liveness, 3), acts.Budget,
 		activities.BudgetInput{}).Get(ctx, &out)
 	return out, err
+}
+
+// migrate runs a phase of the schema migrations: as long as the spec
+// allows, heartbeating, so a lost worker's phase is retried at once (under
+// the database lock, it never runs twice).
+func migrate(ctx workflow.Context, s *spec.Service, in activities.SchemaInput) ([]schema.Step, error) {
+	var steps []schema.Step
+	err := workflow.ExecuteActivity(options(ctx, s.Migrations.Timeout.D()+time.Minute, liveness, 5), acts.Schema, in).Get(ctx, &steps)
+	return steps, err
 }
 
 // shiftTraffic sets absolute weights: short, and retried until it lands

@@ -162,7 +162,7 @@ func (d *deployment) run(ctx workflow.Context) (*Status, error) {
 		}
 		return d.shiftAndPromote(ctx)
 	}
-	for _, phase := range []func(workflow.Context) *failure{d.checkInput, d.hold, d.window, d.budget, d.readState, d.build, d.gate, d.provision, d.verify} {
+	for _, phase := range []func(workflow.Context) *failure{d.checkInput, d.hold, d.window, d.budget, d.readState, d.build, d.gate, d.provision, d.expand, d.verify} {
 		if f := phase(ctx); f != nil {
 			return d.fail(ctx, f.what, f.err)
 		}

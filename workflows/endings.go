@@ -71,6 +71,7 @@ func (d *deployment) promoteAndRetire(ctx workflow.Context) (*Status, error) {
 	if d.st.Guard != nil {
 		d.startGuard(ctx)
 	}
+	d.contract(ctx)
 	d.setPhase(ctx, rollout.PhasePromoted)
 	countOutcome(ctx, "deployment", s.Name, s.Environment, "promoted")
 	notifyEvent(ctx, s, fmt.Sprintf("%s promoted (previous %s)", d.in.Version, orUnknown(d.st.PreviousVersion)), "")
@@ -174,4 +175,39 @@ func (d *deployment) holdForRelease(ctx workflow.Context, prev rollout.Slot) (bo
 		return false, err
 	}
 	return d.abort != nil, nil
+}
+
+// contract runs a contract once the old slot is retired (for a release's
+// rollout, once the whole environment is promoted): by default the previous
+// version's (it removes what only the version before that needed), or this
+// version's own after the spec's delay. The rollout is promoted whatever
+// happens here: a contract that fails is reported and tried again with the
+// next release.
+func (d *deployment) contract(ctx workflow.Context) {
+	s := &d.in.Spec
+	if s.Migrations == nil {
+		return
+	}
+	owner := d.st.PreviousVersion
+	if delay, own := s.Migrations.ContractDelay(); own {
+		owner = d.in.Version
+		if delay > 0 {
+			d.st.ContractAt = workflow.Now(ctx).Add(delay)
+			d.event(fmt.Sprintf("schema: the contract of %s runs in %s (%s)", owner, delay, d.st.ContractAt.UTC().Format(time.RFC3339)))
+			if err := workflow.Sleep(ctx, delay); err != nil {
+				return
+			}
+			d.st.ContractAt = time.Time{}
+		}
+	}
+	if owner == "" {
+		return
+	}
+	steps, err := migrate(ctx, s, activities.SchemaInput{Phase: "contract", Version: owner, Live: d.in.Version})
+	if err != nil {
+		d.event(fmt.Sprintf("schema: the contract of %s did not run: %s", owner, rootMessage(err)))
+		alert(ctx, s, "schema", fmt.Sprintf("%s: the contract of %s failed", s.Name, owner), rootMessage(err))
+		return
+	}
+	d.schemaRan(steps)
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/switchyard/switchyard/activities"
 	"github.com/switchyard/switchyard/internal/rollout"
+	"github.com/switchyard/switchyard/internal/schema"
 	"github.com/switchyard/switchyard/internal/spec"
 )
 
@@ -215,6 +216,29 @@ func (d *deployment) provision(ctx workflow.Context) *failure {
 		d.event(fmt.Sprintf("slot %s started %s%s", d.st.Target, d.in.Version, what))
 	}
 	return nil
+}
+
+// expand makes the schema fit the version before it gets traffic: a
+// contract that removed what it needs is undone first (or forced through),
+// then the expand set runs, once, under the database's lock.
+func (d *deployment) expand(ctx workflow.Context) *failure {
+	s := &d.in.Spec
+	if s.Migrations == nil {
+		return nil
+	}
+	steps, err := migrate(d.work, s, activities.SchemaInput{Phase: "expand", Version: d.in.Version, Force: d.in.ForceSchema})
+	if err != nil {
+		return &failure{"checking and expanding the schema", err}
+	}
+	d.schemaRan(steps)
+	return nil
+}
+
+func (d *deployment) schemaRan(steps []schema.Step) {
+	for _, st := range steps {
+		d.st.Schema = append(d.st.Schema, st)
+		d.event("schema: " + st.String())
+	}
 }
 
 // verify runs health, smoke and performance checks on the target slot,

@@ -13,6 +13,7 @@ import (
 	"github.com/switchyard/switchyard/activities"
 	"github.com/switchyard/switchyard/internal/analysis"
 	"github.com/switchyard/switchyard/internal/incident"
+	"github.com/switchyard/switchyard/internal/schema"
 
 	"github.com/switchyard/switchyard/internal/rollout"
 	"github.com/switchyard/switchyard/internal/spec"
@@ -35,6 +36,9 @@ type DeploymentInput struct {
 	// CommitTime is when the version's commit was made, if the caller knows
 	// (deploy --commit-time): the start of its lead time.
 	CommitTime time.Time `json:"commitTime,omitzero"`
+	// ForceSchema goes back to a version a contract migration broke, with
+	// no down migration to undo it (deploy --force).
+	ForceSchema bool `json:"forceSchema,omitempty"`
 	// Continued is set on a run that a long bake continued as new: where
 	// the rollout picks up.
 	Continued *Continued `json:"continued,omitempty"`
@@ -153,6 +157,11 @@ type Status struct {
 	Guard *GuardState `json:"guard,omitempty"`
 	// Budgets are the SLOs' error budgets as read before the rollout (phases.go).
 	Budgets []analysis.Budget `json:"budgets,omitempty"`
+	// Schema is each migration phase the rollout ran, and when (schema.go).
+	Schema []schema.Step `json:"schema,omitempty"`
+	// ContractAt is when this version's own contract is due (a delay after
+	// promotion), while the rollout waits for it.
+	ContractAt time.Time `json:"contractAt,omitzero"`
 }
 
 // Measured is one measurement, with the step and weight it was taken at.

@@ -5,6 +5,8 @@
 //	PORT, HOST, VERSION      where to listen, what to report
 //	DEMO_ERROR_RATE=0.3      answer 30% of requests to / with 500
 //	DEMO_LATENCY=200ms       add latency to /
+//	DEMO_DB_URL              a PostgreSQL URL: serve /users from its users table
+//	DEMO_DB_COLUMN=name      the column this version keeps a user's name in
 //	demo-app healthcheck     GET /healthz of the running app, exit 0 or 1
 //	                         (a HEALTHCHECK for images with no shell or curl)
 //
@@ -91,6 +93,14 @@ func main() {
 	})
 	mux.HandleFunc("/version", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, version) })
 	mux.HandleFunc("/metrics", a.metrics)
+	if url := os.Getenv("DEMO_DB_URL"); url != "" {
+		u, err := openUsers(url, getenv("DEMO_DB_COLUMN", "name"))
+		if err != nil {
+			log.Fatalf("demo-app: %v", err)
+		}
+		mux.HandleFunc("/users", u.create)
+		mux.HandleFunc("/users/", u.read)
+	}
 	srv := &http.Server{Addr: addr, Handler: secure(mux), ReadHeaderTimeout: 5 * time.Second}
 	l, err := net.Listen("tcp", addr)
 	if err != nil {

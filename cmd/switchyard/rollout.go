@@ -58,6 +58,7 @@ func deployCmd(c *conn) *cobra.Command {
 	var version, output, commitTime string
 	var detach bool
 	var em emergencyFlags
+	var force bool
 	cmd := &cobra.Command{
 		Use:   "deploy SERVICE --version V",
 		Short: "Roll a version out to the idle slot and shift traffic to it",
@@ -93,7 +94,7 @@ traffic moved, 5 another rollout of the service is running, 1 other errors.`,
 				}
 			}
 			return c.withStarter(func(s *starter.Starter) error {
-				run, err := s.Deploy(cmd.Context(), svc, version, who(), starter.DeployOptions{Emergency: emergency, NoWait: em.noWait, CommitTime: committed})
+				run, err := s.Deploy(cmd.Context(), svc, version, who(), starter.DeployOptions{Emergency: emergency, NoWait: em.noWait, CommitTime: committed, ForceSchema: force})
 				if err != nil {
 					return err
 				}
@@ -116,6 +117,7 @@ traffic moved, 5 another rollout of the service is running, 1 other errors.`,
 	cmd.Flags().BoolVar(&detach, "detach", false, "start the rollout and return at once")
 	cmd.Flags().StringVar(&commitTime, "commit-time", os.Getenv("SWITCHYARD_COMMIT_TIME"), "when the version's commit was made (RFC 3339, git log -1 --format=%cI), for the lead time in history --stats")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
+	cmd.Flags().BoolVar(&force, "force", false, "go back to a version whose schema a contract migration removed, with no down migration to restore it (the version may then fail)")
 	em.flags(cmd)
 	return cmd
 }
@@ -351,6 +353,12 @@ func printStatus(w io.Writer, st *workflows.Status) {
 	}
 	for _, b := range st.Budgets {
 		fmt.Fprintf(w, "budget       %s\n", b)
+	}
+	for _, sc := range st.Schema {
+		fmt.Fprintf(w, "schema       %s (%s, level %d)\n", sc, sc.At.Local().Format("2006-01-02 15:04:05"), sc.Level)
+	}
+	if !st.ContractAt.IsZero() {
+		fmt.Fprintf(w, "schema       the contract of %s runs at %s\n", st.Version, st.ContractAt.Local().Format("2006-01-02 15:04:05"))
 	}
 	if g := st.Guard; g != nil {
 		where := "in this rollout, while the old slot is warm"

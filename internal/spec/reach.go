@@ -87,6 +87,9 @@ func (r *Reach) Check(s *Service) Problems {
 		if s.Platform == PlatformProcess {
 			cmds["run.command"] = s.Run.Command
 		}
+		if m := s.Migrations; m != nil && m.Command != nil {
+			cmds["migrations.command.expand"], cmds["migrations.command.contract"], cmds["migrations.command.down"] = m.Command.Expand, m.Command.Contract, m.Command.Down
+		}
 		for _, field := range slices.Sorted(maps.Keys(cmds)) {
 			if c := cmds[field]; len(c) > 0 {
 				if path, ok := r.command(s.Dir, c[0]); !ok {
@@ -211,6 +214,9 @@ func (s *Service) EnvReads() []Named {
 		add(f+"secretEnv", a.SecretEnv)
 		add(f+"usernameEnv", a.UsernameEnv)
 		add(f+"passwordEnv", a.PasswordEnv)
+	}
+	if s.Migrations != nil {
+		add("migrations.databaseEnv", s.Migrations.DatabaseEnv)
 	}
 	return out
 }

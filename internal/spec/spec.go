@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -44,6 +45,9 @@ type Service struct {
 	// SLOs are the service's objectives: while one burns its error budget
 	// fast, new rollouts are held (slo.go).
 	SLOs []SLO `yaml:"slos" json:"slos,omitempty"`
+	// Migrations change the database schema as expand and contract
+	// (migrations.go).
+	Migrations *Migrations `yaml:"migrations" json:"migrations,omitempty"`
 	// Dir is the directory the spec file was read from; relative paths in
 	// commands resolve against it.
 	Dir string `yaml:"-" json:"dir"`
@@ -672,6 +676,12 @@ func (f *File) ResolveWith(env string, set func(*Service)) (*Service, error) {
 		}
 	}
 	s.Environment = env
+	if f.Path != "" {
+		// relative paths (migrations.dir) are checked where they resolve
+		if abs, err := filepath.Abs(filepath.Dir(f.Path)); err == nil {
+			s.Dir = abs
+		}
+	}
 	if set != nil {
 		set(&s)
 	}

@@ -41,6 +41,7 @@ func (s *Service) applyDefaults(written func(path string) bool) {
 	s.defaultMonitor()
 	s.defaultRollback()
 	s.defaultSLOs()
+	s.defaultMigrations()
 }
 
 // defaultDocker fills in the docker platform.
@@ -299,6 +300,7 @@ func (s *Service) validate() Problems {
 	s.validateMonitor(add)
 	s.validateAlerts(add)
 	s.validateSLOs(add)
+	s.validateMigrations(add)
 	_, werrs := s.Windows.Parse("windows")
 	for _, e := range werrs {
 		add(e.Field, "%s", e.Msg)
