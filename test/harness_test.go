@@ -146,6 +146,8 @@ type opts struct {
 	gradual   time.Duration // rollback.gradual.duration (default 4s)
 	extra     string        // more top-level YAML
 	guard     string        // rollout.guard as a YAML flow mapping (default none)
+	runMore   string        // more lines of run:, indented (process platform)
+	specDir   string        // the spec's directory (default a new one)
 	ownCaddy  bool          // embedded: an admin port of its own (a separate process runs that Caddy)
 	unixAdmin bool          // embedded, ownCaddy: the admin API on a unix socket in the test's directory
 	docker    *dockerOpts   // platform: docker (docker_test.go)
@@ -163,7 +165,10 @@ type opts struct {
 // (a real HAProxy process, or the embedded Caddy) and task queue.
 func newEnv(t testing.TB, o opts) *env {
 	t.Helper()
-	dir := t.TempDir()
+	dir := o.specDir
+	if dir == "" {
+		dir = t.TempDir()
+	}
 	name := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
 	if len(name) > 40 {
 		name = name[len(name)-40:]
@@ -182,6 +187,7 @@ func newEnv(t testing.TB, o opts) *env {
 	// a version's name can add latency (lat10, lat40: ms) or errors (err2, err5, err10: %)
 	if err := os.WriteFile(filepath.Join(dir, "run.sh"), []byte(fmt.Sprintf(`#!/bin/sh
 case "$VERSION" in *lat10*) export DEMO_LATENCY=10ms ;; *lat40*) export DEMO_LATENCY=40ms ;; esac
+case "$VERSION" in v1*) export DEMO_DB_COLUMN=name ;; *) export DEMO_DB_COLUMN=full_name ;; esac
 case "$VERSION" in *err10*) export DEMO_ERROR_RATE=0.10 ;; *err2*) export DEMO_ERROR_RATE=0.02 ;; *err5*) export DEMO_ERROR_RATE=0.05 ;; esac
 case "$VERSION" in
   v3|bad-*) exec %s/bad/demo-app ;;
@@ -210,7 +216,7 @@ esac
 		guardYAML = "\n  guard: " + o.guard
 	}
 	runYAML := `run:
-  command: ["./run.sh"]`
+  command: ["./run.sh"]` + o.runMore
 	if o.docker != nil {
 		runYAML = dockerYAML(t, dir, o.docker)
 	}

@@ -39,6 +39,12 @@ func newReleaseEnv(t *testing.T, releaseExtra string) *releaseEnv {
 // newReleaseEnvBake is newReleaseEnv with a bake time, and a worker in the
 // test process or none (the test runs its own worker process).
 func newReleaseEnvBake(t *testing.T, releaseExtra, bake string, worker bool) *releaseEnv {
+	return newReleaseEnvWith(t, releaseExtra, bake, worker, nil)
+}
+
+// newReleaseEnvWith is newReleaseEnvBake with more of each service's
+// environment: run entries (", secretEnv: {…}") and lines ("    migrations: …").
+func newReleaseEnvWith(t *testing.T, releaseExtra, bake string, worker bool, more func(svc, env string) (run, lines string)) *releaseEnv {
 	t.Helper()
 	// short: a unix socket's path must fit in 108 bytes, and test names are long
 	dir, err := os.MkdirTemp("", "rel")
@@ -49,6 +55,7 @@ func newReleaseEnvBake(t *testing.T, releaseExtra, bake string, worker bool) *re
 	name := fmt.Sprintf("r%d", time.Now().UnixNano()%100000)
 	e := &releaseEnv{t: t, dir: dir, routers: map[string]router.Router{}, urls: map[string]string{}}
 	if err := os.WriteFile(filepath.Join(dir, "run.sh"), []byte(fmt.Sprintf(`#!/bin/sh
+case "$VERSION" in v1*) export DEMO_DB_COLUMN=name ;; *) export DEMO_DB_COLUMN=full_name ;; esac
 case "$VERSION" in
   v3|bad-*) exec %s/bad/demo-app ;;
   *) exec %s/good/demo-app ;;
@@ -66,7 +73,11 @@ esac
 			}
 			sock := startHAProxy(t, hdir, front, blue, green, 1)
 			e.urls[svc+"/"+env] = fmt.Sprintf("http://127.0.0.1:%d/", front)
-			fmt.Fprintf(&envs, "  %s:\n    run: {ports: {blue: %d, green: %d}}\n    router: {kind: haproxy, haproxy: {socket: %s, backend: app}}\n", env, blue, green, sock)
+			run, lines := "", ""
+			if more != nil {
+				run, lines = more(svc, env)
+			}
+			fmt.Fprintf(&envs, "  %s:\n    run: {ports: {blue: %d, green: %d}%s}\n    router: {kind: haproxy, haproxy: {socket: %s, backend: app}}\n%s", env, blue, green, run, sock, lines)
 		}
 		src := fmt.Sprintf(`service: %s-%s
 run:

@@ -16,6 +16,7 @@ import (
 	"github.com/switchyard/switchyard/internal/incident"
 	"github.com/switchyard/switchyard/internal/release"
 	"github.com/switchyard/switchyard/internal/rollout"
+	"github.com/switchyard/switchyard/internal/schema"
 	"github.com/switchyard/switchyard/internal/spec"
 	"github.com/switchyard/switchyard/internal/window"
 )
@@ -90,6 +91,9 @@ type ReleaseService struct {
 	Reason string `json:"reason,omitempty"`
 	// First: there was no previous version to go back to.
 	First bool `json:"first,omitempty"`
+	// Schema is each migration phase its rollout ran (its contract runs
+	// once the whole environment is promoted).
+	Schema []schema.Step `json:"schema,omitempty"`
 }
 
 // ReleaseApproval is the state of an environment's approval.
@@ -630,13 +634,14 @@ func (r *releaseRun) deploy(ctx workflow.Context, e *ReleaseEnvironment) (*Relea
 		_ = workflow.SignalExternalWorkflow(ctx, DeploymentID(svc, e.Name), "", ReleaseDone, nil).Get(ctx, nil)
 	}
 	for _, svc := range started {
-		err := futures[svc].Get(ctx, nil)
+		var out Status
+		err := futures[svc].Get(ctx, &out)
 		s := r.service(svc, e.Name)
 		if err != nil {
 			s.Phase, s.Reason = "failed", rootMessage(err)
 			continue
 		}
-		s.Phase = "done"
+		s.Phase, s.Schema = "done", out.Schema
 	}
 	r.event("environment " + e.Name + " promoted")
 	return nil, nil, false
