@@ -47,6 +47,9 @@ func (a *Activities) Schema(ctx context.Context, in SchemaInput) ([]schema.Step,
 		return steps, classify(err)
 	case "contract":
 		st, err := r.Contract(ctx, in.Version, in.Live)
+		if schema.NoContract(err) {
+			return nil, nil
+		}
 		if err != nil {
 			return nil, classify(err)
 		}

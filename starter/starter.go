@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/switchyard/switchyard/internal/compose"
@@ -258,6 +259,8 @@ type RunSummary struct {
 	Traffic                       int64
 	Start, Close                  time.Time
 	Status                        string
+	// Schema is what the run's migrations did (its memo), if it ran any.
+	Schema string
 }
 
 // History lists the service's rollouts in an environment, newest first.
@@ -305,6 +308,9 @@ func (s *Starter) history(ctx context.Context, q string, limit int) ([]RunSummar
 		}
 		r.Version, r.Phase = attr[string](e.SearchAttributes, workflows.SAVersion.GetName()), attr[string](e.SearchAttributes, workflows.SAPhase.GetName())
 		r.Traffic = attr[int64](e.SearchAttributes, workflows.SATraffic.GetName())
+		if f := e.GetMemo().GetFields()[workflows.MemoSchema]; f != nil {
+			_ = converter.GetDefaultDataConverter().FromPayload(f, &r.Schema)
+		}
 		out = append(out, r)
 	}
 	return out, nil

@@ -209,5 +209,5 @@ func (d *deployment) contract(ctx workflow.Context) {
 		alert(ctx, s, "schema", fmt.Sprintf("%s: the contract of %s failed", s.Name, owner), rootMessage(err))
 		return
 	}
-	d.schemaRan(steps)
+	d.schemaRan(ctx, steps)
 }

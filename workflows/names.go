@@ -135,3 +135,7 @@ var SearchAttributes = map[string]enumspb.IndexedValueType{
 	SARelease.GetName():     enumspb.INDEXED_VALUE_TYPE_KEYWORD,
 	SAIncidents.GetName():   enumspb.INDEXED_VALUE_TYPE_INT,
 }
+
+// MemoSchema is the memo field where a rollout writes what its migrations
+// did, for `history`.
+const MemoSchema = "schema"

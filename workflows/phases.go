@@ -230,14 +230,25 @@ func (d *deployment) expand(ctx workflow.Context) *failure {
 	if err != nil {
 		return &failure{"checking and expanding the schema", err}
 	}
-	d.schemaRan(steps)
+	d.schemaRan(ctx, steps)
 	return nil
 }
 
-func (d *deployment) schemaRan(steps []schema.Step) {
+// schemaRan records migration steps in the status, the events and the
+// run's memo (which `history` lists without reading every result).
+func (d *deployment) schemaRan(ctx workflow.Context, steps []schema.Step) {
 	for _, st := range steps {
 		d.st.Schema = append(d.st.Schema, st)
 		d.event("schema: " + st.String())
+	}
+	var memo []string
+	for _, st := range d.st.Schema {
+		memo = append(memo, fmt.Sprintf("%s (level %d, %s)", st, st.Level, st.At.UTC().Format("15:04:05")))
+	}
+	if len(memo) > 0 {
+		if err := workflow.UpsertMemo(ctx, map[string]any{MemoSchema: strings.Join(memo, "; ")}); err != nil {
+			d.event("schema memo not written: " + err.Error())
+		}
 	}
 }
 

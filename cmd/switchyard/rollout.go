@@ -561,6 +561,9 @@ func printRuns(runs []starter.RunSummary, release bool) {
 		kind, _, _ := strings.Cut(r.WorkflowID, "/")
 		fmt.Printf("%-20s %-9s %s%-10s %-13s %-8s %-10s %s\n", r.Start.Local().Format("2006-01-02 15:04:05"), kind, where(r.Service, r.Environment),
 			orDash(r.Version), r.Phase, fmt.Sprintf("%d%%", r.Traffic), dur, r.RunID)
+		if r.Schema != "" {
+			fmt.Printf("%20s schema: %s\n", "", r.Schema)
+		}
 	}
 }
 

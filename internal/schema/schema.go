@@ -57,6 +57,14 @@ func (s Step) String() string {
 	return fmt.Sprintf("expand for %s: %s%s", s.Version, what, again)
 }
 
+// errNothing: the version has no contract of its own (none in its
+// directory when it shipped, or it shipped before the spec had migrations).
+var errNothing = errors.New("no contract")
+
+// NoContract says Contract found nothing to run: the version's directory
+// held no contract migration when it first shipped.
+func NoContract(err error) bool { return errors.Is(err, errNothing) }
+
 // RefusedError is a version the schema no longer fits, with no way back
 // the spec allows: never retried.
 type RefusedError struct{ Msg string }
@@ -215,7 +223,8 @@ func (r *Runner) Contract(ctx context.Context, owner, live string) (Step, error)
 		return Step{}, err
 	}
 	if !known {
-		return Step{}, &RefusedError{fmt.Sprintf("no schema record of %s: it never ran its expand here", owner)}
+		// it shipped before the spec had migrations: it has no contract
+		return Step{}, errNothing
 	}
 	if liveSeq, ok, err := r.seq(ctx, live); err != nil {
 		return Step{}, err
@@ -229,7 +238,7 @@ func (r *Runner) Contract(ctx context.Context, owner, live string) (Step, error)
 	}
 	if upto == 0 {
 		if _, isCmd := r.tool.(*command); !isCmd {
-			return Step{Phase: "contract", Version: owner, At: time.Now()}, nil
+			return Step{}, errNothing
 		}
 	}
 	var prev Step
