@@ -36,6 +36,8 @@ type fixture struct {
 	analyze func() rollout.CheckResult
 	weights rollout.Weights
 	verify  []rollout.CheckResult
+	// onVerify, when set, is called as the slot is verified
+	onVerify func()
 }
 
 func testSpec() spec.Service {
@@ -75,7 +77,12 @@ func newFixture(t *testing.T) *fixture {
 			return &rollout.Instance{Slot: in.Slot, Running: true, Version: in.Version, PID: 42}, nil
 		})
 	env.OnActivity(acts.Verify, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, _ activities.VerifyInput) ([]rollout.CheckResult, error) { return f.verify, nil })
+		func(_ context.Context, _ activities.VerifyInput) ([]rollout.CheckResult, error) {
+			if f.onVerify != nil {
+				f.onVerify()
+			}
+			return f.verify, nil
+		})
 	env.OnActivity(acts.Shift, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.ShiftInput) (*activities.ShiftResult, error) {
 			f.shifts = append(f.shifts, in.Weights)
