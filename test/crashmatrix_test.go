@@ -2,6 +2,7 @@ package test
 
 import (
 	"context"
+	"database/sql"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -26,6 +27,9 @@ type crashCase struct {
 	name string
 	// rollback: the strategy of a Rollback workflow killed mid-way, "" for a rollout
 	rollback workflows.Strategy
+	// schema: the rollout migrates a real PostgreSQL (expand, then contract
+	// at once), each migration slow enough to be killed in
+	schema bool
 	// at says when to kill, from the rollout's (or rollback's) status; nil:
 	// right after the request (an immediate or swap rollback is over in
 	// milliseconds, so the kill lands wherever it is)
@@ -55,6 +59,9 @@ func crashCases() []crashCase {
 	return []crashCase{
 		{name: "validating", at: phase(rollout.PhaseValidating)},
 		{name: "provisioning", at: phase(rollout.PhaseProvisioning)},
+		{name: "expanding", schema: true, at: func(st *workflows.Status, _ *workflows.RollbackReport) bool {
+			return st != nil && st.Phase == rollout.PhaseMigrating && st.Step < 0
+		}},
 		{name: "verifying", at: phase(rollout.PhaseVerifying)},
 		{name: "step-1-shift", at: shifting(1)},
 		{name: "step-1-bake", at: baking(1)},
@@ -62,6 +69,9 @@ func crashCases() []crashCase {
 		{name: "step-3-bake", at: baking(3)},
 		{name: "scaling-down", at: phase(rollout.PhaseScalingDown)},
 		{name: "retiring", at: phase(rollout.PhaseRetiring)},
+		{name: "contracting", schema: true, at: func(st *workflows.Status, _ *workflows.RollbackReport) bool {
+			return st != nil && st.Phase == rollout.PhaseMigrating && st.Step >= 0
+		}},
 		{name: "rollback-immediate", rollback: workflows.Immediate},
 		{name: "rollback-gradual-start", rollback: workflows.Gradual, at: rolling(0)},
 		{name: "rollback-gradual-step-2", rollback: workflows.Gradual, at: rolling(2)},
@@ -95,9 +105,20 @@ func TestKillMatrix(t *testing.T) {
 }
 
 func killCase(t *testing.T, c crashCase) {
-	e := newEnv(t, opts{bake: 2 * time.Second, scaleDown: 2 * time.Second, gradual: 4 * time.Second, noWorker: true})
+	o := opts{bake: 2 * time.Second, scaleDown: 2 * time.Second, gradual: 4 * time.Second, noWorker: true}
+	var e *env
+	var db *sql.DB
+	write := func(string, string) {}
+	if c.schema {
+		e, db, write = schemaEnv(t, "0s", o)
+	} else {
+		e = newEnv(t, o)
+	}
 	w := startWorker(t, e)
 	e.given("v1")
+	// v2's migrations land once v1 is live, each slow enough to be killed in
+	write("expand/00002_full_name.sql", fmt.Sprintf(fullName, "SELECT pg_sleep(1);"))
+	write("contract/00001_drop_name.sql", fmt.Sprintf(dropName, "SELECT pg_sleep(1);"))
 	gen := load.Start(e.url, 100, 3*time.Minute)
 	defer gen.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -179,6 +200,10 @@ func killCase(t *testing.T, c crashCase) {
 		t.Errorf("the restarted worker took over %s after its start (%s): want ≤ 2s", delay.Round(time.Millisecond), what)
 	}
 	requireOneProcessPerSlot(t, e)
+	if c.schema {
+		appliedOnce(t, db, e.svc.Name, "expand", 2)
+		appliedOnce(t, db, e.svc.Name, "contract", 1)
+	}
 }
 
 // resumeDelay reads from a run's history how long after restarted the new

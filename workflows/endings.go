@@ -203,6 +203,7 @@ func (d *deployment) contract(ctx workflow.Context) {
 	if owner == "" {
 		return
 	}
+	d.setPhase(ctx, rollout.PhaseMigrating)
 	steps, err := migrate(ctx, s, activities.SchemaInput{Phase: "contract", Version: owner, Live: d.in.Version})
 	if err != nil {
 		d.event(fmt.Sprintf("schema: the contract of %s did not run: %s", owner, rootMessage(err)))

@@ -226,6 +226,7 @@ func (d *deployment) expand(ctx workflow.Context) *failure {
 	if s.Migrations == nil {
 		return nil
 	}
+	d.setPhase(ctx, rollout.PhaseMigrating)
 	steps, err := migrate(d.work, s, activities.SchemaInput{Phase: "expand", Version: d.in.Version, Force: d.in.ForceSchema})
 	if err != nil {
 		return &failure{"checking and expanding the schema", err}

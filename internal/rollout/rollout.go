@@ -74,6 +74,7 @@ const (
 	PhaseBuilding     Phase = "building"
 	PhaseGating       Phase = "gating" // pre-deployment gates on the artifact
 	PhaseProvisioning Phase = "provisioning"
+	PhaseMigrating    Phase = "migrating" // the schema's expand (before verifying) or contract (after retiring)
 	PhaseVerifying    Phase = "verifying"
 	PhaseShifting     Phase = "shifting"
 	PhaseScalingDown  Phase = "scaling-down" // promoted; old slot kept warm
