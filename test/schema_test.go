@@ -279,8 +279,8 @@ func TestASchemaChangeRollsOutAndBackAndARollbackKnowsTheContract(t *testing.T) 
 	out, code := cli(t, e, "status", e.svc.Name, "--env", "test")
 	expect(t, out, code, 0, "schema       contract of v2: 00001_drop_name.sql (")
 	out, code = cli(t, e, "history", e.svc.Name, "--env", "test")
-	expect(t, out, code, 0, "schema: expand for v2: nothing to apply (level 2, ", "; contract of v2: 00001_drop_name.sql (level 1, ",
-		"schema: expand for v2: 00002_full_name.sql (level 2, ", "schema: expand for v1: 00001_users.sql (level 1, ")
+	expect(t, out, code, 0, "schema: expand for v2: nothing to apply (expand level 2, ", "; contract of v2: 00001_drop_name.sql (contract level 1, ",
+		"schema: expand for v2: 00002_full_name.sql (expand level 2, ", "schema: expand for v1: 00001_users.sql (expand level 1, ")
 	t.Logf("history:\n%s", out)
 	w.readAll(t)
 

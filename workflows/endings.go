@@ -210,5 +210,9 @@ func (d *deployment) contract(ctx workflow.Context) {
 		alert(ctx, s, "schema", fmt.Sprintf("%s: the contract of %s failed", s.Name, owner), rootMessage(err))
 		return
 	}
+	if len(steps) == 0 {
+		d.event(fmt.Sprintf("schema: %s has no contract of its own to run", owner))
+		return
+	}
 	d.schemaRan(ctx, steps)
 }

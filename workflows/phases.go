@@ -244,7 +244,7 @@ func (d *deployment) schemaRan(ctx workflow.Context, steps []schema.Step) {
 	}
 	var memo []string
 	for _, st := range d.st.Schema {
-		memo = append(memo, fmt.Sprintf("%s (level %d, %s)", st, st.Level, st.At.UTC().Format("15:04:05")))
+		memo = append(memo, fmt.Sprintf("%s (%s, %s)", st, st.LevelText(), st.At.UTC().Format("15:04:05")))
 	}
 	if len(memo) > 0 {
 		if err := workflow.UpsertMemo(ctx, map[string]any{MemoSchema: strings.Join(memo, "; ")}); err != nil {

@@ -256,6 +256,9 @@ func printReleaseServices(w io.Writer, st *workflows.ReleaseStatus) {
 	fmt.Fprintln(w)
 	for _, sv := range st.Services {
 		fmt.Fprintf(w, "  %-12s %-20s %-8s %-12s %s\n", sv.Environment, sv.Service, sv.Version, sv.Phase, sv.Reason)
+		for _, sc := range sv.Schema {
+			fmt.Fprintf(w, "  %-12s %-20s schema: %s (%s)\n", "", "", sc, sc.At.Local().Format("15:04:05"))
+		}
 	}
 }
 

@@ -355,7 +355,7 @@ func printStatus(w io.Writer, st *workflows.Status) {
 		fmt.Fprintf(w, "budget       %s\n", b)
 	}
 	for _, sc := range st.Schema {
-		fmt.Fprintf(w, "schema       %s (%s, level %d)\n", sc, sc.At.Local().Format("2006-01-02 15:04:05"), sc.Level)
+		fmt.Fprintf(w, "schema       %s (%s, %s)\n", sc, sc.At.Local().Format("2006-01-02 15:04:05"), sc.LevelText())
 	}
 	if !st.ContractAt.IsZero() {
 		fmt.Fprintf(w, "schema       the contract of %s runs at %s\n", st.Version, st.ContractAt.Local().Format("2006-01-02 15:04:05"))

@@ -65,6 +65,16 @@ var errNothing = errors.New("no contract")
 // held no contract migration when it first shipped.
 func NoContract(err error) bool { return errors.Is(err, errNothing) }
 
+// LevelText says which goose version the phase left its table at:
+// "expand level 2", "contract level 0".
+func (s Step) LevelText() string {
+	table := "contract"
+	if s.Phase == "expand" {
+		table = "expand"
+	}
+	return fmt.Sprintf("%s level %d", table, s.Level)
+}
+
 // RefusedError is a version the schema no longer fits, with no way back
 // the spec allows: never retried.
 type RefusedError struct{ Msg string }
