@@ -364,6 +364,9 @@ type VerifyInput struct {
 	Slot    rollout.Slot  `json:"slot"`
 	Version string        `json:"version"`
 	Live    rollout.Slot  `json:"live"`
+	// ViaRouter sends smoke and performance through the router's test
+	// route (checks.testRoute), which reaches the idle slot.
+	ViaRouter bool `json:"viaRouter,omitempty"`
 }
 
 // Verify runs health, smoke and performance checks on the idle slot, which
@@ -399,9 +402,16 @@ func (a *Activities) Verify(ctx context.Context, in VerifyInput) ([]rollout.Chec
 	if !add("health", healthErr, healthDetail) {
 		return res, ctx.Err()
 	}
+	via, plain := "", ctx
+	if tr := svc.Checks.TestRoute; in.ViaRouter && tr != nil {
+		// the path users will take: the router, its config, its headers
+		base = strings.TrimSuffix(tr.URL, "/")
+		ctx = check.WithHeader(ctx, tr.Header, tr.Value)
+		via = fmt.Sprintf(", through the router's test route (%s: %s)", tr.Header, tr.Value)
+	}
 	for _, sm := range svc.Checks.Smoke {
 		hb("smoke " + sm.Name)
-		if !add("smoke "+sm.Name, check.Smoke(ctx, base, in.Version, sm), fmt.Sprintf("status %d", sm.Status)) {
+		if !add("smoke "+sm.Name, check.Smoke(ctx, base, in.Version, sm), fmt.Sprintf("status %d%s", sm.Status, via)) {
 			return res, ctx.Err()
 		}
 	}
@@ -412,9 +422,9 @@ func (a *Activities) Verify(ctx context.Context, in VerifyInput) ([]rollout.Chec
 	hb("performance")
 	cand := check.Probe(ctx, base+perf.Path, perf.Requests, perf.Concurrency)
 	var live *check.Stats
-	detail := "candidate: " + cand.String()
+	detail := "candidate" + via + ": " + cand.String()
 	if in.Live != rollout.None {
-		l := check.Probe(ctx, "http://"+slotAddr(svc, in.Live)+perf.Path, perf.Requests, perf.Concurrency)
+		l := check.Probe(plain, "http://"+slotAddr(svc, in.Live)+perf.Path, perf.Requests, perf.Concurrency)
 		live = &l
 		detail += "; live: " + l.String()
 	}
@@ -432,6 +442,9 @@ func slotAddr(s *spec.Service, slot rollout.Slot) string { return s.SlotAddrs(st
 type ShiftInput struct {
 	Spec    *spec.Service   `json:"spec,omitempty"` // nil: the run's own (see spec.go)
 	Weights rollout.Weights `json:"weights"`
+	// Routes are the targeting routes to put in force with the weights
+	// (nil, for a spec that targets: by weight only).
+	Routes *rollout.Routes `json:"routes,omitempty"`
 }
 
 // ShiftResult is the split the router reports after the change, and the
@@ -452,11 +465,33 @@ func (a *Activities) Shift(ctx context.Context, in ShiftInput) (*ShiftResult, er
 	if err != nil {
 		return nil, err
 	}
+	// routes go in before the weights and come out after them: a sticky
+	// client is pinned before the weight moves, and stays pinned until
+	// the weights alone send it where it is (no flip back in between)
+	routes, t := rollout.Routes{}, router.Targeter(nil)
+	if svc.Targets() {
+		if t, _ = r.(router.Targeter); t == nil {
+			return nil, badInput(fmt.Errorf("router kind %s cannot route by header, cookie or stickiness", svc.Router.Kind))
+		}
+		if in.Routes != nil {
+			routes = *in.Routes
+		}
+	}
+	if t != nil && !routes.Empty() {
+		if err := t.SetRoutes(ctx, routes); err != nil {
+			return nil, classify(err)
+		}
+	}
 	if err := r.SetWeights(ctx, in.Weights); err != nil {
 		return nil, classify(err)
 	}
 	if err := router.Verify(ctx, r, svc.Router.Kind, in.Weights); err != nil {
 		return nil, classify(err)
+	}
+	if t != nil && routes.Empty() {
+		if err := t.SetRoutes(ctx, routes); err != nil {
+			return nil, classify(err)
+		}
 	}
 	a.metrics(ctx, svc.Name, svc.Environment).weights(in.Weights)
 	res := &ShiftResult{Weights: in.Weights}

@@ -137,25 +137,26 @@ type env struct {
 }
 
 type opts struct {
-	router    string // haproxy or embedded
-	bake      time.Duration
-	steps     []int
-	noBake    bool // bake: 0s
-	noWorker  bool // the test runs its own worker process
-	scaleDown time.Duration
-	gradual   time.Duration // rollback.gradual.duration (default 4s)
-	extra     string        // more top-level YAML
-	guard     string        // rollout.guard as a YAML flow mapping (default none)
-	runMore   string        // more lines of run:, indented (process platform)
-	specDir   string        // the spec's directory (default a new one)
-	ownCaddy  bool          // embedded: an admin port of its own (a separate process runs that Caddy)
-	unixAdmin bool          // embedded, ownCaddy: the admin API on a unix socket in the test's directory
-	docker    *dockerOpts   // platform: docker (docker_test.go)
-	address   string        // a Temporal server other than the embedded one
-	analysis  string        // rollout.analysis as a YAML flow mapping (default: judged at each bake's end, maxErrorRate 0.05)
-	reach     *spec.Reach   // the worker's policy (default none)
-	apiKey    string        // the token the starter and worker present to Temporal
-	tls       *tls.Config   // the Temporal frontend's TLS (nil: plain)
+	router                  string // haproxy or embedded
+	bake                    time.Duration
+	steps                   []int
+	noBake                  bool // bake: 0s
+	noWorker                bool // the test runs its own worker process
+	scaleDown               time.Duration
+	gradual                 time.Duration // rollback.gradual.duration (default 4s)
+	extra                   string        // more top-level YAML
+	guard                   string        // rollout.guard as a YAML flow mapping (default none)
+	runMore                 string        // more lines of run:, indented (process platform)
+	specDir                 string        // the spec's directory (default a new one)
+	rolloutMore, checksMore string        // more lines of rollout: and checks:, indented
+	ownCaddy                bool          // embedded: an admin port of its own (a separate process runs that Caddy)
+	unixAdmin               bool          // embedded, ownCaddy: the admin API on a unix socket in the test's directory
+	docker                  *dockerOpts   // platform: docker (docker_test.go)
+	address                 string        // a Temporal server other than the embedded one
+	analysis                string        // rollout.analysis as a YAML flow mapping (default: judged at each bake's end, maxErrorRate 0.05)
+	reach                   *spec.Reach   // the worker's policy (default none)
+	apiKey                  string        // the token the starter and worker present to Temporal
+	tls                     *tls.Config   // the Temporal frontend's TLS (nil: plain)
 	// haproxySocket, when set, is given HAProxy's runtime socket and returns
 	// the one the router is to use (a test's proxy in front of it)
 	haproxySocket func(real string) string
@@ -207,7 +208,15 @@ esac
 		o.steps = spec.DefaultSteps
 	}
 	routerYAML := routerFor(t, o, dir, front, blue, green, replicas)
-	steps := strings.Trim(strings.Join(strings.Fields(fmt.Sprint(o.steps)), ", "), "[]")
+	var stepWords []string
+	for _, st := range o.steps {
+		if st == spec.HeaderStep {
+			stepWords = append(stepWords, "header")
+		} else {
+			stepWords = append(stepWords, fmt.Sprint(st))
+		}
+	}
+	steps := strings.Join(stepWords, ", ")
 	if o.analysis == "" {
 		o.analysis = fmt.Sprintf("{interval: %s, maxErrorRate: 0.05}", o.bake)
 	}
@@ -227,18 +236,18 @@ esac
 checks:
   health: {successes: 2, interval: 100ms, timeout: 20s}
   smoke: [{path: /version, bodyContains: "{{version}}"}]
-  performance: {requests: 50, concurrency: 2, maxP95: 500ms}
+  performance: {requests: 50, concurrency: 2, maxP95: 500ms}%s
 rollout:
   steps: [%s]
   bake: %s
   analysis: %s
-  scaleDownDelay: %s%s
+  scaleDownDelay: %s%s%s
 rollback:
   gradual: {duration: %s}
 %s
 environments:
   test: {}
-`, name, runYAML, blue, green, routerYAML, steps, o.bake, o.analysis, o.scaleDown, guardYAML, o.gradual, o.extra)
+`, name, runYAML, blue, green, routerYAML, o.checksMore, steps, o.bake, o.analysis, o.scaleDown, guardYAML, o.rolloutMore, o.gradual, o.extra)
 	path := filepath.Join(dir, name+".yaml")
 	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
 		t.Fatal(err)

@@ -104,6 +104,7 @@ func (d *deployment) rollback(ctx workflow.Context, reason, by string) (*Status,
 		return nil, err
 	}
 	d.setWeights(ctx, res.Weights)
+	d.st.Routes = nil // the Shift activity clears them with the weights
 	d.rolledBack = true
 	d.st.Reason = reason
 	d.st.BakeEndsAt = time.Time{}

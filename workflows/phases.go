@@ -258,7 +258,16 @@ func (d *deployment) schemaRan(ctx workflow.Context, steps []schema.Step) {
 func (d *deployment) verify(ctx workflow.Context) *failure {
 	s := &d.in.Spec
 	d.setPhase(ctx, rollout.PhaseVerifying)
-	checks, err := verifySlot(d.work, s, activities.VerifyInput{Slot: d.st.Target, Version: d.in.Version, Live: d.st.Stable})
+	via := false
+	if s.Checks.TestRoute != nil && d.st.Stable != rollout.None {
+		// the test route reaches the idle slot through the router before
+		// any traffic does (with no live slot yet the router serves nothing)
+		if _, err := d.shift(ctx, d.st.Weights, "test route"); err != nil {
+			return &failure{"opening the test route", err}
+		}
+		via = true
+	}
+	checks, err := verifySlot(d.work, s, activities.VerifyInput{Slot: d.st.Target, Version: d.in.Version, Live: d.st.Stable, ViaRouter: via})
 	for _, c := range checks {
 		d.recordCheck(c)
 	}

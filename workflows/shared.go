@@ -157,6 +157,9 @@ type Status struct {
 	Guard *GuardState `json:"guard,omitempty"`
 	// Budgets are the SLOs' error budgets as read before the rollout (phases.go).
 	Budgets []analysis.Budget `json:"budgets,omitempty"`
+	// Routes are the targeting routes in force (who reaches the new version
+	// besides the weights), nil when by weight only.
+	Routes *rollout.Routes `json:"routes,omitempty"`
 	// Schema is each migration phase the rollout ran, and when (schema.go).
 	Schema []schema.Step `json:"schema,omitempty"`
 	// ContractAt is when this version's own contract is due (a delay after

@@ -8,6 +8,7 @@ import (
 
 	"github.com/switchyard/switchyard/activities"
 	"github.com/switchyard/switchyard/internal/rollout"
+	"github.com/switchyard/switchyard/internal/spec"
 )
 
 // shiftSteps moves traffic to the target step by step, baking and
@@ -45,7 +46,11 @@ func (d *deployment) shiftSteps(ctx workflow.Context) (*Status, error) {
 			bake = cont.Remaining // the traffic is where the last run left it
 		} else {
 			var err error
-			if base, err = d.shift(ctx, rollout.Split(d.st.Target, pct), fmt.Sprintf("step %d/%d", i+1, len(steps))); err != nil {
+			label := fmt.Sprintf("step %d/%d", i+1, len(steps))
+			if pct == spec.HeaderStep {
+				label += " (header only: matching requests reach the new version)"
+			}
+			if base, err = d.shift(ctx, rollout.Split(d.st.Target, pct), label); err != nil {
 				return d.rollbackAfter(ctx, "shifting to "+fmt.Sprint(pct)+"%", err)
 			}
 		}
@@ -83,10 +88,21 @@ func (d *deployment) setWeights(ctx workflow.Context, w rollout.Weights) {
 }
 
 // shift applies an absolute split and returns the counters at that moment.
+// A spec that targets puts its routes in force with it: until the new
+// version has all the traffic (then, and on a rollback, they are cleared).
 func (d *deployment) shift(ctx workflow.Context, w rollout.Weights, label string) (*activities.ShiftResult, error) {
-	res, err := shiftTraffic(ctx, &d.in.Spec, activities.ShiftInput{Weights: w})
+	in := activities.ShiftInput{Weights: w}
+	if d.in.Spec.Targets() && w.Of(d.st.Target) < 100 {
+		// before the checks pass, only the test route reaches the new version
+		in.Routes = d.routes(d.st.Phase == rollout.PhaseVerifying)
+	}
+	res, err := shiftTraffic(ctx, &d.in.Spec, in)
 	if err != nil {
 		return nil, err
+	}
+	d.st.Routes = in.Routes
+	if in.Routes != nil {
+		label += "; routes: " + in.Routes.String()
 	}
 	d.setWeights(ctx, res.Weights)
 	d.guardBase = res.Counters
@@ -104,4 +120,24 @@ func (d *deployment) bakeTime() time.Duration {
 		b = time.Duration(float64(b) * d.bakeFactor)
 	}
 	return b
+}
+
+// routes are the targeting routes of the spec toward the target slot; with
+// testOnly, only the test route (the checks before any traffic).
+func (d *deployment) routes(testOnly bool) *rollout.Routes {
+	s := &d.in.Spec
+	r := &rollout.Routes{Target: d.st.Target}
+	if tr := s.Checks.TestRoute; tr != nil {
+		r.TestHeader, r.TestValue = tr.Header, tr.Value
+	}
+	if testOnly {
+		return r
+	}
+	if m := s.Rollout.Match; m != nil {
+		r.Header, r.Cookie = m.Header, m.Cookie
+	}
+	if st := s.Rollout.Sticky; st != nil {
+		r.StickyCookie, r.StickyHeader = st.Cookie, st.Header
+	}
+	return r
 }

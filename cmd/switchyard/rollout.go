@@ -354,6 +354,9 @@ func printStatus(w io.Writer, st *workflows.Status) {
 	for _, b := range st.Budgets {
 		fmt.Fprintf(w, "budget       %s\n", b)
 	}
+	if st.Routes != nil && !st.Routes.Empty() {
+		fmt.Fprintf(w, "routes       %s\n", st.Routes)
+	}
 	for _, sc := range st.Schema {
 		fmt.Fprintf(w, "schema       %s (%s, %s)\n", sc, sc.At.Local().Format("2006-01-02 15:04:05"), sc.LevelText())
 	}

@@ -55,6 +55,7 @@ func Smoke(ctx context.Context, base, version string, s spec.Smoke) error {
 	if err != nil {
 		return fmt.Errorf("smoke %s: %w", s.Name, err)
 	}
+	withHeader(req)
 	resp, err := client.Do(req)
 	if err != nil {
 		return fmt.Errorf("smoke %s: %w", s.Name, err)
@@ -170,6 +171,7 @@ func get(ctx context.Context, url string) (int, []byte, error) {
 	if err != nil {
 		return 0, nil, err
 	}
+	withHeader(req)
 	resp, err := client.Do(req)
 	if err != nil {
 		return 0, nil, err
@@ -212,4 +214,18 @@ func ScrapeRequests(ctx context.Context, url string) (total, errors int64, err e
 		return 0, 0, fmt.Errorf("metrics %s: no http_requests_total series", url)
 	}
 	return total, errors, nil
+}
+
+type headerKey struct{}
+
+// WithHeader makes every check request under ctx carry a header: the
+// router's test route, which sends them to the idle slot.
+func WithHeader(ctx context.Context, name, value string) context.Context {
+	return context.WithValue(ctx, headerKey{}, [2]string{name, value})
+}
+
+func withHeader(req *http.Request) {
+	if h, ok := req.Context().Value(headerKey{}).([2]string); ok {
+		req.Header.Set(h[0], h[1])
+	}
 }

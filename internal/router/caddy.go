@@ -108,7 +108,7 @@ func (c *Caddy) handler(w rollout.Weights) map[string]any {
 	}
 	policy := map[string]any{"policy": "weighted_round_robin", "weights": c.weightList(w)}
 	if c.embedded {
-		policy = map[string]any{"policy": "switchyard_live", "key": c.ID, "weights": c.weightList(w)}
+		policy = map[string]any{"policy": "switchyard_live", "key": c.ID, "weights": c.weightList(w), "blue": len(c.Blue)}
 	}
 	return map[string]any{
 		"@id": c.ID, "handler": "reverse_proxy",
@@ -351,6 +351,38 @@ func (c *Caddy) read(ctx context.Context) (rollout.Weights, bool, error) {
 	same := slices.Equal(dials, append(append([]string(nil), c.Blue...), c.Green...)) && live == c.embedded
 	return w, same, nil
 }
+
+// SetRoutes puts routes in force on the embedded router, in place (its
+// selection policy routes by request, liveweights.go). A Caddy of its own
+// runs Caddy's policies, which cannot: refused.
+func (c *Caddy) SetRoutes(ctx context.Context, r rollout.Routes) error {
+	if !c.embedded {
+		return &rollout.PermanentError{Err: errors.New("caddy: routing by header, cookie or stickiness needs router kind embedded (Switchyard's own selection policy)")}
+	}
+	if err := c.Ensure(ctx); err != nil {
+		return err
+	}
+	_, code, err := c.call(ctx, http.MethodPut, "/switchyard/routes/"+c.ID, r)
+	if err == nil && code == http.StatusNotFound {
+		return fmt.Errorf("caddy: %s serves no slot yet: routes apply once one is live", c.ID)
+	}
+	return err
+}
+
+// Routes reads the routes in force (by weight only where none were set).
+func (c *Caddy) Routes(ctx context.Context) (rollout.Routes, error) {
+	var r rollout.Routes
+	if !c.embedded {
+		return r, nil
+	}
+	out, code, err := c.call(ctx, http.MethodGet, "/switchyard/routes/"+c.ID, nil)
+	if err != nil || code == http.StatusNotFound {
+		return r, err
+	}
+	return r, json.Unmarshal(out, &r)
+}
+
+var _ Targeter = (*Caddy)(nil)
 
 // Counters: Caddy keeps no per-upstream error counters.
 func (c *Caddy) Counters(context.Context) (map[rollout.Slot]rollout.Counters, error) {

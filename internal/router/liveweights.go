@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+
+	"github.com/switchyard/switchyard/internal/rollout"
 )
 
 // Every Caddy config change replaces the HTTP server, and Go's server drops,
@@ -43,13 +46,19 @@ type LiveWeights struct {
 	// Weights are the ones the config was written with; they apply only
 	// until the process has live ones for Key.
 	Weights []int `json:"weights,omitempty"`
-	live    *liveEntry
+	// Blue is how many of the upstreams (the first ones) are blue's: the
+	// routes pick a slot, then one of its replicas.
+	Blue int `json:"blue,omitempty"`
+	live *liveEntry
 }
 
 type liveEntry struct {
 	mu      sync.Mutex
 	weights []int
 	current []int
+	// routes send requests to a slot besides the weights (targeting)
+	routes rollout.Routes
+	next   int // round robin among a routed slot's replicas
 }
 
 var liveTable sync.Map // key → *liveEntry
@@ -104,14 +113,34 @@ func (p *LiveWeights) Provision(caddy.Context) error {
 	return nil
 }
 
-// Select picks the available upstream that smooth weighted round robin
-// (nginx's) puts next: the slots interleave in proportion to their weights.
-func (p *LiveWeights) Select(pool reverseproxy.UpstreamPool, _ *http.Request, _ http.ResponseWriter) *reverseproxy.Upstream {
+// Select picks the upstream for a request: the routes' slot for a request
+// they route (a match, the test route, a sticky client's version), else
+// the available upstream that smooth weighted round robin (nginx's) puts
+// next: the slots interleave in proportion to their weights.
+func (p *LiveWeights) Select(pool reverseproxy.UpstreamPool, req *http.Request, w http.ResponseWriter) *reverseproxy.Upstream {
 	e := p.live
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if len(e.weights) != len(pool) {
 		return nil
+	}
+	if r := e.routes; !r.Empty() && p.Blue > 0 && req != nil {
+		if r.Matches(req) {
+			return e.pick(pool, r.Target, p.Blue)
+		}
+		if r.Sticky() {
+			b, fresh := r.Bucket(req, func() int { return rand.IntN(100) })
+			slot := r.Target.Other()
+			if b < e.share(r.Target, p.Blue) {
+				slot = r.Target
+			}
+			if u := e.pick(pool, slot, p.Blue); u != nil {
+				if fresh && w != nil {
+					http.SetCookie(w, r.StickyCookieFor(b))
+				}
+				return u
+			}
+		}
 	}
 	total, best := 0, -1
 	for i, u := range pool {
@@ -131,19 +160,76 @@ func (p *LiveWeights) Select(pool reverseproxy.UpstreamPool, _ *http.Request, _ 
 	return pool[best]
 }
 
+// share is a slot's percentage of the weights (the weights are divided by
+// their greatest common divisor: the ratio is the share).
+func (e *liveEntry) share(slot rollout.Slot, blue int) int {
+	total, mine := 0, 0
+	for i, w := range e.weights {
+		total += w
+		if (i < blue) == (slot == rollout.Blue) {
+			mine += w
+		}
+	}
+	if total == 0 {
+		return 0
+	}
+	return mine * 100 / total
+}
+
+// pick is the slot's next available replica, whatever its weight.
+func (e *liveEntry) pick(pool reverseproxy.UpstreamPool, slot rollout.Slot, blue int) *reverseproxy.Upstream {
+	lo, hi := 0, blue
+	if slot == rollout.Green {
+		lo, hi = blue, len(pool)
+	}
+	for n := range hi - lo {
+		i := lo + (e.next+n)%(hi-lo)
+		if pool[i].Available() {
+			e.next++
+			return pool[i]
+		}
+	}
+	return nil
+}
+
+// setRoutes sets key's routes; getRoutes reads them.
+func setRoutes(key string, r rollout.Routes) {
+	e := liveFor(key)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.routes = r
+}
+
+func getRoutes(key string) rollout.Routes {
+	e := liveFor(key)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.routes
+}
+
 // saveLive records key's live weights in the state dir, for a restart.
 func (e *Embedded) saveLive(key string, weights []int) error {
+	return saveKeyed(e, "weights.json", key, weights)
+}
+
+// saveRoutes records key's routes in the state dir, for a restart.
+func (e *Embedded) saveRoutes(key string, r rollout.Routes) error {
+	return saveKeyed(e, "routes.json", key, r)
+}
+
+// saveKeyed sets key in a JSON object file of the state dir.
+func saveKeyed[T any](e *Embedded, file, key string, v T) error {
 	if e.stateDir == "" {
 		return nil
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	path := filepath.Join(e.stateDir, "weights.json")
-	all := map[string][]int{}
+	path := filepath.Join(e.stateDir, file)
+	all := map[string]T{}
 	if b, err := os.ReadFile(path); err == nil {
 		_ = json.Unmarshal(b, &all)
 	}
-	all[key] = weights
+	all[key] = v
 	b, _ := json.Marshal(all)
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, b, 0o600); err != nil {
@@ -168,6 +254,12 @@ func (e *Embedded) loadLive() {
 			setLive(k, w)
 		}
 	}
+	routes := map[string]rollout.Routes{}
+	if b, err := os.ReadFile(filepath.Join(e.stateDir, "routes.json")); err == nil && json.Unmarshal(b, &routes) == nil {
+		for k, r := range routes {
+			setRoutes(k, r)
+		}
+	}
 }
 
 // liveAdmin serves /switchyard/weights/KEY on the admin API: GET the live
@@ -179,7 +271,38 @@ func (liveAdmin) CaddyModule() caddy.ModuleInfo {
 }
 
 func (liveAdmin) Routes() []caddy.AdminRoute {
-	return []caddy.AdminRoute{{Pattern: "/switchyard/weights/", Handler: caddy.AdminHandlerFunc(serveLive)}}
+	return []caddy.AdminRoute{
+		{Pattern: "/switchyard/weights/", Handler: caddy.AdminHandlerFunc(serveLive)},
+		{Pattern: "/switchyard/routes/", Handler: caddy.AdminHandlerFunc(serveRoutes)},
+	}
+}
+
+// serveRoutes serves /switchyard/routes/KEY: GET the routes in force, PUT
+// them (an empty object: by weight only). Saved beside the weights.
+func serveRoutes(w http.ResponseWriter, r *http.Request) error {
+	key := strings.TrimPrefix(r.URL.Path, "/switchyard/routes/")
+	if _, ok := routed.Load(key); !ok {
+		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("no route uses key %q: load its route first", key)}
+	}
+	switch r.Method {
+	case http.MethodGet:
+		w.Header().Set("Content-Type", "application/json")
+		return json.NewEncoder(w).Encode(getRoutes(key))
+	case http.MethodPut:
+		var rt rollout.Routes
+		b, _ := io.ReadAll(io.LimitReader(r.Body, 1<<16))
+		if err := json.Unmarshal(b, &rt); err != nil {
+			return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("want the routes as JSON: %v", err)}
+		}
+		if e := liveOwner.Load(); e != nil {
+			if err := e.saveRoutes(key, rt); err != nil {
+				return caddy.APIError{HTTPStatus: http.StatusInternalServerError, Err: fmt.Errorf("save routes: %w", err)}
+			}
+		}
+		setRoutes(key, rt)
+		return nil
+	}
+	return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("%s: use GET or PUT", r.Method)}
 }
 
 func serveLive(w http.ResponseWriter, r *http.Request) error {

@@ -27,6 +27,17 @@ type Router interface {
 	Counters(ctx context.Context) (map[rollout.Slot]rollout.Counters, error)
 }
 
+// Targeter is a router that routes by request as well as by weight:
+// matching requests, a test route and sticky clients (rollout.Routes).
+// Only the embedded router is one so far; a spec asking for targeting on
+// another router kind is refused when it is validated.
+type Targeter interface {
+	// SetRoutes puts routes in force (the zero Routes: by weight only).
+	SetRoutes(ctx context.Context, r rollout.Routes) error
+	// Routes reads the routes in force.
+	Routes(ctx context.Context) (rollout.Routes, error)
+}
+
 // ErrNoCounters says the router keeps no per-slot counters; analysis then
 // reads the slots' own metrics or probes them.
 var ErrNoCounters = errors.New("router keeps no per-slot counters")

@@ -298,6 +298,8 @@ type Checks struct {
 	Health      Health      `yaml:"health" json:"health"`
 	Smoke       []Smoke     `yaml:"smoke" json:"smoke,omitempty"`
 	Performance Performance `yaml:"performance" json:"performance"`
+	// TestRoute sends smoke and performance through the router (targeting.go).
+	TestRoute *TestRoute `yaml:"testRoute" json:"testRoute,omitempty"`
 }
 
 // Health passes after Successes consecutive 2xx answers within Timeout.
@@ -332,7 +334,7 @@ type Performance struct {
 
 // Rollout is the traffic plan.
 type Rollout struct {
-	Steps []int `yaml:"steps" json:"steps"`
+	Steps Steps `yaml:"steps" json:"steps"`
 	// Bake is how long each step holds before the next (default 30s; 0s:
 	// none, for pipelines that only want the checks and the steps).
 	Bake     Duration `yaml:"bake" json:"bake"`
@@ -344,6 +346,9 @@ type Rollout struct {
 	RetireOnFailure bool `yaml:"retireOnFailure" json:"retireOnFailure"`
 	// Guard keeps judging the promoted version after 100 % (guard.go).
 	Guard *Guard `yaml:"guard" json:"guard,omitempty"`
+	// Match and Sticky route by request as well as by weight (targeting.go).
+	Match  *Match  `yaml:"match" json:"match,omitempty"`
+	Sticky *Sticky `yaml:"sticky" json:"sticky,omitempty"`
 }
 
 // Monitor is what each periodic run checks on the live environment.

@@ -42,6 +42,7 @@ func (s *Service) applyDefaults(written func(path string) bool) {
 	s.defaultRollback()
 	s.defaultSLOs()
 	s.defaultMigrations()
+	s.defaultTargeting()
 }
 
 // defaultDocker fills in the docker platform.
@@ -301,6 +302,7 @@ func (s *Service) validate() Problems {
 	s.validateAlerts(add)
 	s.validateSLOs(add)
 	s.validateMigrations(add)
+	s.validateTargeting(add)
 	_, werrs := s.Windows.Parse("windows")
 	for _, e := range werrs {
 		add(e.Field, "%s", e.Msg)
@@ -490,6 +492,12 @@ func (s *Service) validateRollout(add adder) {
 		add("rollout.steps", "must list at least one step, ending at 100")
 	}
 	for i, st := range r.Steps {
+		if st == HeaderStep && i == 0 {
+			if r.Match == nil {
+				add("rollout.steps[0]", "header: needs rollout.match (the requests that reach the new version before any weight)")
+			}
+			continue
+		}
 		if st < 1 || st > 100 {
 			add(fmt.Sprintf("rollout.steps[%d]", i), "must be a percentage between 1 and 100 (got %d)", st)
 		} else if i > 0 && st <= r.Steps[i-1] {

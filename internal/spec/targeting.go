@@ -1,0 +1,169 @@
+package spec
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Who gets the new version besides the weights (targeting): requests that
+// match a header or cookie (a dark launch to staff before any weight), a
+// test route that reaches the idle slot through the router, and sticky
+// clients that keep their version as the weight rises.
+
+// Match sends requests carrying every header given, or every cookie given
+// (exact values), to the new version whatever the weight.
+type Match struct {
+	Header map[string]string `yaml:"header" json:"header,omitempty"`
+	Cookie map[string]string `yaml:"cookie" json:"cookie,omitempty"`
+}
+
+// Sticky keeps each client on the version it got: by a cookie the router
+// sets (Cookie), or by a header that names the client, such as a user ID
+// (Header). One of the two.
+type Sticky struct {
+	Cookie string `yaml:"cookie" json:"cookie,omitempty"`
+	Header string `yaml:"header" json:"header,omitempty"`
+}
+
+// TestRoute sends the smoke and performance checks through the router, with
+// a header that reaches the idle slot before any traffic does: they test
+// the path users will take, not only the slot's port.
+type TestRoute struct {
+	Header string `yaml:"header" json:"header"`
+	// Value of the header (default "1").
+	Value string `yaml:"value" json:"value"`
+	// URL is the router's address for the checks (default, for router kind
+	// embedded: its listen address).
+	URL string `yaml:"url" json:"url,omitempty"`
+}
+
+// Steps are the traffic steps in percent; "header" (written as a word, 0
+// here) is a step where only the requests rollout.match routes reach the
+// new version, with its own bake and analysis.
+type Steps []int
+
+// HeaderStep is the value of a "header" step.
+const HeaderStep = 0
+
+// UnmarshalYAML reads numbers, and the word header.
+func (s *Steps) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.SequenceNode {
+		var ints []int
+		if err := n.Decode(&ints); err != nil {
+			return err
+		}
+		*s = ints
+		return nil
+	}
+	out := make(Steps, 0, len(n.Content))
+	var bad []string
+	for _, c := range n.Content {
+		if c.Kind == yaml.ScalarNode && c.Value == "header" {
+			out = append(out, HeaderStep)
+			continue
+		}
+		var v int
+		if err := c.Decode(&v); err != nil {
+			// yaml's own errors, so they read (and carry on) like any field's
+			if te, ok := err.(*yaml.TypeError); ok {
+				bad = append(bad, te.Errors...)
+				continue
+			}
+			return err
+		}
+		out = append(out, v)
+	}
+	*s = out
+	if len(bad) > 0 {
+		return &yaml.TypeError{Errors: bad}
+	}
+	return nil
+}
+
+// Label names a step as it is written: "header" or "25%".
+func (s Steps) Label(i int) string {
+	if s[i] == HeaderStep {
+		return "header"
+	}
+	return fmt.Sprintf("%d%%", s[i])
+}
+
+// Targets says whether the spec routes by request as well as by weight.
+func (s *Service) Targets() bool {
+	return s.Rollout.Match != nil || s.Rollout.Sticky != nil || s.Checks.TestRoute != nil
+}
+
+func (s *Service) defaultTargeting() {
+	if tr := s.Checks.TestRoute; tr != nil {
+		if tr.Value == "" {
+			tr.Value = "1"
+		}
+		if tr.URL == "" && s.Router.Kind == RouterEmbedded && s.Router.Caddy.Listen != "" {
+			tr.URL = "http://" + s.Router.Caddy.Listen
+		}
+	}
+}
+
+func (s *Service) validateTargeting(add adder) {
+	r := &s.Rollout
+	if !s.Targets() {
+		return
+	}
+	if s.Router.Kind != RouterEmbedded {
+		field := "rollout.match"
+		switch {
+		case r.Match == nil && r.Sticky != nil:
+			field = "rollout.sticky"
+		case r.Match == nil && r.Sticky == nil:
+			field = "checks.testRoute"
+		}
+		add(field, "router kind %s cannot route by header, cookie or stickiness yet: use router kind embedded (Switchyard's own selection policy)", s.Router.Kind)
+	}
+	if m := r.Match; m != nil {
+		if len(m.Header) == 0 && len(m.Cookie) == 0 {
+			add("rollout.match", "give a header or a cookie: requests carrying them reach the new version")
+		}
+		for _, k := range slices.Sorted(maps.Keys(m.Header)) {
+			if !tokenRe(k) {
+				add("rollout.match.header."+k, "%q is not a header name", k)
+			}
+		}
+		for _, k := range slices.Sorted(maps.Keys(m.Cookie)) {
+			if !tokenRe(k) {
+				add("rollout.match.cookie."+k, "%q is not a cookie name", k)
+			}
+		}
+	}
+	if st := r.Sticky; st != nil {
+		switch {
+		case (st.Cookie == "") == (st.Header == ""):
+			add("rollout.sticky", "give one of cookie (the router sets it) or header (a client ID, such as X-User-ID)")
+		case st.Cookie != "" && !tokenRe(st.Cookie):
+			add("rollout.sticky.cookie", "%q is not a cookie name", st.Cookie)
+		case st.Header != "" && !tokenRe(st.Header):
+			add("rollout.sticky.header", "%q is not a header name", st.Header)
+		}
+	}
+	if tr := s.Checks.TestRoute; tr != nil {
+		if !tokenRe(tr.Header) {
+			add("checks.testRoute.header", "%q is not a header name (like X-Switchyard-Test)", tr.Header)
+		}
+		if tr.URL == "" {
+			add("checks.testRoute.url", "required: the router's address the checks go to, like http://127.0.0.1:8080")
+		}
+	}
+}
+
+// tokenRe: an HTTP token (header and cookie names).
+func tokenRe(s string) bool {
+	if s == "" {
+		return false
+	}
+	return !strings.ContainsFunc(s, func(r rune) bool {
+		return r <= ' ' || r >= 127 || strings.ContainsRune("()<>@,;:\\\"/[]?={}", r)
+	})
+}

@@ -1,0 +1,228 @@
+package test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/cookiejar"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/internal/rollout"
+	"github.com/switchyard/switchyard/internal/spec"
+	"github.com/switchyard/switchyard/workflows"
+)
+
+// Targeting (issue 23) on the embedded router: header and cookie routes,
+// the test route to the idle slot, sticky clients.
+
+const targetingRollout = `
+  match: {header: {X-Canary: "true"}, cookie: {beta: "1"}}
+  sticky: {cookie: sw-canary}`
+
+const targetingChecks = `
+  testRoute: {header: X-Switchyard-Test}`
+
+// versionOf sends one request and returns the version that answered.
+func versionOf(t *testing.T, c *http.Client, url string, set func(*http.Request)) (string, error) {
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	if set != nil {
+		set(req)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return "", err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("status %d from %s", resp.StatusCode, resp.Header.Get("X-Version"))
+	}
+	return resp.Header.Get("X-Version"), nil
+}
+
+// stickyClients are browsers that keep cookies: each records the versions
+// it was served, in order.
+type stickyClients struct {
+	clients []*http.Client
+	mu      sync.Mutex
+	seen    [][]string
+	failed  int
+	first   []string
+}
+
+func newStickyClients(n int) *stickyClients {
+	s := &stickyClients{seen: make([][]string, n)}
+	for range n {
+		jar, _ := cookiejar.New(nil)
+		s.clients = append(s.clients, &http.Client{Jar: jar, Timeout: 5 * time.Second})
+	}
+	return s
+}
+
+// round sends one request from every client, 50 at a time.
+func (s *stickyClients) round(t *testing.T, url string) {
+	sem := make(chan struct{}, 50)
+	var wg sync.WaitGroup
+	for i, c := range s.clients {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			v, err := versionOf(t, c, url, nil)
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if err != nil {
+				s.failed++
+				if len(s.first) < 3 {
+					s.first = append(s.first, err.Error())
+				}
+				return
+			}
+			if n := len(s.seen[i]); n == 0 || s.seen[i][n-1] != v {
+				s.seen[i] = append(s.seen[i], v)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// flips counts clients that went back to the old version after the new
+// one (flip-backs), and clients that moved at all.
+func (s *stickyClients) flips(old string) (back, moved, onNew int) {
+	for _, vs := range s.seen {
+		if len(vs) > 1 {
+			moved++
+		}
+		for i := 1; i < len(vs); i++ {
+			if vs[i] == old {
+				back++
+				break
+			}
+		}
+		if len(vs) > 0 && vs[len(vs)-1] != old {
+			onNew++
+		}
+	}
+	return back, moved, onNew
+}
+
+func TestHeaderCookieAndTestRoutesAndAStickyCanaryOnTheEmbeddedRouter(t *testing.T) {
+	e := newEnv(t, opts{router: "embedded", steps: []int{spec.HeaderStep, 10, 25, 50, 100}, bake: 3 * time.Second,
+		rolloutMore: targetingRollout, checksMore: targetingChecks})
+	e.given("v1")
+	clients := newStickyClients(1000)
+	clients.round(t, e.url)
+	run := e.start("v2")
+
+	// the header step: the weights stay on v1, only matching requests reach v2
+	e.waitFor("the header step", func(st *starterStatus) bool { return st.Step == 0 && !st.BakeEndsAt.IsZero() })
+	c := &http.Client{Timeout: 5 * time.Second}
+	cases := []struct {
+		name string
+		set  func(*http.Request)
+		want string
+	}{
+		{"no header", nil, "v1"},
+		{"X-Canary: true", func(r *http.Request) { r.Header.Set("X-Canary", "true") }, "v2"},
+		{"X-Canary: false", func(r *http.Request) { r.Header.Set("X-Canary", "false") }, "v1"},
+		{"cookie beta=1", func(r *http.Request) { r.AddCookie(&http.Cookie{Name: "beta", Value: "1"}) }, "v2"},
+		{"test route", func(r *http.Request) { r.Header.Set("X-Switchyard-Test", "1") }, "v2"},
+	}
+	for _, tc := range cases {
+		for range 20 {
+			v, err := versionOf(t, c, e.url, tc.set)
+			if err != nil || v != tc.want {
+				st, _ := e.starter.Status(context.Background(), e.svc.Name, "test")
+				resp, _ := http.Get(fmt.Sprintf("http://127.0.0.1:%d/switchyard/routes/switchyard-%s-test", embeddedAdmin, e.svc.Name))
+				var b strings.Builder
+				if resp != nil {
+					buf := make([]byte, 2000)
+					n, _ := resp.Body.Read(buf)
+					b.Write(buf[:n])
+				}
+				t.Logf("status routes %v; admin says %s", st.Routes, b.String())
+				t.Fatalf("%s at the header step: %q %v, want %s", tc.name, v, err, tc.want)
+			}
+		}
+	}
+	if w := e.weights(); w.Of(rollout.Green) != 0 {
+		t.Fatalf("the header step moved weight: %s", w)
+	}
+	out, code := cli(t, e, "status", e.svc.Name, "--env", "test")
+	expect(t, out, code, 0, "routes       header X-Canary: true or cookie beta=1 → green; test route X-Switchyard-Test: 1 → green; sticky by cookie sw-canary",
+		"through the router's test route (X-Switchyard-Test: 1)")
+
+	// the sticky clients, a round every 300 ms while the weights rise
+	done := make(chan struct{})
+	var rounds int
+	go func() {
+		defer close(done)
+		for {
+			st, err := e.starter.Status(context.Background(), e.svc.Name, "test")
+			if err == nil && st.Phase.Done() {
+				return
+			}
+			clients.round(t, e.url)
+			rounds++
+			time.Sleep(300 * time.Millisecond)
+		}
+	}()
+	o, err := e.starter.Wait(context.Background(), run)
+	<-done
+	if err != nil || o.Kind != "" {
+		t.Fatalf("v2: %+v %v", o, err)
+	}
+	clients.round(t, e.url)
+	back, moved, onNew := clients.flips("v1")
+	t.Logf("1,000 cookie-keeping clients, %d rounds over header → 10 → 25 → 50 → 100: %d moved to v2 (each at most once), %d flipped back, %d failed requests",
+		rounds+2, moved, back, clients.failed)
+	if clients.failed > 0 {
+		t.Fatalf("%d requests failed: %v", clients.failed, clients.first)
+	}
+	if back != 0 {
+		t.Fatalf("%d clients flipped back to v1", back)
+	}
+	if onNew != 1000 || rounds < 5 {
+		t.Fatalf("%d clients on v2 at the end after %d rounds, want all 1,000", onNew, rounds)
+	}
+	if o.Status.Routes != nil {
+		t.Fatalf("routes left in force after promotion: %s", o.Status.Routes)
+	}
+}
+
+func TestAnAbortSendsStickyClientsBack(t *testing.T) {
+	e := newEnv(t, opts{router: "embedded", steps: []int{25, 50, 100}, bake: 20 * time.Second,
+		rolloutMore: "\n  sticky: {cookie: sw-canary}"})
+	e.given("v1")
+	clients := newStickyClients(400)
+	run := e.start("v2")
+	e.waitFor("25 %", func(st *starterStatus) bool { return st.Step == 0 && !st.BakeEndsAt.IsZero() })
+	clients.round(t, e.url)
+	clients.round(t, e.url)
+	_, _, onNew := clients.flips("v1")
+	if onNew < 50 || onNew > 150 {
+		t.Fatalf("%d of 400 clients on v2 at 25 %%: want about 100", onNew)
+	}
+	// each keeps its version at the same weight
+	before := fmt.Sprint(clients.seen)
+	clients.round(t, e.url)
+	if fmt.Sprint(clients.seen) != before {
+		t.Fatal("a client changed version without the weight changing")
+	}
+	if _, err := e.starter.Control(context.Background(), e.svc.Name, "test", workflows.Abort, workflows.AbortRequest{Reason: "sticky test", By: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	if o, err := e.starter.Wait(context.Background(), run); err != nil || o.Kind != workflows.ErrRolledBack {
+		t.Fatalf("abort: %+v %v", o, err)
+	}
+	clients.round(t, e.url)
+	_, _, still := clients.flips("v1")
+	if still != 0 || clients.failed != 0 {
+		t.Fatalf("after the abort %d clients still on v2, %d requests failed", still, clients.failed)
+	}
+	t.Logf("at 25 %%: %d of 400 sticky clients on v2; after the abort all 400 on v1", onNew)
+	if !strings.Contains(fmt.Sprint(clients.seen[0]), "v1") {
+		t.Fatal("no client saw v1")
+	}
+}
