@@ -453,6 +453,9 @@ type ShiftResult struct {
 	Weights  rollout.Weights                   `json:"weights"`
 	Counters map[rollout.Slot]rollout.Counters `json:"counters,omitempty"`
 	Source   string                            `json:"source"`
+	// Mirror is the mirror's counts as it began copying: the baseline of
+	// the mirror step's analysis.
+	Mirror *rollout.MirrorCounters `json:"mirror,omitempty"`
 }
 
 // Shift sets the router's weights, reads them back, and snapshots counters.
@@ -477,6 +480,14 @@ func (a *Activities) Shift(ctx context.Context, in ShiftInput) (*ShiftResult, er
 			routes = *in.Routes
 		}
 	}
+	var mirror *rollout.MirrorCounters
+	if t != nil && routes.MirrorShare > 0 {
+		m, err := t.Mirrored(ctx)
+		if err != nil {
+			return nil, classify(err)
+		}
+		mirror = &m
+	}
 	if t != nil && !routes.Empty() {
 		if err := t.SetRoutes(ctx, routes); err != nil {
 			return nil, classify(err)
@@ -494,7 +505,7 @@ func (a *Activities) Shift(ctx context.Context, in ShiftInput) (*ShiftResult, er
 		}
 	}
 	a.metrics(ctx, svc.Name, svc.Environment).weights(in.Weights)
-	res := &ShiftResult{Weights: in.Weights}
+	res := &ShiftResult{Weights: in.Weights, Mirror: mirror}
 	res.Counters, res.Source = a.counters(ctx, svc, r)
 	return res, nil
 }

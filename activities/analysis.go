@@ -48,6 +48,9 @@ type AnalyzeInput struct {
 	// Guard judges a promoted slot by the guard's metrics (rollout.guard)
 	// and returns the counters read, the next judgement's baseline.
 	Guard bool `json:"guard,omitempty"`
+	// Mirror, at a mirror step, is the mirror's counts as it began: the
+	// step is judged on the shadow traffic (rollout.mirror's limits).
+	Mirror *rollout.MirrorCounters `json:"mirror,omitempty"`
 }
 
 // Analyze judges the new slot on the traffic it served since the step
@@ -73,6 +76,18 @@ func (a *Activities) Analyze(ctx context.Context, in AnalyzeInput) (*rollout.Che
 	metrics := an.Metrics
 	if in.Guard {
 		metrics = svc.Rollout.GuardMetrics()
+	}
+	if in.Mirror != nil {
+		t, ok := r.(router.Targeter)
+		if !ok || svc.Rollout.Mirror == nil {
+			return nil, badInput(fmt.Errorf("router kind %s cannot mirror", svc.Router.Kind))
+		}
+		now, err := t.Mirrored(ctx)
+		if err != nil {
+			return nil, classify(err)
+		}
+		src.mirror = &analysis.Mirror{Base: *in.Mirror, Now: now}
+		metrics = mirrorMetrics(svc.Rollout.Mirror)
 	}
 	if len(metrics) == 0 {
 		metrics = defaultMetrics(an, src.counterSource(ctx, in.Slot))
@@ -142,6 +157,20 @@ func defaultMetrics(an spec.Analysis, counters string) []spec.Metric {
 	return out
 }
 
+// mirrorMetrics judge a mirror step: the compared answers' mismatch rate,
+// the copies' error rate and (when limited) their mean latency.
+func mirrorMetrics(m *spec.Mirror) []spec.Metric {
+	out := []spec.Metric{
+		{Name: "mismatch-rate", Source: spec.SourceMirror, Query: analysis.QMismatchRate, Max: m.MaxMismatchRate, OnNoData: rollout.Inconclusive},
+		{Name: "shadow-error-rate", Source: spec.SourceMirror, Query: analysis.QShadowErrorRate, Max: m.MaxErrorRate, OnNoData: rollout.Inconclusive},
+	}
+	if m.MaxLatency > 0 {
+		ms := float64(m.MaxLatency.D()) / float64(time.Millisecond)
+		out = append(out, spec.Metric{Name: "shadow-latency-ms", Source: spec.SourceMirror, Query: analysis.QShadowLatencyMs, Max: &ms, OnNoData: rollout.Inconclusive})
+	}
+	return out
+}
+
 // sources makes each metric's source once per analysis: the counters are
 // read once, a probe sent once per slot, a Prometheus client made once.
 type sources struct {
@@ -153,6 +182,7 @@ type sources struct {
 	counters *analysis.Counters
 	probe    *analysis.Probe
 	prom     *analysis.Prometheus
+	mirror   *analysis.Mirror
 }
 
 // readCounters reads the per-slot counters once per analysis.
@@ -192,6 +222,11 @@ func (s *sources) of(ctx context.Context, m spec.Metric) (analysis.Source, error
 		return s.probe, nil
 	case spec.SourceWeb:
 		return analysis.NewWeb(m.Web)
+	case spec.SourceMirror:
+		if s.mirror == nil {
+			return nil, fmt.Errorf("metric %s: the mirror source answers only at a mirror step", m.Name)
+		}
+		return s.mirror, nil
 	case spec.SourcePrometheus, "": // "": a spec recorded before sources had names
 		if s.prom == nil {
 			if s.svc.Rollout.Analysis.Prometheus == nil {

@@ -189,6 +189,7 @@ func newEnv(t testing.TB, o opts) *env {
 	if err := os.WriteFile(filepath.Join(dir, "run.sh"), []byte(fmt.Sprintf(`#!/bin/sh
 case "$VERSION" in *lat10*) export DEMO_LATENCY=10ms ;; *lat40*) export DEMO_LATENCY=40ms ;; esac
 case "$VERSION" in v1*) export DEMO_DB_COLUMN=name ;; *) export DEMO_DB_COLUMN=full_name ;; esac
+case "$VERSION" in *wrongprice*) export DEMO_PRICE_BUG=1 ;; esac
 case "$VERSION" in *err10*) export DEMO_ERROR_RATE=0.10 ;; *err2*) export DEMO_ERROR_RATE=0.02 ;; *err5*) export DEMO_ERROR_RATE=0.05 ;; esac
 case "$VERSION" in
   v3|bad-*) exec %s/bad/demo-app ;;

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchyard/switchyard/internal/load"
 	"github.com/switchyard/switchyard/internal/rollout"
 	"github.com/switchyard/switchyard/internal/spec"
 	"github.com/switchyard/switchyard/workflows"
@@ -225,4 +226,49 @@ func TestAnAbortSendsStickyClientsBack(t *testing.T) {
 	if !strings.Contains(fmt.Sprint(clients.seen[0]), "v1") {
 		t.Fatal("no client saw v1")
 	}
+}
+
+func TestShadowTrafficCatchesAVersionWhoseAnswersDifferWhileReturning200(t *testing.T) {
+	e := newEnv(t, opts{router: "embedded", steps: []int{spec.MirrorStep, 50, 100}, bake: 3 * time.Second,
+		rolloutMore: "\n  mirror: {share: 0.5, compareBody: true, maxMismatchRate: 0.01, maxErrorRate: 0.02}"})
+	e.given("v1")
+	gen := load.Start(e.url+"price?item=7", 100, 3*time.Minute)
+	// answers 200 with a wrong price: only the comparison can tell
+	o := e.deploy("v2-wrongprice")
+	if o.Kind != workflows.ErrRolledBack || !strings.Contains(o.Reason, "analysis failed at the mirror step: mismatch-rate: fail (value 1)") {
+		t.Fatalf("v2-wrongprice: %s: %s", o.Kind, o.Reason)
+	}
+	for _, wc := range o.Status.Timeline {
+		if wc.Weights.Of(o.Status.Target) > 0 {
+			t.Fatalf("the mirror step gave the new version traffic: %v", o.Status.Timeline)
+		}
+	}
+	t.Logf("v2-wrongprice: %s", o.Reason)
+	// fails a tenth of its copies: the clients never see one
+	o = e.deploy("v2-err10")
+	if o.Kind != workflows.ErrRolledBack || !strings.Contains(o.Reason, "shadow-error-rate: fail") {
+		t.Fatalf("v2-err10: %s: %s", o.Kind, o.Reason)
+	}
+	t.Logf("v2-err10: %s", o.Reason)
+	// a good version passes the comparison and goes on
+	o = e.deploy("v2")
+	if o.Kind != "" {
+		t.Fatalf("v2: %s: %s", o.Kind, o.Reason)
+	}
+	var mirrored string
+	for _, ev := range o.Status.Events {
+		if strings.HasPrefix(ev.Message, "analysis at the mirror step") {
+			mirrored = ev.Message
+		}
+	}
+	if !strings.Contains(mirrored, "mismatch-rate: pass (value 0)") || !strings.Contains(mirrored, "shadow-error-rate: pass (value 0)") {
+		t.Errorf("v2's mirror step: %q", mirrored)
+	}
+	t.Logf("v2: %s", mirrored)
+	if mirrored == "" {
+		for _, ev := range o.Status.Events {
+			t.Log(ev.Message)
+		}
+	}
+	requireNoFailures(t, gen.Stop(), 1000)
 }

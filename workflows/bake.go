@@ -121,8 +121,12 @@ func (c *Continued) resumeBase(i int) *activities.ShiftResult {
 // pauses the rollout and alerts: resume goes on, abort rolls back.
 func (d *deployment) analyze(ctx workflow.Context, base *activities.ShiftResult) string {
 	s := &d.in.Spec
-	res, err := analyzeSlot(d.work, s, activities.AnalyzeInput{Slot: d.st.Target, Baseline: base.Counters, Version: d.in.Version,
-		LiveVersion: d.st.PreviousVersion, Since: d.stepSince, Weight: d.st.Weights.Of(d.st.Target)})
+	in := activities.AnalyzeInput{Slot: d.st.Target, Baseline: base.Counters, Version: d.in.Version,
+		LiveVersion: d.st.PreviousVersion, Since: d.stepSince, Weight: d.st.Weights.Of(d.st.Target)}
+	if d.mirroring() {
+		in.Mirror = base.Mirror // judged on the shadow traffic alone
+	}
+	res, err := analyzeSlot(d.work, s, in)
 	if d.abort != nil {
 		return ""
 	}
@@ -131,7 +135,7 @@ func (d *deployment) analyze(ctx workflow.Context, base *activities.ShiftResult)
 	}
 	d.recordCheck(res)
 	d.st.AnalysisSource = res.Source
-	at := fmt.Sprint(d.st.Weights.Of(d.st.Target)) + "%"
+	at := d.stepAt()
 	if len(res.Measurements) > 0 {
 		d.measured(res)
 		res.Passed, res.Detail = d.withinLimits(res)
@@ -157,7 +161,16 @@ func (d *deployment) measured(res rollout.CheckResult) {
 	if n := len(d.st.Measurements); n > maxMeasurements {
 		d.st.Measurements = d.st.Measurements[n-maxMeasurements:]
 	}
-	d.event(fmt.Sprintf("analysis at %d%%: %s", d.st.Weights.Of(d.st.Target), strings.Join(parts, "; ")))
+	d.event(fmt.Sprintf("analysis at %s: %s", d.stepAt(), strings.Join(parts, "; ")))
+}
+
+// stepAt names where the rollout stands for the events: "25%", or "the
+// mirror step" and "the header step" (the weights at 0 %).
+func (d *deployment) stepAt() string {
+	if st := d.in.Spec.Rollout.Steps; d.st.Stable != rollout.None && d.st.Step >= 0 && d.st.Step < len(st) && st[d.st.Step] <= 0 {
+		return "the " + st.Label(d.st.Step) + " step"
+	}
+	return fmt.Sprint(d.st.Weights.Of(d.st.Target)) + "%"
 }
 
 // withinLimits applies each metric's failureLimit to the step's failed

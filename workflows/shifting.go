@@ -47,10 +47,13 @@ func (d *deployment) shiftSteps(ctx workflow.Context) (*Status, error) {
 		} else {
 			var err error
 			label := fmt.Sprintf("step %d/%d", i+1, len(steps))
-			if pct == spec.HeaderStep {
+			switch pct {
+			case spec.HeaderStep:
 				label += " (header only: matching requests reach the new version)"
+			case spec.MirrorStep:
+				label += " (mirror: a copy of live requests reaches the new version, its answers discarded)"
 			}
-			if base, err = d.shift(ctx, rollout.Split(d.st.Target, pct), label); err != nil {
+			if base, err = d.shift(ctx, rollout.Split(d.st.Target, max(pct, 0)), label); err != nil {
 				return d.rollbackAfter(ctx, "shifting to "+fmt.Sprint(pct)+"%", err)
 			}
 		}
@@ -95,6 +98,9 @@ func (d *deployment) shift(ctx workflow.Context, w rollout.Weights, label string
 	if d.in.Spec.Targets() && w.Of(d.st.Target) < 100 {
 		// before the checks pass, only the test route reaches the new version
 		in.Routes = d.routes(d.st.Phase == rollout.PhaseVerifying)
+		if d.mirroring() {
+			in.Routes.MirrorShare, in.Routes.MirrorBody = d.in.Spec.Rollout.Mirror.Share, d.in.Spec.Rollout.Mirror.CompareBody
+		}
 	}
 	res, err := shiftTraffic(ctx, &d.in.Spec, in)
 	if err != nil {
@@ -140,4 +146,11 @@ func (d *deployment) routes(testOnly bool) *rollout.Routes {
 		r.StickyCookie, r.StickyHeader = st.Cookie, st.Header
 	}
 	return r
+}
+
+// mirroring says whether the current step is the mirror step.
+func (d *deployment) mirroring() bool {
+	steps := d.in.Spec.Rollout.Steps
+	return d.st.Phase == rollout.PhaseShifting && d.st.Stable != rollout.None && d.st.Step >= 0 && d.st.Step < len(steps) &&
+		steps[d.st.Step] == spec.MirrorStep && d.in.Spec.Rollout.Mirror != nil
 }

@@ -5,6 +5,7 @@
 //	PORT, HOST, VERSION      where to listen, what to report
 //	DEMO_ERROR_RATE=0.3      answer 30% of requests to / with 500
 //	DEMO_LATENCY=200ms       add latency to /
+//	DEMO_PRICE_BUG=1         /price answers a wrong price, still 200 (for shadow traffic)
 //	DEMO_DB_URL              a PostgreSQL URL: serve /users from its users table
 //	DEMO_DB_COLUMN=name      the column this version keeps a user's name in
 //	demo-app healthcheck     GET /healthz of the running app, exit 0 or 1
@@ -92,6 +93,25 @@ func main() {
 		fmt.Fprintf(w, "unhealthy=%v rate=%g\n", a.unhealthy.Load(), math.Float64frombits(a.errorRate.Load()))
 	})
 	mux.HandleFunc("/version", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, version) })
+	bug := os.Getenv("DEMO_PRICE_BUG") == "1"
+	var priced atomic.Int64
+	// /price?item=N: the same answer from every version, unless it has the
+	// bug; it fails at the error rate as / does
+	mux.HandleFunc("/price", func(w http.ResponseWriter, r *http.Request) {
+		n := priced.Add(1)
+		if rate := math.Float64frombits(a.errorRate.Load()); rate > 0 && int64(float64(n)*rate) > int64(float64(n-1)*rate) {
+			http.Error(w, "price service failed", http.StatusInternalServerError)
+			return
+		}
+		item, _ := strconv.Atoi(r.URL.Query().Get("item"))
+		price := item * 3
+		if bug {
+			price = item * 4
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("X-Version", version)
+		fmt.Fprintf(w, "{\"item\":%d,\"price\":%d}\n", item, price)
+	})
 	mux.HandleFunc("/metrics", a.metrics)
 	if url := os.Getenv("DEMO_DB_URL"); url != "" {
 		u, err := openUsers(url, getenv("DEMO_DB_COLUMN", "name"))

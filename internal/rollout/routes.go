@@ -32,11 +32,40 @@ type Routes struct {
 	// old to new; an abort (weight 0, routes cleared) sends everyone back.
 	StickyCookie string `json:"stickyCookie,omitempty"`
 	StickyHeader string `json:"stickyHeader,omitempty"`
+	// MirrorShare of the requests (0-1) is copied to Target, whose answers
+	// are discarded and compared with the live ones: their status class,
+	// and with MirrorBody the body's hash of a GET.
+	MirrorShare float64 `json:"mirrorShare,omitempty"`
+	MirrorBody  bool    `json:"mirrorBody,omitempty"`
+}
+
+// MirrorCounters count a router's mirrored requests since it started.
+type MirrorCounters struct {
+	Mirrored int64 `json:"mirrored"` // copies sent
+	Compared int64 `json:"compared"` // copies whose answer was compared with the live one
+	// Mismatches: answers of another status class (or body, with MirrorBody).
+	Mismatches int64 `json:"mismatches"`
+	// Answered: copies that ended (an answer or an error); Errors: those
+	// that failed (no answer, or 5xx).
+	Answered int64 `json:"answered"`
+	Errors   int64 `json:"errors"`
+	// LatencyMs sums the answered copies' response times.
+	LatencyMs float64 `json:"latencyMs"`
+}
+
+// Since is the counters' change since base (from zero if they restarted).
+func (c MirrorCounters) Since(base MirrorCounters) MirrorCounters {
+	if c.Mirrored < base.Mirrored {
+		return c
+	}
+	return MirrorCounters{Mirrored: c.Mirrored - base.Mirrored, Compared: c.Compared - base.Compared,
+		Mismatches: c.Mismatches - base.Mismatches, Answered: c.Answered - base.Answered, Errors: c.Errors - base.Errors,
+		LatencyMs: c.LatencyMs - base.LatencyMs}
 }
 
 // Empty says the routes route nothing.
 func (r Routes) Empty() bool {
-	return r.Target == None || (len(r.Header) == 0 && len(r.Cookie) == 0 && r.TestHeader == "" && !r.Sticky())
+	return r.Target == None || (len(r.Header) == 0 && len(r.Cookie) == 0 && r.TestHeader == "" && !r.Sticky() && r.MirrorShare <= 0)
 }
 
 // Sticky says whether clients keep their version.
@@ -109,6 +138,13 @@ func (r Routes) String() string {
 	}
 	if r.TestHeader != "" {
 		parts = append(parts, fmt.Sprintf("test route %s: %s → %s", r.TestHeader, r.TestValue, r.Target))
+	}
+	if r.MirrorShare > 0 {
+		what := "status class"
+		if r.MirrorBody {
+			what += " and body of GETs"
+		}
+		parts = append(parts, fmt.Sprintf("mirroring %g%% of requests to %s (answers discarded, %s compared)", 100*r.MirrorShare, r.Target, what))
 	}
 	switch {
 	case r.StickyCookie != "":

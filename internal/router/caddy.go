@@ -171,11 +171,20 @@ func (c *Caddy) server(w rollout.Weights) (map[string]any, error) {
 			return nil, err
 		}
 	}
+	handle := []any{c.handler(w)}
+	if c.embedded {
+		// shadow traffic, off until the routes ask for it (mirror.go)
+		handle = append([]any{c.mirrorHandler()}, handle...)
+	}
 	return map[string]any{
 		"listen":          []string{listen},
-		"routes":          []map[string]any{{"handle": []any{c.handler(w)}}},
+		"routes":          []map[string]any{{"handle": handle}},
 		"automatic_https": map[string]any{"disable": true},
 	}, nil
+}
+
+func (c *Caddy) mirrorHandler() map[string]any {
+	return map[string]any{"@id": c.ID + "-mirror", "handler": "switchyard_mirror", "key": c.ID, "blue": c.Blue, "green": c.Green}
 }
 
 // Ensure creates the service's server, answering 503 until a slot is live,
@@ -362,6 +371,16 @@ func (c *Caddy) SetRoutes(ctx context.Context, r rollout.Routes) error {
 	if err := c.Ensure(ctx); err != nil {
 		return err
 	}
+	if r.MirrorShare > 0 {
+		// a server written before the mirror handler existed gets it now
+		if _, code, err := c.call(ctx, http.MethodGet, "/id/"+c.ID+"-mirror", nil); err != nil {
+			return err
+		} else if code == http.StatusNotFound {
+			if err := c.addMirror(ctx); err != nil {
+				return err
+			}
+		}
+	}
 	_, code, err := c.call(ctx, http.MethodPut, "/switchyard/routes/"+c.ID, r)
 	if err == nil && code == http.StatusNotFound {
 		return fmt.Errorf("caddy: %s serves no slot yet: routes apply once one is live", c.ID)
@@ -380,6 +399,25 @@ func (c *Caddy) Routes(ctx context.Context) (rollout.Routes, error) {
 		return r, err
 	}
 	return r, json.Unmarshal(out, &r)
+}
+
+// addMirror puts the mirror handler first in the service's route.
+func (c *Caddy) addMirror(ctx context.Context) error {
+	_, _, err := c.call(ctx, http.MethodPut, "/config/apps/http/servers/"+c.ID+"/routes/0/handle/0", c.mirrorHandler())
+	return err
+}
+
+// Mirrored reads the embedded router's mirror counts for the service.
+func (c *Caddy) Mirrored(ctx context.Context) (rollout.MirrorCounters, error) {
+	var m rollout.MirrorCounters
+	if !c.embedded {
+		return m, &rollout.PermanentError{Err: errors.New("caddy: mirroring needs router kind embedded")}
+	}
+	out, _, err := c.call(ctx, http.MethodGet, "/switchyard/mirror/"+c.ID, nil)
+	if err != nil {
+		return m, err
+	}
+	return m, json.Unmarshal(out, &m)
 }
 
 var _ Targeter = (*Caddy)(nil)

@@ -274,6 +274,7 @@ func (liveAdmin) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{
 		{Pattern: "/switchyard/weights/", Handler: caddy.AdminHandlerFunc(serveLive)},
 		{Pattern: "/switchyard/routes/", Handler: caddy.AdminHandlerFunc(serveRoutes)},
+		{Pattern: "/switchyard/mirror/", Handler: caddy.AdminHandlerFunc(serveMirror)},
 	}
 }
 

@@ -36,6 +36,8 @@ type Targeter interface {
 	SetRoutes(ctx context.Context, r rollout.Routes) error
 	// Routes reads the routes in force.
 	Routes(ctx context.Context) (rollout.Routes, error)
+	// Mirrored reads the mirror's counts (rollout.Routes.MirrorShare).
+	Mirrored(ctx context.Context) (rollout.MirrorCounters, error)
 }
 
 // ErrNoCounters says the router keeps no per-slot counters; analysis then

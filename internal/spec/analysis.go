@@ -82,6 +82,7 @@ const (
 	SourceCounters   = "counters"
 	SourceProbe      = "probe"
 	SourceWeb        = "web"
+	SourceMirror     = "mirror" // a mirror step's shadow traffic (targeting.go)
 )
 
 // CounterQueries are what the counters source answers; ProbeQueries a probe's.

@@ -349,6 +349,7 @@ type Rollout struct {
 	// Match and Sticky route by request as well as by weight (targeting.go).
 	Match  *Match  `yaml:"match" json:"match,omitempty"`
 	Sticky *Sticky `yaml:"sticky" json:"sticky,omitempty"`
+	Mirror *Mirror `yaml:"mirror" json:"mirror,omitempty"`
 }
 
 // Monitor is what each periodic run checks on the live environment.

@@ -46,8 +46,28 @@ type TestRoute struct {
 // new version, with its own bake and analysis.
 type Steps []int
 
-// HeaderStep is the value of a "header" step.
-const HeaderStep = 0
+// HeaderStep and MirrorStep are the values of a "header" and a "mirror" step.
+const (
+	HeaderStep = 0
+	MirrorStep = -1
+)
+
+// Mirror copies a share of the live requests to the new version during a
+// "mirror" step: its answers are discarded and compared with the live
+// slot's, and the comparison is judged like any analysis.
+type Mirror struct {
+	// Share of requests copied, 0-1 (default 0.1).
+	Share float64 `yaml:"share" json:"share"`
+	// CompareBody compares the body (a hash) of GETs, not only the status class.
+	CompareBody bool `yaml:"compareBody" json:"compareBody,omitempty"`
+	// MaxMismatchRate: the share of compared answers that may differ (default 0.01).
+	MaxMismatchRate *float64 `yaml:"maxMismatchRate" json:"maxMismatchRate,omitempty"`
+	// MaxErrorRate: the share of copies that may fail or answer 5xx
+	// (default rollout.analysis.maxErrorRate).
+	MaxErrorRate *float64 `yaml:"maxErrorRate" json:"maxErrorRate,omitempty"`
+	// MaxLatency: the copies' mean response time (optional).
+	MaxLatency Duration `yaml:"maxLatency" json:"maxLatency,omitempty"`
+}
 
 // UnmarshalYAML reads numbers, and the word header.
 func (s *Steps) UnmarshalYAML(n *yaml.Node) error {
@@ -62,8 +82,8 @@ func (s *Steps) UnmarshalYAML(n *yaml.Node) error {
 	out := make(Steps, 0, len(n.Content))
 	var bad []string
 	for _, c := range n.Content {
-		if c.Kind == yaml.ScalarNode && c.Value == "header" {
-			out = append(out, HeaderStep)
+		if c.Kind == yaml.ScalarNode && (c.Value == "header" || c.Value == "mirror") {
+			out = append(out, map[string]int{"header": HeaderStep, "mirror": MirrorStep}[c.Value])
 			continue
 		}
 		var v int
@@ -84,20 +104,36 @@ func (s *Steps) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-// Label names a step as it is written: "header" or "25%".
+// Label names a step as it is written: "mirror", "header" or "25%".
 func (s Steps) Label(i int) string {
-	if s[i] == HeaderStep {
+	switch s[i] {
+	case HeaderStep:
 		return "header"
+	case MirrorStep:
+		return "mirror"
 	}
 	return fmt.Sprintf("%d%%", s[i])
 }
 
 // Targets says whether the spec routes by request as well as by weight.
 func (s *Service) Targets() bool {
-	return s.Rollout.Match != nil || s.Rollout.Sticky != nil || s.Checks.TestRoute != nil
+	return s.Rollout.Match != nil || s.Rollout.Sticky != nil || s.Checks.TestRoute != nil || s.Rollout.Mirror != nil
 }
 
 func (s *Service) defaultTargeting() {
+	if m := s.Rollout.Mirror; m != nil {
+		if m.Share == 0 {
+			m.Share = 0.1
+		}
+		if m.MaxMismatchRate == nil {
+			v := 0.01
+			m.MaxMismatchRate = &v
+		}
+		if m.MaxErrorRate == nil {
+			v := s.Rollout.Analysis.MaxErrorRate
+			m.MaxErrorRate = &v
+		}
+	}
 	if tr := s.Checks.TestRoute; tr != nil {
 		if tr.Value == "" {
 			tr.Value = "1"
@@ -116,12 +152,29 @@ func (s *Service) validateTargeting(add adder) {
 	if s.Router.Kind != RouterEmbedded {
 		field := "rollout.match"
 		switch {
-		case r.Match == nil && r.Sticky != nil:
+		case r.Match != nil:
+		case r.Sticky != nil:
 			field = "rollout.sticky"
-		case r.Match == nil && r.Sticky == nil:
+		case r.Mirror != nil:
+			field = "rollout.mirror"
+		default:
 			field = "checks.testRoute"
 		}
-		add(field, "router kind %s cannot route by header, cookie or stickiness yet: use router kind embedded (Switchyard's own selection policy)", s.Router.Kind)
+		why := "cannot route by header, cookie or stickiness yet"
+		if s.Router.Kind == RouterHAProxy && field == "rollout.mirror" {
+			why = "cannot mirror traffic (HAProxy has no built-in request mirroring, only an external SPOE agent)"
+		}
+		add(field, "router kind %s %s: use router kind embedded (Switchyard's own selection policy and mirror handler)", s.Router.Kind, why)
+	}
+	if m := r.Mirror; m != nil {
+		if m.Share <= 0 || m.Share > 1 {
+			add("rollout.mirror.share", "must be a fraction above 0 and at most 1 (got %v)", m.Share)
+		}
+		checkRate(add, "rollout.mirror.maxMismatchRate", *m.MaxMismatchRate)
+		checkRate(add, "rollout.mirror.maxErrorRate", *m.MaxErrorRate)
+		if !slices.Contains(r.Steps, MirrorStep) {
+			add("rollout.mirror", "no step mirrors: put mirror first in rollout.steps, like [mirror, 10, 50, 100]")
+		}
 	}
 	if m := r.Match; m != nil {
 		if len(m.Header) == 0 && len(m.Cookie) == 0 {

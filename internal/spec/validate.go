@@ -491,16 +491,28 @@ func (s *Service) validateRollout(add adder) {
 	if len(r.Steps) == 0 {
 		add("rollout.steps", "must list at least one step, ending at 100")
 	}
+	stages := 0 // mirror, then header, before the first percentage
 	for i, st := range r.Steps {
-		if st == HeaderStep && i == 0 {
-			if r.Match == nil {
-				add("rollout.steps[0]", "header: needs rollout.match (the requests that reach the new version before any weight)")
+		switch {
+		case st == MirrorStep && i == 0:
+			stages++
+			if r.Mirror == nil {
+				add("rollout.steps[0]", "mirror: needs rollout.mirror (the share of requests to copy)")
 			}
+			continue
+		case st == HeaderStep && i == stages:
+			stages++
+			if r.Match == nil {
+				add(fmt.Sprintf("rollout.steps[%d]", i), "header: needs rollout.match (the requests that reach the new version before any weight)")
+			}
+			continue
+		case st == MirrorStep:
+			add(fmt.Sprintf("rollout.steps[%d]", i), "mirror comes first, before header and the percentages")
 			continue
 		}
 		if st < 1 || st > 100 {
 			add(fmt.Sprintf("rollout.steps[%d]", i), "must be a percentage between 1 and 100 (got %d)", st)
-		} else if i > 0 && st <= r.Steps[i-1] {
+		} else if i > stages && st <= r.Steps[i-1] {
 			add(fmt.Sprintf("rollout.steps[%d]", i), "steps must ascend (%d after %d)", st, r.Steps[i-1])
 		}
 	}
