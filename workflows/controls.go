@@ -111,9 +111,12 @@ func (d *deployment) steer(ctx workflow.Context) error {
 			if workflow.GetVersion(ctx, "promote-answers-when-moved", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 				return nil
 			}
-			before := d.st.Weights
+			// the next step is in force once its weights, or its routes (a
+			// mirror or header step keeps the weights), are applied; a spec
+			// without routes has nil ones throughout, as its histories did
+			before, routes := d.st.Weights, d.st.Routes
 			return workflow.Await(ctx, func() bool {
-				return d.st.Weights != before || d.st.Paused || d.abort != nil || d.st.Phase != rollout.PhaseShifting
+				return d.st.Weights != before || d.st.Routes != routes || d.st.Paused || d.abort != nil || d.st.Phase != rollout.PhaseShifting
 			})
 		}); err != nil {
 		return err

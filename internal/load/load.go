@@ -104,7 +104,24 @@ func StartNewConnections(url string, rps int, max time.Duration) *Generator {
 	return start(url, rps, max, &http.Transport{DisableKeepAlives: true})
 }
 
-func start(url string, rps int, max time.Duration, tr *http.Transport) *Generator {
+// StartWithHeader is Start with a header on every request: the clients a
+// header route sends to the new version.
+func StartWithHeader(url string, rps int, max time.Duration, name, value string) *Generator {
+	return start(url, rps, max, &headerTransport{&http.Transport{MaxIdleConnsPerHost: 16}, name, value})
+}
+
+type headerTransport struct {
+	tr          *http.Transport
+	name, value string
+}
+
+func (h *headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set(h.name, h.value)
+	return h.tr.RoundTrip(r)
+}
+
+func start(url string, rps int, max time.Duration, tr http.RoundTripper) *Generator {
 	ctx, cancel := context.WithTimeout(context.Background(), max)
 	g := &Generator{cancel: cancel, done: make(chan struct{}), start: time.Now(), res: Result{ByVersion: map[string]int{}, FirstByVersion: map[string]time.Time{}, Causes: map[string]int{}}}
 	client := &http.Client{Timeout: 5 * time.Second, Transport: tr}

@@ -127,11 +127,19 @@ func (r Routes) String() string {
 	}
 	var parts []string
 	var match []string
-	for _, k := range slices.Sorted(maps.Keys(r.Header)) {
-		match = append(match, fmt.Sprintf("header %s: %s", k, r.Header[k]))
+	if len(r.Header) > 0 {
+		var hs []string
+		for _, k := range slices.Sorted(maps.Keys(r.Header)) {
+			hs = append(hs, fmt.Sprintf("%s: %s", k, r.Header[k]))
+		}
+		match = append(match, "header "+strings.Join(hs, " and "))
 	}
-	for _, k := range slices.Sorted(maps.Keys(r.Cookie)) {
-		match = append(match, fmt.Sprintf("cookie %s=%s", k, r.Cookie[k]))
+	if len(r.Cookie) > 0 {
+		var cs []string
+		for _, k := range slices.Sorted(maps.Keys(r.Cookie)) {
+			cs = append(cs, fmt.Sprintf("%s=%s", k, r.Cookie[k]))
+		}
+		match = append(match, "cookie "+strings.Join(cs, " and "))
 	}
 	if len(match) > 0 {
 		parts = append(parts, strings.Join(match, " or ")+" → "+string(r.Target))
