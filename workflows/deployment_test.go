@@ -38,6 +38,8 @@ type fixture struct {
 	verify  []rollout.CheckResult
 	// onVerify, when set, is called as the slot is verified
 	onVerify func()
+	// routes are the routes each Shift put in force (nil: by weight only)
+	routes []*rollout.Routes
 }
 
 func testSpec() spec.Service {
@@ -86,6 +88,7 @@ func newFixture(t *testing.T) *fixture {
 	env.OnActivity(acts.Shift, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.ShiftInput) (*activities.ShiftResult, error) {
 			f.shifts = append(f.shifts, in.Weights)
+			f.routes = append(f.routes, in.Routes)
 			f.shiftAt = append(f.shiftAt, env.Now().Sub(f.start))
 			return &activities.ShiftResult{Weights: in.Weights, Source: "haproxy-stats"}, nil
 		})
