@@ -149,14 +149,17 @@ type opts struct {
 	runMore                 string        // more lines of run:, indented (process platform)
 	specDir                 string        // the spec's directory (default a new one)
 	rolloutMore, checksMore string        // more lines of rollout: and checks:, indented
-	ownCaddy                bool          // embedded: an admin port of its own (a separate process runs that Caddy)
-	unixAdmin               bool          // embedded, ownCaddy: the admin API on a unix socket in the test's directory
-	docker                  *dockerOpts   // platform: docker (docker_test.go)
-	address                 string        // a Temporal server other than the embedded one
-	analysis                string        // rollout.analysis as a YAML flow mapping (default: judged at each bake's end, maxErrorRate 0.05)
-	reach                   *spec.Reach   // the worker's policy (default none)
-	apiKey                  string        // the token the starter and worker present to Temporal
-	tls                     *tls.Config   // the Temporal frontend's TLS (nil: plain)
+	// haproxyRoutes, when set, gives the rules for the backend (before its
+	// servers) reading the map file it is given; the spec names the map
+	haproxyRoutes func(mapPath string) string
+	ownCaddy      bool        // embedded: an admin port of its own (a separate process runs that Caddy)
+	unixAdmin     bool        // embedded, ownCaddy: the admin API on a unix socket in the test's directory
+	docker        *dockerOpts // platform: docker (docker_test.go)
+	address       string      // a Temporal server other than the embedded one
+	analysis      string      // rollout.analysis as a YAML flow mapping (default: judged at each bake's end, maxErrorRate 0.05)
+	reach         *spec.Reach // the worker's policy (default none)
+	apiKey        string      // the token the starter and worker present to Temporal
+	tls           *tls.Config // the Temporal frontend's TLS (nil: plain)
 	// haproxySocket, when set, is given HAProxy's runtime socket and returns
 	// the one the router is to use (a test's proxy in front of it)
 	haproxySocket func(real string) string
@@ -284,11 +287,19 @@ func routerFor(t testing.TB, o opts, dir string, front, blue, green, replicas in
 		}
 		return fmt.Sprintf("router: {kind: embedded, caddy: {admin: '%s', listen: '127.0.0.1:%d'}}", adminURL, front)
 	}
-	sock := startHAProxy(t, dir, front, blue, green, replicas)
+	rules, mapLine := "", ""
+	if o.haproxyRoutes != nil {
+		mapPath := filepath.Join(dir, "switchyard.map")
+		if err := os.WriteFile(mapPath, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		rules, mapLine = o.haproxyRoutes(mapPath), ", map: "+mapPath
+	}
+	sock := startHAProxyWith(t, dir, front, blue, green, replicas, rules)
 	if o.haproxySocket != nil {
 		sock = o.haproxySocket(sock)
 	}
-	return fmt.Sprintf("router: {kind: haproxy, haproxy: {socket: %s, backend: app}}", sock)
+	return fmt.Sprintf("router: {kind: haproxy, haproxy: {socket: %s, backend: app%s}}", sock, mapLine)
 }
 
 // connect gives the env its router, its starter and (unless the test runs
@@ -322,6 +333,11 @@ func (e *env) connect(o opts, dir string) {
 // startHAProxy runs a real HAProxy with backend "app" over the two slots,
 // weights 0, and returns its runtime API socket.
 func startHAProxy(t testing.TB, dir string, front, blue, green, replicas int) string {
+	return startHAProxyWith(t, dir, front, blue, green, replicas, "")
+}
+
+// startHAProxyWith is startHAProxy with rules in the backend before its servers.
+func startHAProxyWith(t testing.TB, dir string, front, blue, green, replicas int, rules string) string {
 	t.Helper()
 	bin, err := exec.LookPath("haproxy")
 	if err != nil {
@@ -352,7 +368,7 @@ frontend app
     default_backend app
 backend app
     balance roundrobin
-%s`, sock, front, haproxyServers(blue, green, replicas))
+%s%s`, sock, front, rules, haproxyServers(blue, green, replicas))
 	path := filepath.Join(dir, "haproxy.cfg")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)

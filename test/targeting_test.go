@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/cookiejar"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -12,7 +13,9 @@ import (
 
 	"github.com/switchyard/switchyard/internal/load"
 	"github.com/switchyard/switchyard/internal/rollout"
+	"github.com/switchyard/switchyard/internal/router"
 	"github.com/switchyard/switchyard/internal/spec"
+	"github.com/switchyard/switchyard/starter"
 	"github.com/switchyard/switchyard/workflows"
 )
 
@@ -314,4 +317,76 @@ func BenchmarkTargetingOverhead(b *testing.B) {
 	b.ReportMetric(float64(mirrored.P50)/float64(plain.P50), "mirror-p50-ratio")
 	fmt.Printf("targeting on the embedded router at %d req/s, %s each, same run: plain path p50 %s, p99 %s; header rule, not matching: %s; header-routed to v2: %s; every request mirrored and compared (share 1, body hash): %s\n",
 		rps, each, plain.P50.Round(time.Microsecond), plain.P99.Round(time.Microsecond), ratio(unmatched), ratio(matched), ratio(mirrored))
+}
+
+func TestHeaderCookieAndTestRoutesOnHAProxyWithoutAReload(t *testing.T) {
+	match := &spec.Match{Header: map[string]string{"X-Canary": "true"}, Cookie: map[string]string{"beta": "1"}}
+	tr := &spec.TestRoute{Header: "X-Switchyard-Test", Value: "1"}
+	rules := func(mapPath string) string {
+		s := &spec.Service{Name: "routes", Router: spec.Router{Kind: spec.RouterHAProxy, HAProxy: spec.HAProxy{Map: mapPath}}}
+		s.Rollout.Match, s.Checks.TestRoute = match, tr
+		return router.HAProxyRoutes(s)
+	}
+	var front string
+	e := newEnv(t, opts{steps: []int{spec.HeaderStep, 25, 100}, bake: 3 * time.Second, haproxyRoutes: rules,
+		rolloutMore: "\n  match: {header: {X-Canary: \"true\"}, cookie: {beta: \"1\"}}",
+		checksMore:  "\n  testRoute: {header: X-Switchyard-Test, url: FRONT}"})
+	front = strings.TrimSuffix(e.url, "/")
+	// the test route's URL is the frontend, known once the env has its ports
+	b, _ := os.ReadFile(e.file)
+	if err := os.WriteFile(e.file, []byte(strings.Replace(string(b), "FRONT", front, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := starter.ResolveSpec(e.file, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.svc = svc
+	// the CLI prints the same rules the backend runs
+	out, code := cli(t, e, "haproxy-routes", e.svc.Name, "-f", e.file, "--env", "test")
+	expect(t, out, code, 0, "acl sy_m1 req.hdr(X-Canary) -m str true", "acl sy_m2 req.cook(beta) -m str 1",
+		"use-server green if sy_m1 { var(txn.sy_target) -m str green }")
+	if out != router.HAProxyRoutes(e.svc) {
+		t.Fatalf("the CLI printed other rules:\n%s", out)
+	}
+	e.given("v1")
+	gen := load.Start(e.url, 100, 3*time.Minute)
+	run := e.start("v2")
+	e.waitFor("the header step", func(st *starterStatus) bool { return st.Step == 0 && !st.BakeEndsAt.IsZero() })
+	c := &http.Client{Timeout: 5 * time.Second}
+	for _, tc := range []struct {
+		name string
+		set  func(*http.Request)
+		want string
+	}{
+		{"no header", nil, "v1"},
+		{"X-Canary: true", func(r *http.Request) { r.Header.Set("X-Canary", "true") }, "v2"},
+		{"cookie beta=1", func(r *http.Request) { r.AddCookie(&http.Cookie{Name: "beta", Value: "1"}) }, "v2"},
+		{"test route", func(r *http.Request) { r.Header.Set("X-Switchyard-Test", "1") }, "v2"},
+	} {
+		for range 20 {
+			if v, err := versionOf(t, c, e.url, tc.set); err != nil || v != tc.want {
+				t.Fatalf("%s at the header step: %q %v, want %s", tc.name, v, err, tc.want)
+			}
+		}
+	}
+	if w := e.weights(); w.Of(rollout.Green) != 0 {
+		t.Fatalf("the header step moved weight: %s", w)
+	}
+	e.waitFor("25 %", func(st *starterStatus) bool { return st.Weights.Of(st.Target) == 25 })
+	for range 20 {
+		if v, err := versionOf(t, c, e.url, func(r *http.Request) { r.Header.Set("X-Canary", "true") }); err != nil || v != "v2" {
+			t.Fatalf("X-Canary at 25 %%: %q %v", v, err)
+		}
+	}
+	o := e.promotedUnderLoad(run, gen, 300)
+	checks := fmt.Sprint(o.Status.Checks)
+	if !strings.Contains(checks, "through the router's test route (X-Switchyard-Test: 1)") {
+		t.Fatalf("the checks did not go through the router: %s", checks)
+	}
+	// promoted: the map is empty again, every request by weight
+	rt, err := e.router.(router.Targeter).Routes(context.Background())
+	if err != nil || !rt.Empty() {
+		t.Fatalf("routes left in HAProxy's map: %+v %v", rt, err)
+	}
 }

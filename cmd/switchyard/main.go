@@ -170,7 +170,7 @@ func main() {
 		SilenceErrors: true,
 	}
 	c.flags(root)
-	root.AddCommand(devCmd(&c), workerCmd(&c), dashboardCmd(&c), deployCmd(&c), statusCmd(&c), watchCmd(&c),
+	root.AddCommand(devCmd(&c), haproxyRoutesCmd(), workerCmd(&c), dashboardCmd(&c), deployCmd(&c), statusCmd(&c), watchCmd(&c),
 		controlCmd(&c, workflows.Pause, "Hold a rollout at its current step (the bake clock stops)"),
 		controlCmd(&c, workflows.Resume, "Continue a paused rollout"),
 		abortCmd(&c), promoteCmd(&c), validateCmd(), historyCmd(&c), demoCmd(),

@@ -21,6 +21,8 @@ type HAProxy struct {
 	// Socket is a unix socket path, or host:port for a TCP stats socket.
 	Socket  string
 	Backend string
+	// Map is the map file the backend's route rules read (haproxyroutes.go).
+	Map string
 	// Blue and Green are the slots' replica addresses (host:port).
 	Blue, Green []string
 }

@@ -29,8 +29,9 @@ type Router interface {
 
 // Targeter is a router that routes by request as well as by weight:
 // matching requests, a test route and sticky clients (rollout.Routes).
-// Only the embedded router is one so far; a spec asking for targeting on
-// another router kind is refused when it is validated.
+// The embedded router does all of it; HAProxy header, cookie and test
+// routes (haproxyroutes.go). A spec asking for more than its router does
+// is refused when it is validated.
 type Targeter interface {
 	// SetRoutes puts routes in force (the zero Routes: by weight only).
 	SetRoutes(ctx context.Context, r rollout.Routes) error
@@ -74,7 +75,7 @@ func New(s *spec.Service, emb *Embedded) (Router, error) {
 	blue, green := s.SlotAddrs("blue"), s.SlotAddrs("green")
 	switch s.Router.Kind {
 	case spec.RouterHAProxy:
-		return &HAProxy{Socket: s.Router.HAProxy.Socket, Backend: s.Router.HAProxy.Backend, Blue: blue, Green: green}, nil
+		return &HAProxy{Socket: s.Router.HAProxy.Socket, Backend: s.Router.HAProxy.Backend, Map: s.Router.HAProxy.Map, Blue: blue, Green: green}, nil
 	case spec.RouterCaddy, spec.RouterEmbedded:
 		c := &Caddy{Admin: s.Router.Caddy.Admin, Listen: s.Router.Caddy.Listen,
 			ID: "switchyard-" + s.Name + "-" + s.Environment, Blue: blue, Green: green}

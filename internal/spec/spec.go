@@ -285,6 +285,9 @@ type GatewayAPI struct {
 type HAProxy struct {
 	Socket  string `yaml:"socket" json:"socket"`
 	Backend string `yaml:"backend" json:"backend"`
+	// Map is the map file the backend's route rules read, for header,
+	// cookie and test routes (`switchyard haproxy-routes` prints the rules).
+	Map string `yaml:"map" json:"map,omitempty"`
 }
 
 // Caddy names the admin API and the address the service is served on.

@@ -149,7 +149,11 @@ func (s *Service) validateTargeting(add adder) {
 	if !s.Targets() {
 		return
 	}
-	if s.Router.Kind != RouterEmbedded {
+	haproxy := s.Router.Kind == RouterHAProxy && r.Sticky == nil && r.Mirror == nil
+	if haproxy && s.Router.HAProxy.Map == "" {
+		add("router.haproxy.map", "required for rollout.match and checks.testRoute on HAProxy: the map file the backend's route rules read (switchyard haproxy-routes prints them)")
+	}
+	if s.Router.Kind != RouterEmbedded && !haproxy {
 		field := "rollout.match"
 		switch {
 		case r.Match != nil:
@@ -161,8 +165,11 @@ func (s *Service) validateTargeting(add adder) {
 			field = "checks.testRoute"
 		}
 		why := "cannot route by header, cookie or stickiness yet"
-		if s.Router.Kind == RouterHAProxy && field == "rollout.mirror" {
-			why = "cannot mirror traffic (HAProxy has no built-in request mirroring, only an external SPOE agent)"
+		switch {
+		case s.Router.Kind == RouterHAProxy && r.Mirror != nil:
+			field, why = "rollout.mirror", "cannot mirror traffic (HAProxy has no built-in request mirroring, only an external SPOE agent)"
+		case s.Router.Kind == RouterHAProxy:
+			field, why = "rollout.sticky", "cannot keep sticky canaries yet (header, cookie and test routes it can)"
 		}
 		add(field, "router kind %s %s: use router kind embedded (Switchyard's own selection policy and mirror handler)", s.Router.Kind, why)
 	}
