@@ -482,11 +482,15 @@ func (a *Activities) Shift(ctx context.Context, in ShiftInput) (*ShiftResult, er
 	}
 	var mirror *rollout.MirrorCounters
 	if t != nil && routes.MirrorShare > 0 {
-		m, err := t.Mirrored(ctx)
-		if err != nil {
+		switch m, err := t.Mirrored(ctx); {
+		case errors.Is(err, router.ErrNoCounters):
+			// the router compares nothing (Gateway API): the mirror step
+			// judges the new slot on its own metrics, all shadow traffic
+		case err != nil:
 			return nil, classify(err)
+		default:
+			mirror = &m
 		}
-		mirror = &m
 	}
 	if t != nil && !routes.Empty() {
 		if err := t.SetRoutes(ctx, routes); err != nil {

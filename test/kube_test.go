@@ -12,7 +12,9 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	"github.com/switchyard/switchyard/internal/kube"
 	"github.com/switchyard/switchyard/internal/rollout"
 	"github.com/switchyard/switchyard/internal/router"
 	"github.com/switchyard/switchyard/internal/spec"
@@ -270,4 +272,61 @@ func TestKubernetesBadInputWithStandInPods(t *testing.T) {
 	if w := e.weights(); w != (rollout.Weights{Blue: 100}) {
 		t.Fatalf("after the failures the HTTPRoute says %s, want blue=100 untouched", w)
 	}
+}
+
+func TestGatewayAPIHeaderRoutesAndAMirrorAsHTTPRouteRulesOnARealAPIServer(t *testing.T) {
+	k := startKube(t, true)
+	e, _ := kubeEnv(t, k, "router: {kind: gateway-api, gatewayAPI: {route: api, gateway: public, gatewayNamespace: gateways}}", "")
+	ctx := context.Background()
+	e.given("v1")
+	mismatch, errs := 0.01, 0.05
+	e.svc.Rollout.Steps = spec.Steps{spec.MirrorStep, spec.HeaderStep, 50, 100}
+	e.svc.Rollout.Bake = spec.Duration(3 * time.Second)
+	e.svc.Rollout.Match = &spec.Match{Header: map[string]string{"X-Canary": "true"}, Cookie: map[string]string{"beta": "1"}}
+	e.svc.Rollout.Mirror = &spec.Mirror{Share: 0.25, MaxMismatchRate: &mismatch, MaxErrorRate: &errs}
+	run := e.start("v2")
+	kc, err := kube.For(e.svc) // the worker's own client: the HTTPRoute as Switchyard wrote it
+	if err != nil {
+		t.Fatal(err)
+	}
+	route := func() *gwv1.HTTPRoute {
+		r, err := kc.Gateway.GatewayV1().HTTPRoutes("shop").Get(ctx, "api", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	e.waitFor("the mirror step", func(st *starterStatus) bool { return st.Step == 0 && !st.BakeEndsAt.IsZero() })
+	r := route()
+	f := r.Spec.Rules[0].Filters
+	if len(f) != 1 || f[0].RequestMirror == nil || f[0].RequestMirror.BackendRef.Name != "api-green" || *f[0].RequestMirror.Percent != 25 {
+		t.Fatalf("the mirror step's first rule: %+v", f)
+	}
+	if len(r.Spec.Rules) != 3 {
+		t.Fatalf("at the mirror step the route has %d rules, want the weighted one, the header one and the cookie one", len(r.Spec.Rules))
+	}
+	e.waitFor("the header step", func(st *starterStatus) bool { return st.Step == 1 && !st.BakeEndsAt.IsZero() })
+	r = route()
+	if len(r.Spec.Rules[0].Filters) != 0 {
+		t.Fatalf("the mirror outlived its step: %+v", r.Spec.Rules[0].Filters)
+	}
+	hdr, cookie := r.Spec.Rules[1], r.Spec.Rules[2]
+	if h := hdr.Matches[0].Headers[0]; h.Name != "X-Canary" || h.Value != "true" || hdr.BackendRefs[0].Name != "api-green" {
+		t.Fatalf("the header rule: %+v", hdr)
+	}
+	if c := cookie.Matches[0].Headers[0]; c.Name != "Cookie" || *c.Type != gwv1.HeaderMatchRegularExpression || c.Value != `(^|;\s*)beta=1(;|$)` {
+		t.Fatalf("the cookie rule: %+v", cookie)
+	}
+	if w := e.weights(); w != (rollout.Weights{Blue: 100}) {
+		t.Fatalf("the header step moved weight: %s", w)
+	}
+	o, err := e.starter.Wait(ctx, run)
+	if err != nil || o.Kind != "" {
+		t.Fatalf("v2: %+v %v", o, err)
+	}
+	r = route()
+	if len(r.Spec.Rules) != 1 || len(r.Spec.Rules[0].Filters) != 0 || e.weights() != (rollout.Weights{Green: 100}) {
+		t.Fatalf("after promotion the route has %d rules, filters %+v, weights %s", len(r.Spec.Rules), r.Spec.Rules[0].Filters, e.weights())
+	}
+	t.Logf("mirror step: RequestMirror 25%% to api-green; header step: rules for X-Canary and the beta cookie to api-green; promoted: one rule, green=100%%")
 }

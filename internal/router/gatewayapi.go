@@ -2,7 +2,12 @@ package router
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
+	"math"
+	"regexp"
+	"slices"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -117,6 +122,119 @@ func (g *GatewayAPI) Weights(ctx context.Context) (rollout.Weights, error) {
 	}
 	return w, nil
 }
+
+// SetRoutes writes the routes as the HTTPRoute's rules after the weighted
+// first one: a rule per header set, per cookie set (a regular expression on
+// the Cookie header: the Gateway API has no cookie match) and for the test
+// route, each to the target's Service (rules with header matches take
+// precedence over the first, which has none); and a mirror as the first
+// rule's RequestMirror filter, with its percent. The zero Routes removes
+// them all.
+func (g *GatewayAPI) SetRoutes(ctx context.Context, rt rollout.Routes) error {
+	if rt.Sticky() {
+		return &rollout.PermanentError{Err: errors.New("gateway-api: sticky canaries need router kind embedded (session persistence is experimental in the Gateway API)")}
+	}
+	routes := g.c.Gateway.GatewayV1().HTTPRoutes(g.Namespace)
+	target := g.Blue
+	if rt.Target == rollout.Green {
+		target = g.Green
+	}
+	var extra []gwv1.HTTPRouteRule
+	rule := func(hs []gwv1.HTTPHeaderMatch) {
+		extra = append(extra, gwv1.HTTPRouteRule{Matches: []gwv1.HTTPRouteMatch{{Headers: hs}}, BackendRefs: []gwv1.HTTPBackendRef{g.ref(target, 1)}})
+	}
+	if !rt.Empty() {
+		if len(rt.Header) > 0 {
+			var hs []gwv1.HTTPHeaderMatch
+			for _, k := range slices.Sorted(maps.Keys(rt.Header)) {
+				hs = append(hs, gwv1.HTTPHeaderMatch{Name: gwv1.HTTPHeaderName(k), Value: rt.Header[k]})
+			}
+			rule(hs)
+		}
+		if len(rt.Cookie) > 0 {
+			re := gwv1.HeaderMatchRegularExpression
+			var hs []gwv1.HTTPHeaderMatch
+			for _, k := range slices.Sorted(maps.Keys(rt.Cookie)) {
+				hs = append(hs, gwv1.HTTPHeaderMatch{Type: &re, Name: "Cookie", Value: `(^|;\s*)` + regexp.QuoteMeta(k+"="+rt.Cookie[k]) + `(;|$)`})
+			}
+			rule(hs)
+		}
+		if rt.TestHeader != "" {
+			rule([]gwv1.HTTPHeaderMatch{{Name: gwv1.HTTPHeaderName(rt.TestHeader), Value: rt.TestValue}})
+		}
+	}
+	var filters []gwv1.HTTPRouteFilter
+	if !rt.Empty() && rt.MirrorShare > 0 {
+		pct, port := int32(math.Round(100*rt.MirrorShare)), g.Port
+		filters = []gwv1.HTTPRouteFilter{{Type: gwv1.HTTPRouteFilterRequestMirror, RequestMirror: &gwv1.HTTPRequestMirrorFilter{
+			BackendRef: gwv1.BackendObjectReference{Name: gwv1.ObjectName(target), Port: &port}, Percent: &pct}}}
+	}
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		r, err := routes.Get(ctx, g.Route, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if len(r.Spec.Rules) == 0 {
+			r.Spec.Rules = []gwv1.HTTPRouteRule{{}}
+		}
+		r.Spec.Rules[0].Filters = filters
+		r.Spec.Rules = append(r.Spec.Rules[:1], extra...)
+		_, err = routes.Update(ctx, r, metav1.UpdateOptions{FieldManager: "switchyard"})
+		return err
+	})
+	if err != nil {
+		return g.explain("set routes on httproute "+g.Namespace+"/"+g.Route, err)
+	}
+	return nil
+}
+
+// Routes reads the target of the rules after the first, and the mirror.
+func (g *GatewayAPI) Routes(ctx context.Context) (rollout.Routes, error) {
+	var rt rollout.Routes
+	r, err := g.c.Gateway.GatewayV1().HTTPRoutes(g.Namespace).Get(ctx, g.Route, metav1.GetOptions{})
+	if err != nil {
+		return rt, g.explain("read httproute "+g.Namespace+"/"+g.Route, err)
+	}
+	slot := func(name gwv1.ObjectName) rollout.Slot {
+		if string(name) == g.Green {
+			return rollout.Green
+		}
+		return rollout.Blue
+	}
+	for i, rule := range r.Spec.Rules {
+		for _, f := range rule.Filters {
+			if m := f.RequestMirror; i == 0 && m != nil {
+				rt.Target = slot(m.BackendRef.Name)
+				if m.Percent != nil {
+					rt.MirrorShare = float64(*m.Percent) / 100
+				}
+			}
+		}
+		if i > 0 && len(rule.BackendRefs) > 0 {
+			rt.Target = slot(rule.BackendRefs[0].Name)
+			for _, m := range rule.Matches {
+				for _, h := range m.Headers {
+					if h.Type == nil || *h.Type == gwv1.HeaderMatchExact {
+						if rt.Header == nil {
+							rt.Header = map[string]string{}
+						}
+						rt.Header[string(h.Name)] = h.Value
+					}
+				}
+			}
+		}
+	}
+	return rt, nil
+}
+
+// Mirrored: the Gateway API's mirror discards the copies' answers in the
+// data plane, so there is nothing to compare; the mirror step judges the
+// target on its own metrics (the only traffic it serves at 0 %).
+func (g *GatewayAPI) Mirrored(context.Context) (rollout.MirrorCounters, error) {
+	return rollout.MirrorCounters{}, ErrNoCounters
+}
+
+var _ Targeter = (*GatewayAPI)(nil)
 
 // Counters: the Gateway API has no per-backend counters; analysis reads the slots' metrics or probes them.
 func (g *GatewayAPI) Counters(context.Context) (map[rollout.Slot]rollout.Counters, error) {

@@ -149,36 +149,49 @@ func (s *Service) validateTargeting(add adder) {
 	if !s.Targets() {
 		return
 	}
-	haproxy := s.Router.Kind == RouterHAProxy && r.Sticky == nil && r.Mirror == nil
-	if haproxy && s.Router.HAProxy.Map == "" {
-		add("router.haproxy.map", "required for rollout.match and checks.testRoute on HAProxy: the map file the backend's route rules read (switchyard haproxy-routes prints them)")
+	// what each router kind can do: the embedded router all of it
+	var cannot []string
+	switch s.Router.Kind {
+	case RouterEmbedded:
+	case RouterHAProxy:
+		if s.Router.HAProxy.Map == "" {
+			add("router.haproxy.map", "required for rollout.match and checks.testRoute on HAProxy: the map file the backend's route rules read (switchyard haproxy-routes prints them)")
+		}
+		if r.Sticky != nil {
+			cannot = append(cannot, "rollout.sticky", "cannot keep sticky canaries yet (header, cookie and test routes it can)")
+		}
+		if r.Mirror != nil {
+			cannot = append(cannot, "rollout.mirror", "cannot mirror traffic (HAProxy has no built-in request mirroring, only an external SPOE agent)")
+		}
+	case RouterGatewayAPI:
+		if r.Sticky != nil {
+			cannot = append(cannot, "rollout.sticky", "cannot keep sticky canaries (session persistence is experimental in the Gateway API)")
+		}
+	default:
+		for _, f := range []struct {
+			field string
+			on    bool
+		}{{"rollout.match", r.Match != nil}, {"rollout.sticky", r.Sticky != nil}, {"rollout.mirror", r.Mirror != nil}, {"checks.testRoute", s.Checks.TestRoute != nil}} {
+			if f.on {
+				cannot = append(cannot, f.field, "cannot route by request")
+			}
+		}
 	}
-	if s.Router.Kind != RouterEmbedded && !haproxy {
-		field := "rollout.match"
-		switch {
-		case r.Match != nil:
-		case r.Sticky != nil:
-			field = "rollout.sticky"
-		case r.Mirror != nil:
-			field = "rollout.mirror"
-		default:
-			field = "checks.testRoute"
-		}
-		why := "cannot route by header, cookie or stickiness yet"
-		switch {
-		case s.Router.Kind == RouterHAProxy && r.Mirror != nil:
-			field, why = "rollout.mirror", "cannot mirror traffic (HAProxy has no built-in request mirroring, only an external SPOE agent)"
-		case s.Router.Kind == RouterHAProxy:
-			field, why = "rollout.sticky", "cannot keep sticky canaries yet (header, cookie and test routes it can)"
-		}
-		add(field, "router kind %s %s: use router kind embedded (Switchyard's own selection policy and mirror handler)", s.Router.Kind, why)
+	for i := 0; i < len(cannot); i += 2 {
+		add(cannot[i], "router kind %s %s: use router kind embedded (Switchyard's own selection policy and mirror handler)", s.Router.Kind, cannot[i+1])
 	}
 	if m := r.Mirror; m != nil {
 		if m.Share <= 0 || m.Share > 1 {
 			add("rollout.mirror.share", "must be a fraction above 0 and at most 1 (got %v)", m.Share)
 		}
-		checkRate(add, "rollout.mirror.maxMismatchRate", *m.MaxMismatchRate)
-		checkRate(add, "rollout.mirror.maxErrorRate", *m.MaxErrorRate)
+		for _, f := range []struct {
+			field string
+			v     *float64
+		}{{"rollout.mirror.maxMismatchRate", m.MaxMismatchRate}, {"rollout.mirror.maxErrorRate", m.MaxErrorRate}} {
+			if f.v != nil {
+				checkRate(add, f.field, *f.v)
+			}
+		}
 		if !slices.Contains(r.Steps, MirrorStep) {
 			add("rollout.mirror", "no step mirrors: put mirror first in rollout.steps, like [mirror, 10, 50, 100]")
 		}
