@@ -268,6 +268,16 @@ environments:
 // routerFor starts the test's router (a real HAProxy, or a route on the
 // process's embedded Caddy) and returns the spec's router line.
 func routerFor(t testing.TB, o opts, dir string, front, blue, green, replicas int) string {
+	if o.router == "caddy" {
+		// router kind caddy (Caddy's own modules only) on a real Caddy: the
+		// one this process runs, reached through its admin API like any other
+		embeddedAdminOnce.Do(func() { embeddedAdmin = freePort(t) })
+		admin := fmt.Sprintf("http://127.0.0.1:%d", embeddedAdmin)
+		if err := embedded.Start(context.Background(), admin); err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprintf("router: {kind: caddy, caddy: {admin: '%s', listen: '127.0.0.1:%d'}}", admin, front)
+	}
 	if o.router == "embedded" {
 		// one embedded Caddy per process: every test's service shares its admin API
 		embeddedAdminOnce.Do(func() { embeddedAdmin = freePort(t) })

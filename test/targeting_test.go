@@ -390,3 +390,50 @@ func TestHeaderCookieAndTestRoutesOnHAProxyWithoutAReload(t *testing.T) {
 		t.Fatalf("routes left in HAProxy's map: %+v %v", rt, err)
 	}
 }
+
+func TestHeaderCookieAndTestRoutesOnACaddyOfItsOwn(t *testing.T) {
+	e := newEnv(t, opts{router: "caddy", steps: []int{spec.HeaderStep, 50, 100}, bake: 3 * time.Second,
+		rolloutMore: "\n  match: {header: {X-Canary: \"true\"}, cookie: {beta: \"1\"}}",
+		checksMore:  "\n  testRoute: {header: X-Switchyard-Test, url: FRONT}"})
+	b, _ := os.ReadFile(e.file)
+	if err := os.WriteFile(e.file, []byte(strings.Replace(string(b), "FRONT", strings.TrimSuffix(e.url, "/"), 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := starter.ResolveSpec(e.file, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.svc = svc
+	e.given("v1")
+	run := e.start("v2")
+	e.waitFor("the header step", func(st *starterStatus) bool { return st.Step == 0 && !st.BakeEndsAt.IsZero() })
+	c := &http.Client{Timeout: 5 * time.Second}
+	for _, tc := range []struct {
+		name string
+		set  func(*http.Request)
+		want string
+	}{
+		{"no header", nil, "v1"},
+		{"X-Canary: true", func(r *http.Request) { r.Header.Set("X-Canary", "true") }, "v2"},
+		{"cookie beta=1", func(r *http.Request) { r.AddCookie(&http.Cookie{Name: "beta", Value: "1"}) }, "v2"},
+		{"cookie beta=2", func(r *http.Request) { r.AddCookie(&http.Cookie{Name: "beta", Value: "2"}) }, "v1"},
+		{"test route", func(r *http.Request) { r.Header.Set("X-Switchyard-Test", "1") }, "v2"},
+	} {
+		for range 10 {
+			if v, err := versionOf(t, c, e.url, tc.set); err != nil || v != tc.want {
+				t.Fatalf("%s at the header step: %q %v, want %s", tc.name, v, err, tc.want)
+			}
+		}
+	}
+	o, err := e.starter.Wait(context.Background(), run)
+	if err != nil || o.Kind != "" {
+		t.Fatalf("v2: %+v %v", o, err)
+	}
+	if !strings.Contains(fmt.Sprint(o.Status.Checks), "through the router's test route (X-Switchyard-Test: 1)") {
+		t.Fatalf("the checks did not go through Caddy: %v", o.Status.Checks)
+	}
+	rt, err := e.router.(router.Targeter).Routes(context.Background())
+	if err != nil || !rt.Empty() {
+		t.Fatalf("routes left in Caddy's config: %+v %v", rt, err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -365,11 +366,11 @@ func (c *Caddy) read(ctx context.Context) (rollout.Weights, bool, error) {
 // selection policy routes by request, liveweights.go). A Caddy of its own
 // runs Caddy's policies, which cannot: refused.
 func (c *Caddy) SetRoutes(ctx context.Context, r rollout.Routes) error {
-	if !c.embedded {
-		return &rollout.PermanentError{Err: errors.New("caddy: routing by header, cookie or stickiness needs router kind embedded (Switchyard's own selection policy)")}
-	}
 	if err := c.Ensure(ctx); err != nil {
 		return err
+	}
+	if !c.embedded {
+		return c.setConfigRoutes(ctx, r)
 	}
 	if r.MirrorShare > 0 {
 		// a server written before the mirror handler existed gets it now
@@ -392,13 +393,118 @@ func (c *Caddy) SetRoutes(ctx context.Context, r rollout.Routes) error {
 func (c *Caddy) Routes(ctx context.Context) (rollout.Routes, error) {
 	var r rollout.Routes
 	if !c.embedded {
-		return r, nil
+		return c.configRoutes(ctx)
 	}
 	out, code, err := c.call(ctx, http.MethodGet, "/switchyard/routes/"+c.ID, nil)
 	if err != nil || code == http.StatusNotFound {
 		return r, err
 	}
 	return r, json.Unmarshal(out, &r)
+}
+
+// A Caddy of its own runs Caddy's modules only: header, cookie and test
+// routes are routes of the service's server before its weighted one, each
+// matching (Caddy's header matcher; an expression on the cookie
+// placeholders) and proxying to the target's replicas. Stickiness and
+// mirroring need Switchyard's modules: router kind embedded.
+
+func (c *Caddy) setConfigRoutes(ctx context.Context, rt rollout.Routes) error {
+	if rt.Sticky() || rt.MirrorShare > 0 {
+		return &rollout.PermanentError{Err: errors.New("caddy: sticky canaries and mirroring need router kind embedded (Switchyard's own Caddy modules)")}
+	}
+	path := "/config/apps/http/servers/" + c.ID + "/routes"
+	out, _, err := c.call(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return err
+	}
+	var routes []map[string]any
+	if err := json.Unmarshal(out, &routes); err != nil {
+		return fmt.Errorf("caddy: routes of %s: %w", c.ID, err)
+	}
+	var main map[string]any
+	for _, r := range routes {
+		if r["match"] == nil {
+			main = r
+		}
+	}
+	if main == nil {
+		return fmt.Errorf("caddy: server %s has no route without a matcher (was it changed by hand?)", c.ID)
+	}
+	var next []map[string]any
+	if !rt.Empty() {
+		var ups []map[string]any
+		for _, a := range c.addrs(rt.Target) {
+			ups = append(ups, map[string]any{"dial": a})
+		}
+		to := []any{map[string]any{"handler": "reverse_proxy", "upstreams": ups}}
+		add := func(m map[string]any) { next = append(next, map[string]any{"match": []any{m}, "handle": to}) }
+		if len(rt.Header) > 0 {
+			hs := map[string][]string{}
+			for k, v := range rt.Header {
+				hs[k] = []string{v}
+			}
+			add(map[string]any{"header": hs})
+		}
+		if len(rt.Cookie) > 0 {
+			var conds []string
+			for _, k := range slices.Sorted(maps.Keys(rt.Cookie)) {
+				conds = append(conds, fmt.Sprintf("{http.request.cookie.%s} == %q", k, rt.Cookie[k]))
+			}
+			add(map[string]any{"expression": strings.Join(conds, " && ")})
+		}
+		if rt.TestHeader != "" {
+			add(map[string]any{"header": map[string][]string{rt.TestHeader: {rt.TestValue}}})
+		}
+	}
+	_, _, err = c.call(ctx, http.MethodPatch, path, append(next, main))
+	return err
+}
+
+func (c *Caddy) addrs(slot rollout.Slot) []string {
+	if slot == rollout.Green {
+		return c.Green
+	}
+	return c.Blue
+}
+
+// configRoutes reads the target of the matching routes.
+func (c *Caddy) configRoutes(ctx context.Context) (rollout.Routes, error) {
+	var rt rollout.Routes
+	out, _, err := c.call(ctx, http.MethodGet, "/config/apps/http/servers/"+c.ID+"/routes", nil)
+	if err != nil {
+		return rt, err
+	}
+	var routes []struct {
+		Match  []map[string]any `json:"match"`
+		Handle []struct {
+			Upstreams []struct {
+				Dial string `json:"dial"`
+			} `json:"upstreams"`
+		} `json:"handle"`
+	}
+	if err := json.Unmarshal(out, &routes); err != nil {
+		return rt, fmt.Errorf("caddy: routes of %s: %w", c.ID, err)
+	}
+	for _, r := range routes {
+		if len(r.Match) == 0 || len(r.Handle) == 0 || len(r.Handle[0].Upstreams) == 0 {
+			continue
+		}
+		rt.Target = rollout.Blue
+		if slices.Contains(c.Green, r.Handle[0].Upstreams[0].Dial) {
+			rt.Target = rollout.Green
+		}
+		if hs, ok := r.Match[0]["header"].(map[string]any); ok {
+			for k, v := range hs {
+				if vs, ok := v.([]any); ok && len(vs) == 1 {
+					if rt.Header == nil {
+						rt.Header = map[string]string{}
+					}
+					rt.Header[k], _ = vs[0].(string)
+				}
+			}
+		}
+	}
+	return rt, nil
 }
 
 // addMirror puts the mirror handler first in the service's route.

@@ -163,6 +163,13 @@ func (s *Service) validateTargeting(add adder) {
 		if r.Mirror != nil {
 			cannot = append(cannot, "rollout.mirror", "cannot mirror traffic (HAProxy has no built-in request mirroring, only an external SPOE agent)")
 		}
+	case RouterCaddy:
+		if r.Sticky != nil {
+			cannot = append(cannot, "rollout.sticky", "cannot keep sticky canaries (Caddy's own policies are not weight-aware)")
+		}
+		if r.Mirror != nil {
+			cannot = append(cannot, "rollout.mirror", "cannot mirror and compare traffic (it needs Switchyard's mirror handler)")
+		}
 	case RouterGatewayAPI:
 		if r.Sticky != nil {
 			cannot = append(cannot, "rollout.sticky", "cannot keep sticky canaries (session persistence is experimental in the Gateway API)")
