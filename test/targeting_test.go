@@ -437,3 +437,50 @@ func TestHeaderCookieAndTestRoutesOnACaddyOfItsOwn(t *testing.T) {
 		t.Fatalf("routes left in Caddy's config: %+v %v", rt, err)
 	}
 }
+
+// stickyRollout runs v1 → v2 over 10 → 25 → 50 → 100 with 1,000
+// cookie-keeping clients sending a round every 300 ms, and fails on a
+// failed request or a client that went back to v1.
+func stickyRollout(t *testing.T, e *env) {
+	t.Helper()
+	e.given("v1")
+	clients := newStickyClients(1000)
+	clients.round(t, e.url)
+	run := e.start("v2")
+	done := make(chan struct{})
+	rounds := 0
+	go func() {
+		defer close(done)
+		for {
+			if st, err := e.starter.Status(context.Background(), e.svc.Name, "test"); err == nil && st.Phase.Done() {
+				return
+			}
+			clients.round(t, e.url)
+			rounds++
+			time.Sleep(300 * time.Millisecond)
+		}
+	}()
+	o, err := e.starter.Wait(context.Background(), run)
+	<-done
+	if err != nil || o.Kind != "" {
+		t.Fatalf("v2: %+v %v", o, err)
+	}
+	clients.round(t, e.url)
+	back, moved, onNew := clients.flips("v1")
+	t.Logf("%s: 1,000 cookie-keeping clients, %d rounds over 10 → 25 → 50 → 100: %d moved to v2 (each at most once), %d flipped back, %d failed requests",
+		e.svc.Router.Kind, rounds+2, moved, back, clients.failed)
+	if clients.failed > 0 || back != 0 || onNew != 1000 || rounds < 5 {
+		t.Fatalf("failed %d (%v), flipped back %d, on v2 at the end %d of 1,000, rounds %d", clients.failed, clients.first, back, onNew, rounds)
+	}
+}
+
+func TestStickyClientsNeverFlipBackOnHAProxy(t *testing.T) {
+	rules := func(mapPath string) string {
+		s := &spec.Service{Name: "sticky", Router: spec.Router{Kind: spec.RouterHAProxy, HAProxy: spec.HAProxy{Map: mapPath}}}
+		s.Rollout.Sticky = &spec.Sticky{Cookie: "sw-canary"}
+		return router.HAProxyRoutes(s)
+	}
+	e := newEnv(t, opts{steps: []int{10, 25, 50, 100}, bake: 2 * time.Second, haproxyRoutes: rules,
+		rolloutMore: "\n  sticky: {cookie: sw-canary}"})
+	stickyRollout(t, e)
+}

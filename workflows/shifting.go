@@ -98,6 +98,7 @@ func (d *deployment) shift(ctx workflow.Context, w rollout.Weights, label string
 	if d.in.Spec.Targets() && w.Of(d.st.Target) < 100 {
 		// before the checks pass, only the test route reaches the new version
 		in.Routes = d.routes(d.st.Phase == rollout.PhaseVerifying)
+		in.Routes.Weight = w.Of(d.st.Target)
 		if d.mirroring() {
 			in.Routes.MirrorShare, in.Routes.MirrorBody = d.in.Spec.Rollout.Mirror.Share, d.in.Spec.Rollout.Mirror.CompareBody
 		}

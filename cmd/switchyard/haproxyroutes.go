@@ -31,8 +31,8 @@ file empty; HAProxy loads it at start.`,
 			if svc.Router.Kind != spec.RouterHAProxy || svc.Router.HAProxy.Map == "" {
 				return withCode(exitBadInput, errors.New("the spec's router is not haproxy with router.haproxy.map: nothing to print"))
 			}
-			if svc.Rollout.Match == nil && svc.Checks.TestRoute == nil {
-				return withCode(exitBadInput, errors.New("the spec has neither rollout.match nor checks.testRoute: nothing to route"))
+			if svc.Rollout.Match == nil && svc.Checks.TestRoute == nil && svc.Rollout.Sticky == nil {
+				return withCode(exitBadInput, errors.New("the spec has no rollout.match, rollout.sticky or checks.testRoute: nothing to route"))
 			}
 			fmt.Print(router.HAProxyRoutes(svc))
 			return nil

@@ -32,6 +32,9 @@ type Routes struct {
 	// old to new; an abort (weight 0, routes cleared) sends everyone back.
 	StickyCookie string `json:"stickyCookie,omitempty"`
 	StickyHeader string `json:"stickyHeader,omitempty"`
+	// Weight is Target's share when the routes go in, for a router that
+	// compares sticky buckets with it itself (HAProxy's map).
+	Weight int `json:"weight,omitempty"`
 	// MirrorShare of the requests (0-1) is copied to Target, whose answers
 	// are discarded and compared with the live ones: their status class,
 	// and with MirrorBody the body's hash of a GET.

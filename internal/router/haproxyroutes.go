@@ -19,8 +19,9 @@ import (
 // routes by weight only. A matching request goes to the slot's first
 // server (use-server names one server).
 
-// HAProxyRoutes is what the backend needs for the spec's routes: the map
-// file's rules, to paste into the backend (`switchyard haproxy-routes`).
+// HAProxyRoutes is what the backend needs for the spec's routes (match,
+// test route, sticky): the rules reading the map file, to paste into the
+// backend before its servers (`switchyard haproxy-routes`).
 func HAProxyRoutes(s *spec.Service) string {
 	m := s.Router.HAProxy.Map
 	var conds []string
@@ -53,6 +54,29 @@ func HAProxyRoutes(s *spec.Service) string {
 			fmt.Fprintf(&b, "    use-server %s if %s { var(txn.sy_target) -m str %s }\n", slot, c, slot)
 		}
 	}
+	if st := s.Rollout.Sticky; st != nil {
+		// a client's bucket (0-99) is on the target while below its weight
+		// (the map's key "weight"): from its cookie, else drawn and set on
+		// the answer; or hashed from the header that names it
+		fmt.Fprintf(&b, "    http-request set-var(txn.sy_w) str(weight),map(%s,0)\n", m)
+		if st.Cookie != "" {
+			fmt.Fprintf(&b, "    acl sy_has req.cook(%s) -m reg ^[0-9]{1,2}$\n", st.Cookie)
+			fmt.Fprintf(&b, "    http-request set-var(txn.sy_b) req.cook(%s) if sy_has\n", st.Cookie)
+			b.WriteString("    http-request set-var(txn.sy_b) rand(100) if !sy_has\n")
+			b.WriteString("    http-request set-var(txn.sy_set) int(1) if !sy_has { var(txn.sy_target) -m found }\n")
+			fmt.Fprintf(&b, "    http-response add-header Set-Cookie \"%s=%%[var(txn.sy_b)]; Path=/; HttpOnly; SameSite=Lax\" if { var(txn.sy_set) -m found }\n", st.Cookie)
+		} else {
+			fmt.Fprintf(&b, "    http-request set-var(txn.sy_b) req.hdr(%s),djb2,mod(100)\n", st.Header)
+		}
+		b.WriteString("    http-request set-var(txn.sy_d) var(txn.sy_b),sub(txn.sy_w)\n")
+		b.WriteString("    acl sy_new var(txn.sy_d) -m int lt 0\n")
+		b.WriteString("    acl sy_b var(txn.sy_b) -m found\n")
+		for _, slot := range []string{"blue", "green"} {
+			other := map[string]string{"blue": "green", "green": "blue"}[slot]
+			fmt.Fprintf(&b, "    use-server %s if sy_b sy_new { var(txn.sy_target) -m str %s }\n", slot, slot)
+			fmt.Fprintf(&b, "    use-server %s if sy_b !sy_new { var(txn.sy_target) -m str %s }\n", other, slot)
+		}
+	}
 	return b.String()
 }
 
@@ -61,12 +85,14 @@ func (h *HAProxy) SetRoutes(ctx context.Context, r rollout.Routes) error {
 	if h.Map == "" {
 		return &rollout.PermanentError{Err: errors.New("haproxy: routes need router.haproxy.map (the map file the backend's rules read)")}
 	}
-	if r.Sticky() || r.MirrorShare > 0 {
-		return &rollout.PermanentError{Err: errors.New("haproxy: sticky canaries and mirroring need router kind embedded")}
+	if r.MirrorShare > 0 {
+		return &rollout.PermanentError{Err: errors.New("haproxy: mirroring needs router kind embedded")}
 	}
-	cmds := []string{fmt.Sprintf("del map %s target", h.Map)}
+	// the weight first: a sticky client is compared with the new one as
+	// soon as the target is in force
+	cmds := []string{fmt.Sprintf("del map %s weight", h.Map), fmt.Sprintf("del map %s target", h.Map)}
 	if !r.Empty() {
-		cmds = append(cmds, fmt.Sprintf("add map %s target %s", h.Map, r.Target))
+		cmds = append(cmds, fmt.Sprintf("add map %s weight %d", h.Map, r.Weight), fmt.Sprintf("add map %s target %s", h.Map, r.Target))
 	}
 	out, err := h.Command(ctx, strings.Join(cmds, "; "))
 	if err != nil {

@@ -155,10 +155,7 @@ func (s *Service) validateTargeting(add adder) {
 	case RouterEmbedded:
 	case RouterHAProxy:
 		if s.Router.HAProxy.Map == "" {
-			add("router.haproxy.map", "required for rollout.match and checks.testRoute on HAProxy: the map file the backend's route rules read (switchyard haproxy-routes prints them)")
-		}
-		if r.Sticky != nil {
-			cannot = append(cannot, "rollout.sticky", "cannot keep sticky canaries yet (header, cookie and test routes it can)")
+			add("router.haproxy.map", "required for rollout.match, rollout.sticky and checks.testRoute on HAProxy: the map file the backend's route rules read (switchyard haproxy-routes prints them)")
 		}
 		if r.Mirror != nil {
 			cannot = append(cannot, "rollout.mirror", "cannot mirror traffic (HAProxy has no built-in request mirroring, only an external SPOE agent)")
