@@ -5,6 +5,7 @@ package workflows
 
 import (
 	"errors"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -198,7 +199,16 @@ func (s *Status) EventsSince(n int) (events []Event, missed int) {
 // EventCount is the number of events the rollout has had.
 func (s *Status) EventCount() int { return s.EventsDropped + len(s.Events) }
 
-// Traffic is the new version's share of traffic.
+// StepsText is the steps as the spec writes them: [mirror header 50% 100%].
+func (s *Status) StepsText() string {
+	labels := make([]string, len(s.Steps))
+	for i := range s.Steps {
+		labels[i] = spec.Steps(s.Steps).Label(i)
+	}
+	return "[" + strings.Join(labels, " ") + "]"
+}
+
+// Traffic is the new version's share of the traffic now.
 func (s *Status) Traffic() int {
 	if s.Target == rollout.None {
 		return 0

@@ -341,7 +341,7 @@ func printStatus(w io.Writer, st *workflows.Status) {
 	}
 	fmt.Fprintf(w, "phase        %s\n", phase)
 	if st.Step >= 0 {
-		fmt.Fprintf(w, "step         %d of %d %v\n", st.Step+1, len(st.Steps), st.Steps)
+		fmt.Fprintf(w, "step         %d of %d %s\n", st.Step+1, len(st.Steps), st.StepsText())
 	}
 	if st.Target == rollout.None {
 		fmt.Fprintf(w, "weights      not read: the rollout ended before it read the router (the live slot was not touched)\n")
