@@ -7,13 +7,13 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/switchyard/switchyard/internal/pgtest"
 	"github.com/switchyard/switchyard/workflows"
 )
 
@@ -50,39 +50,10 @@ CREATE TRIGGER users_sync_names BEFORE INSERT OR UPDATE ON users FOR EACH ROW EX
 )
 
 // startPostgresDB runs a real PostgreSQL for the service's own data and
-// returns its URL.
+// returns its URL and a connection.
 func startPostgresDB(t *testing.T) (string, *sql.DB) {
 	t.Helper()
-	initdbs, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
-	if len(initdbs) == 0 {
-		t.Skip("PostgreSQL is not installed (apt-get install postgresql); .ci/run installs it")
-	}
-	bin := filepath.Dir(initdbs[len(initdbs)-1])
-	dir, err := os.MkdirTemp("", "switchyard-appdb")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o777); err != nil {
-		t.Fatal(err)
-	}
-	port := freePort(t)
-	data := filepath.Join(dir, "pg")
-	as := func(tool string, args ...string) {
-		t.Helper()
-		cmd := exec.Command(filepath.Join(bin, tool), args...)
-		if os.Geteuid() == 0 { // PostgreSQL refuses to run as root
-			cmd = exec.Command("runuser", append([]string{"-u", "postgres", "--", filepath.Join(bin, tool)}, args...)...)
-		}
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("%s: %v\n%s", tool, err, out)
-		}
-	}
-	as("initdb", "-D", data, "-U", "app", "--auth=trust", "--no-sync")
-	as("pg_ctl", "-D", data, "-l", filepath.Join(dir, "pg.log"), "-w", "-o",
-		fmt.Sprintf("-c listen_addresses=127.0.0.1 -p %d -k %s -c fsync=off", port, data), "start")
-	t.Cleanup(func() { as("pg_ctl", "-D", data, "-w", "stop", "-m", "fast") })
-	url := fmt.Sprintf("postgres://app@127.0.0.1:%d/postgres?sslmode=disable", port)
+	url := pgtest.Start(t)
 	db, err := sql.Open("pgx", url)
 	if err != nil {
 		t.Fatal(err)

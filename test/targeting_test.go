@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/sdk/client"
+
 	"github.com/switchyard/switchyard/internal/load"
 	"github.com/switchyard/switchyard/internal/rollout"
 	"github.com/switchyard/switchyard/internal/router"
@@ -158,38 +160,7 @@ func TestHeaderCookieAndTestRoutesAndAStickyCanaryOnTheEmbeddedRouter(t *testing
 		"through the router's test route (X-Switchyard-Test: 1)")
 
 	// the sticky clients, a round every 300 ms while the weights rise
-	done := make(chan struct{})
-	var rounds int
-	go func() {
-		defer close(done)
-		for {
-			st, err := e.starter.Status(context.Background(), e.svc.Name, "test")
-			if err == nil && st.Phase.Done() {
-				return
-			}
-			clients.round(t, e.url)
-			rounds++
-			time.Sleep(300 * time.Millisecond)
-		}
-	}()
-	o, err := e.starter.Wait(context.Background(), run)
-	<-done
-	if err != nil || o.Kind != "" {
-		t.Fatalf("v2: %+v %v", o, err)
-	}
-	clients.round(t, e.url)
-	back, moved, onNew := clients.flips("v1")
-	t.Logf("1,000 cookie-keeping clients, %d rounds over header → 10 → 25 → 50 → 100: %d moved to v2 (each at most once), %d flipped back, %d failed requests",
-		rounds+2, moved, back, clients.failed)
-	if clients.failed > 0 {
-		t.Fatalf("%d requests failed: %v", clients.failed, clients.first)
-	}
-	if back != 0 {
-		t.Fatalf("%d clients flipped back to v1", back)
-	}
-	if onNew != 1000 || rounds < 5 {
-		t.Fatalf("%d clients on v2 at the end after %d rounds, want all 1,000", onNew, rounds)
-	}
+	o := clients.throughRollout(t, e, run)
 	if o.Status.Routes != nil {
 		t.Fatalf("routes left in force after promotion: %s", o.Status.Routes)
 	}
@@ -446,7 +417,14 @@ func stickyRollout(t *testing.T, e *env) {
 	e.given("v1")
 	clients := newStickyClients(1000)
 	clients.round(t, e.url)
-	run := e.start("v2")
+	clients.throughRollout(t, e, e.start("v2"))
+}
+
+// throughRollout sends a round from every client every 300 ms until the
+// rollout ends, then one more, and fails on a failed request or a client
+// that went back to v1 after v2, or one not on v2 at the end.
+func (s *stickyClients) throughRollout(t *testing.T, e *env, run client.WorkflowRun) *starter.Outcome {
+	t.Helper()
 	done := make(chan struct{})
 	rounds := 0
 	go func() {
@@ -455,7 +433,7 @@ func stickyRollout(t *testing.T, e *env) {
 			if st, err := e.starter.Status(context.Background(), e.svc.Name, "test"); err == nil && st.Phase.Done() {
 				return
 			}
-			clients.round(t, e.url)
+			s.round(t, e.url)
 			rounds++
 			time.Sleep(300 * time.Millisecond)
 		}
@@ -465,13 +443,14 @@ func stickyRollout(t *testing.T, e *env) {
 	if err != nil || o.Kind != "" {
 		t.Fatalf("v2: %+v %v", o, err)
 	}
-	clients.round(t, e.url)
-	back, moved, onNew := clients.flips("v1")
-	t.Logf("%s: 1,000 cookie-keeping clients, %d rounds over 10 → 25 → 50 → 100: %d moved to v2 (each at most once), %d flipped back, %d failed requests",
-		e.svc.Router.Kind, rounds+2, moved, back, clients.failed)
-	if clients.failed > 0 || back != 0 || onNew != 1000 || rounds < 5 {
-		t.Fatalf("failed %d (%v), flipped back %d, on v2 at the end %d of 1,000, rounds %d", clients.failed, clients.first, back, onNew, rounds)
+	s.round(t, e.url)
+	back, moved, onNew := s.flips("v1")
+	t.Logf("%s: %d cookie-keeping clients, %d rounds over %s: %d moved to v2 (each at most once), %d flipped back, %d failed requests",
+		e.svc.Router.Kind, len(s.clients), rounds+2, o.Status.StepsText(), moved, back, s.failed)
+	if s.failed > 0 || back != 0 || onNew != len(s.clients) || rounds < 5 {
+		t.Fatalf("failed %d (%v), flipped back %d, on v2 at the end %d of %d, rounds %d", s.failed, s.first, back, onNew, len(s.clients), rounds)
 	}
+	return o
 }
 
 func TestStickyClientsNeverFlipBackOnHAProxy(t *testing.T) {

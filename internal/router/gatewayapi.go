@@ -76,6 +76,14 @@ func isKindMissing(err error) bool {
 // SetWeights writes both backendRefs' weights (retrying on a
 // resourceVersion conflict).
 func (g *GatewayAPI) SetWeights(ctx context.Context, w rollout.Weights) error {
+	return g.update(ctx, "set weights on", func(r *gwv1.HTTPRoute) {
+		r.Spec.Rules[0].BackendRefs = []gwv1.HTTPBackendRef{g.ref(g.Blue, w.Blue), g.ref(g.Green, w.Green)}
+	})
+}
+
+// update changes the HTTPRoute (which has at least its first rule when
+// change runs), read fresh and written again on a resourceVersion conflict.
+func (g *GatewayAPI) update(ctx context.Context, what string, change func(*gwv1.HTTPRoute)) error {
 	routes := g.c.Gateway.GatewayV1().HTTPRoutes(g.Namespace)
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		r, err := routes.Get(ctx, g.Route, metav1.GetOptions{})
@@ -85,12 +93,12 @@ func (g *GatewayAPI) SetWeights(ctx context.Context, w rollout.Weights) error {
 		if len(r.Spec.Rules) == 0 {
 			r.Spec.Rules = []gwv1.HTTPRouteRule{{}}
 		}
-		r.Spec.Rules[0].BackendRefs = []gwv1.HTTPBackendRef{g.ref(g.Blue, w.Blue), g.ref(g.Green, w.Green)}
+		change(r)
 		_, err = routes.Update(ctx, r, metav1.UpdateOptions{FieldManager: "switchyard"})
 		return err
 	})
 	if err != nil {
-		return g.explain("set weights on httproute "+g.Namespace+"/"+g.Route, err)
+		return g.explain(what+" httproute "+g.Namespace+"/"+g.Route, err)
 	}
 	return nil
 }
@@ -134,7 +142,6 @@ func (g *GatewayAPI) SetRoutes(ctx context.Context, rt rollout.Routes) error {
 	if rt.Sticky() {
 		return &rollout.PermanentError{Err: errors.New("gateway-api: sticky canaries need router kind embedded (session persistence is experimental in the Gateway API)")}
 	}
-	routes := g.c.Gateway.GatewayV1().HTTPRoutes(g.Namespace)
 	target := g.Blue
 	if rt.Target == rollout.Green {
 		target = g.Green
@@ -169,23 +176,10 @@ func (g *GatewayAPI) SetRoutes(ctx context.Context, rt rollout.Routes) error {
 		filters = []gwv1.HTTPRouteFilter{{Type: gwv1.HTTPRouteFilterRequestMirror, RequestMirror: &gwv1.HTTPRequestMirrorFilter{
 			BackendRef: gwv1.BackendObjectReference{Name: gwv1.ObjectName(target), Port: &port}, Percent: &pct}}}
 	}
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		r, err := routes.Get(ctx, g.Route, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		if len(r.Spec.Rules) == 0 {
-			r.Spec.Rules = []gwv1.HTTPRouteRule{{}}
-		}
+	return g.update(ctx, "set routes on", func(r *gwv1.HTTPRoute) {
 		r.Spec.Rules[0].Filters = filters
 		r.Spec.Rules = append(r.Spec.Rules[:1], extra...)
-		_, err = routes.Update(ctx, r, metav1.UpdateOptions{FieldManager: "switchyard"})
-		return err
 	})
-	if err != nil {
-		return g.explain("set routes on httproute "+g.Namespace+"/"+g.Route, err)
-	}
-	return nil
 }
 
 // Routes reads the target of the rules after the first, and the mirror.

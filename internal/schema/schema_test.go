@@ -4,59 +4,19 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/switchyard/switchyard/internal/pgtest"
 	"github.com/switchyard/switchyard/internal/spec"
 )
 
-// startPostgres runs a real PostgreSQL in a temporary directory and
-// returns its URL.
-func startPostgres(t *testing.T) string {
-	t.Helper()
-	initdbs, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
-	if len(initdbs) == 0 {
-		t.Skip("PostgreSQL is not installed (apt-get install postgresql); .ci/run installs it")
-	}
-	bin := filepath.Dir(initdbs[len(initdbs)-1])
-	dir, err := os.MkdirTemp("", "switchyard-schema")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o777); err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	data := filepath.Join(dir, "pg")
-	as := func(tool string, args ...string) {
-		t.Helper()
-		cmd := exec.Command(filepath.Join(bin, tool), args...)
-		if os.Geteuid() == 0 { // PostgreSQL refuses to run as root
-			cmd = exec.Command("runuser", append([]string{"-u", "postgres", "--", filepath.Join(bin, tool)}, args...)...)
-		}
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("%s: %v\n%s", tool, err, out)
-		}
-	}
-	as("initdb", "-D", data, "-U", "app", "--auth=trust", "--no-sync")
-	as("pg_ctl", "-D", data, "-l", filepath.Join(dir, "pg.log"), "-w", "-o",
-		fmt.Sprintf("-c listen_addresses=127.0.0.1 -p %d -k %s -c fsync=off", port, data), "start")
-	t.Cleanup(func() { as("pg_ctl", "-D", data, "-w", "stop", "-m", "fast") })
-	return fmt.Sprintf("postgres://app@127.0.0.1:%d/postgres?sslmode=disable", port)
-}
+// startPostgres runs a real PostgreSQL and returns its URL.
+func startPostgres(t *testing.T) string { return pgtest.Start(t) }
 
 // service is a spec with goose migrations in a fresh directory.
 func service(t *testing.T) *spec.Service {
