@@ -497,12 +497,24 @@ func (e *env) weights() rollout.Weights {
 func (e *env) waitFor(what string, cond func(st *starterStatus) bool) {
 	e.t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
+	var last *starterStatus
 	for time.Now().Before(deadline) {
 		st, err := e.starter.Status(context.Background(), e.svc.Name, e.svc.Environment)
 		if err == nil && cond(st) {
 			return
 		}
+		if err == nil {
+			last = st
+		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	if last != nil {
+		n := len(last.Events)
+		var tail []string
+		for _, ev := range last.Events[max(0, n-8):] {
+			tail = append(tail, ev.Message)
+		}
+		e.t.Fatalf("timed out waiting for %s; the rollout of %s is %s (%s); its last events:\n%s", what, last.Version, last.Phase, last.Reason, strings.Join(tail, "\n"))
 	}
 	e.t.Fatalf("timed out waiting for %s", what)
 }

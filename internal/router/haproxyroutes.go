@@ -92,6 +92,12 @@ func (h *HAProxy) SetRoutes(ctx context.Context, r rollout.Routes) error {
 	// soon as the target is in force
 	cmds := []string{fmt.Sprintf("del map %s weight", h.Map), fmt.Sprintf("del map %s target", h.Map)}
 	if !r.Empty() {
+		// use-server skips a server HAProxy holds down, and a slot just
+		// started is down until HAProxy's own check passes (as when a
+		// weight rises from 0): marked up, the next check still judges it
+		for _, name := range h.servers(r.Target) {
+			cmds = append(cmds, fmt.Sprintf("set server %s/%s health up", h.Backend, name))
+		}
 		cmds = append(cmds, fmt.Sprintf("add map %s weight %d", h.Map, r.Weight), fmt.Sprintf("add map %s target %s", h.Map, r.Target))
 	}
 	out, err := h.Command(ctx, strings.Join(cmds, "; "))
