@@ -492,9 +492,15 @@ func (a *Activities) Shift(ctx context.Context, in ShiftInput) (*ShiftResult, er
 			mirror = &m
 		}
 	}
-	if t != nil && !routes.Empty() {
-		if err := t.SetRoutes(ctx, routes); err != nil {
-			return nil, classify(err)
+	setRoutes := func() error {
+		if t == nil {
+			return nil
+		}
+		return classify(t.SetRoutes(ctx, routes))
+	}
+	if !routes.Empty() {
+		if err := setRoutes(); err != nil {
+			return nil, err
 		}
 	}
 	if err := r.SetWeights(ctx, in.Weights); err != nil {
@@ -503,9 +509,9 @@ func (a *Activities) Shift(ctx context.Context, in ShiftInput) (*ShiftResult, er
 	if err := router.Verify(ctx, r, svc.Router.Kind, in.Weights); err != nil {
 		return nil, classify(err)
 	}
-	if t != nil && routes.Empty() {
-		if err := t.SetRoutes(ctx, routes); err != nil {
-			return nil, classify(err)
+	if routes.Empty() {
+		if err := setRoutes(); err != nil {
+			return nil, err
 		}
 	}
 	a.metrics(ctx, svc.Name, svc.Environment).weights(in.Weights)

@@ -167,8 +167,8 @@ func (d *deployment) measured(res rollout.CheckResult) {
 // stepAt names where the rollout stands for the events: "25%", or "the
 // mirror step" and "the header step" (the weights at 0 %).
 func (d *deployment) stepAt() string {
-	if st := d.in.Spec.Rollout.Steps; d.st.Stable != rollout.None && d.st.Step >= 0 && d.st.Step < len(st) && st[d.st.Step] <= 0 {
-		return "the " + st.Label(d.st.Step) + " step"
+	if pct, ok := d.specStep(); ok && pct <= 0 {
+		return "the " + d.in.Spec.Rollout.Steps.Label(d.st.Step) + " step"
 	}
 	return fmt.Sprint(d.st.Weights.Of(d.st.Target)) + "%"
 }

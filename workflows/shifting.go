@@ -151,7 +151,17 @@ func (d *deployment) routes(testOnly bool) *rollout.Routes {
 
 // mirroring says whether the current step is the mirror step.
 func (d *deployment) mirroring() bool {
+	pct, ok := d.specStep()
+	return ok && d.st.Phase == rollout.PhaseShifting && pct == spec.MirrorStep && d.in.Spec.Rollout.Mirror != nil
+}
+
+// specStep is the spec's step the rollout stands at, and false where it
+// stands at none of them (before the first, or a first deployment, which
+// goes to 100 % in one step of its own).
+func (d *deployment) specStep() (int, bool) {
 	steps := d.in.Spec.Rollout.Steps
-	return d.st.Phase == rollout.PhaseShifting && d.st.Stable != rollout.None && d.st.Step >= 0 && d.st.Step < len(steps) &&
-		steps[d.st.Step] == spec.MirrorStep && d.in.Spec.Rollout.Mirror != nil
+	if d.st.Stable == rollout.None || d.st.Step < 0 || d.st.Step >= len(steps) {
+		return 0, false
+	}
+	return steps[d.st.Step], true
 }
