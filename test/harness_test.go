@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -278,6 +279,12 @@ func routerFor(t testing.TB, o opts, dir string, front, blue, green, replicas in
 		}
 		return fmt.Sprintf("router: {kind: caddy, caddy: {admin: '%s', listen: '127.0.0.1:%d'}}", admin, front)
 	}
+	if o.router == "caddy-modules" {
+		// router kind caddy on a Caddy of its own built with Switchyard's
+		// modules (cmd/caddy), a separate process like a team's own Caddy
+		admin := startCaddyWithModules(t, dir)
+		return fmt.Sprintf("router: {kind: caddy, caddy: {admin: '%s', listen: '127.0.0.1:%d', switchyardModules: true}}", admin, front)
+	}
 	if o.router == "embedded" {
 		// one embedded Caddy per process: every test's service shares its admin API
 		embeddedAdminOnce.Do(func() { embeddedAdmin = freePort(t) })
@@ -310,6 +317,81 @@ func routerFor(t testing.TB, o opts, dir string, front, blue, green, replicas in
 		sock = o.haproxySocket(sock)
 	}
 	return fmt.Sprintf("router: {kind: haproxy, haproxy: {socket: %s, backend: app%s}}", sock, mapLine)
+}
+
+var (
+	caddyBinOnce sync.Once
+	caddyBinErr  error
+)
+
+// startCaddyWithModules builds cmd/caddy once per process and runs it with
+// its admin API on a free port and its live state in dir; killed when the
+// test ends. It returns the admin URL.
+func startCaddyWithModules(t testing.TB, dir string) string {
+	t.Helper()
+	caddyBinOnce.Do(func() {
+		if out, err := exec.Command("go", "build", "-o", filepath.Join(bins, "caddy"), "../cmd/caddy").CombinedOutput(); err != nil {
+			caddyBinErr = fmt.Errorf("go build ../cmd/caddy: %v\n%s", err, out)
+		}
+	})
+	if caddyBinErr != nil {
+		t.Fatal(caddyBinErr)
+	}
+	admin := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	cfg := filepath.Join(dir, "caddy.json")
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, `{"admin": {"listen": %q}}`, admin), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	stop := runCaddy(t, dir, admin, "--config", cfg)
+	caddyStops.Store(dir, stop)
+	t.Cleanup(func() {
+		if f, ok := caddyStops.LoadAndDelete(dir); ok {
+			f.(func())()
+		}
+	})
+	return "http://" + admin
+}
+
+// caddyStops: the test dir's running Caddy → what stops it.
+var caddyStops sync.Map
+
+// restartCaddyWithModules kills the test's Caddy (SIGKILL: no clean stop)
+// and starts it again from its autosaved config, as a host restart would.
+func restartCaddyWithModules(t testing.TB, dir, adminURL string) {
+	t.Helper()
+	if f, ok := caddyStops.Load(dir); ok {
+		f.(func())()
+	}
+	caddyStops.Store(dir, runCaddy(t, dir, strings.TrimPrefix(adminURL, "http://"), "--resume"))
+}
+
+func runCaddy(t testing.TB, dir, admin string, args ...string) (stop func()) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(bins, "caddy"), append([]string{"run"}, args...)...)
+	cmd.Env = append(os.Environ(), "SWITCHYARD_CADDY_STATE="+filepath.Join(dir, "caddy-state"),
+		"XDG_DATA_HOME="+filepath.Join(dir, "caddy-data"), "XDG_CONFIG_HOME="+filepath.Join(dir, "caddy-config"))
+	logf, err := os.OpenFile(filepath.Join(dir, "caddy.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stop = func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); logf.Close() }
+	for i := 0; ; i++ {
+		resp, err := http.Get("http://" + admin + "/config/")
+		if err == nil {
+			resp.Body.Close()
+			return stop
+		}
+		if i == 100 {
+			stop()
+			b, _ := os.ReadFile(logf.Name())
+			t.Fatalf("caddy with Switchyard's modules did not start: %v\n%s", err, b)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // connect gives the env its router, its starter and (unless the test runs

@@ -21,6 +21,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	authv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -127,7 +128,7 @@ func startKube(t *testing.T, withCRDs bool) *kubeAPI {
 	k.workerKC = k.kubeconfig("worker", tok.Status.Token)
 	k.apply("../deployments/kubernetes/rbac.yaml")
 	if withCRDs {
-		k.InstallGatewayCRDs()
+		k.InstallGatewayCRDs("standard")
 	}
 	return k
 }
@@ -173,22 +174,32 @@ func (k *kubeAPI) apply(path string) {
 		if obj.GetNamespace() != "" {
 			ri = k.dyn.Resource(res).Namespace(obj.GetNamespace())
 		}
-		if _, err := ri.Create(context.Background(), &obj, metav1.CreateOptions{}); err != nil {
+		_, err := ri.Create(context.Background(), &obj, metav1.CreateOptions{})
+		if apierrors.IsAlreadyExists(err) {
+			// replaced, as kubectl apply would (a CRD's other channel)
+			var cur *unstructured.Unstructured
+			if cur, err = ri.Get(context.Background(), obj.GetName(), metav1.GetOptions{}); err == nil {
+				obj.SetResourceVersion(cur.GetResourceVersion())
+				_, err = ri.Update(context.Background(), &obj, metav1.UpdateOptions{})
+			}
+		}
+		if err != nil {
 			k.t.Fatalf("%s: create %s %s: %v", path, gvk.Kind, obj.GetName(), err)
 		}
 	}
 }
 
-// InstallGatewayCRDs installs the Gateway API's standard CRDs from the
-// module this build uses, and waits until they are served.
-func (k *kubeAPI) InstallGatewayCRDs() {
+// InstallGatewayCRDs installs (or replaces) the Gateway API's CRDs of a
+// channel, standard or experimental, from the module this build uses, and
+// waits until they are served.
+func (k *kubeAPI) InstallGatewayCRDs(channel string) {
 	k.t.Helper()
 	dir, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/gateway-api").Output()
 	if err != nil {
 		k.t.Fatal(err)
 	}
 	for _, name := range []string{"gateway.networking.k8s.io_gateways.yaml", "gateway.networking.k8s.io_httproutes.yaml"} {
-		k.apply(filepath.Join(strings.TrimSpace(string(dir)), "config", "crd", "standard", name))
+		k.apply(filepath.Join(strings.TrimSpace(string(dir)), "config", "crd", channel, name))
 	}
 	crds := k.dyn.Resource(schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"})
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {

@@ -253,7 +253,7 @@ func TestKubernetesBadInputWithStandInPods(t *testing.T) {
 	}
 	// the Gateway API CRDs are not installed yet
 	t.Logf("CRDs absent: %s", deploy(e.file, "v1", 4, "Gateway API CRDs"))
-	k.InstallGatewayCRDs()
+	k.InstallGatewayCRDs("standard")
 	t.Logf("no kubeconfig: %s", deploy(variant("kubeconfig: "+k.workerKC, "kubeconfig: /nonexistent/kubeconfig"), "v1", 4, "kubeconfig /nonexistent/kubeconfig"))
 	unreachable := k.kubeconfig("unreachable", "x")
 	b, _ := os.ReadFile(unreachable)
@@ -329,4 +329,80 @@ func TestGatewayAPIHeaderRoutesAndAMirrorAsHTTPRouteRulesOnARealAPIServer(t *tes
 		t.Fatalf("after promotion the route has %d rules, filters %+v, weights %s", len(r.Spec.Rules), r.Spec.Rules[0].Filters, e.weights())
 	}
 	t.Logf("mirror step: RequestMirror 25%% to api-green; header step: rules for X-Canary and the beta cookie to api-green; promoted: one rule, green=100%%")
+}
+
+// A sticky canary on the Gateway API is the HTTPRoute's sessionPersistence
+// (the gateway pins each client to the backend it first got), which only
+// the experimental channel's CRD keeps: on the standard one the API server
+// prunes it without an error, so Switchyard reads the route back and stops
+// before any weight moves.
+func TestGatewayAPIStickyCanaryIsSessionPersistenceAndAStandardCRDIsRefused(t *testing.T) {
+	k := startKube(t, true)
+	e, _ := kubeEnv(t, k, "router: {kind: gateway-api, gatewayAPI: {route: api, gateway: public, gatewayNamespace: gateways}}", "")
+	ctx := context.Background()
+	e.given("v1")
+	e.svc.Rollout.Steps = spec.Steps{25, 50, 100}
+	e.svc.Rollout.Bake = spec.Duration(2 * time.Second)
+	e.svc.Rollout.Sticky = &spec.Sticky{Cookie: "sw-canary"}
+	kc, err := kube.For(e.svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	route := func() *gwv1.HTTPRoute {
+		r, err := kc.Gateway.GatewayV1().HTTPRoutes("shop").Get(ctx, "api", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+
+	// the standard channel: refused, nothing moved
+	o := e.deploy("v2")
+	if o.Kind == "" || !strings.Contains(o.Reason, "dropped rules[0].sessionPersistence") || !strings.Contains(o.Reason, "experimental channel") {
+		t.Fatalf("sticky on the standard CRD: %s: %s", o.Kind, o.Reason)
+	}
+	for _, wc := range o.Status.Timeline {
+		if wc.Weights.Of(rollout.Green) > 0 {
+			t.Fatalf("weight moved to v2 without stickiness: %v", o.Status.Timeline)
+		}
+	}
+	if w := e.weights(); w != (rollout.Weights{Blue: 100}) || len(route().Spec.Rules) != 1 {
+		t.Fatalf("after the refusal: weights %s, %d rules", w, len(route().Spec.Rules))
+	}
+	t.Logf("standard CRD: %s: %s", o.Kind, o.Reason)
+
+	// the experimental channel: the weighted rule keeps clients by cookie
+	k.InstallGatewayCRDs("experimental")
+	run := e.start("v2")
+	e.waitFor("25 %", func(st *starterStatus) bool { return st.Step == 0 && !st.BakeEndsAt.IsZero() })
+	sp := route().Spec.Rules[0].SessionPersistence
+	if sp == nil || *sp.SessionName != "sw-canary" || sp.AbsoluteTimeout == nil || *sp.AbsoluteTimeout != "24h" || *sp.Type != gwv1.CookieBasedSessionPersistence || *sp.CookieConfig.LifetimeType != gwv1.PermanentCookieLifetimeType {
+		t.Fatalf("at 25 %% the weighted rule's sessionPersistence: %+v", sp)
+	}
+	if w := e.weights(); w != (rollout.Weights{Blue: 75, Green: 25}) {
+		t.Fatalf("at 25 %%: %s", w)
+	}
+	if o, err := e.starter.Wait(ctx, run); err != nil || o.Kind != "" {
+		t.Fatalf("v2: %+v %v", o, err)
+	}
+	if sp := route().Spec.Rules[0].SessionPersistence; sp != nil || e.weights() != (rollout.Weights{Green: 100}) {
+		t.Fatalf("after promotion: sessionPersistence %+v, weights %s", sp, e.weights())
+	}
+
+	// an abort takes the persistence away with the weight: every client back
+	run = e.start("v3")
+	e.waitFor("25 % of v3", func(st *starterStatus) bool { return st.Step == 0 && !st.BakeEndsAt.IsZero() })
+	if route().Spec.Rules[0].SessionPersistence == nil {
+		t.Fatal("v3 at 25 %: no sessionPersistence")
+	}
+	if _, err := e.starter.Control(ctx, e.svc.Name, "test", workflows.Abort, workflows.AbortRequest{Reason: "sticky test", By: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	if o, err := e.starter.Wait(ctx, run); err != nil || o.Kind != workflows.ErrRolledBack {
+		t.Fatalf("abort: %+v %v", o, err)
+	}
+	if sp := route().Spec.Rules[0].SessionPersistence; sp != nil || e.weights() != (rollout.Weights{Green: 100}) {
+		t.Fatalf("after the abort: sessionPersistence %+v, weights %s", sp, e.weights())
+	}
+	t.Logf("experimental CRD: sessionPersistence {sessionName: sw-canary, type: Cookie, lifetime: Permanent, absoluteTimeout: 24h} on the weighted rule at 25 %%, gone after promotion and after an abort")
 }

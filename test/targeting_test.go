@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -139,8 +140,21 @@ func TestHeaderCookieAndTestRoutesAndAStickyCanaryOnTheEmbeddedRouter(t *testing
 }
 
 func TestAnAbortSendsStickyClientsBack(t *testing.T) {
-	e := newEnv(t, opts{router: "embedded", steps: []int{25, 50, 100}, bake: 20 * time.Second,
-		rolloutMore: "\n  sticky: {cookie: sw-canary}"})
+	for _, r := range []string{"embedded", "haproxy", "caddy-modules"} {
+		t.Run(r, func(t *testing.T) {
+			o := opts{router: r, steps: []int{25, 50, 100}, bake: 20 * time.Second,
+				rolloutMore: "\n  sticky: {cookie: sw-canary}"}
+			if r == "haproxy" {
+				o.router, o.haproxyRoutes = "", stickyRules
+			}
+			abortStickyClients(t, newEnv(t, o))
+		})
+	}
+}
+
+// abortStickyClients: 400 cookie-keeping clients at 25 %, each keeping its
+// version, then an abort: every one of them back on v1, none failed.
+func abortStickyClients(t *testing.T, e *env) {
 	e.given("v1")
 	clients := newStickyClients(400)
 	run := e.start("v2")
@@ -168,15 +182,26 @@ func TestAnAbortSendsStickyClientsBack(t *testing.T) {
 	if still != 0 || clients.failed != 0 {
 		t.Fatalf("after the abort %d clients still on v2, %d requests failed", still, clients.failed)
 	}
-	t.Logf("at 25 %%: %d of 400 sticky clients on v2; after the abort all 400 on v1", onNew)
+	t.Logf("%s: at 25 %%: %d of 400 sticky clients on v2; after the abort all 400 on v1, 0 failed", routerName(e), onNew)
 	if !strings.Contains(fmt.Sprint(clients.seen[0]), "v1") {
 		t.Fatal("no client saw v1")
 	}
 }
 
 func TestShadowTrafficCatchesAVersionWhoseAnswersDifferWhileReturning200(t *testing.T) {
-	e := newEnv(t, opts{router: "embedded", steps: []int{spec.MirrorStep, 50, 100}, bake: 3 * time.Second,
-		rolloutMore: "\n  mirror: {share: 0.5, compareBody: true, maxMismatchRate: 0.01, maxErrorRate: 0.02}"})
+	// the embedded router, and a Caddy of its own with Switchyard's modules
+	for _, r := range []string{"embedded", "caddy-modules"} {
+		t.Run(r, func(t *testing.T) {
+			shadowTraffic(t, newEnv(t, opts{router: r, steps: []int{spec.MirrorStep, 50, 100}, bake: 3 * time.Second,
+				rolloutMore: "\n  mirror: {share: 0.5, compareBody: true, maxMismatchRate: 0.01, maxErrorRate: 0.02}"}))
+		})
+	}
+}
+
+// shadowTraffic deploys a version whose answers differ (200, a wrong price),
+// one that fails a tenth of its copies, and a good one, under 100 req/s
+// that never fail.
+func shadowTraffic(t *testing.T, e *env) {
 	e.given("v1")
 	gen := load.Start(e.url+"price?item=7", 100, 3*time.Minute)
 	// answers 200 with a wrong price: only the comparison can tell
@@ -414,20 +439,72 @@ func (s *stickyClients) throughRollout(t *testing.T, e *env, run client.Workflow
 	s.round(t, e.url)
 	back, moved, onNew := s.flips("v1")
 	t.Logf("%s: %d cookie-keeping clients, %d rounds over %s: %d moved to v2 (each at most once), %d flipped back, %d failed requests",
-		e.svc.Router.Kind, len(s.clients), rounds+2, o.Status.StepsText(), moved, back, s.failed)
+		routerName(e), len(s.clients), rounds+2, o.Status.StepsText(), moved, back, s.failed)
 	if s.failed > 0 || back != 0 || onNew != len(s.clients) || rounds < 3 {
 		t.Fatalf("failed %d (%v), flipped back %d, on v2 at the end %d of %d, rounds %d", s.failed, s.first, back, onNew, len(s.clients), rounds)
 	}
 	return o
 }
 
-func TestStickyClientsNeverFlipBackOnHAProxy(t *testing.T) {
-	rules := func(mapPath string) string {
-		s := &spec.Service{Name: "sticky", Router: spec.Router{Kind: spec.RouterHAProxy, HAProxy: spec.HAProxy{Map: mapPath}}}
-		s.Rollout.Sticky = &spec.Sticky{Cookie: "sw-canary"}
-		return router.HAProxyRoutes(s)
+// routerName names the test's router in its log lines.
+func routerName(e *env) string {
+	if e.svc.Router.Caddy.SwitchyardModules {
+		return "caddy with Switchyard's modules"
 	}
-	e := newEnv(t, opts{steps: []int{10, 25, 50, 100}, bake: 3 * time.Second, haproxyRoutes: rules,
+	return string(e.svc.Router.Kind)
+}
+
+// stickyRules are HAProxy's backend rules for a cookie-sticky canary.
+func stickyRules(mapPath string) string {
+	s := &spec.Service{Name: "sticky", Router: spec.Router{Kind: spec.RouterHAProxy, HAProxy: spec.HAProxy{Map: mapPath}}}
+	s.Rollout.Sticky = &spec.Sticky{Cookie: "sw-canary"}
+	return router.HAProxyRoutes(s)
+}
+
+func TestStickyClientsNeverFlipBackOnHAProxy(t *testing.T) {
+	e := newEnv(t, opts{steps: []int{10, 25, 50, 100}, bake: 3 * time.Second, haproxyRoutes: stickyRules,
+		rolloutMore: "\n  sticky: {cookie: sw-canary}"})
+	stickyRollout(t, e)
+}
+
+// A Caddy with Switchyard's modules keeps the live weights and routes in
+// its state dir: killed at 50 % and started again from its autosaved config
+// (which holds the weights it was loaded with, 100 % v1), it serves 50 %
+// and the header route, not the old config's weights.
+func TestACaddyWithSwitchyardModulesRestartedServesTheLiveWeightsAndRoutes(t *testing.T) {
+	e := newEnv(t, opts{router: "caddy-modules", steps: []int{50, 100}, bake: time.Minute,
+		rolloutMore: "\n  match: {header: {X-Canary: \"true\"}}"})
+	e.given("v1")
+	e.start("v2")
+	e.waitFor("50 %", func(st *starterStatus) bool { return st.Step == 0 && !st.BakeEndsAt.IsZero() })
+	restartCaddyWithModules(t, filepath.Dir(e.file), e.svc.Router.Caddy.Admin)
+	c := &http.Client{Timeout: 5 * time.Second}
+	n := map[string]int{}
+	for range 200 {
+		v, err := versionOf(t, c, e.url, nil)
+		if err != nil {
+			t.Fatalf("after the restart: %v", err)
+		}
+		n[v]++
+	}
+	if n["v2"] < 70 || n["v2"] > 130 {
+		t.Fatalf("after the restart at 50 %%: %v of 200 requests", n)
+	}
+	for range 20 {
+		if v, err := versionOf(t, c, e.url, func(r *http.Request) { r.Header.Set("X-Canary", "true") }); err != nil || v != "v2" {
+			t.Fatalf("X-Canary after the restart: %q %v", v, err)
+		}
+	}
+	if w := e.weights(); w.Of(rollout.Green) != 50 {
+		t.Fatalf("the router reads %s after the restart", w)
+	}
+	t.Logf("Caddy killed and restarted at 50 %%: %v of 200 requests, X-Canary still on v2", n)
+}
+
+// A Caddy of its own built with Switchyard's modules (cmd/caddy, a separate
+// process) keeps sticky canaries as the embedded router does.
+func TestStickyClientsNeverFlipBackOnACaddyWithSwitchyardModules(t *testing.T) {
+	e := newEnv(t, opts{router: "caddy-modules", steps: []int{10, 25, 50, 100}, bake: 3 * time.Second,
 		rolloutMore: "\n  sticky: {cookie: sw-canary}"})
 	stickyRollout(t, e)
 }

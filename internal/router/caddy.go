@@ -37,6 +37,9 @@ type Caddy struct {
 	Held *Embedded
 	// embedded: router kind embedded, which needs Held to write a listener.
 	embedded bool
+	// modules: the Caddy has Switchyard's modules (embedded, or a Caddy of
+	// its own built with cmd/caddy): weights in place, routes, mirroring.
+	modules bool
 }
 
 var caddyClient = &http.Client{Timeout: 10 * time.Second}
@@ -108,7 +111,7 @@ func (c *Caddy) handler(w rollout.Weights) map[string]any {
 		}
 	}
 	policy := map[string]any{"policy": "weighted_round_robin", "weights": c.weightList(w)}
-	if c.embedded {
+	if c.modules {
 		policy = map[string]any{"policy": "switchyard_live", "key": c.ID, "weights": c.weightList(w), "blue": len(c.Blue)}
 	}
 	return map[string]any{
@@ -173,7 +176,7 @@ func (c *Caddy) server(w rollout.Weights) (map[string]any, error) {
 		}
 	}
 	handle := []any{c.handler(w)}
-	if c.embedded {
+	if c.modules {
 		// shadow traffic, off until the routes ask for it (mirror.go)
 		handle = append([]any{c.mirrorHandler()}, handle...)
 	}
@@ -190,7 +193,7 @@ func (c *Caddy) mirrorHandler() map[string]any {
 
 // Ensure creates the service's server, answering 503 until a slot is live,
 // unless it exists already.
-func (c *Caddy) Ensure(ctx context.Context) error {
+func (c *Caddy) Ensure(ctx context.Context) (err error) {
 	_, code, err := c.call(ctx, http.MethodGet, "/id/"+c.ID, nil)
 	if err != nil {
 		return err
@@ -208,6 +211,11 @@ func (c *Caddy) Ensure(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	defer func() {
+		if err != nil && c.modules && !c.embedded && strings.Contains(err.Error(), "switchyard_") {
+			err = fmt.Errorf("%w (router.caddy.switchyardModules is true but the Caddy at %s lacks Switchyard's modules: build it with go build -o caddy ./cmd/caddy)", err, c.Admin)
+		}
+	}()
 	switch {
 	case full == nil:
 		_, _, err = c.call(ctx, http.MethodPost, "/load", map[string]any{
@@ -261,14 +269,14 @@ func (c *Caddy) SetWeights(ctx context.Context, w rollout.Weights) error {
 		return nil
 	}
 	liveBefore, liveAfter := cur != (rollout.Weights{}), w != (rollout.Weights{})
-	if c.embedded && liveAfter {
+	if c.modules && liveAfter {
 		// in place, and before any config change, which then keeps them (liveweights.go)
 		if _, _, err := c.call(ctx, http.MethodPut, "/switchyard/weights/"+c.ID, c.weightList(w)); err != nil {
 			return err
 		}
 	}
 	switch {
-	case liveBefore && liveAfter && same && c.embedded:
+	case liveBefore && liveAfter && same && c.modules:
 	case liveBefore && liveAfter && same:
 		_, _, err = c.call(ctx, http.MethodPatch, "/id/"+c.ID+"/load_balancing/selection_policy/weights", c.weightList(w))
 	default:
@@ -358,18 +366,18 @@ func (c *Caddy) read(ctx context.Context) (rollout.Weights, bool, error) {
 		w.Green = 100 - w.Blue
 	}
 	// an embedded handler written before the live policy is rewritten with it
-	same := slices.Equal(dials, append(append([]string(nil), c.Blue...), c.Green...)) && live == c.embedded
+	same := slices.Equal(dials, append(append([]string(nil), c.Blue...), c.Green...)) && live == c.modules
 	return w, same, nil
 }
 
-// SetRoutes puts routes in force on the embedded router, in place (its
-// selection policy routes by request, liveweights.go). A Caddy of its own
-// runs Caddy's policies, which cannot: refused.
+// SetRoutes puts routes in force in place where the Caddy has Switchyard's
+// modules (its selection policy routes by request, liveweights.go); a Caddy
+// with only its own gets matching routes in its config (setConfigRoutes).
 func (c *Caddy) SetRoutes(ctx context.Context, r rollout.Routes) error {
 	if err := c.Ensure(ctx); err != nil {
 		return err
 	}
-	if !c.embedded {
+	if !c.modules {
 		return c.setConfigRoutes(ctx, r)
 	}
 	if r.MirrorShare > 0 {
@@ -392,7 +400,7 @@ func (c *Caddy) SetRoutes(ctx context.Context, r rollout.Routes) error {
 // Routes reads the routes in force (by weight only where none were set).
 func (c *Caddy) Routes(ctx context.Context) (rollout.Routes, error) {
 	var r rollout.Routes
-	if !c.embedded {
+	if !c.modules {
 		return c.configRoutes(ctx)
 	}
 	out, code, err := c.call(ctx, http.MethodGet, "/switchyard/routes/"+c.ID, nil)
@@ -402,15 +410,15 @@ func (c *Caddy) Routes(ctx context.Context) (rollout.Routes, error) {
 	return r, json.Unmarshal(out, &r)
 }
 
-// A Caddy of its own runs Caddy's modules only: header, cookie and test
-// routes are routes of the service's server before its weighted one, each
-// matching (Caddy's header matcher; an expression on the cookie
-// placeholders) and proxying to the target's replicas. Stickiness and
-// mirroring need Switchyard's modules: router kind embedded.
+// A Caddy with its own modules only: header, cookie and test routes are
+// routes of the service's server before its weighted one, each matching
+// (Caddy's header matcher; an expression on the cookie placeholders) and
+// proxying to the target's replicas. Stickiness and mirroring need
+// Switchyard's modules.
 
 func (c *Caddy) setConfigRoutes(ctx context.Context, rt rollout.Routes) error {
 	if rt.Sticky() || rt.MirrorShare > 0 {
-		return &rollout.PermanentError{Err: errors.New("caddy: sticky canaries and mirroring need router kind embedded (Switchyard's own Caddy modules)")}
+		return &rollout.PermanentError{Err: errors.New("caddy: sticky canaries and mirroring need Switchyard's modules (router kind embedded, or a Caddy built with cmd/caddy and switchyardModules: true)")}
 	}
 	path := "/config/apps/http/servers/" + c.ID + "/routes"
 	out, _, err := c.call(ctx, http.MethodGet, path, nil)
@@ -516,8 +524,8 @@ func (c *Caddy) addMirror(ctx context.Context) error {
 // Mirrored reads the embedded router's mirror counts for the service.
 func (c *Caddy) Mirrored(ctx context.Context) (rollout.MirrorCounters, error) {
 	var m rollout.MirrorCounters
-	if !c.embedded {
-		return m, &rollout.PermanentError{Err: errors.New("caddy: mirroring needs router kind embedded")}
+	if !c.modules {
+		return m, &rollout.PermanentError{Err: errors.New("caddy: mirroring needs Switchyard's modules (router kind embedded, or a Caddy built with cmd/caddy and switchyardModules: true)")}
 	}
 	out, _, err := c.call(ctx, http.MethodGet, "/switchyard/mirror/"+c.ID, nil)
 	if err != nil {

@@ -83,7 +83,7 @@ func (g *GatewayAPI) SetWeights(ctx context.Context, w rollout.Weights) error {
 
 // update changes the HTTPRoute (which has at least its first rule when
 // change runs), read fresh and written again on a resourceVersion conflict.
-func (g *GatewayAPI) update(ctx context.Context, what string, change func(*gwv1.HTTPRoute)) error {
+func (g *GatewayAPI) update(ctx context.Context, what string, change func(*gwv1.HTTPRoute), written ...func(*gwv1.HTTPRoute)) error {
 	routes := g.c.Gateway.GatewayV1().HTTPRoutes(g.Namespace)
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		r, err := routes.Get(ctx, g.Route, metav1.GetOptions{})
@@ -94,7 +94,12 @@ func (g *GatewayAPI) update(ctx context.Context, what string, change func(*gwv1.
 			r.Spec.Rules = []gwv1.HTTPRouteRule{{}}
 		}
 		change(r)
-		_, err = routes.Update(ctx, r, metav1.UpdateOptions{FieldManager: "switchyard"})
+		r, err = routes.Update(ctx, r, metav1.UpdateOptions{FieldManager: "switchyard"})
+		if err == nil && len(r.Spec.Rules) > 0 {
+			for _, f := range written {
+				f(r) // the route as the API server stored it
+			}
+		}
 		return err
 	})
 	if err != nil {
@@ -135,12 +140,13 @@ func (g *GatewayAPI) Weights(ctx context.Context) (rollout.Weights, error) {
 // first one: a rule per header set, per cookie set (a regular expression on
 // the Cookie header: the Gateway API has no cookie match) and for the test
 // route, each to the target's Service (rules with header matches take
-// precedence over the first, which has none); and a mirror as the first
-// rule's RequestMirror filter, with its percent. The zero Routes removes
-// them all.
+// precedence over the first, which has none); a mirror as the first rule's
+// RequestMirror filter, with its percent; a sticky cookie as the first
+// rule's sessionPersistence (the gateway pins each client to the backend it
+// first got). The zero Routes removes them all.
 func (g *GatewayAPI) SetRoutes(ctx context.Context, rt rollout.Routes) error {
-	if rt.Sticky() {
-		return &rollout.PermanentError{Err: errors.New("gateway-api: sticky canaries need router kind embedded (session persistence is experimental in the Gateway API)")}
+	if rt.StickyHeader != "" {
+		return &rollout.PermanentError{Err: errors.New("gateway-api: sticky canaries by header are not possible (its Header session persistence is a token the gateway issues, not a client's ID): use sticky.cookie")}
 	}
 	target := g.Blue
 	if rt.Target == rollout.Green {
@@ -176,10 +182,28 @@ func (g *GatewayAPI) SetRoutes(ctx context.Context, rt rollout.Routes) error {
 		filters = []gwv1.HTTPRouteFilter{{Type: gwv1.HTTPRouteFilterRequestMirror, RequestMirror: &gwv1.HTTPRequestMirrorFilter{
 			BackendRef: gwv1.BackendObjectReference{Name: gwv1.ObjectName(target), Port: &port}, Percent: &pct}}}
 	}
-	return g.update(ctx, "set routes on", func(r *gwv1.HTTPRoute) {
+	var sticky *gwv1.SessionPersistence
+	if !rt.Empty() && rt.StickyCookie != "" {
+		// a permanent cookie, as the other routers set: a client keeps its
+		// version across browser restarts for a day, longer than a rollout
+		name, typ, life, day := rt.StickyCookie, gwv1.CookieBasedSessionPersistence, gwv1.PermanentCookieLifetimeType, gwv1.Duration("24h")
+		sticky = &gwv1.SessionPersistence{SessionName: &name, Type: &typ, AbsoluteTimeout: &day, CookieConfig: &gwv1.CookieConfig{LifetimeType: &life}}
+	}
+	var pruned bool
+	err := g.update(ctx, "set routes on", func(r *gwv1.HTTPRoute) {
 		r.Spec.Rules[0].Filters = filters
+		r.Spec.Rules[0].SessionPersistence = sticky
 		r.Spec.Rules = append(r.Spec.Rules[:1], extra...)
+	}, func(r *gwv1.HTTPRoute) {
+		pruned = sticky != nil && r.Spec.Rules[0].SessionPersistence == nil
 	})
+	if err == nil && pruned {
+		// the standard channel's CRD prunes the field without an error:
+		// a rollout would go on with no client kept on its version
+		_ = g.update(ctx, "clear routes on", func(r *gwv1.HTTPRoute) { r.Spec.Rules = r.Spec.Rules[:1]; r.Spec.Rules[0].Filters = nil })
+		return &rollout.PermanentError{Err: fmt.Errorf("gateway-api: the cluster's HTTPRoute CRD dropped rules[0].sessionPersistence (the standard channel has no session persistence): install the Gateway API's experimental channel CRDs for sticky canaries, or drop rollout.sticky")}
+	}
+	return err
 }
 
 // Routes reads the target of the rules after the first, and the mirror.
@@ -196,6 +220,9 @@ func (g *GatewayAPI) Routes(ctx context.Context) (rollout.Routes, error) {
 		return rollout.Blue
 	}
 	for i, rule := range r.Spec.Rules {
+		if sp := rule.SessionPersistence; i == 0 && sp != nil && sp.SessionName != nil {
+			rt.StickyCookie = *sp.SessionName
+		}
 		for _, f := range rule.Filters {
 			if m := f.RequestMirror; i == 0 && m != nil {
 				rt.Target = slot(m.BackendRef.Name)

@@ -262,6 +262,19 @@ func (e *Embedded) loadLive() {
 	}
 }
 
+// KeepLiveIn keeps the live weights and routes in dir, for a Caddy of its
+// own built with Switchyard's modules (cmd/caddy): they survive its restart
+// as the embedded router's do, loaded here before its config serves.
+func KeepLiveIn(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("switchyard state dir: %w", err)
+	}
+	e := &Embedded{stateDir: dir}
+	e.loadLive()
+	liveOwner.Store(e)
+	return nil
+}
+
 // liveAdmin serves /switchyard/weights/KEY on the admin API: GET the live
 // weights (404: none), PUT a JSON list to set them in place.
 type liveAdmin struct{}

@@ -82,6 +82,7 @@ func New(s *spec.Service, emb *Embedded) (Router, error) {
 		if s.Router.Kind == spec.RouterEmbedded {
 			c.Held, c.embedded = emb, true
 		}
+		c.modules = c.embedded || s.Router.Caddy.SwitchyardModules
 		return c, nil
 	case spec.RouterALB:
 		return NewALB(context.Background(), s.Router.ALB)

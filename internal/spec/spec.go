@@ -294,6 +294,10 @@ type HAProxy struct {
 type Caddy struct {
 	Admin  string `yaml:"admin" json:"admin"`
 	Listen string `yaml:"listen" json:"listen"`
+	// SwitchyardModules says a Caddy of its own (router kind caddy) was
+	// built with Switchyard's modules (go build ./cmd/caddy): the weights
+	// are then set in place and it can keep sticky canaries and mirror.
+	SwitchyardModules bool `yaml:"switchyardModules" json:"switchyardModules,omitempty"`
 }
 
 // Checks verify a slot before it gets traffic and analyse it while it does.

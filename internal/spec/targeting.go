@@ -161,15 +161,22 @@ func (s *Service) validateTargeting(add adder) {
 			cannot = append(cannot, "rollout.mirror", "cannot mirror traffic (HAProxy has no built-in request mirroring, only an external SPOE agent)")
 		}
 	case RouterCaddy:
-		if r.Sticky != nil {
-			cannot = append(cannot, "rollout.sticky", "cannot keep sticky canaries (Caddy's own policies are not weight-aware)")
-		}
-		if r.Mirror != nil {
-			cannot = append(cannot, "rollout.mirror", "cannot mirror and compare traffic (it needs Switchyard's mirror handler)")
+		// Caddy's stock policies are not weight-aware, and mirroring and
+		// comparing needs a handler of Switchyard's
+		if !s.Router.Caddy.SwitchyardModules {
+			if r.Sticky != nil {
+				add("rollout.sticky", "router kind caddy keeps sticky canaries only with Switchyard's selection policy: build Caddy with it (go build -o caddy ./cmd/caddy) and set router.caddy.switchyardModules: true, or use router kind embedded")
+			}
+			if r.Mirror != nil {
+				add("rollout.mirror", "router kind caddy mirrors and compares traffic only with Switchyard's mirror handler: build Caddy with it (go build -o caddy ./cmd/caddy) and set router.caddy.switchyardModules: true, or use router kind embedded")
+			}
 		}
 	case RouterGatewayAPI:
-		if r.Sticky != nil {
-			cannot = append(cannot, "rollout.sticky", "cannot keep sticky canaries (session persistence is experimental in the Gateway API)")
+		// sticky by cookie is the HTTPRoute's sessionPersistence (the
+		// experimental channel's CRD; a standard one is found out at the
+		// first Shift, before any weight moves)
+		if r.Sticky != nil && r.Sticky.Header != "" {
+			add("rollout.sticky.header", "router kind gateway-api keeps sticky canaries by cookie only (its Header session persistence is a token the gateway issues, not a client's ID): use sticky.cookie")
 		}
 	default:
 		for _, f := range []struct {

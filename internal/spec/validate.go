@@ -414,6 +414,9 @@ func (s *Service) validateRouter(add adder) {
 			// the admin API has no authentication: it rewrites the routes
 			add("router.caddy.admin", "the embedded router's admin API has no authentication: bind it to 127.0.0.1 or, better, a unix socket (unix:/run/switchyard/caddy-admin.sock)")
 		}
+		if s.Router.Caddy.SwitchyardModules && s.Router.Kind == RouterEmbedded {
+			add("router.caddy.switchyardModules", "is for router kind caddy (a Caddy of its own built with cmd/caddy): the embedded router has them always")
+		}
 	case RouterGatewayAPI, RouterKubernetesService:
 		if s.Platform != PlatformKubernetes {
 			add("router.kind", "%s routes to Kubernetes Services: it needs platform: kubernetes", s.Router.Kind)
