@@ -253,6 +253,14 @@ func BenchmarkTargetingOverhead(b *testing.B) {
 	targetingOverhead(b, e, true)
 }
 
+// BenchmarkTargetingOverheadOnACaddyWithSwitchyardModules: the same on a
+// Caddy of its own built from cmd/caddy (a separate process).
+func BenchmarkTargetingOverheadOnACaddyWithSwitchyardModules(b *testing.B) {
+	e := newEnv(b, opts{router: "caddy-modules", steps: []int{spec.MirrorStep, spec.HeaderStep, 100}, bake: 10 * time.Minute,
+		rolloutMore: targetingRollout + "\n  mirror: {share: 1, compareBody: true}"})
+	targetingOverhead(b, e, true)
+}
+
 // BenchmarkTargetingOverheadOnHAProxy: the same for HAProxy's route rules
 // (ACLs reading the map file), against the same backend with the map empty.
 func BenchmarkTargetingOverheadOnHAProxy(b *testing.B) {
@@ -305,7 +313,7 @@ func targetingOverhead(b *testing.B, e *env, mirror bool) {
 	}
 	b.ReportMetric(float64(matched.P50)/float64(plain.P50), "header-p50-ratio")
 	line := fmt.Sprintf("targeting on the %s router at %d req/s, %s each, same run: plain path p50 %s, p99 %s; header rule, not matching: %s; header-routed to v2: %s",
-		e.svc.Router.Kind, rps, each, plain.P50.Round(time.Microsecond), plain.P99.Round(time.Microsecond), ratio(unmatched), ratio(matched))
+		routerName(e), rps, each, plain.P50.Round(time.Microsecond), plain.P99.Round(time.Microsecond), ratio(unmatched), ratio(matched))
 	if mirror {
 		b.ReportMetric(float64(mirrored.P50)/float64(plain.P50), "mirror-p50-ratio")
 		line += "; every request mirrored and compared (share 1, body hash): " + ratio(mirrored)
@@ -475,7 +483,7 @@ func (s *stickyClients) throughRollout(t *testing.T, e *env, run client.Workflow
 // routerName names the test's router in its log lines.
 func routerName(e *env) string {
 	if e.svc.Router.Caddy.SwitchyardModules {
-		return "caddy with Switchyard's modules"
+		return "caddy (Switchyard's modules)"
 	}
 	return string(e.svc.Router.Kind)
 }

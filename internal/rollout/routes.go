@@ -157,11 +157,19 @@ func (r Routes) String() string {
 		}
 		parts = append(parts, fmt.Sprintf("mirroring %g%% of requests to %s (answers discarded, %s compared)", 100*r.MirrorShare, r.Target, what))
 	}
+	sticky := ""
 	switch {
 	case r.StickyCookie != "":
-		parts = append(parts, "sticky by cookie "+r.StickyCookie)
+		sticky = "sticky by cookie " + r.StickyCookie
 	case r.StickyHeader != "":
-		parts = append(parts, "sticky by header "+r.StickyHeader)
+		sticky = "sticky by header " + r.StickyHeader
+	}
+	if sticky != "" && r.Weight > 0 {
+		// who is pinned to what
+		sticky += fmt.Sprintf(" (%d%% of clients kept on %s)", r.Weight, r.Target)
+	}
+	if sticky != "" {
+		parts = append(parts, sticky)
 	}
 	return strings.Join(parts, "; ")
 }

@@ -37,6 +37,12 @@ func TestRoutesMatchAHeaderSetOrACookieSetAndTheTestRoute(t *testing.T) {
 	if got := r.String(); got != "header X-Canary: true and X-Team: ops or cookie beta=1 → green; test route X-Switchyard-Test: 1 → green" {
 		t.Errorf("String() = %q", got)
 	}
+	if got := (Routes{Target: Green, StickyCookie: "sw", Weight: 25}).String(); got != "sticky by cookie sw (25% of clients kept on green)" {
+		t.Errorf("String() = %q", got)
+	}
+	if got := (Routes{Target: Green, StickyHeader: "X-User-ID", Header: map[string]string{"X-Canary": "true"}}).String(); got != "header X-Canary: true → green; sticky by header X-User-ID" {
+		t.Errorf("String() = %q", got)
+	}
 }
 
 func TestAStickyClientKeepsItsBucket(t *testing.T) {
