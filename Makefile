@@ -5,7 +5,7 @@ BIN := bin
 TOOLS := $(BIN)/tools
 TEMPORAL_VERSION := v1.32.1
 
-.PHONY: demo demo-release build build-worker demo-builds test test-short bench crash-matrix soak clean temporal-bins kube-bins oidc-bins
+.PHONY: demo demo-release build build-worker caddy demo-builds test test-short bench crash-matrix soak clean temporal-bins kube-bins oidc-bins
 
 # stripped (-s -w: no symbol table or DWARF; panics still print their stacks)
 build:
@@ -15,6 +15,11 @@ build:
 # and its Web UI (dev, demo and temporal-server then say so), a third the size
 build-worker:
 	$(GO) build -tags noserver -ldflags "-s -w" -o $(BIN)/switchyard-worker ./cmd/switchyard
+
+# Caddy with Switchyard's modules, for router kind caddy with
+# switchyardModules: true (sticky canaries, mirroring, weights in place)
+caddy:
+	$(GO) build -ldflags "-s -w" -o $(BIN)/caddy ./cmd/caddy
 
 # three builds of the demo service; v3 is a bad release that fails half its requests
 demo-builds:

@@ -22,6 +22,9 @@ type standInCaddyAdmin struct {
 	mu      sync.Mutex
 	holder  map[string]any // {"root": the config}, so every value has a parent
 	changes []string       // method and path of every write
+	// stock: a Caddy without Switchyard's modules, whose /load refuses
+	// a config naming them as Caddy does
+	stock bool
 }
 
 func startStandInCaddy(t *testing.T) (*standInCaddyAdmin, string) {
@@ -50,6 +53,10 @@ func (a *standInCaddyAdmin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var rest []string
 	switch {
 	case r.URL.Path == "/load" && r.Method == http.MethodPost:
+		if b, _ := json.Marshal(body); a.stock && strings.Contains(string(b), `"switchyard_`) {
+			http.Error(w, `{"error":"loading config: loading new config: loading http app module: provision http: server switchyard-web-prod: setting up route handlers: route 0: loading handler modules: position 0: unknown module: http.handlers.switchyard_mirror"}`, http.StatusBadRequest)
+			return
+		}
 		a.holder["root"] = body
 		return
 	case strings.HasPrefix(r.URL.Path, "/config/"):
@@ -256,4 +263,21 @@ func mustGet(t *testing.T, admin, path string) any {
 		t.Fatal(err)
 	}
 	return v
+}
+
+// A spec that says its Caddy has Switchyard's modules, pointed at one that
+// has not: the error says what to build.
+func TestACaddyWithoutSwitchyardsModulesIsNamedOnStandInAdmin(t *testing.T) {
+	a, url := startStandInCaddy(t)
+	a.stock = true
+	c := &Caddy{Admin: url, Listen: "127.0.0.1:9100", ID: "switchyard-web-prod", Blue: []string{"127.0.0.1:9101"}, Green: []string{"127.0.0.1:9102"}, modules: true}
+	err := c.Ensure(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "unknown module: http.handlers.switchyard_mirror") ||
+		!strings.Contains(err.Error(), "router.caddy.switchyardModules is true but the Caddy at "+url+" lacks Switchyard's modules: build it with go build -o caddy ./cmd/caddy") {
+		t.Fatalf("Ensure: %v", err)
+	}
+	c.modules = false // the same Caddy with its own modules only
+	if err := c.Ensure(context.Background()); err != nil {
+		t.Fatalf("stock config: %v", err)
+	}
 }
