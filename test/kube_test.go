@@ -285,17 +285,7 @@ func TestGatewayAPIHeaderRoutesAndAMirrorAsHTTPRouteRulesOnARealAPIServer(t *tes
 	e.svc.Rollout.Match = &spec.Match{Header: map[string]string{"X-Canary": "true"}, Cookie: map[string]string{"beta": "1"}}
 	e.svc.Rollout.Mirror = &spec.Mirror{Share: 0.25, MaxMismatchRate: &mismatch, MaxErrorRate: &errs}
 	run := e.start("v2")
-	kc, err := kube.For(e.svc) // the worker's own client: the HTTPRoute as Switchyard wrote it
-	if err != nil {
-		t.Fatal(err)
-	}
-	route := func() *gwv1.HTTPRoute {
-		r, err := kc.Gateway.GatewayV1().HTTPRoutes("shop").Get(ctx, "api", metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r
-	}
+	route := httpRoute(t, e)
 	e.waitFor("the mirror step", func(st *starterStatus) bool { return st.Step == 0 && !st.BakeEndsAt.IsZero() })
 	r := route()
 	f := r.Spec.Rules[0].Filters
@@ -344,17 +334,7 @@ func TestGatewayAPIStickyCanaryIsSessionPersistenceAndAStandardCRDIsRefused(t *t
 	e.svc.Rollout.Steps = spec.Steps{25, 50, 100}
 	e.svc.Rollout.Bake = spec.Duration(2 * time.Second)
 	e.svc.Rollout.Sticky = &spec.Sticky{Cookie: "sw-canary"}
-	kc, err := kube.For(e.svc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	route := func() *gwv1.HTTPRoute {
-		r, err := kc.Gateway.GatewayV1().HTTPRoutes("shop").Get(ctx, "api", metav1.GetOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r
-	}
+	route := httpRoute(t, e)
 
 	// the standard channel: refused, nothing moved
 	o := e.deploy("v2")
@@ -405,4 +385,20 @@ func TestGatewayAPIStickyCanaryIsSessionPersistenceAndAStandardCRDIsRefused(t *t
 		t.Fatalf("after the abort: sessionPersistence %+v, weights %s", sp, e.weights())
 	}
 	t.Logf("experimental CRD: sessionPersistence {sessionName: sw-canary, type: Cookie, lifetime: Permanent, absoluteTimeout: 24h} on the weighted rule at 25 %%, gone after promotion and after an abort")
+}
+
+// httpRoute reads shop/api with the worker's own client: the HTTPRoute as
+// Switchyard wrote it.
+func httpRoute(t *testing.T, e *env) func() *gwv1.HTTPRoute {
+	kc, err := kube.For(e.svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func() *gwv1.HTTPRoute {
+		r, err := kc.Gateway.GatewayV1().HTTPRoutes("shop").Get(context.Background(), "api", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
 }
