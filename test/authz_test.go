@@ -262,6 +262,8 @@ func TestSwitchyardsAuthorizerHoldsEveryClientToTheRoles(t *testing.T) {
 	e := newEnv(t, opts{address: p.hostPort, apiKey: ci, tls: p.tls, steps: []int{100}, noBake: true})
 	staging, production := *e.svc, *e.svc
 	staging.Environment, production.Environment = "staging", "production"
+	retireOnCleanup(t, &staging)
+	retireOnCleanup(t, &production)
 	refused := func(what string, err error, want string) {
 		t.Helper()
 		var pd *serviceerror.PermissionDenied

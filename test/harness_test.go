@@ -411,6 +411,12 @@ func (e *env) connect(o opts, dir string) {
 		}
 		t.Cleanup(w.Stop)
 	}
+	retireOnCleanup(t, svc)
+}
+
+// retireOnCleanup stops the service's slots when the test ends (a test
+// that deploys to other environments calls it for each).
+func retireOnCleanup(t testing.TB, svc *spec.Service) {
 	t.Cleanup(func() {
 		p, err := platform.New(svc)
 		if err != nil {
