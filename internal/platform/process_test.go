@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -205,6 +206,32 @@ func TestAForgedPidfileKillsNothing(t *testing.T) {
 		fi, err := os.Stat(f)
 		if err != nil || fi.Mode().Perm() != 0o600 {
 			t.Errorf("%s: mode %v (%v), want 0600", f, fi.Mode().Perm(), err)
+		}
+	}
+}
+
+// Two attempts of one Provision at once in a worker (a retry after a
+// heartbeat timeout while the first still runs, as under load): both end
+// on the one process, neither takes the other's for a stranger's.
+func TestTwoProvisionsOfOneSlotAtOnceEndOnOneProcess(t *testing.T) {
+	s := demoSpec(t)
+	p := NewProcess(s)
+	ctx := context.Background()
+	t.Cleanup(func() { _ = p.Retire(ctx, rollout.Green) })
+	for round := range 15 {
+		var wg sync.WaitGroup
+		var got [2]rollout.Instance
+		var errs [2]error
+		for i := range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				got[i], errs[i] = NewProcess(s).Provision(ctx, rollout.Green, fmt.Sprintf("v%d", round), "", nil)
+			}()
+		}
+		wg.Wait()
+		if errs[0] != nil || errs[1] != nil || got[0].PID != got[1].PID {
+			t.Fatalf("round %d: %v / %v, pids %d and %d", round, errs[0], errs[1], got[0].PID, got[1].PID)
 		}
 	}
 }
