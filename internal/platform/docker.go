@@ -574,6 +574,7 @@ func (d *Docker) Provision(ctx context.Context, slot rollout.Slot, version, arti
 	if heartbeat == nil {
 		heartbeat = func(string) {}
 	}
+	defer provisioning(fmt.Sprintf("docker:%s/%s/%s", d.svc.Name, d.svc.Environment, slot))()
 	in := Instance{Slot: slot, Addr: d.svc.SlotAddrs(string(slot))[0], Version: version, Artifact: artifact}
 	if artifact == "" {
 		return in, &BadInputError{fmt.Errorf("docker: slot %s: no image for %s (the build did not run)", slot, version)}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/switchyard/switchyard/internal/rollout"
 	"github.com/switchyard/switchyard/internal/spec"
@@ -81,4 +82,18 @@ func slotEnv(s *spec.Service, slot rollout.Slot, version string) ([]string, erro
 		env = append(env, k+"="+v)
 	}
 	return env, nil
+}
+
+// slotLocks serializes Provision per slot within a worker: a retry that
+// starts while the attempt it replaces still runs (a heartbeat timeout
+// under load) would otherwise race it between the port check and the
+// start, and one of them take the other's process or container for a
+// stranger's (make bench's scale run failed 2 of 400 rollouts on it).
+var slotLocks sync.Map // key → *sync.Mutex
+
+// provisioning locks key's slot and returns the unlock.
+func provisioning(key string) (unlock func()) {
+	mu, _ := slotLocks.LoadOrStore(key, new(sync.Mutex))
+	mu.(*sync.Mutex).Lock()
+	return mu.(*sync.Mutex).Unlock
 }

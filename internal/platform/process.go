@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -159,21 +158,12 @@ func (p *Process) Build(context.Context, string, func(string)) (string, error) {
 // Gates: the process platform has no built-in artifact checks.
 func (p *Process) Gates(context.Context, string) ([]rollout.CheckResult, error) { return nil, nil }
 
-// provisioning serializes Provision per slot within a worker: a retry
-// that starts while the attempt it replaces still runs (a heartbeat
-// timeout under load) would otherwise race it between the port check
-// and the pidfile, and one of them take the other's process for a
-// stranger's (the scale bench failed 2 of 400 rollouts on it).
-var provisioning sync.Map // slot's pidfile base → *sync.Mutex
-
 // Provision starts the version in the slot, or re-attaches to it.
 func (p *Process) Provision(ctx context.Context, slot rollout.Slot, version, _ string, heartbeat func(string)) (Instance, error) {
 	if heartbeat == nil {
 		heartbeat = func(string) {}
 	}
-	mu, _ := provisioning.LoadOrStore(p.base(slot), new(sync.Mutex))
-	mu.(*sync.Mutex).Lock()
-	defer mu.(*sync.Mutex).Unlock()
+	defer provisioning("process:" + p.base(slot))()
 	in := Instance{Slot: slot, Addr: p.addr(slot), Version: version}
 	pf, err := p.read(slot)
 	if err != nil {
