@@ -76,15 +76,18 @@ func isKindMissing(err error) bool {
 // SetWeights writes both backendRefs' weights (retrying on a
 // resourceVersion conflict).
 func (g *GatewayAPI) SetWeights(ctx context.Context, w rollout.Weights) error {
-	return g.update(ctx, "set weights on", func(r *gwv1.HTTPRoute) {
+	_, err := g.update(ctx, "set weights on", func(r *gwv1.HTTPRoute) {
 		r.Spec.Rules[0].BackendRefs = []gwv1.HTTPBackendRef{g.ref(g.Blue, w.Blue), g.ref(g.Green, w.Green)}
 	})
+	return err
 }
 
 // update changes the HTTPRoute (which has at least its first rule when
-// change runs), read fresh and written again on a resourceVersion conflict.
-func (g *GatewayAPI) update(ctx context.Context, what string, change func(*gwv1.HTTPRoute), written ...func(*gwv1.HTTPRoute)) error {
+// change runs), read fresh and written again on a resourceVersion conflict,
+// and returns it as the API server stored it.
+func (g *GatewayAPI) update(ctx context.Context, what string, change func(*gwv1.HTTPRoute)) (*gwv1.HTTPRoute, error) {
 	routes := g.c.Gateway.GatewayV1().HTTPRoutes(g.Namespace)
+	var stored *gwv1.HTTPRoute
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		r, err := routes.Get(ctx, g.Route, metav1.GetOptions{})
 		if err != nil {
@@ -94,18 +97,13 @@ func (g *GatewayAPI) update(ctx context.Context, what string, change func(*gwv1.
 			r.Spec.Rules = []gwv1.HTTPRouteRule{{}}
 		}
 		change(r)
-		r, err = routes.Update(ctx, r, metav1.UpdateOptions{FieldManager: "switchyard"})
-		if err == nil && len(r.Spec.Rules) > 0 {
-			for _, f := range written {
-				f(r) // the route as the API server stored it
-			}
-		}
+		stored, err = routes.Update(ctx, r, metav1.UpdateOptions{FieldManager: "switchyard"})
 		return err
 	})
 	if err != nil {
-		return g.explain(what+" httproute "+g.Namespace+"/"+g.Route, err)
+		return nil, g.explain(what+" httproute "+g.Namespace+"/"+g.Route, err)
 	}
-	return nil
+	return stored, nil
 }
 
 // Weights reads the two backendRefs' weights from the route's first rule.
@@ -189,19 +187,16 @@ func (g *GatewayAPI) SetRoutes(ctx context.Context, rt rollout.Routes) error {
 		name, typ, life, day := rt.StickyCookie, gwv1.CookieBasedSessionPersistence, gwv1.PermanentCookieLifetimeType, gwv1.Duration("24h")
 		sticky = &gwv1.SessionPersistence{SessionName: &name, Type: &typ, AbsoluteTimeout: &day, CookieConfig: &gwv1.CookieConfig{LifetimeType: &life}}
 	}
-	var pruned bool
-	err := g.update(ctx, "set routes on", func(r *gwv1.HTTPRoute) {
+	stored, err := g.update(ctx, "set routes on", func(r *gwv1.HTTPRoute) {
 		r.Spec.Rules[0].Filters = filters
 		r.Spec.Rules[0].SessionPersistence = sticky
 		r.Spec.Rules = append(r.Spec.Rules[:1], extra...)
-	}, func(r *gwv1.HTTPRoute) {
-		pruned = sticky != nil && r.Spec.Rules[0].SessionPersistence == nil
 	})
-	if err == nil && pruned {
+	if err == nil && sticky != nil && stored.Spec.Rules[0].SessionPersistence == nil {
 		// the standard channel's CRD prunes the field without an error:
 		// a rollout would go on with no client kept on its version
-		_ = g.update(ctx, "clear routes on", func(r *gwv1.HTTPRoute) { r.Spec.Rules = r.Spec.Rules[:1]; r.Spec.Rules[0].Filters = nil })
-		return &rollout.PermanentError{Err: fmt.Errorf("gateway-api: the cluster's HTTPRoute CRD dropped rules[0].sessionPersistence (the standard channel has no session persistence): install the Gateway API's experimental channel CRDs for sticky canaries, or drop rollout.sticky")}
+		_ = g.SetRoutes(ctx, rollout.Routes{})
+		return &rollout.PermanentError{Err: errors.New("gateway-api: the cluster's HTTPRoute CRD dropped rules[0].sessionPersistence (the standard channel has no session persistence): install the Gateway API's experimental channel CRDs for sticky canaries, or drop rollout.sticky")}
 	}
 	return err
 }
